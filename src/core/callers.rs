@@ -1,0 +1,432 @@
+//! The gateway's own callers: the `TOKENGATE_CLIENTS` registry, the `POST /oauth/token`
+//! request forms, and the opaque tokens the gateway issues.
+//!
+//! `POST /oauth/token` accepts seed 001's contract — a JSON body with exactly `grant_type`,
+//! `client_id` and `client_secret` (400 for malformed JSON, 422 with seed 000's
+//! `{"message": "Validation Failed", "errors": [{field, code}]}` for bad fields, 401
+//! `invalid_client` for wrong credentials) — and the RFC 6749 §4.4 forms: a form body with
+//! credentials in HTTP Basic (§2.3.1) or in the body, errors per §5.2.
+//!
+//! Issued tokens are 256 random bits (RFC 6750 §5.2 wants them unguessable); only their SHA-256
+//! is ever stored.
+
+use crate::core::config::{validate_provider_id, ConfigError};
+use crate::core::secret::{ct_eq_bytes, Secret};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// KV key prefix of issued caller tokens (followed by the token's SHA-256, hex).
+pub const CALLER_TOKEN_PREFIX: &str = "tg:v1:ctok:";
+/// Prefix of every issued token, so leaked ones are recognisable by secret scanners.
+pub const TOKEN_PREFIX: &str = "tg_";
+/// Default lifetime of an issued token, seconds.
+pub const DEFAULT_CALLER_TTL_S: u64 = 3600;
+
+/// One registered caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's client id.
+    pub client_id: String,
+    secret_sha256: [u8; 32],
+    /// Provider ids this caller may call.
+    pub scopes: Vec<String>,
+    /// Lifetime of tokens issued to it, seconds (60 ..= 86400: KV's minimum TTL is 60 s).
+    pub token_ttl_s: u64,
+}
+
+/// The parsed `TOKENGATE_CLIENTS` secret.
+#[derive(Clone, Debug, Default)]
+pub struct CallerRegistry {
+    callers: BTreeMap<String, Caller>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCaller {
+    secret_sha256: String,
+    scopes: Vec<String>,
+    token_ttl_s: Option<u64>,
+}
+
+impl CallerRegistry {
+    /// Parses the JSON object `{ "<client_id>": { secret_sha256, scopes, token_ttl_s } }`.
+    pub fn parse(name: &str, json: &str) -> Result<Self, ConfigError> {
+        let map: Map<String, Value> = serde_json::from_str(json)
+            .map_err(|_| ConfigError::global(name, "must be a JSON object keyed by client id"))?;
+        let mut callers = BTreeMap::new();
+        for (id, v) in map {
+            let err = |m: String| ConfigError::global(format!("{name}.{id}"), m);
+            if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+                return Err(err("client id must be 1-128 printable characters".into()));
+            }
+            let raw: RawCaller = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
+            let mut secret_sha256 = [0u8; 32];
+            hex::decode_to_slice(raw.secret_sha256.trim(), &mut secret_sha256)
+                .map_err(|_| err("secret_sha256 must be 64 hex digits".into()))?;
+            if raw.scopes.is_empty() {
+                return Err(err("scopes must name at least one provider".into()));
+            }
+            for s in &raw.scopes {
+                validate_provider_id(s).map_err(|m| err(format!("scope `{s}` {m}")))?;
+            }
+            let token_ttl_s = raw.token_ttl_s.unwrap_or(DEFAULT_CALLER_TTL_S);
+            if !(60..=86_400).contains(&token_ttl_s) {
+                return Err(err("token_ttl_s must be from 60 to 86400".into()));
+            }
+            callers.insert(
+                id.clone(),
+                Caller {
+                    client_id: id,
+                    secret_sha256,
+                    scopes: raw.scopes,
+                    token_ttl_s,
+                },
+            );
+        }
+        Ok(CallerRegistry { callers })
+    }
+
+    /// Every registered caller.
+    pub fn iter(&self) -> impl Iterator<Item = &Caller> {
+        self.callers.values()
+    }
+
+    /// The caller whose id and secret match, comparing hashes in constant time; an unknown id
+    /// costs the same hash and comparison as a known one.
+    pub fn authenticate(&self, client_id: &str, secret: &Secret) -> Option<&Caller> {
+        let digest: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
+        let found = self.callers.get(client_id);
+        let expected = found.map_or([0u8; 32], |c| c.secret_sha256);
+        let ok = ct_eq_bytes(&digest, &expected);
+        found.filter(|_| ok)
+    }
+}
+
+/// How the credentials arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantForm {
+    /// Seed 001's JSON body.
+    Json,
+    /// RFC 6749 form body (credentials in the body or in HTTP Basic).
+    Form,
+}
+
+/// A well-formed client-credentials grant request.
+#[derive(Clone, Debug)]
+pub struct GrantRequest {
+    /// Body flavour (decides the error format).
+    pub form: GrantForm,
+    /// Whether HTTP Basic carried the credentials.
+    pub basic: bool,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
+    /// Requested scope (form flavour only), space-separated provider ids.
+    pub scope: Option<Vec<String>>,
+}
+
+/// One seed-000 validation error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldIssue {
+    /// The field at fault.
+    pub field: String,
+    /// `missing_field`, `invalid_type`, `invalid_value` or `unexpected_field`.
+    pub code: &'static str,
+}
+
+/// Why `POST /oauth/token` failed, with its HTTP mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantError {
+    /// 400: the body could not be read (seed 001 "Malformed request").
+    Malformed(String),
+    /// 422: seed 000's validation error body.
+    Validation(Vec<FieldIssue>),
+    /// 400: an RFC 6749 §5.2 error for the form flavour.
+    OAuth(&'static str, String),
+    /// 401 `invalid_client`; `basic` adds `WWW-Authenticate: Basic` (RFC 6749 §5.2).
+    InvalidClient {
+        /// Credentials came by HTTP Basic.
+        basic: bool,
+    },
+}
+
+impl GrantError {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            GrantError::Malformed(_) | GrantError::OAuth(..) => 400,
+            GrantError::Validation(_) => 422,
+            GrantError::InvalidClient { .. } => 401,
+        }
+    }
+
+    /// JSON body.
+    pub fn body(&self) -> Value {
+        match self {
+            GrantError::Malformed(d) => json!({"error": "invalid_request", "error_description": d}),
+            GrantError::Validation(errors) => json!({"message": "Validation Failed", "errors": errors}),
+            GrantError::OAuth(code, d) => json!({"error": code, "error_description": d}),
+            GrantError::InvalidClient { .. } => json!({
+                "error": "invalid_client",
+                "error_description": "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method."
+            }),
+        }
+    }
+
+    /// Extra response headers.
+    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            GrantError::InvalidClient { basic: true } => {
+                vec![("WWW-Authenticate", "Basic realm=\"tokengate\"")]
+            }
+            _ => vec![],
+        }
+    }
+}
+
+fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Credentials from an `Authorization: Basic` header (RFC 6749 §2.3.1: each part is
+/// form-urlencoded before base64).
+fn basic_credentials(authorization: &str) -> Result<(String, Secret), GrantError> {
+    let bad = || GrantError::InvalidClient { basic: true };
+    let (scheme, rest) = authorization.trim().split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let dec = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok((dec(id), Secret::new(dec(secret))))
+}
+
+/// Parses a `POST /oauth/token` request.
+pub fn parse_grant(
+    content_type: Option<&str>,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Result<GrantRequest, GrantError> {
+    let basic = authorization
+        .map(basic_credentials)
+        .transpose()?;
+    match media_type(content_type).as_str() {
+        "application/json" => parse_json_grant(body, basic),
+        "application/x-www-form-urlencoded" => parse_form_grant(body, basic),
+        _ => Err(GrantError::Malformed(
+            "Content-Type must be application/json or application/x-www-form-urlencoded".into(),
+        )),
+    }
+}
+
+fn parse_json_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<GrantRequest, GrantError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| {
+        GrantError::Malformed("Malformed request. Check structure of JSON payload.".into())
+    })?;
+    let obj = value.as_object().ok_or_else(|| {
+        GrantError::Malformed("Malformed request. The JSON payload must be an object.".into())
+    })?;
+    let mut issues = Vec::new();
+    // additionalProperties: false (seed 001)
+    for k in obj.keys() {
+        if !["grant_type", "client_id", "client_secret"].contains(&k.as_str()) {
+            issues.push(FieldIssue {
+                field: k.clone(),
+                code: "unexpected_field",
+            });
+        }
+    }
+    let mut get = |k: &str, required: bool| -> Option<String> {
+        match obj.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::String(_)) | None if !required => None,
+            Some(Value::String(_)) | None => {
+                issues.push(FieldIssue {
+                    field: k.into(),
+                    code: "missing_field",
+                });
+                None
+            }
+            Some(_) => {
+                issues.push(FieldIssue {
+                    field: k.into(),
+                    code: "invalid_type",
+                });
+                None
+            }
+        }
+    };
+    let grant_type = get("grant_type", true);
+    let id = get("client_id", basic.is_none());
+    let secret = get("client_secret", basic.is_none());
+    if grant_type.as_deref().is_some_and(|g| g != "client_credentials") {
+        issues.push(FieldIssue {
+            field: "grant_type".into(),
+            code: "invalid_value",
+        });
+    }
+    if basic.is_some() && (id.is_some() || secret.is_some()) {
+        issues.push(FieldIssue {
+            field: if id.is_some() { "client_id" } else { "client_secret" }.into(),
+            code: "unexpected_field",
+        });
+    }
+    if !issues.is_empty() {
+        return Err(GrantError::Validation(issues));
+    }
+    let is_basic = basic.is_some();
+    let (client_id, client_secret) = match basic {
+        Some(b) => b,
+        None => (id.unwrap_or_default(), Secret::new(secret.unwrap_or_default())),
+    };
+    Ok(GrantRequest {
+        form: GrantForm::Json,
+        basic: is_basic,
+        client_id,
+        client_secret,
+        scope: None,
+    })
+}
+
+fn parse_form_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<GrantRequest, GrantError> {
+    let invalid = |d: &str| GrantError::OAuth("invalid_request", d.into());
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        // RFC 6749 §3.2: parameters MUST NOT be included more than once.
+        if params.insert(k.clone().into_owned(), v.into_owned()).is_some() {
+            return Err(invalid(&format!("parameter `{k}` is repeated")));
+        }
+    }
+    match params.get("grant_type").map(String::as_str) {
+        None | Some("") => return Err(invalid("grant_type is required")),
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(GrantError::OAuth(
+                "unsupported_grant_type",
+                "only client_credentials is supported".into(),
+            ))
+        }
+    }
+    let scope = params
+        .get("scope")
+        .map(|s| s.split(' ').filter(|x| !x.is_empty()).map(String::from).collect());
+    let body_id = params.get("client_id").filter(|s| !s.is_empty()).cloned();
+    let body_secret = params.get("client_secret").cloned();
+    let is_basic = basic.is_some();
+    let (client_id, client_secret) = match (basic, body_id, body_secret) {
+        (Some(b), None, None) => b,
+        (Some((id, s)), Some(bid), None) if bid == id => (id, s),
+        (Some(_), _, _) => {
+            return Err(invalid("use one client authentication method, not two (RFC 6749 §2.3)"))
+        }
+        (None, Some(id), Some(secret)) => (id, Secret::new(secret)),
+        (None, _, _) => return Err(GrantError::InvalidClient { basic: false }),
+    };
+    Ok(GrantRequest {
+        form: GrantForm::Form,
+        basic: is_basic,
+        client_id,
+        client_secret,
+        scope,
+    })
+}
+
+/// What KV holds for an issued token, under [`caller_token_key`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerTokenRecord {
+    /// The caller it was issued to.
+    pub client_id: String,
+    /// Provider ids it may call.
+    pub scopes: Vec<String>,
+    /// Expiry, ms since the epoch; checked on every use.
+    pub expires_at_ms: u64,
+}
+
+/// The successful token response (seed 001's 200 schema).
+#[derive(Clone, Debug, Serialize)]
+pub struct IssuedToken {
+    /// The opaque token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until expiry.
+    pub expires_in: u64,
+    /// Granted provider ids, space-separated.
+    pub scope: String,
+    /// Issue time, seconds since the epoch.
+    pub created_at: u64,
+}
+
+/// Issues a token for `caller` from 32 random bytes at `now_ms`. `requested` narrows the scope;
+/// asking for a provider the caller may not use is `invalid_scope` (RFC 6749 §5.2).
+pub fn issue_token(
+    caller: &Caller,
+    requested: Option<&[String]>,
+    random: [u8; 32],
+    now_ms: u64,
+) -> Result<(IssuedToken, CallerTokenRecord), GrantError> {
+    let scopes = match requested {
+        None => caller.scopes.clone(),
+        Some(req) => {
+            if let Some(bad) = req.iter().find(|s| !caller.scopes.contains(s)) {
+                return Err(GrantError::OAuth(
+                    "invalid_scope",
+                    format!("scope `{bad}` is not granted to this client"),
+                ));
+            }
+            if req.is_empty() {
+                caller.scopes.clone()
+            } else {
+                req.to_vec()
+            }
+        }
+    };
+    let access_token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+    let record = CallerTokenRecord {
+        client_id: caller.client_id.clone(),
+        scopes: scopes.clone(),
+        expires_at_ms: now_ms + caller.token_ttl_s * 1000,
+    };
+    let issued = IssuedToken {
+        access_token,
+        token_type: "Bearer",
+        expires_in: caller.token_ttl_s,
+        scope: scopes.join(" "),
+        created_at: now_ms / 1000,
+    };
+    Ok((issued, record))
+}
+
+/// The KV key of an issued token: its SHA-256, never the token.
+pub fn caller_token_key(token: &str) -> String {
+    format!("{CALLER_TOKEN_PREFIX}{}", hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).
+pub fn parse_bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}
+
+#[cfg(test)]
+mod tests;

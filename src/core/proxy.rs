@@ -1,0 +1,188 @@
+//! Proxy rules: where a proxied request may go and which headers cross the gateway.
+
+use url::Url;
+
+/// Why a proxied path was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A `.`/`..` segment, literal or percent-encoded, or an encoded slash or backslash.
+    #[error("path contains a dot segment or an encoded separator")]
+    DotSegment,
+    /// The result would leave the configured `api_base`.
+    #[error("path escapes the provider's api_base")]
+    Escapes,
+}
+
+/// The upstream URL for `rest` (the raw, still percent-encoded path after `/{provider}/`) and
+/// the raw `query`, under `api_base` (whose path ends with `/`).
+///
+/// Rejects any segment that decodes to `.` or `..` (RFC 3986 §5.2.4 would remove them and climb
+/// out of the base), any encoded `/` or `\` (which some servers decode into separators), and a
+/// literal `\`. The joined URL is then re-parsed and must keep the base's origin and path prefix.
+pub fn upstream_url(api_base: &Url, rest: &str, query: Option<&str>) -> Result<Url, PathError> {
+    for seg in rest.split('/') {
+        let lower = seg.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") || seg.contains('\\') {
+            return Err(PathError::DotSegment);
+        }
+        let decoded = percent_decode(seg);
+        if decoded == "." || decoded == ".." {
+            return Err(PathError::DotSegment);
+        }
+    }
+    let mut s = format!(
+        "{}{}",
+        api_base.as_str().split(['?', '#']).next().unwrap_or(""),
+        rest.trim_start_matches('/')
+    );
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        s.push('?');
+        s.push_str(q);
+    }
+    let url = Url::parse(&s).map_err(|_| PathError::Escapes)?;
+    if url.origin() != api_base.origin() || !url.path().starts_with(api_base.path()) {
+        return Err(PathError::Escapes);
+    }
+    Ok(url)
+}
+
+fn percent_decode(s: &str) -> String {
+    // Decode repeatedly so double-encoding (`%252e`) cannot hide a dot.
+    let mut cur = s.to_string();
+    for _ in 0..3 {
+        let next: String = form_urlencoded::parse(format!("x={}", cur.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own credentials.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn connection_listed(name: &str, connection: Option<&str>) -> bool {
+    connection.is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
+}
+
+/// Whether a caller's request header is forwarded upstream. Never the caller's credentials
+/// (`Authorization`, `Cookie`), never hop-by-hop headers or those `Connection` names, and not
+/// headers the edge sets itself (`Host`, `Content-Length`, `cf-*`, `x-forwarded-*`,
+/// `x-real-ip`).
+pub fn forward_request_header(name: &str, connection: Option<&str>) -> bool {
+    let n = name.to_ascii_lowercase();
+    !(HOP_BY_HOP.contains(&n.as_str())
+        || matches!(n.as_str(), "authorization" | "cookie" | "host" | "content-length" | "x-real-ip")
+        || n.starts_with("cf-")
+        || n.starts_with("x-forwarded-")
+        || connection_listed(&n, connection))
+}
+
+/// Whether an upstream response header is returned to the caller: not hop-by-hop, and no
+/// `Set-Cookie` (the provider's cookies are for the gateway's upstream session, not callers).
+pub fn forward_response_header(name: &str, connection: Option<&str>) -> bool {
+    let n = name.to_ascii_lowercase();
+    !(HOP_BY_HOP.contains(&n.as_str())
+        || n == "set-cookie"
+        || n == "content-length"
+        || connection_listed(&n, connection))
+}
+
+/// Where the provider token of a proxied request came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenOrigin {
+    /// This isolate's memory.
+    Memory,
+    /// Workers KV (or the npm cache adapter).
+    Store,
+    /// A fresh client-credentials exchange that took `ms`.
+    Exchange {
+        /// Exchange time, milliseconds.
+        ms: u64,
+    },
+}
+
+impl TokenOrigin {
+    /// Short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenOrigin::Memory => "memory",
+            TokenOrigin::Store => "kv",
+            TokenOrigin::Exchange { .. } => "exchange",
+        }
+    }
+
+    /// The `Server-Timing` header value (W3C Server Timing).
+    pub fn server_timing(self) -> String {
+        match self {
+            TokenOrigin::Exchange { ms } => {
+                format!("token;desc=\"exchange\", exchange;dur={ms}")
+            }
+            other => format!("token;desc=\"{}\"", other.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://api.example.com/v1/").unwrap()
+    }
+
+    #[test]
+    fn joins_under_base() {
+        let u = upstream_url(&base(), "rmas/42", Some("a=1&b=%20")).unwrap();
+        assert_eq!(u.as_str(), "https://api.example.com/v1/rmas/42?a=1&b=%20");
+        assert_eq!(upstream_url(&base(), "", None).unwrap().as_str(), "https://api.example.com/v1/");
+        // An absolute URL in the path stays a path under the base.
+        let u = upstream_url(&base(), "https://evil.example/x", None).unwrap();
+        assert_eq!(u.host_str(), Some("api.example.com"));
+        assert!(u.path().starts_with("/v1/"));
+        let u = upstream_url(&base(), "//evil.example/x", None).unwrap();
+        assert_eq!(u.host_str(), Some("api.example.com"));
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        for p in [
+            "..", "../admin", "a/../../x", "./x", "%2e%2e/x", "%2E%2e/x", ".%2e/x", "%252e%252e/x",
+            "a%2f..%2fb", "a%5cb", "a\\..\\b", "%2e",
+        ] {
+            assert_eq!(upstream_url(&base(), p, None), Err(PathError::DotSegment), "{p}");
+        }
+    }
+
+    #[test]
+    fn header_rules() {
+        for h in ["Authorization", "cookie", "Connection", "Transfer-Encoding", "Host", "CF-Connecting-IP", "X-Forwarded-For", "Proxy-Authorization", "TE", "Upgrade"] {
+            assert!(!forward_request_header(h, None), "{h}");
+        }
+        for h in ["Accept", "Content-Type", "X-Optiturn-Api-Version", "If-None-Match"] {
+            assert!(forward_request_header(h, None), "{h}");
+        }
+        assert!(!forward_request_header("X-Custom", Some("keep-alive, x-custom")));
+        assert!(!forward_response_header("set-cookie", None));
+        assert!(forward_response_header("content-type", None));
+        assert_eq!(TokenOrigin::Memory.server_timing(), "token;desc=\"memory\"");
+        assert_eq!(
+            TokenOrigin::Exchange { ms: 12 }.server_timing(),
+            "token;desc=\"exchange\", exchange;dur=12"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Token-response parsing (RFC 6749 §5.1 success, §5.2 errors) with the seeds' variations:
+//! seed 001's `created_at`, `expires_in` as a string, JWT-only expiry (seed 004), seed 000's
+//! `{message, errors[]}` error bodies, and non-JSON error pages.
+
+use crate::core::error::{ErrorCode, TokenError};
+use crate::core::expiry::ExpiryPolicy;
+use crate::core::http::HttpResponse;
+use crate::core::jwt;
+use crate::core::retry::parse_retry_after;
+use crate::core::secret::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A provider access token with its validity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// The bearer token.
+    #[serde(with = "secret_serde")]
+    pub access_token: Secret,
+    /// Always `Bearer` (normalised).
+    pub token_type: String,
+    /// When the provider issued it (response `created_at` when sane, else receipt time), ms.
+    pub issued_at_ms: u64,
+    /// When it expires, ms since the epoch.
+    pub expires_at_ms: u64,
+    /// Granted scope, if the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+mod secret_serde {
+    use crate::core::secret::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
+        String::deserialize(de).map(Secret::new)
+    }
+}
+
+const RAW_BODY_LIMIT: usize = 512;
+
+/// Parses a token-endpoint response received at `now_ms`.
+///
+/// Lifetime: `expires_in` (number or numeric string) counted from `created_at` when that is
+/// sane (not in the future, not older than the lifetime), else from `now_ms`; without
+/// `expires_in`, the `exp` of a JWT access token; else `default_lifetime_s`. When both
+/// `expires_in` and a JWT `exp` exist the earlier wins. The result is capped at
+/// `max_lifetime_s`.
+pub fn parse_token_response(
+    resp: &HttpResponse,
+    now_ms: u64,
+    policy: &ExpiryPolicy,
+) -> Result<Token, TokenError> {
+    if !(200..=299).contains(&resp.status) {
+        return Err(error_from_response(resp, now_ms));
+    }
+    let invalid = |d: &str| {
+        let mut e = TokenError::new(ErrorCode::InvalidResponse, d);
+        e.status = Some(resp.status);
+        e
+    };
+    let body: Value = serde_json::from_slice(&resp.body)
+        .map_err(|_| invalid("token response is not JSON"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| invalid("token response is not a JSON object"))?;
+    let access_token = match obj.get("access_token") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(invalid("token response has no access_token")),
+    };
+    // RFC 6749 §7.1 / RFC 6750: only bearer tokens are usable; the type is case-insensitive.
+    match obj.get("token_type") {
+        None => {}
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(t)) => {
+            return Err(invalid(&format!(
+                "token_type `{}` is not supported; only Bearer",
+                truncate(t, 32)
+            )))
+        }
+        Some(_) => return Err(invalid("token_type is not a string")),
+    }
+    let expires_in_s = match obj.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(number(v).ok_or_else(|| invalid("expires_in is not a number"))?),
+    };
+    let scope = obj.get("scope").and_then(Value::as_str).map(str::to_string);
+    let jwt_exp_ms = jwt::expiry_ms(&access_token);
+
+    let mut issued_at_ms = now_ms;
+    let mut expires_at_ms = match expires_in_s {
+        Some(secs) => {
+            let life_ms = (secs * 1000.0) as u64;
+            if let Some(created_ms) = obj
+                .get("created_at")
+                .and_then(number)
+                .map(|c| (c * 1000.0) as u64)
+            {
+                if created_ms <= now_ms && now_ms - created_ms < life_ms {
+                    issued_at_ms = created_ms;
+                }
+            }
+            let from_expires_in = issued_at_ms + life_ms;
+            jwt_exp_ms.map_or(from_expires_in, |j| j.min(from_expires_in))
+        }
+        None => jwt_exp_ms.unwrap_or(now_ms + policy.default_lifetime_s * 1000),
+    };
+    expires_at_ms = expires_at_ms.min(now_ms + policy.max_lifetime_s * 1000);
+    if expires_at_ms <= now_ms {
+        return Err(invalid("token is already expired"));
+    }
+    Ok(Token {
+        access_token: Secret::new(access_token),
+        token_type: "Bearer".into(),
+        issued_at_ms,
+        expires_at_ms,
+        scope,
+    })
+}
+
+/// A non-negative finite number, from a JSON number or a numeric string.
+fn number(v: &Value) -> Option<f64> {
+    let n = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (n.is_finite() && n >= 0.0).then_some(n)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let cleaned: String = s.chars().filter(|c| !c.is_control()).collect();
+    if cleaned.chars().count() <= max {
+        cleaned
+    } else {
+        cleaned.chars().take(max).collect::<String>() + "…"
+    }
+}
+
+/// Turns a non-2xx token-endpoint response into a typed error: RFC 6749 §5.2
+/// `{error, error_description}`, seed 000's `{message, errors[{field, code}]}`, or anything
+/// else (an HTML error page) by status alone.
+pub fn error_from_response(resp: &HttpResponse, now_ms: u64) -> TokenError {
+    let status = resp.status;
+    let json: Option<Value> = serde_json::from_slice(&resp.body).ok();
+    let field = |k: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(k))
+            .and_then(Value::as_str)
+            .map(|s| truncate(s, 200))
+    };
+    let mut provider_error = field("error");
+    let mut description = field("error_description");
+    if provider_error.is_none() {
+        if let Some(message) = field("message") {
+            let details: Vec<String> = json
+                .as_ref()
+                .and_then(|j| j.get("errors"))
+                .and_then(Value::as_array)
+                .map(|errs| {
+                    errs.iter()
+                        .take(5)
+                        .map(|e| {
+                            let f = e.get("field").and_then(Value::as_str).unwrap_or("?");
+                            let c = e.get("code").and_then(Value::as_str).unwrap_or("?");
+                            truncate(&format!("{f}: {c}"), 80)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if description.is_none() && !details.is_empty() {
+                description = Some(details.join(", "));
+            }
+            provider_error = Some(message);
+        }
+    }
+    let code = match (status, provider_error.as_deref()) {
+        (_, Some("invalid_client")) | (_, Some("unauthorized_client")) | (401, _) => {
+            ErrorCode::InvalidClient
+        }
+        (429, _) => ErrorCode::RateLimited,
+        (500..=599, _) => ErrorCode::ServerError,
+        (300..=399, _) => ErrorCode::InvalidResponse,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let description = description.unwrap_or_else(|| match code {
+        ErrorCode::InvalidResponse => {
+            "token endpoint answered with a redirect; redirects are not followed".into()
+        }
+        _ => format!("token endpoint answered HTTP {status}"),
+    });
+    let raw = String::from_utf8_lossy(&resp.body[..resp.body.len().min(RAW_BODY_LIMIT)]);
+    TokenError {
+        code,
+        status: Some(status),
+        provider_error,
+        description,
+        retry_after_ms: resp
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, now_ms)),
+        raw_body: (!raw.is_empty()).then(|| raw.into_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! Builds the gateway from the Worker environment, once per isolate. Any problem becomes a
+//! [`ConfigError`] naming the provider and the key or secret at fault; no secret value is ever
+//! part of it.
+
+use super::runtime::{FetchTransport, KvTokenStore, WorkerRuntime};
+use crate::core::cache_key::token_cache_key;
+use crate::core::callers::{CallerRegistry, CallerTokenRecord};
+use crate::core::config::{parse_providers, ConfigError, ProviderConfig};
+use crate::core::seal::SealKey;
+use crate::core::Secret;
+use crate::flow::TokenSource;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use wasm_bindgen::JsValue;
+use worker::kv::KvStore;
+use worker::{Env, Fetcher};
+
+/// KV namespace binding.
+pub const KV_BINDING: &str = "TOKENGATE_KV";
+/// Provider map variable.
+pub const PROVIDERS_VAR: &str = "TOKENGATE_PROVIDERS";
+/// Caller registry secret.
+pub const CLIENTS_SECRET: &str = "TOKENGATE_CLIENTS";
+/// At-rest encryption key secret.
+pub const KEY_SECRET: &str = "TOKENGATE_KEY";
+/// Request body limit variable.
+pub const MAX_BODY_VAR: &str = "max_body_bytes";
+/// Test-only clock service binding.
+pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
+/// Default request body limit: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
+/// The token source type the Worker uses.
+pub type Source = TokenSource<FetchTransport, KvTokenStore, WorkerRuntime>;
+
+/// One configured provider.
+pub struct Provider {
+    /// Its configuration.
+    pub config: ProviderConfig,
+    /// Its tokens.
+    pub source: Source,
+}
+
+/// Everything a request needs, built once per isolate.
+pub struct Gateway {
+    /// Providers by id.
+    pub providers: BTreeMap<String, Provider>,
+    /// The gateway's callers.
+    pub callers: CallerRegistry,
+    /// KV namespace (caller tokens are stored here as hashes).
+    pub kv: KvStore,
+    /// Runtime shared by all token sources.
+    pub rt: WorkerRuntime,
+    /// Request body limit.
+    pub max_body_bytes: u64,
+    /// Test clock, when bound.
+    pub clock: Option<Fetcher>,
+    /// Verified caller tokens by hash (never the token itself).
+    pub caller_cache: RefCell<HashMap<String, CallerTokenRecord>>,
+}
+
+fn binding(env: &Env, name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(env, &JsValue::from_str(name))
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn secret(env: &Env, name: &str, provider: Option<&str>) -> Result<String, ConfigError> {
+    let missing = || ConfigError {
+        provider: provider.map(String::from),
+        key: name.to_string(),
+        message: format!("Worker secret `{name}` is not set (wrangler secret put {name})"),
+    };
+    let v = binding(env, name).ok_or_else(missing)?;
+    let s = v.as_string().ok_or_else(|| ConfigError {
+        provider: provider.map(String::from),
+        key: name.to_string(),
+        message: "must be a string secret".into(),
+    })?;
+    if s.is_empty() {
+        return Err(missing());
+    }
+    Ok(s)
+}
+
+/// Reads a JSON value from a var that is either an object (`[vars.X]`) or a JSON string.
+fn json_var(env: &Env, name: &str) -> Result<Value, ConfigError> {
+    let v = binding(env, name)
+        .ok_or_else(|| ConfigError::global(name, "is not set (add it under [vars] in wrangler.toml)"))?;
+    if let Some(s) = v.as_string() {
+        return serde_json::from_str(&s).map_err(|e| ConfigError::global(name, format!("is not valid JSON ({e})")));
+    }
+    serde_wasm_bindgen_value(&v).map_err(|m| ConfigError::global(name, m))
+}
+
+fn serde_wasm_bindgen_value(v: &JsValue) -> Result<Value, String> {
+    let text = js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or("is not JSON-serialisable")?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
+    let Some(v) = binding(env, MAX_BODY_VAR) else {
+        return Ok(DEFAULT_MAX_BODY_BYTES);
+    };
+    let n = v
+        .as_f64()
+        .or_else(|| v.as_string().and_then(|s| s.trim().parse::<f64>().ok()));
+    match n {
+        Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= (1u64 << 40) as f64 => Ok(n as u64),
+        _ => Err(ConfigError::global(MAX_BODY_VAR, "must be a positive whole number of bytes")),
+    }
+}
+
+/// Builds the gateway, or the first configuration error.
+pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
+    let kv = env
+        .kv(KV_BINDING)
+        .map_err(|_| ConfigError::global(KV_BINDING, "KV namespace binding is missing (kv_namespaces in wrangler.toml)"))?;
+    let configs = parse_providers(&json_var(env, PROVIDERS_VAR)?)?;
+    let seal = Rc::new(SealKey::from_base64(KEY_SECRET, &secret(env, KEY_SECRET, None)?)?);
+    let callers = CallerRegistry::parse(CLIENTS_SECRET, &secret(env, CLIENTS_SECRET, None)?)?;
+    for caller in callers.iter() {
+        if let Some(s) = caller.scopes.iter().find(|s| !configs.iter().any(|p| &p.id == *s)) {
+            return Err(ConfigError::global(
+                format!("{CLIENTS_SECRET}.{}.scopes", caller.client_id),
+                format!("names unknown provider `{s}`"),
+            ));
+        }
+    }
+    let rt = WorkerRuntime::default();
+    let store = KvTokenStore { kv: kv.clone(), key: seal };
+    let mut providers = BTreeMap::new();
+    for config in configs {
+        let client_secret = Secret::new(secret(env, &config.client_secret_name, Some(&config.id))?);
+        let key = token_cache_key(&config.id, &config.token, &client_secret);
+        let source = crate::flow::TokenSource::new(
+            &config.id,
+            config.token.clone(),
+            client_secret,
+            key,
+            FetchTransport,
+            store.clone(),
+            rt.clone(),
+        );
+        providers.insert(config.id.clone(), Provider { config, source });
+    }
+    Ok(Gateway {
+        providers,
+        callers,
+        kv,
+        rt,
+        max_body_bytes: max_body_bytes(env)?,
+        clock: env.service(CLOCK_BINDING).ok(),
+        caller_cache: RefCell::default(),
+    })
+}

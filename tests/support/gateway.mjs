@@ -1,0 +1,223 @@
+// Miniflare 4 harness for the built tokengate Worker (`worker-build --release` → build/index.js
+// + build/index_bg.wasm), running in workerd exactly as deployed.
+//
+// Log capture: Miniflare spawns workerd and hands its stdout/stderr to `handleRuntimeStdio`;
+// every console.log / console.error of the Worker (and a Rust panic message) arrives there as a
+// line of text. Lines are collected, ANSI-stripped, into `gw.logs`. Miniflare's own warnings and
+// errors (e.g. a failed module load) go through a capturing `Log` into the same array, prefixed
+// "[mf:". Output arrives asynchronously: use `gw.waitForLog` / `gw.settleLogs` before asserting.
+//
+// KV persistence: `kvPersist: <dir>` makes Miniflare keep the TOKENGATE_KV namespace in
+// `<dir>` (SQLite + blob files). Two instances given the same dir see the same data, also while
+// both run (verified with Miniflare 4.20260426.0), so "fresh instance on the same storage" is
+// `startGateway({..., kvPersist: dir})` twice. Without it each instance has private storage.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { stripVTControlCharacters } from 'node:util';
+import { Miniflare, Log, LogLevel } from 'miniflare';
+
+/** Repository root (two levels above this file). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** Where `worker-build --release` writes the Worker. */
+export const BUILD_DIR = path.join(REPO_ROOT, 'build');
+
+/** Hex SHA-256 of a UTF-8 string. */
+export function sha256Hex(s) {
+  return crypto.createHash('sha256').update(s, 'utf8').digest('hex');
+}
+
+/**
+ * An injectable clock for the Worker's TOKENGATE_CLOCK service binding (and the emulators).
+ * now() → integer ms since epoch; advance(ms); set(ms); reads → how often the Worker asked.
+ */
+export function makeClock(startMs = Date.now()) {
+  let t = Math.floor(startMs);
+  const clock = {
+    reads: 0,
+    now: () => t,
+    advance: (ms) => { t += Math.floor(ms); return t; },
+    set: (ms) => { t = Math.floor(ms); return t; },
+  };
+  return clock;
+}
+
+/**
+ * Builds the TOKENGATE_CLIENTS JSON string. Each entry is passed through, except that a plain
+ * `secret` is replaced by its `secret_sha256`; `token_ttl_s` defaults to 3600.
+ * e.g. clientsJson({ 'svc-a': { secret: 's3cret', scopes: ['optoro'] } })
+ */
+export function clientsJson(clients) {
+  if (typeof clients === 'string') return clients;
+  const out = {};
+  for (const [id, c] of Object.entries(clients ?? {})) {
+    const { secret, ...rest } = c;
+    out[id] = { token_ttl_s: 3600, ...rest };
+    if (secret !== undefined && rest.secret_sha256 === undefined) out[id].secret_sha256 = sha256Hex(secret);
+  }
+  return JSON.stringify(out);
+}
+
+/** A fresh temporary directory (for kvPersist); the caller removes it with `removeDir`. */
+export function makeTempDir(prefix = 'tokengate-kv-') {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Removes a directory tree, ignoring errors. */
+export function removeDir(dir) {
+  try { fs.rmSync(dir, { recursive: true, force: true }); } catch { /* ignore */ }
+}
+
+// Splits a byte stream into lines, calling `push(line)` for each complete (and the final) line.
+function lineSplitter(stream, push) {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf('\n')) !== -1) {
+      push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  stream.on('end', () => { if (buf) push(buf); buf = ''; });
+}
+
+class CaptureLog extends Log {
+  constructor(sink) { super(LogLevel.WARN, { prefix: 'mf' }); this.sink = sink; }
+  log(message) { this.sink(message); }
+}
+
+/**
+ * Starts the built Worker in Miniflare.
+ * opts: {
+ *   providers   TOKENGATE_PROVIDERS (object → JSON var binding; a string is passed as text)
+ *   clients     TOKENGATE_CLIENTS (object, see clientsJson, or a JSON string)
+ *   secrets     { NAME: value } provider client secrets (Worker secrets)
+ *   key         TOKENGATE_KEY (base64 of 32 bytes; default: random)
+ *   vars        extra bindings, applied last; a null/undefined value removes a binding
+ *   kvPersist   directory for TOKENGATE_KV storage, to share it between instances
+ *   clock       { now() } → service binding TOKENGATE_CLOCK answering GET /now with ms as text
+ *   buildDir    default <repo>/build; scriptPath default <buildDir>/index.js
+ *   miniflare   extra Miniflare options (merged last)
+ * }
+ * Returns { fetch(path, init), kv, logs, jsonLogs(), waitForLog(pred, ms), settleLogs(ms), mf, url, close }.
+ */
+export async function startGateway(opts = {}) {
+  const buildDir = opts.buildDir ?? BUILD_DIR;
+  const scriptPath = opts.scriptPath ?? path.join(buildDir, 'index.js');
+  if (!fs.existsSync(scriptPath)) {
+    throw new Error(`${scriptPath} not found: build the Worker first (worker-build --release)`);
+  }
+
+  const logs = [];
+  const push = (line) => logs.push(stripVTControlCharacters(line).replace(/\r$/, ''));
+
+  const bindings = {
+    TOKENGATE_PROVIDERS: opts.providers ?? {},
+    TOKENGATE_CLIENTS: clientsJson(opts.clients ?? {}),
+    TOKENGATE_KEY: opts.key ?? crypto.randomBytes(32).toString('base64'),
+    ...(opts.secrets ?? {}),
+    ...(opts.vars ?? {}),
+  };
+  for (const [k, v] of Object.entries(bindings)) if (v === undefined || v === null) delete bindings[k];
+
+  const clock = opts.clock;
+  const serviceBindings = {};
+  if (clock) {
+    serviceBindings.TOKENGATE_CLOCK = async () => {
+      clock.reads = (clock.reads ?? 0) + 1;
+      return new Response(String(Math.floor(clock.now())), { headers: { 'content-type': 'text/plain' } });
+    };
+  }
+
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath,
+    modulesRoot: buildDir,
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: opts.compatibilityDate ?? '2025-01-01',
+    compatibilityFlags: opts.compatibilityFlags ?? [],
+    kvNamespaces: ['TOKENGATE_KV'],
+    ...(opts.kvPersist ? { kvPersist: opts.kvPersist } : {}),
+    bindings,
+    serviceBindings,
+    cf: false,
+    host: '127.0.0.1',
+    log: new CaptureLog(push),
+    handleRuntimeStdio(stdout, stderr) {
+      lineSplitter(stdout, push);
+      lineSplitter(stderr, push);
+    },
+    ...(opts.miniflare ?? {}),
+  });
+  let url;
+  try {
+    url = await mf.ready;
+  } catch (err) {
+    await mf.dispose().catch(() => {});
+    throw err;
+  }
+  const kv = await mf.getKVNamespace('TOKENGATE_KV');
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  return {
+    /** Dispatches a request to the Worker: fetch('/oauth/token', { method: 'POST', ... }). */
+    fetch: (p, init) => mf.dispatchFetch(`http://gateway.test${p}`, init),
+    /** The TOKENGATE_KV namespace (get/put/list/delete) from Node. */
+    kv,
+    /** Captured log lines (Worker stdout/stderr and Miniflare warnings), oldest first. */
+    logs,
+    /** Captured lines that parse as JSON objects. */
+    jsonLogs: () => logs.flatMap((l) => {
+      try { const v = JSON.parse(l); return v && typeof v === 'object' ? [v] : []; } catch { return []; }
+    }),
+    /** Resolves with the first line matching `pred` (a function or substring); rejects after `ms`. */
+    waitForLog: async (pred, ms = 2000) => {
+      const test = typeof pred === 'function' ? pred : (l) => l.includes(pred);
+      const until = Date.now() + ms;
+      for (;;) {
+        const hit = logs.find(test);
+        if (hit !== undefined) return hit;
+        if (Date.now() > until) throw new Error('waitForLog: no matching log line');
+        await sleep(10);
+      }
+    },
+    /** Waits until no new line has arrived for `quietMs` (at most 2 s). */
+    settleLogs: async (quietMs = 100) => {
+      const until = Date.now() + 2000;
+      let n = -1;
+      while (n !== logs.length && Date.now() < until) { n = logs.length; await sleep(quietMs); }
+    },
+    mf,
+    /** The URL Miniflare listens on (127.0.0.1), for clients that need a real socket. */
+    url: url.href.replace(/\/$/, ''),
+    /** Disposes Miniflare (stops workerd). */
+    close: () => mf.dispose(),
+  };
+}
+
+/**
+ * POSTs the seed-001 JSON body to the gateway's /oauth/token and returns the access_token.
+ * Throws (status and the gateway's error code, never the secret) on any other answer.
+ */
+export async function issueCallerToken(gw, clientId, secret) {
+  const res = await gw.fetch('/oauth/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret }),
+  });
+  const text = await res.text();
+  let body = null;
+  try { body = JSON.parse(text); } catch { /* not JSON */ }
+  if (res.status !== 200 || typeof body?.access_token !== 'string') {
+    throw new Error(`issueCallerToken: HTTP ${res.status} ${body?.error ?? body?.message ?? text.slice(0, 200)}`);
+  }
+  return body.access_token;
+}
