@@ -38,7 +38,8 @@ pub enum TransportError {
 #[allow(async_fn_in_trait)] // single-threaded runtimes: no Send bound wanted
 pub trait Transport {
     /// Sends `req`, giving up after `timeout_ms`.
-    async fn send(&self, req: HttpRequest, timeout_ms: u64) -> Result<HttpResponse, TransportError>;
+    async fn send(&self, req: HttpRequest, timeout_ms: u64)
+        -> Result<HttpResponse, TransportError>;
 }
 
 /// A shared token cache (Workers KV, or an npm cache adapter). Errors are strings holding no
@@ -201,7 +202,12 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     }
 
     fn fresh(&self, t: &Token, now: u64) -> bool {
-        is_fresh(&self.inner.settings.expiry, t.issued_at_ms, t.expires_at_ms, now)
+        is_fresh(
+            &self.inner.settings.expiry,
+            t.issued_at_ms,
+            t.expires_at_ms,
+            now,
+        )
     }
 }
 
@@ -243,7 +249,12 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
             st.memory = Some(token.clone());
             st.cooldown = None;
         }
-        if let Some(ttl) = kv_ttl_s(&self.settings.expiry, token.issued_at_ms, token.expires_at_ms, now) {
+        if let Some(ttl) = kv_ttl_s(
+            &self.settings.expiry,
+            token.issued_at_ms,
+            token.expires_at_ms,
+            now,
+        ) {
             let value = serde_json::to_string(&token).expect("a token serialises");
             if let Err(e) = self.store.put(&self.key, value, ttl).await {
                 self.log_store_error("put", &e);
@@ -271,7 +282,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                     return parsed;
                 }
                 Ok(resp) => {
-                    let e = error_from_response(&resp, now);
+                    let e = error_from_response(&resp, now).redact(self.secret.expose());
                     let o = Outcome::Status {
                         status: resp.status,
                         retry_after_ms: e.retry_after_ms,
@@ -281,12 +292,18 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                 Err(TransportError::Timeout) => (
                     TokenError::new(
                         ErrorCode::Timeout,
-                        format!("token endpoint did not answer within {} ms", self.settings.timeout_ms),
+                        format!(
+                            "token endpoint did not answer within {} ms",
+                            self.settings.timeout_ms
+                        ),
                     ),
                     Outcome::Timeout,
                 ),
                 Err(TransportError::Network(m)) => (
-                    TokenError::new(ErrorCode::Network, format!("token endpoint unreachable: {m}")),
+                    TokenError::new(
+                        ErrorCode::Network,
+                        format!("token endpoint unreachable: {m}"),
+                    ),
                     Outcome::Network,
                 ),
             };
@@ -362,7 +379,7 @@ where
                 refreshed = true;
                 source.invalidate(Some(&token.access_token)).await;
                 if !replayable {
-                    return Ok((result.ok().expect("matched Ok").response, origin));
+                    return Ok((result.expect("matched Ok").response, origin));
                 }
                 (token, origin) = source.token().await.map_err(ApiError::Token)?;
                 attempt -= 1; // the replay is not a retry

@@ -21,4 +21,4 @@ pub mod flow;
 mod worker;
 
 #[cfg(feature = "npm")]
-mod npm;
+pub mod npm;

@@ -72,7 +72,11 @@ mod tests {
             token_cache_key("p", &settings(json!({"tokenParams": {"a": "b"}})), &s),
             token_cache_key("p", &settings(json!({"clientId": "abd"})), &s),
             token_cache_key("p", &settings(json!({"authStyle": "json_body"})), &s),
-            token_cache_key("p", &settings(json!({"tokenUrl": "https://auth.example/t2"})), &s),
+            token_cache_key(
+                "p",
+                &settings(json!({"tokenUrl": "https://auth.example/t2"})),
+                &s,
+            ),
         ];
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(v, &base, "variant {i}");
@@ -91,5 +95,6 @@ mod tests {
         assert_eq!(key, GOLDEN);
     }
 
-    const GOLDEN: &str = "tg:v1:ptok:GOLDEN";
+    const GOLDEN: &str =
+        "tg:v1:ptok:04b58ecffdbcf1915de98aa893071be4ab78f338ae49a322228743c523b00dcd";
 }

@@ -169,7 +169,9 @@ impl GrantError {
     pub fn body(&self) -> Value {
         match self {
             GrantError::Malformed(d) => json!({"error": "invalid_request", "error_description": d}),
-            GrantError::Validation(errors) => json!({"message": "Validation Failed", "errors": errors}),
+            GrantError::Validation(errors) => {
+                json!({"message": "Validation Failed", "errors": errors})
+            }
             GrantError::OAuth(code, d) => json!({"error": code, "error_description": d}),
             GrantError::InvalidClient { .. } => json!({
                 "error": "invalid_client",
@@ -225,9 +227,7 @@ pub fn parse_grant(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Result<GrantRequest, GrantError> {
-    let basic = authorization
-        .map(basic_credentials)
-        .transpose()?;
+    let basic = authorization.map(basic_credentials).transpose()?;
     match media_type(content_type).as_str() {
         "application/json" => parse_json_grant(body, basic),
         "application/x-www-form-urlencoded" => parse_form_grant(body, basic),
@@ -237,7 +237,10 @@ pub fn parse_grant(
     }
 }
 
-fn parse_json_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<GrantRequest, GrantError> {
+fn parse_json_grant(
+    body: &[u8],
+    basic: Option<(String, Secret)>,
+) -> Result<GrantRequest, GrantError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| {
         GrantError::Malformed("Malformed request. Check structure of JSON payload.".into())
     })?;
@@ -277,7 +280,10 @@ fn parse_json_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<Gran
     let grant_type = get("grant_type", true);
     let id = get("client_id", basic.is_none());
     let secret = get("client_secret", basic.is_none());
-    if grant_type.as_deref().is_some_and(|g| g != "client_credentials") {
+    if grant_type
+        .as_deref()
+        .is_some_and(|g| g != "client_credentials")
+    {
         issues.push(FieldIssue {
             field: "grant_type".into(),
             code: "invalid_value",
@@ -285,7 +291,12 @@ fn parse_json_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<Gran
     }
     if basic.is_some() && (id.is_some() || secret.is_some()) {
         issues.push(FieldIssue {
-            field: if id.is_some() { "client_id" } else { "client_secret" }.into(),
+            field: if id.is_some() {
+                "client_id"
+            } else {
+                "client_secret"
+            }
+            .into(),
             code: "unexpected_field",
         });
     }
@@ -295,7 +306,10 @@ fn parse_json_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<Gran
     let is_basic = basic.is_some();
     let (client_id, client_secret) = match basic {
         Some(b) => b,
-        None => (id.unwrap_or_default(), Secret::new(secret.unwrap_or_default())),
+        None => (
+            id.unwrap_or_default(),
+            Secret::new(secret.unwrap_or_default()),
+        ),
     };
     Ok(GrantRequest {
         form: GrantForm::Json,
@@ -306,12 +320,18 @@ fn parse_json_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<Gran
     })
 }
 
-fn parse_form_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<GrantRequest, GrantError> {
+fn parse_form_grant(
+    body: &[u8],
+    basic: Option<(String, Secret)>,
+) -> Result<GrantRequest, GrantError> {
     let invalid = |d: &str| GrantError::OAuth("invalid_request", d.into());
     let mut params: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in form_urlencoded::parse(body) {
         // RFC 6749 §3.2: parameters MUST NOT be included more than once.
-        if params.insert(k.clone().into_owned(), v.into_owned()).is_some() {
+        if params
+            .insert(k.clone().into_owned(), v.into_owned())
+            .is_some()
+        {
             return Err(invalid(&format!("parameter `{k}` is repeated")));
         }
     }
@@ -325,9 +345,12 @@ fn parse_form_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<Gran
             ))
         }
     }
-    let scope = params
-        .get("scope")
-        .map(|s| s.split(' ').filter(|x| !x.is_empty()).map(String::from).collect());
+    let scope = params.get("scope").map(|s| {
+        s.split(' ')
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    });
     let body_id = params.get("client_id").filter(|s| !s.is_empty()).cloned();
     let body_secret = params.get("client_secret").cloned();
     let is_basic = basic.is_some();
@@ -335,7 +358,9 @@ fn parse_form_grant(body: &[u8], basic: Option<(String, Secret)>) -> Result<Gran
         (Some(b), None, None) => b,
         (Some((id, s)), Some(bid), None) if bid == id => (id, s),
         (Some(_), _, _) => {
-            return Err(invalid("use one client authentication method, not two (RFC 6749 §2.3)"))
+            return Err(invalid(
+                "use one client authentication method, not two (RFC 6749 §2.3)",
+            ))
         }
         (None, Some(id), Some(secret)) => (id, Secret::new(secret)),
         (None, _, _) => return Err(GrantError::InvalidClient { basic: false }),
@@ -417,7 +442,10 @@ pub fn issue_token(
 
 /// The KV key of an issued token: its SHA-256, never the token.
 pub fn caller_token_key(token: &str) -> String {
-    format!("{CALLER_TOKEN_PREFIX}{}", hex::encode(Sha256::digest(token.as_bytes())))
+    format!(
+        "{CALLER_TOKEN_PREFIX}{}",
+        hex::encode(Sha256::digest(token.as_bytes()))
+    )
 }
 
 /// The token of an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).

@@ -231,8 +231,8 @@ impl TokenSettings {
     /// Parses the token settings of an npm `TokenClient` config (`camelCase`); `clientSecret`
     /// and any key in `extra_allowed` are left for the caller to read.
     pub fn parse_camel(value: &Value, extra_allowed: &[&str]) -> Result<Self, ConfigError> {
-        let mut fields = Fields::new(value, Naming::Camel)
-            .map_err(|m| ConfigError::global("config", m))?;
+        let mut fields =
+            Fields::new(value, Naming::Camel).map_err(|m| ConfigError::global("config", m))?;
         for k in extra_allowed {
             fields.seen.push(k.to_string());
         }
@@ -283,7 +283,9 @@ impl TokenSettings {
             .map_err(|m| f.error("token_headers", m))?;
         let d = ExpiryPolicy::default();
         let expiry = ExpiryPolicy {
-            refresh_skew_s: f.optional_u64("refresh_skew_s", 0, 86_400)?.unwrap_or(d.refresh_skew_s),
+            refresh_skew_s: f
+                .optional_u64("refresh_skew_s", 0, 86_400)?
+                .unwrap_or(d.refresh_skew_s),
             default_lifetime_s: f
                 .optional_u64("default_lifetime_s", 1, 31_622_400)?
                 .unwrap_or(d.default_lifetime_s),
@@ -328,7 +330,9 @@ pub fn parse_endpoint(s: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
-        "http" => return Err("must use https (http is allowed only for 127.0.0.1 and localhost)".into()),
+        "http" => {
+            return Err("must use https (http is allowed only for 127.0.0.1 and localhost)".into())
+        }
         other => return Err(format!("has unsupported scheme `{other}`")),
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -343,7 +347,13 @@ pub fn parse_endpoint(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-const TOKEN_HEADER_DENY: &[&str] = &["authorization", "content-type", "content-length", "host"];
+const TOKEN_HEADER_DENY: &[&str] = &[
+    "accept",
+    "authorization",
+    "content-type",
+    "content-length",
+    "host",
+];
 const API_HEADER_DENY: &[&str] = &[
     "authorization",
     "host",
@@ -363,7 +373,9 @@ fn check_header_names(headers: &BTreeMap<String, String>, deny: &[&str]) -> Resu
             return Err(format!("`{name}` is not a valid header name"));
         }
         if deny.iter().any(|d| name.eq_ignore_ascii_case(d)) {
-            return Err(format!("`{name}` is set by the gateway and cannot be configured"));
+            return Err(format!(
+                "`{name}` is set by the gateway and cannot be configured"
+            ));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(format!("value of `{name}` contains a control character"));
@@ -434,10 +446,7 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(v) => match v.as_u64() {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(self.error(
-                    key,
-                    format!("must be a whole number from {min} to {max}"),
-                )),
+                _ => Err(self.error(key, format!("must be a whole number from {min} to {max}"))),
             },
         }
     }

@@ -70,11 +70,35 @@ impl TokenError {
         }
     }
 
+    /// Removes every occurrence of `secret` from the provider-supplied text, in case a provider
+    /// echoes the request back in its error.
+    pub fn redact(mut self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let scrub = |s: &mut String| {
+            if s.contains(secret) {
+                *s = s.replace(secret, "[redacted]");
+            }
+        };
+        scrub(&mut self.description);
+        if let Some(p) = self.provider_error.as_mut() {
+            scrub(p);
+        }
+        if let Some(r) = self.raw_body.as_mut() {
+            scrub(r);
+        }
+        self
+    }
+
     /// Whether trying again later may succeed.
     pub fn retryable(&self) -> bool {
         matches!(
             self.code,
-            ErrorCode::RateLimited | ErrorCode::ServerError | ErrorCode::Timeout | ErrorCode::Network
+            ErrorCode::RateLimited
+                | ErrorCode::ServerError
+                | ErrorCode::Timeout
+                | ErrorCode::Network
         )
     }
 }

@@ -48,7 +48,12 @@ pub fn is_fresh(policy: &ExpiryPolicy, issued_at_ms: u64, expires_at_ms: u64, no
 
 /// The KV `expiration_ttl` for a token at `now_ms`: its life left before the refresh point,
 /// in whole seconds, or `None` when that is under [`KV_MIN_TTL_S`] (memory only).
-pub fn kv_ttl_s(policy: &ExpiryPolicy, issued_at_ms: u64, expires_at_ms: u64, now_ms: u64) -> Option<u64> {
+pub fn kv_ttl_s(
+    policy: &ExpiryPolicy,
+    issued_at_ms: u64,
+    expires_at_ms: u64,
+    now_ms: u64,
+) -> Option<u64> {
     let left = refresh_at_ms(policy, issued_at_ms, expires_at_ms).saturating_sub(now_ms) / 1000;
     (left >= KV_MIN_TTL_S).then_some(left)
 }

@@ -29,7 +29,7 @@ fn decode_part(part: &str) -> Option<Vec<u8>> {
 /// The `exp` claim (NumericDate, seconds; fractions allowed as in seed 004) in milliseconds.
 pub fn expiry_ms(token: &str) -> Option<u64> {
     let exp = decode_claims(token)?.get("exp")?.as_f64()?;
-    (exp.is_finite() && exp > 0.0).then(|| (exp * 1000.0) as u64)
+    (exp.is_finite() && exp > 0.0).then_some((exp * 1000.0) as u64)
 }
 
 #[cfg(test)]

@@ -50,10 +50,11 @@ fn percent_decode(s: &str) -> String {
     // Decode repeatedly so double-encoding (`%252e`) cannot hide a dot.
     let mut cur = s.to_string();
     for _ in 0..3 {
-        let next: String = form_urlencoded::parse(format!("x={}", cur.replace('+', "%2B")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
+        let next: String =
+            form_urlencoded::parse(format!("x={}", cur.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
         if next == cur {
             break;
         }
@@ -86,7 +87,10 @@ fn connection_listed(name: &str, connection: Option<&str>) -> bool {
 pub fn forward_request_header(name: &str, connection: Option<&str>) -> bool {
     let n = name.to_ascii_lowercase();
     !(HOP_BY_HOP.contains(&n.as_str())
-        || matches!(n.as_str(), "authorization" | "cookie" | "host" | "content-length" | "x-real-ip")
+        || matches!(
+            n.as_str(),
+            "authorization" | "cookie" | "host" | "content-length" | "x-real-ip"
+        )
         || n.starts_with("cf-")
         || n.starts_with("x-forwarded-")
         || connection_listed(&n, connection))
@@ -149,7 +153,10 @@ mod tests {
     fn joins_under_base() {
         let u = upstream_url(&base(), "rmas/42", Some("a=1&b=%20")).unwrap();
         assert_eq!(u.as_str(), "https://api.example.com/v1/rmas/42?a=1&b=%20");
-        assert_eq!(upstream_url(&base(), "", None).unwrap().as_str(), "https://api.example.com/v1/");
+        assert_eq!(
+            upstream_url(&base(), "", None).unwrap().as_str(),
+            "https://api.example.com/v1/"
+        );
         // An absolute URL in the path stays a path under the base.
         let u = upstream_url(&base(), "https://evil.example/x", None).unwrap();
         assert_eq!(u.host_str(), Some("api.example.com"));
@@ -161,22 +168,55 @@ mod tests {
     #[test]
     fn refuses_escapes() {
         for p in [
-            "..", "../admin", "a/../../x", "./x", "%2e%2e/x", "%2E%2e/x", ".%2e/x", "%252e%252e/x",
-            "a%2f..%2fb", "a%5cb", "a\\..\\b", "%2e",
+            "..",
+            "../admin",
+            "a/../../x",
+            "./x",
+            "%2e%2e/x",
+            "%2E%2e/x",
+            ".%2e/x",
+            "%252e%252e/x",
+            "a%2f..%2fb",
+            "a%5cb",
+            "a\\..\\b",
+            "%2e",
         ] {
-            assert_eq!(upstream_url(&base(), p, None), Err(PathError::DotSegment), "{p}");
+            assert_eq!(
+                upstream_url(&base(), p, None),
+                Err(PathError::DotSegment),
+                "{p}"
+            );
         }
     }
 
     #[test]
     fn header_rules() {
-        for h in ["Authorization", "cookie", "Connection", "Transfer-Encoding", "Host", "CF-Connecting-IP", "X-Forwarded-For", "Proxy-Authorization", "TE", "Upgrade"] {
+        for h in [
+            "Authorization",
+            "cookie",
+            "Connection",
+            "Transfer-Encoding",
+            "Host",
+            "CF-Connecting-IP",
+            "X-Forwarded-For",
+            "Proxy-Authorization",
+            "TE",
+            "Upgrade",
+        ] {
             assert!(!forward_request_header(h, None), "{h}");
         }
-        for h in ["Accept", "Content-Type", "X-Optiturn-Api-Version", "If-None-Match"] {
+        for h in [
+            "Accept",
+            "Content-Type",
+            "X-Optiturn-Api-Version",
+            "If-None-Match",
+        ] {
             assert!(forward_request_header(h, None), "{h}");
         }
-        assert!(!forward_request_header("X-Custom", Some("keep-alive, x-custom")));
+        assert!(!forward_request_header(
+            "X-Custom",
+            Some("keep-alive, x-custom")
+        ));
         assert!(!forward_response_header("set-cookie", None));
         assert!(forward_response_header("content-type", None));
         assert_eq!(TokenOrigin::Memory.server_timing(), "token;desc=\"memory\"");

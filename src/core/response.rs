@@ -63,8 +63,8 @@ pub fn parse_token_response(
         e.status = Some(resp.status);
         e
     };
-    let body: Value = serde_json::from_slice(&resp.body)
-        .map_err(|_| invalid("token response is not JSON"))?;
+    let body: Value =
+        serde_json::from_slice(&resp.body).map_err(|_| invalid("token response is not JSON"))?;
     let obj = body
         .as_object()
         .ok_or_else(|| invalid("token response is not a JSON object"))?;
@@ -104,7 +104,7 @@ pub fn parse_token_response(
                     issued_at_ms = created_ms;
                 }
             }
-            let from_expires_in = issued_at_ms + life_ms;
+            let from_expires_in = issued_at_ms.saturating_add(life_ms);
             jwt_exp_ms.map_or(from_expires_in, |j| j.min(from_expires_in))
         }
         None => jwt_exp_ms.unwrap_or(now_ms + policy.default_lifetime_s * 1000),

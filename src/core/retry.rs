@@ -137,10 +137,7 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
         return Some(secs.saturating_mul(1000));
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    let at_ms = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
+    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
     Some(at_ms.saturating_sub(now_ms))
 }
 
@@ -217,9 +214,18 @@ mod tests {
             p.api_decision(1, "delete", true, st(429), 1.0),
             Decision::Retry { delay_ms: 200 }
         );
-        assert_eq!(p.api_decision(1, "POST", true, st(503), 1.0), Decision::Stop);
-        assert_eq!(p.api_decision(1, "PATCH", true, Outcome::Timeout, 1.0), Decision::Stop);
-        assert_eq!(p.api_decision(1, "GET", false, st(503), 1.0), Decision::Stop);
+        assert_eq!(
+            p.api_decision(1, "POST", true, st(503), 1.0),
+            Decision::Stop
+        );
+        assert_eq!(
+            p.api_decision(1, "PATCH", true, Outcome::Timeout, 1.0),
+            Decision::Stop
+        );
+        assert_eq!(
+            p.api_decision(1, "GET", false, st(503), 1.0),
+            Decision::Stop
+        );
         assert_eq!(p.api_decision(1, "GET", true, st(404), 1.0), Decision::Stop);
         let unsafe_ok = RetryPolicy {
             retry_unsafe_methods: true,
@@ -240,7 +246,10 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
             Some(30_000)
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(0));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(0)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }

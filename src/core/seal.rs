@@ -27,7 +27,9 @@ impl SealKey {
         let t = b64.trim();
         let bytes = STANDARD
             .decode(t)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')))
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('='))
+            })
             .map_err(|_| ConfigError::global(name, "is not valid base64"))?;
         if bytes.len() != 32 {
             return Err(ConfigError::global(
@@ -35,14 +37,22 @@ impl SealKey {
                 format!("must decode to 32 bytes, not {}", bytes.len()),
             ));
         }
-        Ok(SealKey(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes))))
+        Ok(SealKey(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(
+            &bytes,
+        ))))
     }
 
     /// Encrypts `plaintext` bound to `aad`.
     pub fn seal(&self, nonce: [u8; 12], aad: &[u8], plaintext: &[u8]) -> String {
         let ct = self
             .0
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -74,7 +84,10 @@ mod tests {
         let k = SealKey::from_base64("TOKENGATE_KEY", KEY).unwrap();
         let sealed = k.seal([7; 12], b"key-a", b"the token");
         assert!(!sealed.contains("the token"));
-        assert_eq!(k.open(b"key-a", &sealed).as_deref(), Some(&b"the token"[..]));
+        assert_eq!(
+            k.open(b"key-a", &sealed).as_deref(),
+            Some(&b"the token"[..])
+        );
         assert_eq!(k.open(b"key-b", &sealed), None);
         let other = SealKey::from_base64("K", &STANDARD.encode([9u8; 32])).unwrap();
         assert_eq!(other.open(b"key-a", &sealed), None);
@@ -85,7 +98,10 @@ mod tests {
     #[test]
     fn key_errors_name_the_key() {
         let e = SealKey::from_base64("TOKENGATE_KEY", "c2hvcnQ=").unwrap_err();
-        assert_eq!(e.to_string(), "TOKENGATE_KEY: must decode to 32 bytes, not 5");
+        assert_eq!(
+            e.to_string(),
+            "TOKENGATE_KEY: must decode to 32 bytes, not 5"
+        );
         let e = SealKey::from_base64("TOKENGATE_KEY", "***").unwrap_err();
         assert!(e.to_string().starts_with("TOKENGATE_KEY:"));
     }

@@ -87,10 +87,12 @@ fn secret(env: &Env, name: &str, provider: Option<&str>) -> Result<String, Confi
 
 /// Reads a JSON value from a var that is either an object (`[vars.X]`) or a JSON string.
 fn json_var(env: &Env, name: &str) -> Result<Value, ConfigError> {
-    let v = binding(env, name)
-        .ok_or_else(|| ConfigError::global(name, "is not set (add it under [vars] in wrangler.toml)"))?;
+    let v = binding(env, name).ok_or_else(|| {
+        ConfigError::global(name, "is not set (add it under [vars] in wrangler.toml)")
+    })?;
     if let Some(s) = v.as_string() {
-        return serde_json::from_str(&s).map_err(|e| ConfigError::global(name, format!("is not valid JSON ({e})")));
+        return serde_json::from_str(&s)
+            .map_err(|e| ConfigError::global(name, format!("is not valid JSON ({e})")));
     }
     serde_wasm_bindgen_value(&v).map_err(|m| ConfigError::global(name, m))
 }
@@ -112,20 +114,33 @@ fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
         .or_else(|| v.as_string().and_then(|s| s.trim().parse::<f64>().ok()));
     match n {
         Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= (1u64 << 40) as f64 => Ok(n as u64),
-        _ => Err(ConfigError::global(MAX_BODY_VAR, "must be a positive whole number of bytes")),
+        _ => Err(ConfigError::global(
+            MAX_BODY_VAR,
+            "must be a positive whole number of bytes",
+        )),
     }
 }
 
 /// Builds the gateway, or the first configuration error.
 pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
-    let kv = env
-        .kv(KV_BINDING)
-        .map_err(|_| ConfigError::global(KV_BINDING, "KV namespace binding is missing (kv_namespaces in wrangler.toml)"))?;
+    let kv = env.kv(KV_BINDING).map_err(|_| {
+        ConfigError::global(
+            KV_BINDING,
+            "KV namespace binding is missing (kv_namespaces in wrangler.toml)",
+        )
+    })?;
     let configs = parse_providers(&json_var(env, PROVIDERS_VAR)?)?;
-    let seal = Rc::new(SealKey::from_base64(KEY_SECRET, &secret(env, KEY_SECRET, None)?)?);
+    let seal = Rc::new(SealKey::from_base64(
+        KEY_SECRET,
+        &secret(env, KEY_SECRET, None)?,
+    )?);
     let callers = CallerRegistry::parse(CLIENTS_SECRET, &secret(env, CLIENTS_SECRET, None)?)?;
     for caller in callers.iter() {
-        if let Some(s) = caller.scopes.iter().find(|s| !configs.iter().any(|p| &p.id == *s)) {
+        if let Some(s) = caller
+            .scopes
+            .iter()
+            .find(|s| !configs.iter().any(|p| &p.id == *s))
+        {
             return Err(ConfigError::global(
                 format!("{CLIENTS_SECRET}.{}.scopes", caller.client_id),
                 format!("names unknown provider `{s}`"),
@@ -133,7 +148,10 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         }
     }
     let rt = WorkerRuntime::default();
-    let store = KvTokenStore { kv: kv.clone(), key: seal };
+    let store = KvTokenStore {
+        kv: kv.clone(),
+        key: seal,
+    };
     let mut providers = BTreeMap::new();
     for config in configs {
         let client_secret = Secret::new(secret(env, &config.client_secret_name, Some(&config.id))?);

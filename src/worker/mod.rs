@@ -39,7 +39,12 @@ async fn sync_clock(gw: &Gateway) {
     let Some(clock) = &gw.clock else { return };
     match clock.fetch("http://clock/now", None).await {
         Ok(mut r) => {
-            if let Some(ms) = r.text().await.ok().and_then(|t| t.trim().parse::<u64>().ok()) {
+            if let Some(ms) = r
+                .text()
+                .await
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+            {
                 gw.rt.set_now(ms);
             }
         }

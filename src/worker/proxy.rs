@@ -5,7 +5,9 @@ use super::config::{Gateway, Provider};
 use super::respond::{error_json, with_header};
 use super::runtime::{log_event, send_with_timeout};
 use crate::core::callers::{caller_token_key, parse_bearer, CallerTokenRecord};
-use crate::core::proxy::{forward_request_header, forward_response_header, upstream_url, TokenOrigin};
+use crate::core::proxy::{
+    forward_request_header, forward_response_header, upstream_url, TokenOrigin,
+};
 use crate::core::{ErrorCode, Secret};
 use crate::flow::{call_api, ApiError, ApiReply, Runtime, TransportError};
 use futures::StreamExt;
@@ -41,7 +43,10 @@ async fn caller_record(gw: &Gateway, token: &str, now: u64) -> Option<CallerToke
             let text = match gw.kv.get(&key).text().await {
                 Ok(t) => t?,
                 Err(e) => {
-                    log_event("store_error", json!({"op": "get_caller_token", "error": e.to_string()}));
+                    log_event(
+                        "store_error",
+                        json!({"op": "get_caller_token", "error": e.to_string()}),
+                    );
                     return None;
                 }
             };
@@ -62,7 +67,11 @@ async fn caller_record(gw: &Gateway, token: &str, now: u64) -> Option<CallerToke
 }
 
 /// Reads the request body within `limit`: `Err(())` means it is too large.
-async fn read_body(req: &mut Request, method: &Method, limit: u64) -> Result<std::result::Result<Body, ()>> {
+async fn read_body(
+    req: &mut Request,
+    method: &Method,
+    limit: u64,
+) -> Result<std::result::Result<Body, ()>> {
     if matches!(method, Method::Get | Method::Head) || req.inner().body().is_none() {
         return Ok(Ok(Body::None));
     }
@@ -102,7 +111,11 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
     let path = url.path().trim_start_matches('/').to_string();
     let (provider_id, rest) = path.split_once('/').unwrap_or((path.as_str(), ""));
     if provider_id.is_empty() {
-        return error_json(404, "not_found", "no such route; proxied paths are /{provider}/{path}");
+        return error_json(
+            404,
+            "not_found",
+            "no such route; proxied paths are /{provider}/{path}",
+        );
     }
     let authorization = req.headers().get("authorization")?;
     let Some(token) = parse_bearer(authorization.as_deref()) else {
@@ -112,11 +125,19 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
         return unauthorized("the token is unknown or expired");
     };
     let Some(provider) = gw.providers.get(provider_id) else {
-        return error_json(404, "not_found", &format!("unknown provider `{provider_id}`"));
+        return error_json(
+            404,
+            "not_found",
+            &format!("unknown provider `{provider_id}`"),
+        );
     };
     if !record.scopes.iter().any(|s| s == provider_id) {
         return Ok(with_header(
-            error_json(403, "insufficient_scope", &format!("the token does not grant provider `{provider_id}`"))?,
+            error_json(
+                403,
+                "insufficient_scope",
+                &format!("the token does not grant provider `{provider_id}`"),
+            )?,
             "WWW-Authenticate",
             "Bearer realm=\"tokengate\", error=\"insufficient_scope\"",
         ));
@@ -142,8 +163,20 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
         .entries()
         .filter(|(k, _)| forward_request_header(k, connection.as_deref()))
         .collect();
-    forwarded.retain(|(k, _)| !provider.config.api_headers.keys().any(|a| a.eq_ignore_ascii_case(k)));
-    forwarded.extend(provider.config.api_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    forwarded.retain(|(k, _)| {
+        !provider
+            .config
+            .api_headers
+            .keys()
+            .any(|a| a.eq_ignore_ascii_case(k))
+    });
+    forwarded.extend(
+        provider
+            .config
+            .api_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
 
     let result = forward(provider, &method, upstream.as_str(), &forwarded, body).await;
     let elapsed = gw.rt.now_ms().saturating_sub(started);
@@ -167,11 +200,16 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
                 ApiError::Transport(TransportError::Timeout) => (
                     504,
                     "timeout",
-                    format!("provider `{provider_id}` did not answer within {} ms", provider.config.token.timeout_ms),
+                    format!(
+                        "provider `{provider_id}` did not answer within {} ms",
+                        provider.config.token.timeout_ms
+                    ),
                 ),
-                ApiError::Transport(TransportError::Network(m)) => {
-                    (502, "network", format!("provider `{provider_id}` is unreachable: {m}"))
-                }
+                ApiError::Transport(TransportError::Network(m)) => (
+                    502,
+                    "network",
+                    format!("provider `{provider_id}` is unreachable: {m}"),
+                ),
             };
             log_event(
                 "proxy_error",
@@ -197,30 +235,37 @@ async fn forward(
         Body::Stream(s) => (None, Some(s)),
     };
     let timeout = provider.config.token.timeout_ms;
-    call_api(&provider.source, method.as_ref(), replayable, |token: Secret| {
-        let h = Headers::new();
-        for (k, v) in forwarded {
-            let _ = h.append(k, v);
-        }
-        let _ = h.set("Authorization", &format!("Bearer {}", token.expose()));
-        let body: Option<JsValue> = match (&bytes, stream.take()) {
-            (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
-            (None, Some(s)) => Some(s.into()),
-            (None, None) => None,
-        };
-        let mut init = RequestInit::new();
-        init.with_method(method.clone()).with_headers(h).with_body(body);
-        let url = url.to_string();
-        async move {
-            let resp = send_with_timeout(&url, &mut init, timeout).await?;
-            let retry_after = resp.headers().get("retry-after").ok().flatten();
-            Ok(ApiReply {
-                status: resp.status_code(),
-                retry_after,
-                response: resp,
-            })
-        }
-    })
+    call_api(
+        &provider.source,
+        method.as_ref(),
+        replayable,
+        |token: Secret| {
+            let h = Headers::new();
+            for (k, v) in forwarded {
+                let _ = h.append(k, v);
+            }
+            let _ = h.set("Authorization", &format!("Bearer {}", token.expose()));
+            let body: Option<JsValue> = match (&bytes, stream.take()) {
+                (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
+                (None, Some(s)) => Some(s.into()),
+                (None, None) => None,
+            };
+            let mut init = RequestInit::new();
+            init.with_method(method.clone())
+                .with_headers(h)
+                .with_body(body);
+            let url = url.to_string();
+            async move {
+                let resp = send_with_timeout(&url, &mut init, timeout).await?;
+                let retry_after = resp.headers().get("retry-after").ok().flatten();
+                Ok(ApiReply {
+                    status: resp.status_code(),
+                    retry_after,
+                    response: resp,
+                })
+            }
+        },
+    )
     .await
 }
 

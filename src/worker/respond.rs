@@ -26,7 +26,10 @@ pub fn json_response(status: u16, body: &Value) -> Result<Response> {
 
 /// A gateway error `{"error", "error_description"}`.
 pub fn error_json(status: u16, error: &str, description: &str) -> Result<Response> {
-    json_response(status, &json!({"error": error, "error_description": description}))
+    json_response(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
 }
 
 /// Adds a header to a response.

@@ -11,7 +11,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 use worker::kv::KvStore;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+};
 
 /// Clock, jitter, sleep and logs. The clock is `Date.now()` plus an offset that tests set via
 /// the `TOKENGATE_CLOCK` service binding; production never has one.
@@ -23,7 +25,8 @@ pub struct WorkerRuntime {
 impl WorkerRuntime {
     /// Makes `now_ms()` read `now_ms` at this instant.
     pub fn set_now(&self, now_ms: u64) {
-        self.offset_ms.set(now_ms as i64 - js_sys::Date::now() as i64);
+        self.offset_ms
+            .set(now_ms as i64 - js_sys::Date::now() as i64);
     }
 }
 
@@ -93,7 +96,11 @@ pub async fn send_with_timeout(
 }
 
 impl Transport for FetchTransport {
-    async fn send(&self, req: HttpRequest, timeout_ms: u64) -> Result<HttpResponse, TransportError> {
+    async fn send(
+        &self,
+        req: HttpRequest,
+        timeout_ms: u64,
+    ) -> Result<HttpResponse, TransportError> {
         let headers = Headers::new();
         for (k, v) in &req.headers {
             headers
@@ -115,7 +122,11 @@ impl Transport for FetchTransport {
             .bytes()
             .await
             .map_err(|e| TransportError::Network(format!("reading the response failed: {e}")))?;
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -138,7 +149,9 @@ impl TokenStore for KvTokenStore {
     }
 
     async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
-        let sealed = self.key.seal(random_bytes(), key.as_bytes(), value.as_bytes());
+        let sealed = self
+            .key
+            .seal(random_bytes(), key.as_bytes(), value.as_bytes());
         self.kv
             .put(key, sealed)
             .map_err(|e| e.to_string())?

@@ -32,7 +32,10 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
         Ok(g) => g,
         Err(e) => return grant_error(&e),
     };
-    let Some(caller) = gw.callers.authenticate(&grant.client_id, &grant.client_secret) else {
+    let Some(caller) = gw
+        .callers
+        .authenticate(&grant.client_id, &grant.client_secret)
+    else {
         log_event("caller_auth_failed", json!({"route": "token"}));
         return grant_error(&GrantError::InvalidClient { basic: grant.basic });
     };
@@ -52,8 +55,15 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
         Err(e) => Err(e),
     };
     if let Err(e) = result {
-        log_event("store_error", json!({"op": "put_caller_token", "error": e.to_string()}));
-        return error_json(503, "temporarily_unavailable", "could not record the token; try again");
+        log_event(
+            "store_error",
+            json!({"op": "put_caller_token", "error": e.to_string()}),
+        );
+        return error_json(
+            503,
+            "temporarily_unavailable",
+            "could not record the token; try again",
+        );
     }
     gw.caller_cache.borrow_mut().insert(key, record);
     log_event(

@@ -68,7 +68,10 @@ fn optoro_seed_000_001() {
     );
     assert_eq!(p.token.retry.max_attempts, 4);
     assert_eq!(p.token.retry.base_delay_ms, 250);
-    assert_eq!(p.token.retry.max_delay_ms, RetryPolicy::default().max_delay_ms);
+    assert_eq!(
+        p.token.retry.max_delay_ms,
+        RetryPolicy::default().max_delay_ms
+    );
     assert_eq!(p.token.expiry, ExpiryPolicy::default());
     assert_eq!(p.token.timeout_ms, DEFAULT_TIMEOUT_MS);
 }
@@ -89,7 +92,10 @@ fn optimum_seed_002() {
     .unwrap();
     assert_eq!(p.token.auth_style, AuthStyle::ClientSecretPost);
     assert_eq!(p.token.expiry.max_lifetime_s, 86_400);
-    assert_eq!(p.api_base.as_str(), "https://public-api.optimum-automotive.com/");
+    assert_eq!(
+        p.api_base.as_str(),
+        "https://public-api.optimum-automotive.com/"
+    );
     assert!(p.api_headers.is_empty());
 }
 
@@ -135,14 +141,19 @@ fn default_auth_style_is_basic_and_loopback_http_allowed() {
 #[test]
 fn parse_providers_whole_object() {
     let all = parse_providers(&json!({"a": entry(json!({})), "b": entry(json!({}))})).unwrap();
-    assert_eq!(all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
     let e = parse_providers(&json!({})).unwrap_err();
     assert_eq!(e.to_string(), "TOKENGATE_PROVIDERS: defines no provider");
     let e = parse_providers(&json!([1])).unwrap_err();
     assert_eq!(e.provider, None);
     assert_eq!(e.key, "TOKENGATE_PROVIDERS");
-    let e = parse_providers(&json!({"good": entry(json!({})), "bad": entry(json!({"token_url": null}))}))
-        .unwrap_err();
+    let e = parse_providers(
+        &json!({"good": entry(json!({})), "bad": entry(json!({"token_url": null}))}),
+    )
+    .unwrap_err();
     assert_eq!(e.provider.as_deref(), Some("bad"));
 }
 
@@ -157,14 +168,26 @@ fn missing_token_url() {
 
 #[test]
 fn http_token_url_on_public_host() {
-    let e = parse_err("optoro", json!({"token_url": "http://auth.optiturn.com/oauth/token"}));
+    let e = parse_err(
+        "optoro",
+        json!({"token_url": "http://auth.optiturn.com/oauth/token"}),
+    );
     assert_err(&e, "optoro", "token_url", "must use https");
     // Loopback look-alikes are public hosts.
-    let e = parse_err("optoro", json!({"token_url": "http://localhost.evil.com/token"}));
+    let e = parse_err(
+        "optoro",
+        json!({"token_url": "http://localhost.evil.com/token"}),
+    );
     assert_err(&e, "optoro", "token_url", "must use https");
-    let e = parse_err("optoro", json!({"token_url": "ftp://auth.example.com/token"}));
+    let e = parse_err(
+        "optoro",
+        json!({"token_url": "ftp://auth.example.com/token"}),
+    );
     assert_err(&e, "optoro", "token_url", "unsupported scheme");
-    let e = parse_err("optoro", json!({"token_url": "https://u:p@auth.example.com/t"}));
+    let e = parse_err(
+        "optoro",
+        json!({"token_url": "https://u:p@auth.example.com/t"}),
+    );
     assert_err(&e, "optoro", "token_url", "credentials");
     assert!(!e.to_string().contains("u:p"));
     let e = parse_err("optoro", json!({"api_base": "http://api.example.com/"}));
@@ -212,7 +235,12 @@ fn retry_base_delay_above_max_delay() {
         "p",
         json!({"retry": {"base_delay_ms": 2000, "max_delay_ms": 1000}}),
     );
-    assert_err(&e, "p", "retry.base_delay_ms", "must not exceed max_delay_ms");
+    assert_err(
+        &e,
+        "p",
+        "retry.base_delay_ms",
+        "must not exceed max_delay_ms",
+    );
     let e = parse_err("p", json!({"retry": {"max_attempts": 0}}));
     assert_err(&e, "p", "retry.max_attempts", "from 1 to 10");
     let e = parse_err("p", json!({"retry": {"retry_unsafe_methods": "yes"}}));
@@ -227,10 +255,20 @@ fn default_lifetime_above_max_lifetime() {
         "p",
         json!({"default_lifetime_s": 7200, "max_lifetime_s": 3600}),
     );
-    assert_err(&e, "p", "default_lifetime_s", "must not exceed max_lifetime_s");
+    assert_err(
+        &e,
+        "p",
+        "default_lifetime_s",
+        "must not exceed max_lifetime_s",
+    );
     // Against the default cap (86400).
     let e = parse_err("p", json!({"default_lifetime_s": 90000}));
-    assert_err(&e, "p", "default_lifetime_s", "must not exceed max_lifetime_s");
+    assert_err(
+        &e,
+        "p",
+        "default_lifetime_s",
+        "must not exceed max_lifetime_s",
+    );
     let e = parse_err("p", json!({"max_lifetime_s": 0}));
     assert_err(&e, "p", "max_lifetime_s", "whole number");
     let e = parse_err("p", json!({"timeout_ms": "5000"}));
@@ -241,20 +279,43 @@ fn default_lifetime_above_max_lifetime() {
 fn token_params_reserved_key() {
     for k in ["grant_type", "client_secret", "scope"] {
         let e = parse_err("p", json!({"token_params": {k: "x"}}));
-        assert_err(&e, "p", "token_params", &format!("`{k}` is set by the gateway"));
+        assert_err(
+            &e,
+            "p",
+            "token_params",
+            &format!("`{k}` is set by the gateway"),
+        );
     }
     let e = parse_err("p", json!({"token_params": {"nested": {"a": 1}}}));
-    assert_err(&e, "p", "token_params", "value of `nested` must be a string");
+    assert_err(
+        &e,
+        "p",
+        "token_params",
+        "value of `nested` must be a string",
+    );
 }
 
 #[test]
 fn api_headers_authorization_refused() {
     let e = parse_err("p", json!({"api_headers": {"Authorization": "Bearer x"}}));
-    assert_err(&e, "p", "api_headers", "`Authorization` is set by the gateway");
+    assert_err(
+        &e,
+        "p",
+        "api_headers",
+        "`Authorization` is set by the gateway",
+    );
     let e = parse_err("p", json!({"api_headers": {"cookie": "a=b"}}));
     assert_err(&e, "p", "api_headers", "`cookie`");
-    let e = parse_err("p", json!({"token_headers": {"content-type": "text/plain"}}));
-    assert_err(&e, "p", "token_headers", "`content-type` is set by the gateway");
+    let e = parse_err(
+        "p",
+        json!({"token_headers": {"content-type": "text/plain"}}),
+    );
+    assert_err(
+        &e,
+        "p",
+        "token_headers",
+        "`content-type` is set by the gateway",
+    );
     let e = parse_err("p", json!({"api_headers": {"Bad Name": "v"}}));
     assert_err(&e, "p", "api_headers", "not a valid header name");
 }
@@ -318,12 +379,18 @@ fn camel_case_parses_and_names_camel_keys() {
         o.as_object_mut().unwrap().insert(k.into(), v);
         TokenSettings::parse_camel(&o, &[]).unwrap_err()
     };
-    assert_eq!(with("retry", json!({"maxAttempts": 11})).key, "retry.maxAttempts");
+    assert_eq!(
+        with("retry", json!({"maxAttempts": 11})).key,
+        "retry.maxAttempts"
+    );
     assert_eq!(
         with("retry", json!({"baseDelayMs": 9, "maxDelayMs": 1})).key,
         "retry.baseDelayMs"
     );
-    assert_eq!(with("retry", json!({"max_attempts": 2})).key, "retry.max_attempts");
+    assert_eq!(
+        with("retry", json!({"max_attempts": 2})).key,
+        "retry.max_attempts"
+    );
     assert_eq!(with("authStyle", json!("nope")).key, "authStyle");
     assert_eq!(
         with("defaultLifetimeS", json!(100_000)).key,
@@ -337,8 +404,14 @@ fn camel_case_parses_and_names_camel_keys() {
     let e = with("clientSecret", json!("s3cr3t-value"));
     assert_eq!(e.key, "clientSecret");
     assert!(!e.to_string().contains("s3cr3t-value"));
-    assert_eq!(Naming::Camel.key("retry_unsafe_methods"), "retryUnsafeMethods");
-    assert_eq!(Naming::Snake.key("retry_unsafe_methods"), "retry_unsafe_methods");
+    assert_eq!(
+        Naming::Camel.key("retry_unsafe_methods"),
+        "retryUnsafeMethods"
+    );
+    assert_eq!(
+        Naming::Snake.key("retry_unsafe_methods"),
+        "retry_unsafe_methods"
+    );
 }
 
 #[test]

@@ -55,7 +55,12 @@ fn optoro_json_body_golden() {
     );
     // Exactly the three keys of the schema, nothing else.
     let body: Value = serde_json::from_slice(&req.body).unwrap();
-    let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     assert_eq!(keys, ["client_id", "client_secret", "grant_type"]);
     assert!(req.header("authorization").is_none());
@@ -234,7 +239,10 @@ fn basic_placement_of_optional_params() {
         req.headers,
         headers(&[
             ("Accept", "application/json"),
-            ("Authorization", &format!("Basic {}", STANDARD.encode("cid:sec"))),
+            (
+                "Authorization",
+                &format!("Basic {}", STANDARD.encode("cid:sec"))
+            ),
             ("Content-Type", "application/x-www-form-urlencoded"),
             ("X-Trace", "on"),
         ])
@@ -287,9 +295,15 @@ fn secret_only_in_authorization_or_body_never_in_debug() {
         let req = build_token_request(&s, &Secret::new(secret));
         let dbg = format!("{req:?}");
         assert!(!dbg.contains(secret), "{style}: {dbg}");
-        assert!(!dbg.contains(&STANDARD.encode(format!("cid:{secret}"))), "{style}");
+        assert!(
+            !dbg.contains(&STANDARD.encode(format!("cid:{secret}"))),
+            "{style}"
+        );
         // Debug still says what it is.
-        assert!(dbg.contains("https://id.example.com/token"), "{style}: {dbg}");
+        assert!(
+            dbg.contains("https://id.example.com/token"),
+            "{style}: {dbg}"
+        );
         let body = body_str(&req);
         let in_body = body.contains(secret);
         let in_auth = req

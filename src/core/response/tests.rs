@@ -200,7 +200,9 @@ fn neither_expires_in_nor_jwt_uses_default_lifetime() {
 #[test]
 fn created_at_future_old_and_sane() {
     let body = |created_s: u64| {
-        format!(r#"{{"access_token":"t","token_type":"Bearer","expires_in":3600,"created_at":{created_s}}}"#)
+        format!(
+            r#"{{"access_token":"t","token_type":"Bearer","expires_in":3600,"created_at":{created_s}}}"#
+        )
     };
     // In the future: ignored, receipt time is the base.
     let t = parse_token_response(&ok(&body(NOW / 1000 + 600)), NOW, &policy()).unwrap();
@@ -335,7 +337,9 @@ fn rfc6749_invalid_client_401() {
     assert!(e.description.starts_with("Client authentication failed"));
     assert!(!e.retryable());
     assert_eq!(e.retry_after_ms, None);
-    assert!(e.to_string().starts_with("invalid_client (HTTP 401) [invalid_client]: Client"));
+    assert!(e
+        .to_string()
+        .starts_with("invalid_client (HTTP 401) [invalid_client]: Client"));
     assert_no_raw(&e, raw);
 }
 
@@ -417,7 +421,10 @@ fn html_503_page() {
     assert_eq!(e.provider_error, None);
     assert_eq!(e.description, "token endpoint answered HTTP 503");
     assert!(e.retryable());
-    assert_eq!(e.to_string(), "server_error (HTTP 503): token endpoint answered HTTP 503");
+    assert_eq!(
+        e.to_string(),
+        "server_error (HTTP 503): token endpoint answered HTTP 503"
+    );
     assert!(!format!("{e} {e:?}").contains("marker-7f3a"));
     assert_no_raw(&e, raw);
 }
@@ -450,5 +457,8 @@ fn raw_body_is_bounded_and_empty_body_is_none() {
     // Overlong provider fields are truncated.
     let long = json!({"error": "e".repeat(500)}).to_string();
     let e = error_from_response(&resp(400, &[], &long), NOW);
-    assert_eq!(e.provider_error.as_deref().map(|s| s.chars().count()), Some(201));
+    assert_eq!(
+        e.provider_error.as_deref().map(|s| s.chars().count()),
+        Some(201)
+    );
 }

@@ -1,0 +1,48 @@
+# tokengate — every command installs what it needs (idempotently) from the package registries.
+#   make dev    run the gateway locally with a demo provider and print curl lines
+#   make test   run every test
+#   make bench  run the benchmarks
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
+WASM_BINDGEN_BIN = $(shell command -v wasm-bindgen)
+export WASM_BINDGEN_BIN
+
+.PHONY: dev test bench setup setup-browser worker npm-pkg lint test-native test-worker test-npm clean
+
+setup: node_modules/.installed
+	@.ci/setup-tools rust
+
+setup-browser:
+	@.ci/setup-tools chromium
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# The Worker, as deployed: build/index.js + build/index_bg.wasm.
+worker: setup
+	worker-build --release -- --features worker
+
+lint: setup
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --features worker -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --features npm -- -D warnings
+
+test-native: setup
+	cargo test
+
+test-worker: worker
+	node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker.test.mjs
+
+test: lint test-native test-worker
+
+dev: worker
+	@.ci/dev
+
+clean:
+	rm -rf build pkg target/wasm32-unknown-unknown

@@ -1,0 +1,132 @@
+//! TypeScript declarations of the package's objects, spliced into the generated `.d.ts`, so
+//! configs, tokens, the cache adapter and errors are typed instead of `any`.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** How the client authenticates at the token endpoint. */
+export type AuthStyle = "client_secret_basic" | "client_secret_post" | "json_body";
+
+/** Retry policy of token exchanges and `client.fetch` calls. */
+export interface RetryConfig {
+  /** Total attempts including the first (1-10, default 4). */
+  maxAttempts?: number;
+  /** Backoff base in ms (default 200); full-jitter exponential backoff. */
+  baseDelayMs?: number;
+  /** Cap on one delay and on an honoured Retry-After, ms (default 5000). */
+  maxDelayMs?: number;
+  /** Also retry POST/PATCH on 429/5xx (default false). */
+  retryUnsafeMethods?: boolean;
+}
+
+/** Expiry policy keys, accepted by `parseTokenResponse` and `cachePolicy`. */
+export interface ExpiryPolicyConfig {
+  /** Stop serving a token this many seconds before it expires (0-86400, default 60). */
+  refreshSkewS?: number;
+  /** Lifetime when the response states none, seconds (default 300). */
+  defaultLifetimeS?: number;
+  /** Upper bound on any lifetime, seconds (default 86400). */
+  maxLifetimeS?: number;
+}
+
+/** A provider configuration: the Worker's provider entry in camelCase, plus the secret. */
+export interface TokenClientConfig extends ExpiryPolicyConfig {
+  /** Token endpoint; https (http only for 127.0.0.1 / localhost). */
+  tokenUrl: string;
+  clientId: string;
+  clientSecret: string;
+  /** Default "client_secret_basic". */
+  authStyle?: AuthStyle;
+  scope?: string;
+  audience?: string;
+  /** RFC 8707 resource indicator. */
+  resource?: string;
+  /** Extra token-request parameters. */
+  tokenParams?: Record<string, string | number>;
+  /** Extra token-request headers (not Authorization, Content-Type, Content-Length, Host). */
+  tokenHeaders?: Record<string, string>;
+  retry?: RetryConfig;
+  /** Timeout of one HTTP call, ms (default 10000). */
+  timeoutMs?: number;
+}
+
+/**
+ * A shared token cache (Redis, a file, ...). Values are opaque strings holding the token;
+ * `ttlSeconds` (>= 60) is how long the entry may live. Methods may be sync or async.
+ */
+export interface TokenCache {
+  get(key: string): Promise<string | null | undefined> | string | null | undefined;
+  set(key: string, value: string, ttlSeconds: number): Promise<unknown> | unknown;
+  delete(key: string): Promise<unknown> | unknown;
+}
+
+/** Options of a TokenClient. */
+export interface TokenClientOptions {
+  /** The fetch to use (default: globalThis.fetch). */
+  fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+  /** A shared cache in addition to the in-memory one. */
+  cache?: TokenCache;
+  /** A clock in epoch milliseconds (default Date.now), for tests. */
+  now?: (() => number) | { now(): number };
+  /** Structured events (token_exchange, store_error); never secrets or tokens. */
+  log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+/** An access token. */
+export interface Token {
+  accessToken: string;
+  tokenType: "Bearer";
+  /** Expiry, epoch milliseconds. */
+  expiresAt: number;
+  scope: string | null;
+}
+
+/** A parsed token response (`parseTokenResponse`). */
+export interface ParsedToken extends Token {
+  /** Issue time, epoch milliseconds (the response's created_at when sane). */
+  issuedAt: number;
+}
+
+/** The exact token request of a configuration (`buildTokenRequest`). */
+export interface TokenRequest {
+  method: "POST";
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Cache timing of a token (`cachePolicy`). */
+export interface CachePolicy {
+  expiresAt: number;
+  /** From this time on the token is refreshed instead of served. */
+  refreshAt: number;
+  /** TTL for a shared cache, seconds; null when under 60 s (memory only). */
+  ttlSeconds: number | null;
+  /** Whether the token may be served now. */
+  fresh: boolean;
+}
+
+/** Machine-readable error codes. */
+export type TokenErrorCode =
+  | "invalid_client" | "invalid_request" | "rate_limited" | "server_error"
+  | "invalid_response" | "timeout" | "network" | "config";
+
+/** Every error the package throws. Never holds the client secret or a token. */
+export declare class TokenError extends Error {
+  constructor(code: TokenErrorCode, message: string, details?: {
+    status?: number | null; retryable?: boolean; providerError?: string | null;
+    retryAfterMs?: number | null; cause?: unknown;
+  });
+  readonly name: "TokenError";
+  readonly code: TokenErrorCode;
+  /** The provider's HTTP status, when it answered. */
+  readonly status: number | null;
+  /** Whether trying again later may succeed. */
+  readonly retryable: boolean;
+  /** The provider's own error code (RFC 6749 section 5.2 `error`). */
+  readonly providerError: string | null;
+  /** The provider's Retry-After, ms. */
+  readonly retryAfterMs: number | null;
+}
+"#;
