@@ -41,6 +41,9 @@ test-worker: worker
 
 test: lint test-native test-worker
 
+bench: worker
+	node bench/worker.mjs
+
 dev: worker
 	@.ci/dev
 

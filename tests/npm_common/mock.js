@@ -1,0 +1,97 @@
+// An in-process provider for the wasm-bindgen tests of the npm package: a `fetch` function
+// serving a token endpoint (https://auth.test/token) and an API (https://api.test/...), recording
+// every request exactly as it arrived. Standard JavaScript only, so it runs in Node and Chromium.
+
+export class MockProvider {
+  constructor() {
+    this.tokenRequests = [];
+    this.apiRequests = [];
+    this.tokenScript = [];
+    this.apiScript = [];
+    this.lifetime = 3600;
+    this.issued = 0;
+    this.valid = new Set();
+    this.clock = 1_700_000_000_000;
+    this.fetch = (input, init) => this.handle(input, init);
+    this.now = () => this.clock;
+  }
+
+  /** Queues replies for the next token requests: {status, body, headers} or 'hang' or 'network'. */
+  scriptToken(entry) { this.tokenScript.push(entry); }
+  /** Queues replies for the next API requests. */
+  scriptApi(entry) { this.apiScript.push(entry); }
+  revokeAll() { this.valid.clear(); }
+  advance(ms) { this.clock += ms; }
+  tokenCount() { return this.tokenRequests.length; }
+  apiCount() { return this.apiRequests.length; }
+  tokenRequest(i) { return this.tokenRequests[i]; }
+  apiRequest(i) { return this.apiRequests[i]; }
+
+  async handle(input, init) {
+    const req = input instanceof Request && init === undefined ? input : new Request(input, init);
+    const signal = init?.signal ?? req.signal;
+    const rec = {
+      url: req.url,
+      method: req.method,
+      headers: Object.fromEntries(req.headers),
+      redirect: init?.redirect ?? req.redirect,
+      body: await req.text(),
+    };
+    const isToken = new URL(req.url).pathname === '/token';
+    (isToken ? this.tokenRequests : this.apiRequests).push(rec);
+    const entry = (isToken ? this.tokenScript : this.apiScript).shift();
+    if (entry === 'hang') {
+      return new Promise((_, reject) => {
+        signal.addEventListener('abort', () => reject(signal.reason ?? new DOMException('aborted', 'AbortError')));
+      });
+    }
+    if (entry === 'network') throw new TypeError('fetch failed');
+    if (entry) {
+      const body = typeof entry.body === 'string' ? entry.body : JSON.stringify(entry.body ?? {});
+      return new Response(body, { status: entry.status, headers: entry.headers ?? { 'content-type': 'application/json' } });
+    }
+    if (isToken) {
+      this.issued += 1;
+      const token = `tok-${this.issued}`;
+      this.valid.add(token);
+      return Response.json({ access_token: token, token_type: 'Bearer', expires_in: this.lifetime, scope: 'read' });
+    }
+    const auth = /^Bearer (.+)$/.exec(rec.headers.authorization ?? '');
+    if (!auth || !this.valid.has(auth[1])) return Response.json({ error: 'invalid_token' }, { status: 401 });
+    return Response.json({ method: rec.method, body: rec.body, token: auth[1] });
+  }
+}
+
+/** A TokenCache over a Map, counting calls: {get, set, delete, map, log}. */
+export function mapCache() {
+  const map = new Map();
+  const log = [];
+  return {
+    map,
+    log,
+    async get(key) { log.push(['get', key]); return map.get(key) ?? null; },
+    async set(key, value, ttl) { log.push(['set', key, ttl]); map.set(key, value); },
+    async delete(key) { log.push(['delete', key]); map.delete(key); },
+  };
+}
+
+/** Sets globalThis.fetch, returning the previous value (to restore it). */
+export function swapGlobalFetch(fetch) {
+  const saved = globalThis.fetch;
+  globalThis.fetch = fetch;
+  return saved;
+}
+
+/** Whether `e` is a TokenError (by class name and Error ancestry) and its stack/message lack `s`. */
+export function errorShape(e) {
+  return {
+    isError: e instanceof Error,
+    name: e?.name,
+    ctor: e?.constructor?.name,
+    code: e?.code,
+    status: e?.status,
+    retryable: e?.retryable,
+    providerError: e?.providerError,
+    text: `${e?.message}\n${e?.stack}`,
+  };
+}
