@@ -227,7 +227,16 @@ pub fn parse_grant(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Result<GrantRequest, GrantError> {
-    let basic = authorization.map(basic_credentials).transpose()?;
+    // Only HTTP Basic authenticates a client here; any other scheme (a stale Bearer token a
+    // client library still sends) is ignored rather than refused.
+    let basic = authorization
+        .filter(|a| {
+            a.split_whitespace()
+                .next()
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"))
+        })
+        .map(basic_credentials)
+        .transpose()?;
     match media_type(content_type).as_str() {
         "application/json" => parse_json_grant(body, basic),
         "application/x-www-form-urlencoded" => parse_form_grant(body, basic),

@@ -405,7 +405,6 @@ fn bad_basic_is_401_with_challenge() {
     for auth in [
         "Basic !!!not-base64!!!",
         "Basic bm9jb2xvbg==", // "nocolon"
-        "Bearer abc",
         "Basic",
         "Basic //79", // invalid UTF-8 after decoding
     ] {
@@ -424,6 +423,18 @@ fn bad_basic_is_401_with_challenge() {
             })
         );
     }
+}
+
+#[test]
+fn other_authorization_schemes_are_ignored() {
+    let body = br#"{"grant_type":"client_credentials","client_id":"svc","client_secret":"pw"}"#;
+    let g = parse_grant(Some("application/json"), Some("Bearer stale-token"), body).unwrap();
+    assert!(!g.basic);
+    assert_eq!(g.client_id, "svc");
+    assert!(g.client_secret.ct_eq("pw"));
+    let e = parse_grant(FORM, Some("Bearer abc"), b"grant_type=client_credentials").unwrap_err();
+    assert_eq!(e, GrantError::InvalidClient { basic: false });
+    assert!(e.headers().is_empty());
 }
 
 // ---------------------------------------------------------------- issued tokens
