@@ -427,3 +427,20 @@ fn config_error_display_format() {
         "TOKENGATE_KEY: is missing"
     );
 }
+
+#[test]
+fn host_names_must_be_ascii() {
+    // IDNA is not compiled in (size); international names are given in their xn-- form.
+    let e = TokenSettings::parse_camel(
+        &json!({"tokenUrl": "https://bücher.example/token", "clientId": "c"}),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "tokenUrl");
+    let ok = TokenSettings::parse_camel(
+        &json!({"tokenUrl": "https://xn--bcher-kva.example/token", "clientId": "c"}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(ok.token_url.host_str(), Some("xn--bcher-kva.example"));
+}
