@@ -27,6 +27,10 @@ node_modules/.installed: package.json package-lock.json
 worker: setup
 	worker-build --release -- --features worker
 
+# The npm package: pkg/node (CommonJS) + pkg/web (ES module) + pkg/package.json.
+npm-pkg: setup
+	.ci/build-npm
+
 lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
@@ -39,7 +43,13 @@ test-native: setup
 test-worker: worker
 	node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker.test.mjs
 
-test: lint test-native test-worker
+test-npm: npm-pkg setup-browser
+	wasm-pack test --node --features npm --test npm_web
+	WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/.ci/webdriver.json wasm-pack test --headless --chrome \
+	  --chromedriver /usr/bin/chromedriver --features npm --test npm_browser
+	node --test --test-concurrency=1 tests/npm.test.mjs
+
+test: lint test-native test-worker test-npm
 
 bench: worker
 	node bench/worker.mjs

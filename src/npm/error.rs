@@ -7,6 +7,7 @@ use crate::core::error::{ErrorCode, TokenError};
 use crate::core::secret::Secret;
 use crate::core::ConfigError;
 use js_sys::{Object, Reflect};
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/src/npm/glue.js")]
@@ -18,17 +19,18 @@ extern "C" {
     fn new(code: &str, message: &str, details: &Object) -> JsTokenError;
 }
 
-/// Removes a secret from text that may echo it (a provider's `error_description`).
+/// Removes a secret from text that may echo it (a provider's `error_description`). Cheap to
+/// clone.
 #[derive(Clone, Default)]
 pub(crate) struct Scrubber {
-    secret: Secret,
+    secret: Rc<Secret>,
 }
 
 impl Scrubber {
     /// Scrubs `secret` (values shorter than 4 bytes are too common to replace meaningfully).
     pub(crate) fn new(secret: &Secret) -> Self {
         Scrubber {
-            secret: secret.clone(),
+            secret: Rc::new(secret.clone()),
         }
     }
 

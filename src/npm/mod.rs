@@ -28,7 +28,9 @@ use error::{config_error, config_key_error, set, token_error, Scrubber};
 use host::{get, Fetcher, JsRuntime, JsStore, JsTransport};
 use js_sys::{Function, Object, Promise};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::future::Future;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -45,6 +47,7 @@ pub struct TokenClient {
     source: Source,
     fetcher: Fetcher,
     scrub: Scrubber,
+    last: Rc<RefCell<Option<JsToken>>>,
 }
 
 #[wasm_bindgen]
@@ -81,6 +84,7 @@ impl TokenClient {
             source,
             fetcher: opts.fetcher,
             scrub,
+            last: Rc::default(),
         })
     }
 
@@ -88,10 +92,12 @@ impl TokenClient {
     /// Concurrent callers share one exchange.
     #[wasm_bindgen(unchecked_return_type = "Promise<Token>")]
     pub fn token(&self) -> Promise {
-        let (source, scrub) = (self.source.clone(), self.scrub.clone());
+        let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
         promise(async move {
             match source.token().await {
-                Ok((t, _)) => Ok(token_to_js(&t).into()),
+                Ok((t, _)) => Ok(JsToken::of(&last, t, |c| {
+                    Object::assign(&Object::new(), &c.object).into()
+                })),
                 Err(e) => Err(token_error(&e, &scrub, None)),
             }
         })
@@ -100,10 +106,10 @@ impl TokenClient {
     /// `"Bearer <access token>"`, for an `Authorization` header.
     #[wasm_bindgen(js_name = authorizationHeader, unchecked_return_type = "Promise<string>")]
     pub fn authorization_header(&self) -> Promise {
-        let (source, scrub) = (self.source.clone(), self.scrub.clone());
+        let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
         promise(async move {
             match source.token().await {
-                Ok((t, _)) => Ok(format!("Bearer {}", t.access_token.expose()).into()),
+                Ok((t, _)) => Ok(JsToken::of(&last, t, |c| c.header.clone())),
                 Err(e) => Err(token_error(&e, &scrub, None)),
             }
         })
@@ -253,6 +259,29 @@ pub(crate) fn token_to_js(t: &Token) -> Object {
         &t.scope.as_deref().map_or(JsValue::NULL, JsValue::from_str),
     );
     o
+}
+
+/// The JS forms of the last token served. While the token stays the same, `token()` copies
+/// `object` (`Object.assign`) and `authorizationHeader()` returns `header`: a warm call passes
+/// no string between wasm and JS (decoding them dominated its cost).
+struct JsToken {
+    token: Token,
+    object: Object,
+    header: JsValue,
+}
+
+impl JsToken {
+    fn of<R>(last: &RefCell<Option<JsToken>>, t: Token, f: impl FnOnce(&JsToken) -> R) -> R {
+        let mut last = last.borrow_mut();
+        if last.as_ref().is_none_or(|c| c.token != t) {
+            *last = Some(JsToken {
+                object: token_to_js(&t),
+                header: JsValue::from(format!("Bearer {}", t.access_token.expose())),
+                token: t,
+            });
+        }
+        f(last.as_ref().expect("just set"))
+    }
 }
 
 /// A promise of `fut`. The future is polled once right away: a memory hit settles without a

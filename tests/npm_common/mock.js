@@ -30,6 +30,7 @@ export class MockProvider {
   async handle(input, init) {
     const req = input instanceof Request && init === undefined ? input : new Request(input, init);
     const signal = init?.signal ?? req.signal;
+    if (signal?.aborted) throw signal.reason;
     const rec = {
       url: req.url,
       method: req.method,

@@ -1,0 +1,353 @@
+// The npm package as a user gets it: `npm pack` of pkg/ (built by .ci/build-npm), installed
+// offline into an empty temporary project, loaded there with `require('tokengate')` and with
+// `import ... from 'tokengate'`, and run against the provider emulators (one per seed dialect)
+// and oidc-provider. Run: node --test tests/npm.test.mjs
+//
+// Every test closes the servers it started; the temporary project is removed at the end.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import util from 'node:util';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startProviders } from './support/emulators.mjs';
+import { startOidc } from './support/oidc.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const PKG = path.join(ROOT, 'pkg');
+const DIALECT = { optoro: 'json_body', optimum: 'client_secret_post', partner: 'json_body' };
+
+let tmp; // the consumer project
+const viaRequire = {}; // the package loaded with require()
+const viaImport = {}; // the package loaded with import
+
+const quiet = { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' };
+
+before(async () => {
+  if (!fs.existsSync(path.join(PKG, 'package.json'))) {
+    execFileSync(path.join(ROOT, '.ci/build-npm'), [], { ...quiet, cwd: ROOT });
+  }
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-npm-'));
+  const tarball = execFileSync('npm', ['pack', '--silent', '--pack-destination', tmp], { ...quiet, cwd: PKG }).trim();
+  fs.writeFileSync(path.join(tmp, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+  // A local tarball installs without the registry.
+  execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', '--loglevel=error', path.join(tmp, tarball)],
+    { ...quiet, cwd: tmp });
+  fs.writeFileSync(path.join(tmp, 'cjs.cjs'), "module.exports = require('tokengate');\n");
+  fs.writeFileSync(path.join(tmp, 'esm.mjs'), "export * from 'tokengate';\n");
+  Object.assign(viaRequire, createRequire(path.join(tmp, 'package.json'))('./cjs.cjs'));
+  Object.assign(viaImport, await import(pathToFileURL(path.join(tmp, 'esm.mjs')).href));
+});
+
+after(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Starts the emulators for one test and closes them when it ends. */
+async function providers(t, opts) {
+  const p = await startProviders(opts);
+  t.after(() => p.close());
+  return p;
+}
+
+/** A TokenClient for emulated provider `id`, from module `m`. */
+function clientFor(m, p, id, extra = {}, options = {}) {
+  return new m.TokenClient({
+    tokenUrl: p.endpoints[id].token,
+    clientId: p.credentials[id].clientId,
+    clientSecret: p.credentials[id].clientSecret,
+    authStyle: DIALECT[id],
+    ...extra,
+  }, options);
+}
+
+test('the tarball installs and loads through require and import', () => {
+  const names = ['TokenClient', 'TokenError', 'buildTokenRequest', 'parseTokenResponse', 'cachePolicy', 'decodeJwtClaims'];
+  for (const n of names) {
+    assert.equal(typeof viaRequire[n], 'function', `require: ${n}`);
+    assert.equal(viaImport[n], viaRequire[n], `import and require share one module instance: ${n}`);
+  }
+  const pj = JSON.parse(fs.readFileSync(path.join(tmp, 'node_modules/tokengate/package.json'), 'utf8'));
+  assert.equal(pj.name, 'tokengate');
+  assert.match(pj.version, /^\d+\.\d+\.\d+/);
+  assert.ok(fs.existsSync(path.join(tmp, 'node_modules/tokengate', pj.types)));
+  // A fresh process in the consumer project, both module systems, as a user would write them.
+  const cjs = "const { TokenClient, TokenError } = require('tokengate'); console.log(typeof TokenClient, new TokenError('config', 'x') instanceof Error);";
+  const esm = "import { TokenClient, TokenError } from 'tokengate'; console.log(typeof TokenClient, new TokenError('config', 'x') instanceof Error);";
+  assert.equal(execFileSync(process.execPath, ['-e', cjs], { ...quiet, cwd: tmp }).trim(), 'function true');
+  assert.equal(execFileSync(process.execPath, ['--input-type=module', '-e', esm], { ...quiet, cwd: tmp }).trim(), 'function true');
+});
+
+for (const [label, m] of [['require', viaRequire], ['import', viaImport]]) {
+  for (const id of ['optoro', 'optimum', 'partner']) {
+    test(`${id} (${DIALECT[id]}) via ${label}: token, cache hit, authorized API call`, async (t) => {
+      const p = await providers(t);
+      const c = clientFor(m, p, id);
+      const tok = await c.token();
+      assert.equal(tok.tokenType, 'Bearer');
+      assert.ok(p.isValidToken(id, tok.accessToken));
+      assert.ok(tok.expiresAt > Date.now());
+      const again = await c.token();
+      assert.deepEqual(again, tok, 'served from memory');
+      assert.equal(p.exchanges(id), 1);
+
+      const api = `${p.endpoints[id].api}/v1/items?x=1`;
+      const res = await c.fetch(api, { headers: { 'X-Optiturn-Api-Version': '1' } });
+      assert.equal(res.status, 200);
+      const echo = await res.json();
+      assert.equal(echo.headers.authorization, `Bearer ${tok.accessToken}`);
+      assert.equal(echo.headers['x-optiturn-api-version'], '1');
+      assert.equal(echo.query, 'x=1');
+      assert.equal(await c.authorizationHeader(), `Bearer ${tok.accessToken}`);
+      assert.equal(p.exchanges(id), 1);
+    });
+  }
+}
+
+test('single flight: 100 concurrent token() calls make exactly one exchange', async (t) => {
+  const p = await providers(t);
+  for (const id of ['optoro', 'optimum', 'partner']) {
+    const c = clientFor(viaImport, p, id);
+    const tokens = await Promise.all(Array.from({ length: 100 }, () => c.token()));
+    assert.equal(new Set(tokens.map((x) => x.accessToken)).size, 1, id);
+    assert.equal(p.exchanges(id), 1, id);
+  }
+});
+
+test('401 from the API: invalidate, new token, replay once with the same body', async (t) => {
+  const p = await providers(t);
+  const c = clientFor(viaRequire, p, 'optoro');
+  const first = await c.token();
+  p.revokeAll('optoro');
+  const body = JSON.stringify({ rma_identifier: 'R-1' });
+  const res = await c.fetch(`${p.endpoints.optoro.api}/v1/rmas`, {
+    method: 'POST', body, headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(res.status, 200);
+  const echo = await res.json();
+  assert.equal(echo.body, body);
+  const second = await c.token();
+  assert.notEqual(second.accessToken, first.accessToken);
+  assert.equal(echo.headers.authorization, `Bearer ${second.accessToken}`);
+  const seen = p.apiRequests('optoro');
+  assert.equal(seen.length, 2);
+  assert.equal(seen[0].headers.authorization, `Bearer ${first.accessToken}`);
+  assert.equal(seen[1].body, body);
+  assert.equal(p.exchanges('optoro'), 2);
+});
+
+test('429 and 503: backoff and retry (API and token endpoint), Retry-After honoured', async (t) => {
+  const p = await providers(t);
+  const c = clientFor(viaImport, p, 'partner', { retry: { baseDelayMs: 20, maxDelayMs: 2000 } });
+  p.script('partner', [{ status: 503, body: 'down' }]);
+  await c.token();
+  assert.equal(p.exchanges('partner'), 2, 'the token endpoint 503 was retried');
+
+  p.scriptApi('partner', [{ status: 503, body: { busy: true } }, { status: 429, headers: { 'retry-after': '1' } }]);
+  const started = performance.now();
+  const res = await c.fetch(`${p.endpoints.partner.api}/bookings`);
+  const elapsed = performance.now() - started;
+  assert.equal(res.status, 200);
+  assert.equal(p.apiRequests('partner').length, 3);
+  assert.ok(elapsed >= 950, `waited for Retry-After: 1 (${elapsed.toFixed(0)} ms)`);
+
+  // POST is not idempotent: its 503 comes back without a retry.
+  p.scriptApi('partner', [{ status: 503, body: { busy: true } }]);
+  const post = await c.fetch(`${p.endpoints.partner.api}/bookings`, { method: 'POST', body: '{}' });
+  assert.equal(post.status, 503);
+  assert.equal(p.apiRequests('partner').length, 4);
+
+  // Retries run out: rate_limited.
+  const strict = clientFor(viaImport, p, 'optoro', { retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5 } });
+  p.script('optoro', [{ status: 429, body: {} }, { status: 429, body: {} }]);
+  await assert.rejects(strict.token(), (e) => e instanceof viaImport.TokenError && e.code === 'rate_limited' && e.retryable === true && e.status === 429);
+});
+
+test('invalid_client: TokenError shape, never the secret', async (t) => {
+  const p = await providers(t);
+  for (const [id, status] of [['optoro', 401], ['optimum', 400], ['partner', 401]]) {
+    const secret = `${p.credentials[id].clientSecret}-wrong`;
+    for (const m of [viaRequire, viaImport]) {
+      const c = clientFor(m, p, id, { clientSecret: secret });
+      const err = await c.token().then(() => assert.fail('resolved'), (e) => e);
+      assert.ok(err instanceof m.TokenError && err instanceof Error, id);
+      assert.equal(err.name, 'TokenError');
+      assert.equal(err.code, 'invalid_client', id);
+      assert.equal(err.status, status, id);
+      assert.equal(err.retryable, false);
+      assert.equal(err.providerError, 'invalid_client');
+      for (const text of [err.message, err.stack, util.inspect(err), JSON.stringify(err)]) {
+        assert.ok(!text.includes(secret), `${id}: secret in ${text}`);
+        assert.ok(!text.includes(p.credentials[id].clientSecret), `${id}: real secret in ${text}`);
+      }
+    }
+  }
+  // Config errors name the key, also for a missing clientSecret.
+  assert.throws(() => new viaImport.TokenClient({ tokenUrl: p.endpoints.optoro.token, clientId: 'x' }),
+    (e) => e instanceof viaImport.TokenError && e.code === 'config' && /clientSecret/.test(e.message));
+  assert.throws(() => new viaRequire.TokenClient({ tokenUrl: 'ftp://x', clientId: 'x', clientSecret: 's3cret!' }),
+    (e) => e.code === 'config' && /tokenUrl/.test(e.message) && !e.message.includes('s3cret!'));
+});
+
+test('a redirecting token endpoint is not followed; a streamed body is sent once', async (t) => {
+  const p = await providers(t);
+  const c = clientFor(viaRequire, p, 'optimum');
+  p.script('optimum', [{ status: 302, headers: { location: `${p.url}/optoro/oauth/token` } }]);
+  await assert.rejects(c.token(), (e) => e.code === 'invalid_response' && e.status === 302 && /redirect/.test(e.message));
+  assert.equal(p.exchanges('optimum'), 1);
+  assert.equal(p.exchanges('optoro'), 0, 'the credentials went nowhere else');
+
+  // A ReadableStream body cannot be replayed: a 401 is handed back after one attempt.
+  const tok = await c.token();
+  p.revokeAll('optimum');
+  const body = new ReadableStream({ start(ctl) { ctl.enqueue(new TextEncoder().encode('streamed')); ctl.close(); } });
+  const res = await c.fetch(`${p.endpoints.optimum.api}/upload`, { method: 'PUT', body, duplex: 'half' });
+  assert.equal(res.status, 401);
+  const seen = p.apiRequests('optimum');
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].body, 'streamed');
+  assert.equal(seen[0].headers.authorization, `Bearer ${tok.accessToken}`);
+  // The rejected token is dropped: the next call uses a new one.
+  assert.notEqual((await c.token()).accessToken, tok.accessToken);
+});
+
+test('custom cache adapter: a second client with the same cache does no exchange', async (t) => {
+  const p = await providers(t);
+  const map = new Map();
+  const calls = [];
+  const cache = {
+    async get(k) { calls.push(['get', k]); return map.get(k) ?? null; },
+    async set(k, v, ttl) { calls.push(['set', k, ttl]); map.set(k, v); },
+    async delete(k) { calls.push(['delete', k]); map.delete(k); },
+  };
+  const a = clientFor(viaRequire, p, 'optoro', { maxLifetimeS: 90000 }, { cache });
+  const ta = await a.token();
+  const set = calls.find((c) => c[0] === 'set');
+  assert.ok(set, 'the token was stored');
+  assert.ok(set[2] > 89_900 && set[2] <= 89_940, `TTL ${set[2]}: lifetime minus the refresh skew`);
+  assert.ok(!set[1].includes(p.credentials.optoro.clientSecret));
+  const b = clientFor(viaImport, p, 'optoro', { maxLifetimeS: 90000 }, { cache });
+  const tb = await b.token();
+  assert.equal(tb.accessToken, ta.accessToken);
+  assert.equal(p.exchanges('optoro'), 1);
+  await b.invalidate();
+  assert.equal(map.size, 0);
+  // A broken cache is a miss, not a failure.
+  const broken = { get: () => { throw new Error('down'); }, set: async () => { throw new Error('down'); }, delete: () => {} };
+  const events = [];
+  const c = clientFor(viaImport, p, 'optoro', {}, { cache: broken, log: (e, f) => events.push([e, f]) });
+  assert.ok((await c.token()).accessToken);
+  assert.ok(events.some(([e, f]) => e === 'store_error' && f.op === 'get'));
+  assert.ok(!JSON.stringify(events).includes(p.credentials.optoro.clientSecret));
+});
+
+test('an injected clock drives refresh before expiry', async (t) => {
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const clock = { now: () => now };
+  const p = await providers(t, { clock });
+  const c = clientFor(viaImport, p, 'partner', { refreshSkewS: 60 }, { now: clock.now });
+  const first = await c.token();
+  assert.equal(first.expiresAt, now + 3_600_000);
+  now = first.expiresAt - 60_000 - 1;
+  assert.equal((await c.token()).accessToken, first.accessToken);
+  now += 1; // 60 s before expiry: the provider still accepts it, the client refreshes anyway
+  assert.ok(p.isValidToken('partner', first.accessToken));
+  const second = await c.token();
+  assert.notEqual(second.accessToken, first.accessToken);
+  // The JWT's fractional `exp` may round a millisecond below expires_in.
+  assert.ok(Math.abs(second.expiresAt - (now + 3_600_000)) <= 1, `${second.expiresAt} vs ${now + 3_600_000}`);
+  assert.equal(p.exchanges('partner'), 2);
+});
+
+test('oidc-provider: client_secret_basic and client_secret_post, resource JWT', async (t) => {
+  const o = await startOidc();
+  t.after(() => o.close());
+  const { TokenClient, decodeJwtClaims, buildTokenRequest } = viaRequire;
+  const basic = new TokenClient({
+    tokenUrl: o.tokenUrl, clientId: o.clients.basic.clientId, clientSecret: o.clients.basic.clientSecret, scope: 'api:read',
+  });
+  const tb = await basic.token();
+  assert.ok(await o.isIssuedToken(tb.accessToken));
+  assert.equal(tb.scope, 'api:read');
+  const req = buildTokenRequest({ tokenUrl: o.tokenUrl, clientId: o.clients.basic.clientId, clientSecret: o.clients.basic.clientSecret });
+  assert.ok(!req.body.includes('client_secret'), 'basic: the secret is only in the Authorization header');
+
+  const post = new viaImport.TokenClient({
+    tokenUrl: o.tokenUrl, clientId: o.clients.post.clientId, clientSecret: o.clients.post.clientSecret,
+    authStyle: 'client_secret_post', resource: 'https://api.example/',
+  });
+  const tp = await post.token();
+  assert.ok(await o.isIssuedToken(tp.accessToken));
+  const claims = decodeJwtClaims(tp.accessToken);
+  assert.equal(claims.aud, 'https://api.example/');
+  assert.ok(Math.abs(claims.exp * 1000 - tp.expiresAt) < 2000);
+  const res = await post.fetch(`${o.apiBase}/things`);
+  assert.equal((await res.json()).headers.authorization, `Bearer ${tp.accessToken}`);
+  assert.equal(o.exchanges(), 2);
+
+  const wrong = new TokenClient({ tokenUrl: o.tokenUrl, clientId: o.clients.basic.clientId, clientSecret: 'nope-nope' });
+  await assert.rejects(wrong.token(), (e) => e.code === 'invalid_client' && e.status === 401 && !e.message.includes('nope-nope'));
+});
+
+test('the web build from the tarball runs in Chromium (init, TokenClient, TokenError)', {
+  skip: fs.existsSync('/usr/bin/chromium') ? false : 'no /usr/bin/chromium',
+}, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const http = await import('node:http');
+  const root = path.join(tmp, 'node_modules/tokengate');
+  const types = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html' };
+  const server = http.createServer((req, res) => {
+    const rel = req.url === '/' ? null : path.normalize(decodeURIComponent(req.url.split('?')[0])).replace(/^[/\\]+/, '');
+    const file = rel && path.join(root, rel);
+    if (!file || !file.startsWith(root) || !fs.existsSync(file)) {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      return res.end('<!doctype html><title>tokengate</title>');
+    }
+    res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
+    fs.createReadStream(file).pipe(res);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => { server.close(r); server.closeAllConnections(); }));
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  const out = await page.evaluate(async () => {
+    const m = await import('/web/tokengate.js');
+    await m.default(); // fetches tokengate_bg.wasm next to the module
+    let exchanges = 0;
+    const fetch = async (input, init) => {
+      const req = new Request(input, init);
+      if (req.url.endsWith('/token')) {
+        exchanges += 1;
+        if (exchanges === 1) return Response.json({ error: 'invalid_client' }, { status: 401 });
+        return Response.json({ access_token: `web-${exchanges}`, token_type: 'Bearer', expires_in: 3600 });
+      }
+      return Response.json({ authorization: req.headers.get('authorization') });
+    };
+    const config = { tokenUrl: 'https://idp.example/token', clientId: 'c', clientSecret: 'browser-secret' };
+    const bad = new m.TokenClient(config, { fetch });
+    const err = await bad.token().catch((e) => e);
+    const good = new m.TokenClient(config, { fetch });
+    const tokens = await Promise.all(Array.from({ length: 100 }, () => good.token()));
+    const api = await (await good.fetch('https://api.example/x')).json();
+    return {
+      isTokenError: err instanceof m.TokenError && err instanceof Error,
+      code: err.code, status: err.status, leaked: `${err.message}${err.stack}`.includes('browser-secret'),
+      distinct: new Set(tokens.map((x) => x.accessToken)).size, exchanges, api,
+      hasWindow: typeof window === 'object',
+    };
+  });
+  assert.deepEqual(out, {
+    isTokenError: true, code: 'invalid_client', status: 401, leaked: false,
+    distinct: 1, exchanges: 2, api: { authorization: 'Bearer web-2' }, hasWindow: true,
+  });
+});
