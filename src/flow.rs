@@ -81,6 +81,16 @@ pub trait Runtime {
     async fn sleep(&self, ms: u64);
     /// Emits one structured event; `fields` never hold secrets or tokens.
     fn log(&self, event: &str, fields: Value);
+
+    /// How a caller that finds another caller's exchange in flight waits for it. `None` (the
+    /// default): it awaits the shared future. `Some(ms)`: it checks the shared result every
+    /// `ms` milliseconds with [`Runtime::sleep`] and never registers a waker. Workers need the
+    /// latter: a waker fired by the request that ran the exchange resumes the waiting request
+    /// inside the other request's I/O context, and workerd cancels a request that waits on no
+    /// I/O of its own as hung.
+    fn flight_poll_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 type SharedAcquire = Shared<LocalBoxFuture<'static, Result<(Token, TokenOrigin), TokenError>>>;
@@ -154,29 +164,56 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     /// A fresh token and where it came from. Concurrent callers share one store lookup and one
     /// exchange (single-flight). A failed exchange caches nothing.
     pub async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
-        let fut = {
-            let mut st = self.inner.state.borrow_mut();
-            let now = self.inner.rt.now_ms();
-            if let Some(t) = st.memory.as_ref().filter(|t| self.fresh(t, now)) {
-                return Ok((t.clone(), TokenOrigin::Memory));
-            }
-            match &st.inflight {
-                Some(f) => f.clone(),
-                None => {
-                    let inner = self.inner.clone();
-                    let f = async move {
-                        let r = inner.acquire().await;
-                        inner.state.borrow_mut().inflight = None;
-                        r
-                    }
-                    .boxed_local()
-                    .shared();
-                    st.inflight = Some(f.clone());
-                    f
+        loop {
+            let (fut, joined) = {
+                let mut st = self.inner.state.borrow_mut();
+                let now = self.inner.rt.now_ms();
+                if let Some(t) = st.memory.as_ref().filter(|t| self.fresh(t, now)) {
+                    return Ok((t.clone(), TokenOrigin::Memory));
                 }
+                match &st.inflight {
+                    Some(f) => (f.clone(), true),
+                    None => {
+                        let inner = self.inner.clone();
+                        let f = async move {
+                            let r = inner.acquire().await;
+                            inner.state.borrow_mut().inflight = None;
+                            r
+                        }
+                        .boxed_local()
+                        .shared();
+                        st.inflight = Some(f.clone());
+                        (f, false)
+                    }
+                }
+            };
+            let poll_ms = match self.inner.rt.flight_poll_ms() {
+                Some(ms) if joined => ms.max(1),
+                _ => return fut.await,
+            };
+            // Poll the flight's result without ever polling the flight. Give up on a flight
+            // that outlived every attempt it could make (its request was cancelled) and start
+            // a new one.
+            let s = &self.inner.settings;
+            let bound_ms = u64::from(s.retry.max_attempts.max(1))
+                * (s.timeout_ms + s.retry.max_delay_ms)
+                + 1_000;
+            let mut waited_ms = 0;
+            loop {
+                if let Some(r) = fut.peek() {
+                    return r.clone();
+                }
+                if waited_ms > bound_ms {
+                    let mut st = self.inner.state.borrow_mut();
+                    if st.inflight.as_ref().is_some_and(|f| f.ptr_eq(&fut)) {
+                        st.inflight = None;
+                    }
+                    break;
+                }
+                self.inner.rt.sleep(poll_ms).await;
+                waited_ms += poll_ms;
             }
-        };
-        fut.await
+        }
     }
 
     /// Drops `rejected` from memory and the store (after the API answered 401 with it). A newer

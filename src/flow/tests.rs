@@ -225,6 +225,8 @@ struct FakeRuntime(Rc<RtState>);
 
 struct RtState {
     clock: Clock,
+    /// `Some(ms)`: behave like the Worker runtime (waiters poll; sleeps yield once).
+    flight_poll: Cell<Option<u64>>,
     sleeps: RefCell<Vec<u64>>,
     logs: RefCell<Vec<(String, Value)>>,
 }
@@ -233,6 +235,7 @@ impl FakeRuntime {
     fn new(clock: &Clock) -> Self {
         FakeRuntime(Rc::new(RtState {
             clock: clock.clone(),
+            flight_poll: Cell::new(None),
             sleeps: RefCell::default(),
             logs: RefCell::default(),
         }))
@@ -267,6 +270,14 @@ impl Runtime for FakeRuntime {
     async fn sleep(&self, ms: u64) {
         self.0.sleeps.borrow_mut().push(ms);
         self.0.clock.set(self.0.clock.get() + ms);
+        if self.0.flight_poll.get().is_some() {
+            // A real timer lets other tasks run meanwhile.
+            YieldOnce::default().await;
+        }
+    }
+
+    fn flight_poll_ms(&self) -> Option<u64> {
+        self.0.flight_poll.get()
     }
 
     fn log(&self, event: &str, fields: Value) {
@@ -491,6 +502,62 @@ fn hundred_concurrent_tokens_share_one_exchange() {
     assert_eq!(h.store.puts().len(), 1);
     // After the flight lands, calls are memory hits.
     assert_eq!(h.token().unwrap().1, TokenOrigin::Memory);
+}
+
+#[test]
+fn polling_waiters_share_one_exchange() {
+    // The Worker's mode: waiters check the flight's result on their own timer and never poll it.
+    let h = Harness::new();
+    h.rt.0.flight_poll.set(Some(5));
+    h.transport.token(TOKEN_A, 3600);
+    let gate = Gate::default();
+    *h.transport.0.gate.borrow_mut() = Some(gate.clone());
+    let all = join_all((0..100).map(|_| h.source.token()));
+    let opener = async {
+        for _ in 0..3 {
+            YieldOnce::default().await;
+        }
+        assert_eq!(h.transport.calls(), 1);
+        gate.open();
+    };
+    let (results, ()) = block_on(async { futures::join!(all, opener) });
+    for r in results {
+        assert_eq!(r.unwrap().0.access_token.expose(), TOKEN_A);
+    }
+    assert_eq!(h.transport.calls(), 1);
+    let polls = h.rt.sleeps();
+    assert!(polls.len() >= 99, "the 99 waiters polled: {}", polls.len());
+    assert!(polls.iter().all(|&ms| ms == 5));
+}
+
+#[test]
+fn a_flight_whose_request_vanished_is_replaced() {
+    let h = Harness::new();
+    h.rt.0.flight_poll.set(Some(5));
+    h.transport.token(TOKEN_A, 3600);
+    let gate = Gate::default();
+    *h.transport.0.gate.borrow_mut() = Some(gate.clone());
+    // The request that started the exchange is cancelled mid-flight.
+    let mut leader = Box::pin(h.source.token());
+    let waker = futures::task::noop_waker();
+    assert!(leader
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    drop(leader);
+    assert_eq!(h.transport.calls(), 1);
+    *h.transport.0.gate.borrow_mut() = None;
+    let (t, origin) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_A);
+    assert!(matches!(origin, TokenOrigin::Exchange { .. }));
+    assert_eq!(
+        h.transport.calls(),
+        2,
+        "a new flight replaced the abandoned one"
+    );
+    // It waited out the longest the old flight could have taken: 4 × (10 s + 5 s) + 1 s.
+    let waited: u64 = h.rt.sleeps().iter().sum();
+    assert!(waited > 61_000 && waited < 62_000, "{waited}");
 }
 
 #[test]
