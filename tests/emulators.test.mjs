@@ -348,3 +348,18 @@ test('Miniflare harness: bindings, clock, log capture, KV shared across instance
   t.after(() => gw3.close());
   assert.equal(await (await gw3.fetch('/kv')).text(), 'null');
 });
+
+test('maskBearer: the echo never shows the bearer it received (demo provider)', async (t) => {
+  const emu = await startProviders({ maskBearer: true });
+  t.after(() => emu.close());
+  const { clientId, clientSecret } = emu.credentials.optoro;
+  const tok = await (await post(`${emu.url}/optoro/oauth/token`, JSON.stringify({
+    grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret,
+  }))).json();
+  const res = await fetch(`${emu.url}/optoro/api/rmas`, { headers: { authorization: `Bearer ${tok.access_token}` } });
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  assert.ok(!text.includes(tok.access_token));
+  const digest = sha256Hex(tok.access_token).slice(0, 12);
+  assert.equal(JSON.parse(text).headers.authorization, `Bearer <${tok.access_token.length} chars, sha256 ${digest}…>`);
+});

@@ -36,7 +36,7 @@ if (file && fs.existsSync(file)) {
 
 let emu;
 try {
-  emu = await startProviders({ port, credentials });
+  emu = await startProviders({ port, credentials, maskBearer: true });
 } catch (err) {
   console.error(`demo-provider: cannot listen on 127.0.0.1:${port}: ${err.code ?? err.message}`);
   process.exit(1);

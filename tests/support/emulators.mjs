@@ -78,19 +78,33 @@ function mediaType(req) {
   return String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
 }
 
-/** The JSON echo of a received request, as answered by every API route. */
-export function echoOf(req, body) {
+/**
+ * The JSON echo of a received request, as answered by every API route. With `maskBearer` the
+ * echoed Authorization shows only the token's length and a SHA-256 prefix (the demo provider
+ * uses it, so a demo response never displays the provider token).
+ */
+export function echoOf(req, body, { maskBearer = false } = {}) {
   const raw = req.url ?? '/';
   const q = raw.indexOf('?');
   return {
     method: req.method,
     path: q === -1 ? raw : raw.slice(0, q), // raw, not decoded, not normalised
     query: q === -1 ? '' : raw.slice(q + 1), // raw search string without the '?'
-    headers: { ...req.headers }, // node lower-cases names; repeated headers are joined
+    headers: maskBearer ? maskAuthorization(req.headers) : { ...req.headers }, // names lower-cased
     body: body.length <= ECHO_BODY_LIMIT ? body.toString('utf8') : null, // null above 1 MiB
     bodyBytes: body.length,
     bodySha256: crypto.createHash('sha256').update(body).digest('hex'),
   };
+}
+
+function maskAuthorization(headers) {
+  const out = { ...headers };
+  const m = /^(\S+)\s+(.+)$/.exec(out.authorization ?? '');
+  if (m) {
+    const digest = crypto.createHash('sha256').update(m[2]).digest('hex').slice(0, 12);
+    out.authorization = `${m[1]} <${m[2].length} chars, sha256 ${digest}…>`;
+  }
+  return out;
 }
 
 /** Streams `bytes` bytes ('x' repeated) in chunks of `chunk` bytes, `delayMs` apart. */
@@ -314,7 +328,7 @@ export async function startProviders(opts = {}) {
     if (u.pathname === `${ROUTES[p].api}/stream` || u.pathname.endsWith('/stream')) {
       return sendStream(res, u.searchParams, timers);
     }
-    sendJson(res, 200, echoOf(req, body));
+    sendJson(res, 200, echoOf(req, body, { maskBearer: Boolean(opts.maskBearer) }));
   }
 
   // Applies the next scripted entry; calls `normal()` for 'ok' / a bare delay / no script.
