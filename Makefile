@@ -11,7 +11,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 WASM_BINDGEN_BIN = $(shell command -v wasm-bindgen)
 export WASM_BINDGEN_BIN
 
-.PHONY: dev test bench setup setup-browser worker npm-pkg lint test-native test-worker test-npm clean
+.PHONY: dev test bench bench-worker bench-npm setup setup-browser worker npm-pkg lint test-native test-worker test-npm clean
 
 setup: node_modules/.installed
 	@.ci/setup-tools rust
@@ -51,8 +51,16 @@ test-npm: npm-pkg setup-browser
 
 test: lint test-native test-worker test-npm
 
-bench: worker
+bench: bench-worker bench-npm
+
+# Gateway cached path vs a bare passthrough Worker, both in workerd (bench/worker.mjs).
+bench-worker: worker
 	node bench/worker.mjs
+
+# The npm package's warm token() and client.fetch overhead beside openid-client and
+# simple-oauth2 (bench/npm.mjs); only the ratios to the same run's baselines are meaningful.
+bench-npm: npm-pkg
+	node bench/npm.mjs
 
 dev: worker
 	@.ci/dev
