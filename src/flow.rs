@@ -106,6 +106,7 @@ struct Inner<T, S, R> {
     name: String,
     settings: TokenSettings,
     secret: Secret,
+    secret_forms: Vec<String>,
     key: String,
     transport: T,
     store: S,
@@ -140,6 +141,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         TokenSource {
             inner: Rc::new(Inner {
                 name: name.to_string(),
+                secret_forms: crate::core::secret::secret_forms(&settings.client_id, &secret),
                 settings,
                 secret,
                 key,
@@ -319,7 +321,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                     return parsed;
                 }
                 Ok(resp) => {
-                    let e = error_from_response(&resp, now).redact(self.secret.expose());
+                    let e = error_from_response(&resp, now).redact(&self.secret_forms);
                     let o = Outcome::Status {
                         status: resp.status,
                         retry_after_ms: e.retry_after_ms,

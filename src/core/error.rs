@@ -70,24 +70,13 @@ impl TokenError {
         }
     }
 
-    /// Removes every occurrence of `secret` from the provider-supplied text, in case a provider
-    /// echoes the request back in its error.
-    pub fn redact(mut self, secret: &str) -> Self {
-        if secret.is_empty() {
-            return self;
-        }
-        let scrub = |s: &mut String| {
-            if s.contains(secret) {
-                *s = s.replace(secret, "[redacted]");
-            }
-        };
-        scrub(&mut self.description);
-        if let Some(p) = self.provider_error.as_mut() {
-            scrub(p);
-        }
-        if let Some(r) = self.raw_body.as_mut() {
-            scrub(r);
-        }
+    /// Removes every spelling of the client secret (see [`crate::core::secret::secret_forms`])
+    /// from the provider-supplied text, in case a provider echoes the request in its error.
+    pub fn redact(mut self, forms: &[String]) -> Self {
+        use crate::core::secret::scrub;
+        self.description = scrub(&self.description, forms);
+        self.provider_error = self.provider_error.map(|p| scrub(&p, forms));
+        self.raw_body = self.raw_body.map(|r| scrub(&r, forms));
         self
     }
 

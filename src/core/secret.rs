@@ -25,6 +25,37 @@ impl Secret {
     }
 }
 
+/// The spellings under which a provider could echo `secret` back in an error body: as is,
+/// form-urlencoded, JSON-escaped, and inside the HTTP Basic credentials of `client_id`
+/// (RFC 6749 §2.3.1). Forms shorter than 4 bytes are left out (too common to replace).
+pub fn secret_forms(client_id: &str, secret: &Secret) -> Vec<String> {
+    use base64::Engine;
+    let raw = secret.expose();
+    let form: String = form_urlencoded::byte_serialize(raw.as_bytes()).collect();
+    let json = serde_json::to_string(raw).unwrap_or_default();
+    let json = json.trim_matches('"').to_string();
+    let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{form}"));
+    let mut forms = vec![raw.to_string(), form, json, basic];
+    forms.retain(|f| f.len() >= 4);
+    forms.sort();
+    forms.dedup();
+    // Longest first, so a form containing another is replaced whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms
+}
+
+/// Replaces every form in `forms` (see [`secret_forms`]) with `[redacted]`.
+pub fn scrub(text: &str, forms: &[String]) -> String {
+    let mut out = text.to_string();
+    for f in forms {
+        if out.contains(f.as_str()) {
+            out = out.replace(f.as_str(), "[redacted]");
+        }
+    }
+    out
+}
+
 /// Constant-time equality of two byte strings (length is not hidden).
 pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -45,6 +76,25 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubs_every_echoed_form() {
+        let forms = secret_forms("cid", &Secret::new("ab+c/d=e \"q\""));
+        let echoes = [
+            r#"client_secret=ab+c/d=e "q" rejected"#,
+            "client_secret=ab%2Bc%2Fd%3De+%22q%22&grant_type=client_credentials",
+            r#"{"client_secret":"ab+c/d=e \"q\""}"#,
+            "Authorization: Basic Y2lkOmFiJTJCYyUyRmQlM0RlKyUyMnElMjI=",
+        ];
+        for e in echoes {
+            let out = scrub(e, &forms);
+            assert!(out.contains("[redacted]"), "{e} -> {out}");
+            assert!(!out.contains("ab+c") && !out.contains("ab%2Bc") && !out.contains("Y2lkOmFi"), "{out}");
+        }
+        assert_eq!(scrub("nothing here", &forms), "nothing here");
+        // A 2-byte secret is too common a string to replace; its Basic form still is.
+        assert_eq!(secret_forms("c", &Secret::new("ab")), vec!["YzphYg==".to_string()]);
+    }
 
     #[test]
     fn never_prints() {

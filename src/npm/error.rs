@@ -23,24 +23,20 @@ extern "C" {
 /// clone.
 #[derive(Clone, Default)]
 pub(crate) struct Scrubber {
-    secret: Rc<Secret>,
+    forms: Rc<Vec<String>>,
 }
 
 impl Scrubber {
-    /// Scrubs `secret` (values shorter than 4 bytes are too common to replace meaningfully).
-    pub(crate) fn new(secret: &Secret) -> Self {
+    /// Scrubs every spelling of `secret` a provider could echo (see
+    /// [`crate::core::secret::secret_forms`]).
+    pub(crate) fn new(client_id: &str, secret: &Secret) -> Self {
         Scrubber {
-            secret: Rc::new(secret.clone()),
+            forms: Rc::new(crate::core::secret::secret_forms(client_id, secret)),
         }
     }
 
     fn apply(&self, text: &str) -> String {
-        let s = self.secret.expose();
-        if s.len() >= 4 && text.contains(s) {
-            text.replace(s, "[redacted]")
-        } else {
-            text.to_string()
-        }
+        crate::core::secret::scrub(text, &self.forms)
     }
 }
 

@@ -67,7 +67,7 @@ impl TokenClient {
             .host_str()
             .unwrap_or("provider")
             .to_string();
-        let scrub = Scrubber::new(&secret);
+        let scrub = Scrubber::new(&settings.client_id, &secret);
         let transport = JsTransport {
             fetcher: opts.fetcher.clone(),
         };
