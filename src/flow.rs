@@ -24,6 +24,11 @@ use std::rc::Rc;
 /// How long a provider that answered `invalid_client` is left alone, milliseconds.
 pub const INVALID_CLIENT_COOLDOWN_MS: u64 = 30_000;
 
+/// After an API 401 has caused a token refresh, further 401s within this window are passed
+/// through without another exchange: an API that answers 401 for a permission problem must not
+/// let callers trigger an exchange per request (seed 000 asks that tokens be reused).
+pub const REFRESH_ON_401_WINDOW_MS: u64 = 30_000;
+
 /// A transport-level failure (no HTTP response).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportError {
@@ -100,6 +105,31 @@ struct State {
     memory: Option<Token>,
     inflight: Option<SharedAcquire>,
     cooldown: Option<(u64, TokenError)>,
+    /// A token the API refused: a store read returning it (KV deletes propagate slowly) is a
+    /// miss. Cleared by the next successful exchange.
+    rejected: Option<Secret>,
+    /// When an API 401 last caused a refresh.
+    refreshed_on_401_at: Option<u64>,
+}
+
+/// Held by the request that runs an exchange: if that request is cancelled before the exchange
+/// ends, the abandoned flight is released so a waiting request starts a new one at once.
+struct FlightGuard<'a> {
+    state: &'a RefCell<State>,
+    flight: &'a SharedAcquire,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.flight.peek().is_some() {
+            return;
+        }
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if st.inflight.as_ref().is_some_and(|f| f.ptr_eq(self.flight)) {
+                st.inflight = None;
+            }
+        }
+    }
 }
 
 struct Inner<T, S, R> {
@@ -191,11 +221,17 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
             };
             let poll_ms = match self.inner.rt.flight_poll_ms() {
                 Some(ms) if joined => ms.max(1),
-                _ => return fut.await,
+                _ => {
+                    let _guard = FlightGuard {
+                        state: &self.inner.state,
+                        flight: &fut,
+                    };
+                    return fut.clone().await;
+                }
             };
-            // Poll the flight's result without ever polling the flight. Give up on a flight
-            // that outlived every attempt it could make (its request was cancelled) and start
-            // a new one.
+            // Poll the flight's result without ever polling the flight. A flight released by
+            // its cancelled request, or one that outlived every attempt it could make, is
+            // replaced by a new one.
             let s = &self.inner.settings;
             let bound_ms = u64::from(s.retry.max_attempts.max(1))
                 * (s.timeout_ms + s.retry.max_delay_ms)
@@ -204,6 +240,16 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
             loop {
                 if let Some(r) = fut.peek() {
                     return r.clone();
+                }
+                let abandoned = !self
+                    .inner
+                    .state
+                    .borrow()
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|f| f.ptr_eq(&fut));
+                if abandoned {
+                    break;
                 }
                 if waited_ms > bound_ms {
                     let mut st = self.inner.state.borrow_mut();
@@ -218,8 +264,42 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         }
     }
 
-    /// Drops `rejected` from memory and the store (after the API answered 401 with it). A newer
-    /// token fetched meanwhile by a concurrent request is kept.
+    /// After the API answered 401 with `rejected`: whether to replay with a new token. Drops
+    /// `rejected` (memory and store) and remembers it so a stale store read cannot bring it
+    /// back — unless a 401 already caused a refresh within [`REFRESH_ON_401_WINDOW_MS`], in
+    /// which case the 401 stands. A token already replaced by a concurrent request is not
+    /// refreshed again: the replay uses the replacement.
+    pub async fn refresh_after_401(&self, rejected: &Secret) -> bool {
+        let now = self.inner.rt.now_ms();
+        {
+            let mut st = self.inner.state.borrow_mut();
+            let superseded = st
+                .memory
+                .as_ref()
+                .is_some_and(|t| !t.access_token.ct_eq(rejected.expose()));
+            if superseded {
+                return true;
+            }
+            if st
+                .refreshed_on_401_at
+                .is_some_and(|at| now < at + REFRESH_ON_401_WINDOW_MS)
+            {
+                drop(st);
+                self.inner.rt.log(
+                    "api_401_not_refreshed",
+                    json!({"provider": self.inner.name, "reason": "a 401 refreshed the token less than 30 s ago"}),
+                );
+                return false;
+            }
+            st.refreshed_on_401_at = Some(now);
+            st.rejected = Some(rejected.clone());
+        }
+        self.invalidate(Some(rejected)).await;
+        true
+    }
+
+    /// Drops `rejected` from memory and the store. A newer token fetched meanwhile by a
+    /// concurrent request is kept.
     pub async fn invalidate(&self, rejected: Option<&Secret>) {
         let drop_it = {
             let mut st = self.inner.state.borrow_mut();
@@ -260,6 +340,13 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
         }
         match self.store.get(&self.key).await {
             Ok(Some(v)) => match serde_json::from_str::<Token>(&v) {
+                Ok(t)
+                    if self
+                        .state
+                        .borrow()
+                        .rejected
+                        .as_ref()
+                        .is_some_and(|r| r.ct_eq(t.access_token.expose())) => {}
                 Ok(t) if is_fresh(&self.settings.expiry, t.issued_at_ms, t.expires_at_ms, now) => {
                     self.state.borrow_mut().memory = Some(t.clone());
                     return Ok((t, TokenOrigin::Store));
@@ -287,6 +374,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
             let mut st = self.state.borrow_mut();
             st.memory = Some(token.clone());
             st.cooldown = None;
+            st.rejected = None;
         }
         if let Some(ttl) = kv_ttl_s(
             &self.settings.expiry,
@@ -416,8 +504,8 @@ where
         let outcome = match &result {
             Ok(reply) if reply.status == 401 && !refreshed => {
                 refreshed = true;
-                source.invalidate(Some(&token.access_token)).await;
-                if !replayable {
+                let replay = source.refresh_after_401(&token.access_token).await;
+                if !replayable || !replay {
                     return Ok((result.expect("matched Ok").response, origin));
                 }
                 (token, origin) = source.token().await.map_err(ApiError::Token)?;
