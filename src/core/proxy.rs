@@ -5,8 +5,9 @@ use url::Url;
 /// Why a proxied path was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    /// A `.`/`..` segment, literal or percent-encoded, or an encoded slash or backslash.
-    #[error("path contains a dot segment or an encoded separator")]
+    /// A `.`/`..` segment (literal, percent-encoded, or with `;` parameters), an encoded slash
+    /// or backslash, or a control character.
+    #[error("path contains a dot segment, an encoded separator or a control character")]
     DotSegment,
     /// The result would leave the configured `api_base`.
     #[error("path escapes the provider's api_base")]
@@ -26,7 +27,10 @@ pub fn upstream_url(api_base: &Url, rest: &str, query: Option<&str>) -> Result<U
             return Err(PathError::DotSegment);
         }
         let decoded = percent_decode(seg);
-        if decoded == "." || decoded == ".." {
+        // `..;x` is `..` to servers that strip path parameters (Tomcat, Jetty, Spring); a NUL
+        // or other control character ends a segment early in others.
+        let bare = decoded.split(';').next().unwrap_or("");
+        if bare == "." || bare == ".." || decoded.chars().any(char::is_control) {
             return Err(PathError::DotSegment);
         }
     }
@@ -180,6 +184,11 @@ mod tests {
             "a%5cb",
             "a\\..\\b",
             "%2e",
+            "..;/admin",
+            "%2e%2e;x/y",
+            ".;/x",
+            "..%00/x",
+            "a%0a/b",
         ] {
             assert_eq!(
                 upstream_url(&base(), p, None),

@@ -122,8 +122,16 @@ impl RetryPolicy {
         outcome: Outcome,
         jitter: f64,
     ) -> Decision {
-        if !replayable || !(self.retry_unsafe_methods || is_idempotent(method)) {
+        if !replayable {
             return Decision::Stop;
+        }
+        if !is_idempotent(method) {
+            // A timeout or a dropped connection may have taken effect upstream: never resend a
+            // non-idempotent request then. A 429/5xx answer did not, so the opt-in covers it.
+            let answered = matches!(outcome, Outcome::Status { status, .. } if retryable_status(status));
+            if !(self.retry_unsafe_methods && answered) {
+                return Decision::Stop;
+            }
         }
         self.decide(attempt, outcome, jitter)
     }
@@ -234,6 +242,14 @@ mod tests {
         assert_eq!(
             unsafe_ok.api_decision(1, "POST", true, st(503), 1.0),
             Decision::Retry { delay_ms: 200 }
+        );
+        assert_eq!(
+            unsafe_ok.api_decision(1, "POST", true, Outcome::Timeout, 1.0),
+            Decision::Stop
+        );
+        assert_eq!(
+            unsafe_ok.api_decision(1, "PATCH", true, Outcome::Network, 1.0),
+            Decision::Stop
         );
     }
 

@@ -89,11 +89,17 @@ mod tests {
         for e in echoes {
             let out = scrub(e, &forms);
             assert!(out.contains("[redacted]"), "{e} -> {out}");
-            assert!(!out.contains("ab+c") && !out.contains("ab%2Bc") && !out.contains("Y2lkOmFi"), "{out}");
+            assert!(
+                !out.contains("ab+c") && !out.contains("ab%2Bc") && !out.contains("Y2lkOmFi"),
+                "{out}"
+            );
         }
         assert_eq!(scrub("nothing here", &forms), "nothing here");
         // A 2-byte secret is too common a string to replace; its Basic form still is.
-        assert_eq!(secret_forms("c", &Secret::new("ab")), vec!["YzphYg==".to_string()]);
+        assert_eq!(
+            secret_forms("c", &Secret::new("ab")),
+            vec!["YzphYg==".to_string()]
+        );
     }
 
     #[test]
