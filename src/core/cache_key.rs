@@ -1,17 +1,26 @@
 //! Cache keys for provider tokens. A key changes whenever anything that shapes the token
 //! changes — provider, endpoint, client, auth style, scope, audience, resource, extra params —
 //! and when the client secret is rotated (via a one-way fingerprint). It never contains the
-//! secret.
+//! secret. The fingerprint is an HMAC under a deployment key (the Worker derives it from
+//! `TOKENGATE_KEY`), so someone who can list the KV namespace cannot test guesses of a weak
+//! client secret offline.
 
 use crate::core::config::TokenSettings;
 use crate::core::secret::Secret;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// KV key prefix of provider tokens.
 pub const TOKEN_KEY_PREFIX: &str = "tg:v1:ptok:";
 
-/// The cache key of `settings`'s token for provider `provider`.
-pub fn token_cache_key(provider: &str, settings: &TokenSettings, secret: &Secret) -> String {
+/// The cache key of `settings`'s token for provider `provider`; `pepper` keys the secret's
+/// fingerprint.
+pub fn token_cache_key(
+    provider: &str,
+    settings: &TokenSettings,
+    secret: &Secret,
+    pepper: &[u8],
+) -> String {
     let mut h = Sha256::new();
     let mut field = |v: &str| {
         // Length-prefixed, so no two field lists hash alike.
@@ -30,16 +39,16 @@ pub fn token_cache_key(provider: &str, settings: &TokenSettings, secret: &Secret
         field(k);
         field(v);
     }
-    field(&secret_fingerprint(secret));
+    field(&secret_fingerprint(secret, pepper));
     format!("{TOKEN_KEY_PREFIX}{}", hex::encode(h.finalize()))
 }
 
-/// A one-way fingerprint of a client secret (domain-separated SHA-256, hex).
-pub fn secret_fingerprint(secret: &Secret) -> String {
-    let mut h = Sha256::new();
-    h.update(b"tokengate/secret-fingerprint/v1\0");
-    h.update(secret.expose().as_bytes());
-    hex::encode(h.finalize())
+/// A one-way fingerprint of a client secret: HMAC-SHA256 under `pepper`, domain-separated, hex.
+pub fn secret_fingerprint(secret: &Secret, pepper: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(pepper).expect("HMAC takes a key of any length");
+    mac.update(b"tokengate/secret-fingerprint/v1\0");
+    mac.update(secret.expose().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
@@ -59,24 +68,27 @@ mod tests {
     #[test]
     fn stable_and_sensitive() {
         let s = Secret::new("s3cret");
-        let base = token_cache_key("p", &settings(json!({})), &s);
+        let base = token_cache_key("p", &settings(json!({})), &s, b"");
         assert_eq!(base.len(), TOKEN_KEY_PREFIX.len() + 64);
-        assert_eq!(base, token_cache_key("p", &settings(json!({})), &s));
+        assert_eq!(base, token_cache_key("p", &settings(json!({})), &s, b""));
         assert!(!base.contains("s3cret"));
         let variants = [
-            token_cache_key("q", &settings(json!({})), &s),
-            token_cache_key("p", &settings(json!({})), &Secret::new("rotated")),
-            token_cache_key("p", &settings(json!({"scope": "read"})), &s),
-            token_cache_key("p", &settings(json!({"audience": "x"})), &s),
-            token_cache_key("p", &settings(json!({"resource": "https://r"})), &s),
-            token_cache_key("p", &settings(json!({"tokenParams": {"a": "b"}})), &s),
-            token_cache_key("p", &settings(json!({"clientId": "abd"})), &s),
-            token_cache_key("p", &settings(json!({"authStyle": "json_body"})), &s),
+            token_cache_key("q", &settings(json!({})), &s, b""),
+            token_cache_key("p", &settings(json!({})), &Secret::new("rotated"), b""),
+            token_cache_key("p", &settings(json!({"scope": "read"})), &s, b""),
+            token_cache_key("p", &settings(json!({"audience": "x"})), &s, b""),
+            token_cache_key("p", &settings(json!({"resource": "https://r"})), &s, b""),
+            token_cache_key("p", &settings(json!({"tokenParams": {"a": "b"}})), &s, b""),
+            token_cache_key("p", &settings(json!({"clientId": "abd"})), &s, b""),
+            token_cache_key("p", &settings(json!({"authStyle": "json_body"})), &s, b""),
             token_cache_key(
                 "p",
                 &settings(json!({"tokenUrl": "https://auth.example/t2"})),
                 &s,
+                b"",
             ),
+            // Another deployment key: another fingerprint.
+            token_cache_key("p", &settings(json!({})), &s, b"other deployment"),
         ];
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(v, &base, "variant {i}");
@@ -84,17 +96,22 @@ mod tests {
         // Timeouts and retry policy do not shape the token: same key.
         assert_eq!(
             base,
-            token_cache_key("p", &settings(json!({"timeoutMs": 5})), &s)
+            token_cache_key("p", &settings(json!({"timeoutMs": 5})), &s, b"")
         );
     }
 
     /// A change of this value invalidates every deployed cache: do it on purpose only.
     #[test]
     fn golden_key() {
-        let key = token_cache_key("optoro", &settings(json!({})), &Secret::new("s3cret"));
+        let key = token_cache_key(
+            "optoro",
+            &settings(json!({})),
+            &Secret::new("s3cret"),
+            b"pepper",
+        );
         assert_eq!(key, GOLDEN);
     }
 
     const GOLDEN: &str =
-        "tg:v1:ptok:04b58ecffdbcf1915de98aa893071be4ab78f338ae49a322228743c523b00dcd";
+        "tg:v1:ptok:e97676351721ac28cb56d12b079200f6db50b83f66da030b85079a894c9db443";
 }

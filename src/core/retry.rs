@@ -128,7 +128,8 @@ impl RetryPolicy {
         if !is_idempotent(method) {
             // A timeout or a dropped connection may have taken effect upstream: never resend a
             // non-idempotent request then. A 429/5xx answer did not, so the opt-in covers it.
-            let answered = matches!(outcome, Outcome::Status { status, .. } if retryable_status(status));
+            let answered =
+                matches!(outcome, Outcome::Status { status, .. } if retryable_status(status));
             if !(self.retry_unsafe_methods && answered) {
                 return Decision::Stop;
             }

@@ -8,12 +8,15 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::core::config::ConfigError;
 
-/// A parsed `TOKENGATE_KEY`.
+/// A parsed `TOKENGATE_KEY`: the AES-256-GCM key and, derived from it, the pepper of cache-key
+/// fingerprints (HMAC-SHA256 of a fixed label, so the two uses never share key material).
 #[derive(Clone)]
-pub struct SealKey(Aes256Gcm);
+pub struct SealKey(Aes256Gcm, [u8; 32]);
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,9 +40,18 @@ impl SealKey {
                 format!("must decode to 32 bytes, not {}", bytes.len()),
             ));
         }
-        Ok(SealKey(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(
-            &bytes,
-        ))))
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length");
+        mac.update(b"tokengate/cache-key-pepper/v1");
+        let pepper: [u8; 32] = mac.finalize().into_bytes().into();
+        Ok(SealKey(
+            Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            pepper,
+        ))
+    }
+
+    /// The pepper for [`crate::core::cache_key::token_cache_key`].
+    pub fn cache_pepper(&self) -> &[u8] {
+        &self.1
     }
 
     /// Encrypts `plaintext` bound to `aad`.
@@ -93,6 +105,19 @@ mod tests {
         assert_eq!(other.open(b"key-a", &sealed), None);
         assert_eq!(k.open(b"key-a", "not base64!"), None);
         assert_eq!(k.open(b"key-a", "AAAA"), None);
+    }
+
+    #[test]
+    fn pepper_is_derived_and_distinct_from_the_key() {
+        let k = SealKey::from_base64("K", KEY).unwrap();
+        let other = SealKey::from_base64("K", &STANDARD.encode([9u8; 32])).unwrap();
+        assert_eq!(k.cache_pepper().len(), 32);
+        assert_ne!(k.cache_pepper(), other.cache_pepper());
+        assert_ne!(k.cache_pepper(), STANDARD.decode(KEY).unwrap().as_slice());
+        assert_eq!(
+            k.cache_pepper(),
+            SealKey::from_base64("K", KEY).unwrap().cache_pepper()
+        );
     }
 
     #[test]

@@ -326,7 +326,7 @@ impl Harness {
     fn sharing(clock: &Clock, store: &FakeStore) -> Self {
         let s = settings();
         let secret = Secret::new(SECRET);
-        let key = token_cache_key("optoro", &s, &secret);
+        let key = token_cache_key("optoro", &s, &secret, b"");
         let transport = FakeTransport::default();
         let rt = FakeRuntime::new(clock);
         let source = TokenSource::new(

@@ -61,7 +61,7 @@ impl TokenClient {
     ) -> Result<TokenClient, JsValue> {
         let (settings, secret) = parse_config(&config)?;
         let opts = Options::parse(&options)?;
-        let key = token_cache_key(CACHE_KEY_PROVIDER, &settings, &secret);
+        let key = token_cache_key(CACHE_KEY_PROVIDER, &settings, &secret, b"");
         let name = settings
             .token_url
             .host_str()

@@ -150,12 +150,17 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     let rt = WorkerRuntime::default();
     let store = KvTokenStore {
         kv: kv.clone(),
-        key: seal,
+        key: seal.clone(),
     };
     let mut providers = BTreeMap::new();
     for config in configs {
         let client_secret = Secret::new(secret(env, &config.client_secret_name, Some(&config.id))?);
-        let key = token_cache_key(&config.id, &config.token, &client_secret);
+        let key = token_cache_key(
+            &config.id,
+            &config.token,
+            &client_secret,
+            seal.cache_pepper(),
+        );
         let source = crate::flow::TokenSource::new(
             &config.id,
             config.token.clone(),
