@@ -41,7 +41,7 @@ test-native: setup
 	cargo test
 
 test-worker: worker
-	node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker.test.mjs tests/worker-proxy.test.mjs tests/worker-endpoint.test.mjs
+	node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs
 
 test-npm: npm-pkg setup-browser
 	wasm-pack test --node --features npm --test npm_web

@@ -273,10 +273,12 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         let now = self.inner.rt.now_ms();
         {
             let mut st = self.inner.state.borrow_mut();
+            // Memory no longer holds the rejected token: a concurrent request already dropped
+            // it (its refresh is in flight or done), so replay with whatever token() gives.
             let superseded = st
                 .memory
                 .as_ref()
-                .is_some_and(|t| !t.access_token.ct_eq(rejected.expose()));
+                .is_none_or(|t| !t.access_token.ct_eq(rejected.expose()));
             if superseded {
                 return true;
             }

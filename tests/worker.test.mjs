@@ -198,9 +198,18 @@ test('upstream 401 → token refreshed and the request replayed once', async (t)
   assert.deepEqual(reqs.map((q) => q.body), ['replay me', 'replay me']);
   assert.equal(source((await call(gw, tok, '/optoro/v1/rmas')).timing), 'memory');
 
-  // A streamed body (declared over the 1 MiB replay buffer) is not replayed: the caller sees
-  // the 401, and the rejected token is dropped all the same.
+  // Within 30 s of that refresh a further 401 stands (no exchange per request from an API that
+  // answers 401 for a permission problem) …
   emu.revokeAll('optoro');
+  emu.reset();
+  const storm = await call(gw, tok, '/optoro/v1/rmas');
+  assert.equal(storm.status, 401);
+  assert.equal(emu.exchanges('optoro'), 0);
+  await gw.waitForLog('"event":"api_401_not_refreshed"');
+
+  // … after it, a 401 refreshes again. A streamed body (declared over the 1 MiB replay buffer)
+  // is not replayed: the caller sees the 401, and the rejected token is dropped all the same.
+  clock.advance(30_001);
   emu.reset();
   const big = Buffer.alloc(1536 * 1024, 0x61);
   const s = await raw(gw, {

@@ -90,6 +90,11 @@ impl CallerRegistry {
         Ok(CallerRegistry { callers })
     }
 
+    /// The caller registered as `client_id`.
+    pub fn get(&self, client_id: &str) -> Option<&Caller> {
+        self.callers.get(client_id)
+    }
+
     /// Every registered caller.
     pub fn iter(&self) -> impl Iterator<Item = &Caller> {
         self.callers.values()
@@ -447,6 +452,17 @@ pub fn issue_token(
         created_at: now_ms / 1000,
     };
     Ok((issued, record))
+}
+
+/// Whether `token` has the shape of a token this gateway issues (`tg_` and 43 base64url
+/// characters), so a made-up bearer costs no KV read.
+pub fn looks_like_issued_token(token: &str) -> bool {
+    token.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+        rest.len() == 43
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// The KV key of an issued token: its SHA-256, never the token.

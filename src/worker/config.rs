@@ -29,6 +29,8 @@ pub const KEY_SECRET: &str = "TOKENGATE_KEY";
 pub const MAX_BODY_VAR: &str = "max_body_bytes";
 /// Test-only clock service binding.
 pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
+/// Largest `max_body_bytes`: 100 MiB, the Workers request body limit.
+pub const MAX_BODY_CAP: u64 = 100 * 1024 * 1024;
 /// Default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -113,10 +115,10 @@ fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
         .as_f64()
         .or_else(|| v.as_string().and_then(|s| s.trim().parse::<f64>().ok()));
     match n {
-        Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= (1u64 << 40) as f64 => Ok(n as u64),
+        Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= MAX_BODY_CAP as f64 => Ok(n as u64),
         _ => Err(ConfigError::global(
             MAX_BODY_VAR,
-            "must be a positive whole number of bytes",
+            format!("must be a whole number of bytes from 1 to {MAX_BODY_CAP} (100 MiB, the Workers request limit)"),
         )),
     }
 }

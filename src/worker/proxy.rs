@@ -3,22 +3,26 @@
 
 use super::config::{Gateway, Provider};
 use super::respond::{error_json, with_header};
-use super::runtime::{log_event, send_with_timeout};
-use crate::core::callers::{caller_token_key, parse_bearer, CallerTokenRecord};
+use super::runtime::{log_event, read_limited, send_with_timeout, Outgoing};
+use crate::core::callers::{
+    caller_token_key, looks_like_issued_token, parse_bearer, CallerTokenRecord,
+};
 use crate::core::proxy::{
     forward_request_header, forward_response_header, upstream_url, TokenOrigin,
 };
 use crate::core::{ErrorCode, Secret};
 use crate::flow::{call_api, ApiError, ApiReply, Runtime, TransportError};
-use futures::StreamExt;
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Headers, Method, Request, RequestInit, Response, Result};
+use worker::{Headers, Request, Response, Result};
 
 /// Bodies up to this size are buffered so a 401 or a retry can replay them.
 pub const REPLAY_LIMIT: u64 = 1024 * 1024;
 /// Caller tokens remembered per isolate.
 const CALLER_CACHE_LIMIT: usize = 10_000;
+/// Methods never forwarded: TRACE/TRACK echo the request — with the provider token in it —
+/// back to the caller (RFC 9110 §9.3.8); CONNECT opens a tunnel.
+const REFUSED_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
 
 enum Body {
     None,
@@ -34,23 +38,35 @@ fn unauthorized(description: &str) -> Result<Response> {
     ))
 }
 
-async fn caller_record(gw: &Gateway, token: &str, now: u64) -> Option<CallerTokenRecord> {
+/// The record of a caller token: `Ok(None)` when unknown or expired, `Err(())` when KV failed
+/// (an outage of the store is not the caller's fault: 503, not 401).
+async fn caller_record(
+    gw: &Gateway,
+    token: &str,
+    now: u64,
+) -> std::result::Result<Option<CallerTokenRecord>, ()> {
+    if !looks_like_issued_token(token) {
+        return Ok(None);
+    }
     let key = caller_token_key(token);
     let cached = gw.caller_cache.borrow().get(&key).cloned();
     let record = match cached {
         Some(r) => r,
         None => {
             let text = match gw.kv.get(&key).text().await {
-                Ok(t) => t?,
+                Ok(Some(t)) => t,
+                Ok(None) => return Ok(None),
                 Err(e) => {
                     log_event(
                         "store_error",
                         json!({"op": "get_caller_token", "error": e.to_string()}),
                     );
-                    return None;
+                    return Err(());
                 }
             };
-            let r: CallerTokenRecord = serde_json::from_str(&text).ok()?;
+            let Ok(r) = serde_json::from_str::<CallerTokenRecord>(&text) else {
+                return Ok(None);
+            };
             let mut cache = gw.caller_cache.borrow_mut();
             if cache.len() >= CALLER_CACHE_LIMIT {
                 cache.clear();
@@ -61,18 +77,20 @@ async fn caller_record(gw: &Gateway, token: &str, now: u64) -> Option<CallerToke
     };
     if record.expires_at_ms <= now {
         gw.caller_cache.borrow_mut().remove(&key);
-        return None;
+        return Ok(None);
     }
-    Some(record)
+    Ok(Some(record))
 }
 
-/// Reads the request body within `limit`: `Err(())` means it is too large.
+/// Reads the request body within `limit`: `Err(())` means it is too large. A declared length
+/// over [`REPLAY_LIMIT`] streams; anything else is buffered (a body of unknown length must be
+/// counted before anything is sent, to honour the limit).
 async fn read_body(
     req: &mut Request,
-    method: &Method,
+    method: &str,
     limit: u64,
 ) -> Result<std::result::Result<Body, ()>> {
-    if matches!(method, Method::Get | Method::Head) || req.inner().body().is_none() {
+    if matches!(method, "GET" | "HEAD") || req.inner().body().is_none() {
         return Ok(Ok(Body::None));
     }
     let declared = req
@@ -86,15 +104,10 @@ async fn read_body(
         }
         _ => {}
     }
-    let mut stream = req.stream()?;
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk?);
-        if buf.len() as u64 > limit {
-            return Ok(Err(()));
-        }
-    }
-    Ok(Ok(Body::Bytes(buf)))
+    Ok(read_limited(req.stream().ok(), limit as usize)
+        .await?
+        .map(Body::Bytes)
+        .ok_or(()))
 }
 
 fn status_for(code: ErrorCode) -> u16 {
@@ -121,8 +134,24 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
     let Some(token) = parse_bearer(authorization.as_deref()) else {
         return unauthorized("a tokengate bearer token is required (POST /oauth/token)");
     };
-    let Some(record) = caller_record(gw, token, started).await else {
-        return unauthorized("the token is unknown or expired");
+    let record = match caller_record(gw, token, started).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return unauthorized("the token is unknown or expired"),
+        Err(()) => {
+            return Ok(with_header(
+                error_json(
+                    503,
+                    "temporarily_unavailable",
+                    "the token store is unavailable; try again",
+                )?,
+                "Retry-After",
+                "1",
+            ))
+        }
+    };
+    // A caller removed from TOKENGATE_CLIENTS, or narrowed, loses access at once.
+    let Some(caller) = gw.callers.get(&record.client_id) else {
+        return unauthorized("the client is no longer registered");
     };
     let Some(provider) = gw.providers.get(provider_id) else {
         return error_json(
@@ -131,7 +160,8 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
             &format!("unknown provider `{provider_id}`"),
         );
     };
-    if !record.scopes.iter().any(|s| s == provider_id) {
+    let granted = |scopes: &[String]| scopes.iter().any(|s| s == provider_id);
+    if !granted(&record.scopes) || !granted(&caller.scopes) {
         return Ok(with_header(
             error_json(
                 403,
@@ -146,7 +176,18 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
         Ok(u) => u,
         Err(e) => return error_json(400, "invalid_request", &e.to_string()),
     };
-    let method = req.method();
+    let method = req.inner().method().to_ascii_uppercase();
+    if REFUSED_METHODS.contains(&method.as_str()) {
+        return Ok(with_header(
+            error_json(
+                405,
+                "invalid_request",
+                &format!("{method} is not forwarded"),
+            )?,
+            "Allow",
+            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+        ));
+    }
     let body = match read_body(&mut req, &method, gw.max_body_bytes).await? {
         Ok(b) => b,
         Err(()) => {
@@ -185,12 +226,16 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
             let status = resp.status_code();
             log_event(
                 "proxy",
-                json!({"provider": provider_id, "method": method.as_ref(), "status": status,
+                json!({"provider": provider_id, "method": method, "status": status,
                        "token_source": origin.as_str(), "ms": elapsed, "client_id": record.client_id}),
             );
             respond(resp, origin)
         }
         Err(e) => {
+            let retry_after_s = match &e {
+                ApiError::Token(t) => t.retry_after_ms.map(|ms| ms.div_ceil(1000)),
+                ApiError::Transport(_) => None,
+            };
             let (status, code, description) = match e {
                 ApiError::Token(e) => (
                     status_for(e.code),
@@ -213,17 +258,21 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
             };
             log_event(
                 "proxy_error",
-                json!({"provider": provider_id, "method": method.as_ref(), "status": status,
+                json!({"provider": provider_id, "method": method, "status": status,
                        "error": code, "ms": elapsed, "client_id": record.client_id}),
             );
-            error_json(status, code, &description)
+            let resp = error_json(status, code, &description)?;
+            Ok(match retry_after_s {
+                Some(s) => with_header(resp, "Retry-After", &s.to_string()),
+                None => resp,
+            })
         }
     }
 }
 
 async fn forward(
     provider: &Provider,
-    method: &Method,
+    method: &str,
     url: &str,
     forwarded: &[(String, String)],
     body: Body,
@@ -235,37 +284,33 @@ async fn forward(
         Body::Stream(s) => (None, Some(s)),
     };
     let timeout = provider.config.token.timeout_ms;
-    call_api(
-        &provider.source,
-        method.as_ref(),
-        replayable,
-        |token: Secret| {
-            let h = Headers::new();
-            for (k, v) in forwarded {
-                let _ = h.append(k, v);
-            }
-            let _ = h.set("Authorization", &format!("Bearer {}", token.expose()));
-            let body: Option<JsValue> = match (&bytes, stream.take()) {
-                (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
-                (None, Some(s)) => Some(s.into()),
-                (None, None) => None,
+    call_api(&provider.source, method, replayable, |token: Secret| {
+        let headers = Headers::new();
+        for (k, v) in forwarded {
+            let _ = headers.append(k, v);
+        }
+        let _ = headers.set("Authorization", &format!("Bearer {}", token.expose()));
+        let body: Option<JsValue> = match (&bytes, stream.take()) {
+            (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
+            (None, Some(s)) => Some(s.into()),
+            (None, None) => None,
+        };
+        async move {
+            let out = Outgoing {
+                method,
+                url,
+                headers: &headers,
+                body,
             };
-            let mut init = RequestInit::new();
-            init.with_method(method.clone())
-                .with_headers(h)
-                .with_body(body);
-            let url = url.to_string();
-            async move {
-                let resp = send_with_timeout(&url, &mut init, timeout).await?;
-                let retry_after = resp.headers().get("retry-after").ok().flatten();
-                Ok(ApiReply {
-                    status: resp.status_code(),
-                    retry_after,
-                    response: resp,
-                })
-            }
-        },
-    )
+            let resp = send_with_timeout(out, timeout).await?;
+            let retry_after = resp.headers().get("retry-after").ok().flatten();
+            Ok(ApiReply {
+                status: resp.status_code(),
+                retry_after,
+                response: resp,
+            })
+        }
+    })
     .await
 }
 

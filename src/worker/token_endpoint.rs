@@ -3,7 +3,7 @@
 
 use super::config::Gateway;
 use super::respond::{error_json, json_response, with_header};
-use super::runtime::{log_event, random_bytes};
+use super::runtime::{log_event, random_bytes, read_limited};
 use crate::core::callers::{caller_token_key, issue_token, parse_grant, GrantError};
 use crate::flow::Runtime;
 use serde_json::json;
@@ -24,10 +24,19 @@ fn grant_error(e: &GrantError) -> Result<Response> {
 pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
     let content_type = req.headers().get("content-type")?;
     let authorization = req.headers().get("authorization")?;
-    let body = req.bytes().await.unwrap_or_default();
-    if body.len() > MAX_GRANT_BODY {
-        return error_json(413, "invalid_request", "token request body is too large");
+    let too_large = || error_json(413, "invalid_request", "token request body is too large");
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_GRANT_BODY) {
+        return too_large();
     }
+    // Read at most MAX_GRANT_BODY bytes: an unauthenticated caller must not make the isolate
+    // buffer an arbitrarily large body.
+    let Some(body) = read_limited(req.stream().ok(), MAX_GRANT_BODY).await? else {
+        return too_large();
+    };
     let grant = match parse_grant(content_type.as_deref(), authorization.as_deref(), &body) {
         Ok(g) => g,
         Err(e) => return grant_error(&e),

@@ -539,3 +539,31 @@ fn parse_bearer_cases() {
     assert_eq!(parse_bearer(Some("Bearer tg_a tg_b")), None);
     assert_eq!(parse_bearer(Some("Bearertg_abc")), None);
 }
+
+#[test]
+fn issued_token_shape() {
+    let c = CallerRegistry::parse(
+        "C",
+        &format!(
+            r#"{{"svc":{{"secret_sha256":"{}","scopes":["optoro"]}}}}"#,
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let caller = c.get("svc").unwrap();
+    assert!(c.get("other").is_none());
+    let (issued, _) = issue_token(caller, None, [0xfb; 32], 0).unwrap();
+    assert!(looks_like_issued_token(&issued.access_token));
+    for bad in [
+        "",
+        "tg_",
+        "tg_short",
+        "xx_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        assert!(!looks_like_issued_token(bad), "{bad}");
+    }
+    let plus = format!("tg_{}+", "A".repeat(42));
+    assert!(!looks_like_issued_token(&plus));
+    let long = format!("tg_{}", "A".repeat(44));
+    assert!(!looks_like_issued_token(&long));
+}
