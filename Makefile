@@ -47,7 +47,7 @@ test-npm: npm-pkg setup-browser
 	wasm-pack test --node --features npm --test npm_web
 	WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/.ci/webdriver.json wasm-pack test --headless --chrome \
 	  --chromedriver /usr/bin/chromedriver --features npm --test npm_browser
-	node --test --test-concurrency=1 tests/npm.test.mjs
+	node --test --test-concurrency=1 tests/npm.test.mjs tests/www.test.mjs
 
 test: lint test-native test-worker test-npm
 
