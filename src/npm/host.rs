@@ -8,8 +8,6 @@ use crate::flow::{Runtime, TokenStore, Transport, TransportError};
 use crate::npm::error::set;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use serde_json::Value;
-use std::cell::Cell;
-use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -19,6 +17,13 @@ use web_sys::{AbortController, AbortSignal, Headers, Response};
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(handler: &Function, ms: f64) -> JsValue;
+    /// `setTimeout(handler, ms, arg)`: `handler(arg)` after `ms`.
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout_with(handler: &Function, ms: f64, arg: &JsValue) -> JsValue;
+    /// `globalThis`, for its `fetch`.
+    type Global;
+    #[wasm_bindgen(method, getter, structural)]
+    fn fetch(this: &Global) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(handle: &JsValue);
     /// `AbortSignal.any` (Node ≥ 20.3, every current browser); throws where missing.
@@ -74,7 +79,11 @@ impl Fetcher {
         let global: JsValue = js_sys::global().into();
         let (f, this) = match self {
             Fetcher::Injected(f) => (f.clone(), JsValue::UNDEFINED),
-            Fetcher::Global => match get(&global, "fetch").dyn_into::<Function>() {
+            Fetcher::Global => match global
+                .unchecked_ref::<Global>()
+                .fetch()
+                .dyn_into::<Function>()
+            {
                 Ok(f) => (f, global),
                 Err(_) => {
                     return Err(
@@ -91,34 +100,40 @@ impl Fetcher {
     }
 }
 
-/// A timeout armed with `setTimeout` that aborts an `AbortController`. Dropping it disarms the
-/// timer, so a response body read after the drop is not cut short.
+thread_local! {
+    /// The one timer callback of every [`Deadline`]: `setTimeout` hands it the controller to
+    /// abort, so arming a deadline allocates no closure.
+    static ABORT: Closure<dyn Fn(AbortController)> = Closure::new(|c: AbortController| c.abort());
+}
+
+/// A timeout that aborts an `AbortController` from `setTimeout`. Dropping it disarms the timer,
+/// so a response body read after the drop is not cut short.
 pub(crate) struct Deadline {
     controller: AbortController,
-    fired: Rc<Cell<bool>>,
-    handle: JsValue,
-    _callback: Closure<dyn FnMut()>,
+    handle: Option<JsValue>,
 }
 
 impl Deadline {
+    /// A deadline not armed yet: its signal can be handed to `fetch` before [`Deadline::arm`].
+    pub(crate) fn new() -> Result<Self, JsValue> {
+        Ok(Deadline {
+            controller: AbortController::new()?,
+            handle: None,
+        })
+    }
+
     /// Arms a deadline `ms` from now.
     pub(crate) fn start(ms: u64) -> Result<Self, JsValue> {
-        let controller = AbortController::new()?;
-        let fired = Rc::new(Cell::new(false));
-        let callback = {
-            let (controller, fired) = (controller.clone(), fired.clone());
-            Closure::<dyn FnMut()>::new(move || {
-                fired.set(true);
-                controller.abort();
-            })
-        };
-        let handle = set_timeout(callback.as_ref().unchecked_ref(), ms as f64);
-        Ok(Deadline {
-            controller,
-            fired,
-            handle,
-            _callback: callback,
-        })
+        let mut d = Deadline::new()?;
+        d.arm(ms);
+        Ok(d)
+    }
+
+    /// Starts the timer: the controller aborts `ms` from now.
+    pub(crate) fn arm(&mut self, ms: u64) {
+        let handle = ABORT
+            .with(|f| set_timeout_with(f.as_ref().unchecked_ref(), ms as f64, &self.controller));
+        self.handle = Some(handle);
     }
 
     /// The signal to pass to `fetch`; combined with the caller's own when there is one.
@@ -132,15 +147,17 @@ impl Deadline {
         }
     }
 
-    /// Whether the timeout has fired.
+    /// Whether the timeout has fired (nothing else aborts the deadline's own controller).
     pub(crate) fn fired(&self) -> bool {
-        self.fired.get()
+        self.controller.signal().aborted()
     }
 }
 
 impl Drop for Deadline {
     fn drop(&mut self) {
-        clear_timeout(&self.handle);
+        if let Some(handle) = &self.handle {
+            clear_timeout(handle);
+        }
     }
 }
 

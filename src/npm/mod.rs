@@ -48,6 +48,7 @@ pub struct TokenClient {
     fetcher: Fetcher,
     scrub: Scrubber,
     last: Rc<RefCell<Option<JsToken>>>,
+    bearer: fetch::BearerCache,
 }
 
 #[wasm_bindgen]
@@ -85,6 +86,7 @@ impl TokenClient {
             fetcher: opts.fetcher,
             scrub,
             last: Rc::default(),
+            bearer: fetch::BearerCache::default(),
         })
     }
 
@@ -118,20 +120,23 @@ impl TokenClient {
     /// `fetch(input, init)` with `Authorization: Bearer …`: a 401 drops the token and replays
     /// once with a new one; 429/5xx and timeouts are retried with backoff for idempotent
     /// methods. String, `ArrayBuffer`, typed-array, `Blob`, `FormData` and `URLSearchParams`
-    /// bodies are buffered so they can be replayed; a `ReadableStream` body is sent once.
+    /// bodies are replayed as they are (a `Request`'s body is buffered); a `ReadableStream` body
+    /// is sent once.
     #[wasm_bindgen(unchecked_return_type = "Promise<Response>")]
     pub fn fetch(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string | URL | Request")] input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "RequestInit")] init: JsValue,
     ) -> Promise {
-        let (source, fetcher, scrub) = (
+        let (source, fetcher, scrub, bearer) = (
             self.source.clone(),
             self.fetcher.clone(),
             self.scrub.clone(),
+            self.bearer.clone(),
         );
-        wasm_bindgen_futures::future_to_promise(fetch::api_fetch(
-            source, fetcher, scrub, input, init,
+        // Polled at once, like token(): the request leaves within this call.
+        promise(fetch::api_fetch(
+            source, fetcher, scrub, bearer, input, init,
         ))
     }
 

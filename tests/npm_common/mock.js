@@ -36,6 +36,11 @@ export class MockProvider {
       method: req.method,
       headers: Object.fromEntries(req.headers),
       redirect: init?.redirect ?? req.redirect,
+      // What `fetch` itself was handed: the input's kind and init's plain fields.
+      input: typeof input === 'string' ? 'string' : input instanceof URL ? 'URL' : input instanceof Request ? 'Request' : typeof input,
+      init: init === undefined ? null : Object.fromEntries(Object.entries(init)
+        .filter(([, v]) => ['string', 'number', 'boolean'].includes(typeof v))),
+      initKeys: init === undefined ? null : Object.keys(init).sort(),
       body: await req.text(),
     };
     const isToken = new URL(req.url).pathname === '/token';
@@ -48,7 +53,18 @@ export class MockProvider {
     }
     if (entry === 'network') throw new TypeError('fetch failed');
     if (entry) {
-      const body = typeof entry.body === 'string' ? entry.body : JSON.stringify(entry.body ?? {});
+      let body = typeof entry.body === 'string' ? entry.body : JSON.stringify(entry.body ?? {});
+      if (entry.bodyDelayMs) {
+        // Headers now, the body `bodyDelayMs` later; like a real fetch, an abort of the
+        // request's signal meanwhile errors the body.
+        const bytes = new TextEncoder().encode(body);
+        body = new ReadableStream({
+          start(ctl) {
+            const timer = setTimeout(() => { ctl.enqueue(bytes); ctl.close(); }, entry.bodyDelayMs);
+            signal?.addEventListener('abort', () => { clearTimeout(timer); ctl.error(signal.reason); });
+          },
+        });
+      }
       return new Response(body, { status: entry.status, headers: entry.headers ?? { 'content-type': 'application/json' } });
     }
     if (isToken) {
@@ -74,6 +90,37 @@ export function mapCache() {
     async set(key, value, ttl) { log.push(['set', key, ttl]); map.set(key, value); },
     async delete(key) { log.push(['delete', key]); map.delete(key); },
   };
+}
+
+/**
+ * A request body of every kind `client.fetch` replays as it is: {kind, body, text, type} with
+ * the text the server must receive (null for FormData, whose boundary varies) and the
+ * content-type prefix `fetch` derives from the body (null: none).
+ */
+export function replayableBodies() {
+  const form = new FormData();
+  form.append('field', 'form value');
+  const bytes = (s) => new TextEncoder().encode(s);
+  return [
+    { kind: 'string', body: 'plain text', text: 'plain text', type: 'text/plain' },
+    { kind: 'ArrayBuffer', body: bytes('array buffer').buffer, text: 'array buffer', type: null },
+    { kind: 'Uint8Array', body: bytes('typed array'), text: 'typed array', type: null },
+    { kind: 'DataView', body: new DataView(bytes('data view').buffer), text: 'data view', type: null },
+    { kind: 'Blob', body: new Blob(['a blob'], { type: 'application/x-blob' }), text: 'a blob', type: 'application/x-blob' },
+    { kind: 'FormData', body: form, text: null, type: 'multipart/form-data' },
+    { kind: 'URLSearchParams', body: new URLSearchParams({ a: '1', b: 'two' }), text: 'a=1&b=two', type: 'application/x-www-form-urlencoded' },
+  ];
+}
+
+/** A ReadableStream of one chunk, `text`. */
+export function streamOf(text) {
+  const bytes = new TextEncoder().encode(text);
+  return new ReadableStream({ start(ctl) { ctl.enqueue(bytes); ctl.close(); } });
+}
+
+/** Waits `ms` milliseconds. */
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Sets globalThis.fetch, returning the previous value (to restore it). */

@@ -44,6 +44,12 @@ extern "C" {
     fn swap_global_fetch(f: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = errorShape)]
     fn error_shape(e: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = replayableBodies)]
+    fn replayable_bodies() -> Array;
+    #[wasm_bindgen(js_name = streamOf)]
+    fn stream_of(text: &str) -> JsValue;
+    #[wasm_bindgen(js_name = sleep)]
+    fn sleep_promise(ms: f64) -> Promise;
 }
 
 const SECRET: &str = "s3cr:t+/ &%";
@@ -118,6 +124,7 @@ async fn status_and_json(resp: JsValue) -> (u16, Value) {
     (resp.status(), json_of(&body))
 }
 
+mod fetch;
 mod pure;
 
 #[wasm_bindgen_test]
@@ -200,8 +207,15 @@ async fn fetch_injects_bearer_and_replays_after_401() {
         "Bearer tok-1"
     );
 
-    // A second 401 after the replay is returned, not looped on.
+    // Within 30 s of a 401-triggered refresh, a 401 stands: no exchange, no replay.
     mock.revoke_all();
+    let (status, _) =
+        status_and_json(api_fetch(&c, "https://api.test/v1/x", json!({})).await).await;
+    assert_eq!(status, 401);
+    assert_eq!((mock.api_count(), mock.token_count()), (4, 2));
+
+    // Later, a second 401 after the replay is returned, not looped on.
+    mock.advance(30_000.0);
     mock.script_api(js(
         json!({"status": 401, "body": {"error": "invalid_token"}}),
     ));
@@ -211,7 +225,7 @@ async fn fetch_injects_bearer_and_replays_after_401() {
     let (status, _) =
         status_and_json(api_fetch(&c, "https://api.test/v1/x", json!({})).await).await;
     assert_eq!(status, 401);
-    assert_eq!((mock.api_count(), mock.token_count()), (5, 3));
+    assert_eq!((mock.api_count(), mock.token_count()), (6, 3));
 }
 
 #[wasm_bindgen_test]
