@@ -1,0 +1,260 @@
+//! `call_api`: 401 replay, retries, and what reaches the logs.
+
+use super::*;
+
+// ---------------------------------------------------------------- call_api
+
+type Replies = Rc<RefCell<VecDeque<Result<ApiReply<&'static str>, TransportError>>>>;
+
+fn api_reply(status: u16, body: &'static str) -> Result<ApiReply<&'static str>, TransportError> {
+    Ok(ApiReply {
+        status,
+        retry_after: None,
+        response: body,
+    })
+}
+
+/// Runs `call_api` with scripted replies; returns the result and the token of every attempt.
+fn run_api(
+    h: &Harness,
+    method: &str,
+    replayable: bool,
+    replies: Vec<Result<ApiReply<&'static str>, TransportError>>,
+) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
+    let replies: Replies = Rc::new(RefCell::new(replies.into()));
+    let used = Rc::new(RefCell::new(Vec::new()));
+    let result = block_on(call_api(&h.source, method, replayable, |tok: Secret| {
+        used.borrow_mut().push(tok.expose().to_string());
+        let r = replies
+            .borrow_mut()
+            .pop_front()
+            .expect("the API was called more often than scripted");
+        async move { r }
+    }));
+    assert!(replies.borrow().is_empty(), "unused scripted replies");
+    let used = used.borrow().clone();
+    (result, used)
+}
+
+#[test]
+fn api_401_refreshes_and_replays_once() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+    let (r, used) = run_api(
+        &h,
+        "GET",
+        true,
+        vec![api_reply(401, "expired"), api_reply(200, "ok")],
+    );
+    let (resp, origin) = r.unwrap();
+    assert_eq!(resp, "ok");
+    assert!(matches!(origin, TokenOrigin::Exchange { .. }));
+    assert_eq!(used, [TOKEN_A, TOKEN_B]);
+    assert_eq!(h.transport.calls(), 2);
+    assert_eq!(*h.store.0.deletes.borrow(), std::slice::from_ref(&h.key));
+    // The replay is not a retry: no backoff.
+    assert!(h.rt.sleeps().is_empty());
+    // The new token is the cached one.
+    assert_eq!(h.token().unwrap().0.access_token.expose(), TOKEN_B);
+    h.assert_logs_clean();
+}
+
+#[test]
+fn api_401_is_not_undone_by_a_stale_store_copy() {
+    // KV deletes propagate slowly: the store still returns the rejected token after the 401.
+    let h = Harness::new();
+    h.store.0.lag_deletes.set(true);
+    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+    let (r, used) = run_api(
+        &h,
+        "GET",
+        true,
+        vec![api_reply(401, "revoked"), api_reply(200, "ok")],
+    );
+    assert_eq!(r.unwrap().0, "ok");
+    assert_eq!(used, [TOKEN_A, TOKEN_B], "the replay used a new token");
+    assert_eq!(h.transport.calls(), 2);
+    // A second isolate whose store copy is the new token reads it normally.
+    let other = Harness::sharing(&h.clock, &h.store);
+    assert_eq!(other.token().unwrap().0.access_token.expose(), TOKEN_B);
+}
+
+#[test]
+fn api_401_refreshes_at_most_once_per_window() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+    // An API that answers 401 for a permission problem, whatever the token.
+    let (r, used) = run_api(
+        &h,
+        "GET",
+        true,
+        vec![api_reply(401, "forbidden"), api_reply(401, "forbidden")],
+    );
+    assert_eq!(r.unwrap().0, "forbidden");
+    assert_eq!(used, [TOKEN_A, TOKEN_B]);
+    // Within the window: the 401 stands, no exchange, the token is kept.
+    h.advance(REFRESH_ON_401_WINDOW_MS - 1);
+    let (r, used) = run_api(&h, "GET", true, vec![api_reply(401, "forbidden")]);
+    assert_eq!(r.unwrap().0, "forbidden");
+    assert_eq!(used, [TOKEN_B]);
+    assert_eq!(h.transport.calls(), 2);
+    assert_eq!(h.rt.events("api_401_not_refreshed").len(), 1);
+    // After it, a 401 refreshes again.
+    h.advance(1);
+    h.transport.token(TOKEN_A, 3600);
+    let (r, used) = run_api(
+        &h,
+        "GET",
+        true,
+        vec![api_reply(401, "expired"), api_reply(200, "ok")],
+    );
+    assert_eq!(r.unwrap().0, "ok");
+    assert_eq!(used, [TOKEN_B, TOKEN_A]);
+    assert_eq!(h.transport.calls(), 3);
+    h.assert_logs_clean();
+}
+
+#[test]
+fn api_second_401_is_returned_as_is() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+    let (r, used) = run_api(
+        &h,
+        "POST",
+        true,
+        vec![api_reply(401, "first"), api_reply(401, "second")],
+    );
+    assert_eq!(r.unwrap().0, "second");
+    assert_eq!(used, [TOKEN_A, TOKEN_B]);
+    assert_eq!(h.transport.calls(), 2);
+}
+
+#[test]
+fn api_non_replayable_401_invalidates_without_replay() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    let (r, used) = run_api(&h, "PUT", false, vec![api_reply(401, "nope")]);
+    let (resp, _) = r.unwrap();
+    assert_eq!(resp, "nope");
+    assert_eq!(used, [TOKEN_A]);
+    assert_eq!(h.transport.calls(), 1);
+    assert_eq!(*h.store.0.deletes.borrow(), std::slice::from_ref(&h.key));
+    // The token was dropped: the next request exchanges.
+    h.transport.token(TOKEN_B, 3600);
+    assert_eq!(h.token().unwrap().0.access_token.expose(), TOKEN_B);
+}
+
+#[test]
+fn api_get_503_is_retried() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    let (r, used) = run_api(
+        &h,
+        "GET",
+        true,
+        vec![api_reply(503, "busy"), api_reply(200, "ok")],
+    );
+    assert_eq!(r.unwrap().0, "ok");
+    assert_eq!(used, [TOKEN_A, TOKEN_A]);
+    assert_eq!(h.rt.sleeps(), [100]);
+    assert!(h.store.0.deletes.borrow().is_empty());
+}
+
+#[test]
+fn api_retry_after_is_honoured() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    let (r, _) = run_api(
+        &h,
+        "GET",
+        true,
+        vec![
+            Ok(ApiReply {
+                status: 429,
+                retry_after: Some("2".into()),
+                response: "slow",
+            }),
+            api_reply(200, "ok"),
+        ],
+    );
+    assert_eq!(r.unwrap().0, "ok");
+    assert_eq!(h.rt.sleeps(), [2_000]);
+}
+
+#[test]
+fn api_post_503_is_not_retried() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    let (r, used) = run_api(&h, "POST", true, vec![api_reply(503, "busy")]);
+    assert_eq!(r.unwrap().0, "busy");
+    assert_eq!(used, [TOKEN_A]);
+    assert!(h.rt.sleeps().is_empty());
+}
+
+#[test]
+fn api_transport_error_on_last_attempt() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    let (r, used) = run_api(&h, "POST", true, vec![Err(TransportError::Timeout)]);
+    assert_eq!(r.unwrap_err(), ApiError::Transport(TransportError::Timeout));
+    assert_eq!(used.len(), 1);
+}
+
+#[test]
+fn api_token_failure_is_reported() {
+    let h = Harness::new();
+    h.transport.reply(401, &[], r#"{"error":"invalid_client"}"#);
+    let (r, used) = run_api(&h, "GET", true, vec![]);
+    match r {
+        Err(ApiError::Token(e)) => assert_eq!(e.code, ErrorCode::InvalidClient),
+        other => panic!("{:?}", other.map(|(r, _)| r)),
+    }
+    assert!(used.is_empty(), "no API call without a token");
+}
+
+// ---------------------------------------------------------------- logs
+
+#[test]
+fn logs_never_contain_the_secret_or_a_token() {
+    let h = Harness::new();
+    h.store.0.fail.set(true);
+    h.transport
+        .reply(
+            503,
+            &[],
+            &format!(r#"{{"error":"temporarily_unavailable","error_description":"{SECRET}"}}"#),
+        )
+        .push(Err(TransportError::Network("reset".into())))
+        .reply(429, &[("retry-after", "0")], "")
+        .token(TOKEN_A, 3600)
+        .token(TOKEN_B, 3600);
+    let (_, used) = run_api(
+        &h,
+        "GET",
+        true,
+        vec![
+            api_reply(401, "x"),
+            api_reply(500, "y"),
+            api_reply(200, "z"),
+        ],
+    );
+    assert_eq!(used, [TOKEN_A, TOKEN_B, TOKEN_B]);
+    let logs = h.rt.logs();
+    assert!(logs.len() >= 6, "{logs:?}");
+    // Every captured field, serialised, is free of the secret and the tokens — the secret was
+    // echoed in a provider error description, which the log must not carry.
+    h.assert_logs_clean();
+}
+
+#[test]
+fn a_provider_echoing_the_secret_is_redacted() {
+    let h = Harness::new();
+    let body = format!(
+        r#"{{"error":"invalid_request","error_description":"bad client_secret {SECRET}"}}"#
+    );
+    h.transport.reply(400, &[], &body);
+    let e = h.token().unwrap_err();
+    assert_eq!(e.description, "bad client_secret [redacted]");
+    assert!(!e.raw_body.as_deref().unwrap_or("").contains(SECRET));
+    assert!(!e.to_string().contains(SECRET));
+}

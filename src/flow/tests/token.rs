@@ -1,0 +1,454 @@
+//! `TokenSource::token()`: caching, single-flight, retries, cooldown, store handling.
+
+use super::*;
+
+// ---------------------------------------------------------------- token()
+
+#[test]
+fn exchange_then_memory_hit() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    let (t, origin) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_A);
+    assert_eq!(t.expires_at_ms, T0 + 3_600_000);
+    assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });
+    let sent = h.transport.sent();
+    assert_eq!(sent.len(), 1);
+    assert_token_request(&sent[0].0, sent[0].1);
+
+    // Stored with TTL = lifetime − skew, value readable as the token with its expiry.
+    let puts = h.store.puts();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].0, h.key);
+    assert_eq!(puts[0].2, 3_540);
+    let stored: Token = serde_json::from_str(&puts[0].1).unwrap();
+    assert_eq!(stored, t);
+
+    h.advance(60_000);
+    let (t2, origin) = h.token().unwrap();
+    assert_eq!(origin, TokenOrigin::Memory);
+    assert_eq!(t2, t);
+    assert_eq!(h.transport.calls(), 1);
+    assert_eq!(
+        h.store.0.gets.get(),
+        1,
+        "a memory hit does not touch the store"
+    );
+    let ev = h.rt.events("token_exchange");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["provider"], "optoro");
+    assert_eq!(ev[0]["status"], 200);
+    assert_eq!(ev[0]["ok"], true);
+    h.assert_logs_clean();
+}
+
+#[test]
+fn store_hit_on_a_second_source_sharing_the_store() {
+    let h1 = Harness::new();
+    h1.transport.token(TOKEN_A, 3600);
+    h1.token().unwrap();
+    h1.advance(1_000);
+
+    let h2 = Harness::sharing(&h1.clock, &h1.store);
+    let (t, origin) = h2.token().unwrap();
+    assert_eq!(origin, TokenOrigin::Store);
+    assert_eq!(t.access_token.expose(), TOKEN_A);
+    assert_eq!(h2.transport.calls(), 0);
+    // Then from its own memory.
+    let (_, origin) = h2.token().unwrap();
+    assert_eq!(origin, TokenOrigin::Memory);
+    assert_eq!(h2.store.0.gets.get(), 2, "one get by each source");
+    h2.assert_logs_clean();
+}
+
+#[test]
+fn stale_store_entry_is_a_miss() {
+    let h1 = Harness::new();
+    h1.transport.token(TOKEN_A, 3600);
+    h1.token().unwrap();
+    // The store keeps values past their refresh point (TTL is housekeeping only).
+    h1.store.0.map.borrow_mut().get_mut(&h1.key).unwrap().1 = u64::MAX;
+    h1.advance(3_540_000);
+    let h2 = Harness::sharing(&h1.clock, &h1.store);
+    h2.transport.token(TOKEN_B, 3600);
+    let (t, origin) = h2.token().unwrap();
+    assert!(matches!(origin, TokenOrigin::Exchange { .. }));
+    assert_eq!(t.access_token.expose(), TOKEN_B);
+    assert_eq!(h2.transport.calls(), 1);
+}
+
+#[test]
+fn refresh_once_now_passes_the_refresh_point() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+    h.token().unwrap();
+    // Refresh point: expiry − 60 s skew.
+    h.advance(3_540_000 - 1);
+    let (t, origin) = h.token().unwrap();
+    assert_eq!(
+        (t.access_token.expose(), origin),
+        (TOKEN_A, TokenOrigin::Memory)
+    );
+    assert_eq!(h.transport.calls(), 1);
+    h.advance(1);
+    let (t, origin) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_B);
+    assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });
+    assert_eq!(t.expires_at_ms, T0 + 3_540_000 + 3_600_000);
+    assert_eq!(h.transport.calls(), 2);
+    let (_, origin) = h.token().unwrap();
+    assert_eq!(origin, TokenOrigin::Memory);
+    assert_eq!(h.transport.calls(), 2);
+}
+
+#[test]
+fn hundred_concurrent_tokens_share_one_exchange() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    let gate = Gate::default();
+    *h.transport.0.gate.borrow_mut() = Some(gate.clone());
+    let all = join_all((0..100).map(|_| h.source.token()));
+    let opener = async {
+        // Every token() call has been polled (and is waiting) before the answer arrives.
+        YieldOnce::default().await;
+        assert_eq!(h.transport.calls(), 1);
+        gate.open();
+    };
+    let (results, ()) = block_on(async { futures::join!(all, opener) });
+    assert_eq!(results.len(), 100);
+    for r in results {
+        let (t, origin) = r.unwrap();
+        assert_eq!(t.access_token.expose(), TOKEN_A);
+        assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });
+    }
+    assert_eq!(h.transport.calls(), 1);
+    assert_eq!(h.store.0.gets.get(), 1, "one store lookup too");
+    assert_eq!(h.store.puts().len(), 1);
+    // After the flight lands, calls are memory hits.
+    assert_eq!(h.token().unwrap().1, TokenOrigin::Memory);
+}
+
+#[test]
+fn polling_waiters_share_one_exchange() {
+    // The Worker's mode: waiters check the flight's result on their own timer and never poll it.
+    let h = Harness::new();
+    h.rt.0.flight_poll.set(Some(5));
+    h.transport.token(TOKEN_A, 3600);
+    let gate = Gate::default();
+    *h.transport.0.gate.borrow_mut() = Some(gate.clone());
+    let all = join_all((0..100).map(|_| h.source.token()));
+    let opener = async {
+        for _ in 0..3 {
+            YieldOnce::default().await;
+        }
+        assert_eq!(h.transport.calls(), 1);
+        gate.open();
+    };
+    let (results, ()) = block_on(async { futures::join!(all, opener) });
+    for r in results {
+        assert_eq!(r.unwrap().0.access_token.expose(), TOKEN_A);
+    }
+    assert_eq!(h.transport.calls(), 1);
+    let polls = h.rt.sleeps();
+    assert!(polls.len() >= 99, "the 99 waiters polled: {}", polls.len());
+    assert!(polls.iter().all(|&ms| ms == 5));
+}
+
+#[test]
+fn a_flight_whose_request_vanished_is_replaced_at_once() {
+    let h = Harness::new();
+    h.rt.0.flight_poll.set(Some(5));
+    h.transport.token(TOKEN_A, 3600);
+    let gate = Gate::default();
+    *h.transport.0.gate.borrow_mut() = Some(gate.clone());
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    // The request that starts the exchange, and one that waits for it.
+    let mut leader = Box::pin(h.source.token());
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    let mut waiter = Box::pin(h.source.token());
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(h.transport.calls(), 1);
+    // The leader's request is cancelled mid-flight: the waiter starts a new exchange at its
+    // next poll instead of waiting out the old one.
+    drop(leader);
+    *h.transport.0.gate.borrow_mut() = None;
+    let (t, origin) = block_on(waiter).unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_A);
+    assert!(matches!(origin, TokenOrigin::Exchange { .. }));
+    assert_eq!(
+        h.transport.calls(),
+        2,
+        "a new flight replaced the abandoned one"
+    );
+    let waited: u64 = h.rt.sleeps().iter().sum();
+    assert!(waited <= 10, "waited {waited} ms");
+}
+
+#[test]
+fn concurrent_failure_is_shared_and_not_cached() {
+    let h = Harness::new();
+    h.transport.reply(400, &[], r#"{"error":"invalid_scope"}"#);
+    let gate = Gate::default();
+    *h.transport.0.gate.borrow_mut() = Some(gate.clone());
+    let all = join_all((0..10).map(|_| h.source.token()));
+    let opener = async {
+        YieldOnce::default().await;
+        gate.open();
+    };
+    let (results, ()) = block_on(async { futures::join!(all, opener) });
+    for r in results {
+        let e = r.unwrap_err();
+        assert_eq!(e.provider_error.as_deref(), Some("invalid_scope"));
+    }
+    assert_eq!(h.transport.calls(), 1);
+    // The in-flight slot was released: the next call exchanges again.
+    h.transport.token(TOKEN_A, 3600);
+    assert!(h.token().is_ok());
+    assert_eq!(h.transport.calls(), 2);
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff() {
+    let h = Harness::new();
+    h.transport
+        .reply(503, &[], "<html>busy</html>")
+        .reply(503, &[], "<html>busy</html>")
+        .token(TOKEN_A, 3600);
+    let (t, origin) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_A);
+    let sent = h.transport.sent();
+    assert_eq!(sent.len(), 3);
+    for (req, timeout) in &sent {
+        assert_token_request(req, *timeout);
+    }
+    // Full jitter at 0.5: 200·2⁰·0.5, then 200·2¹·0.5.
+    assert_eq!(h.rt.sleeps(), [100, 200]);
+    assert_eq!(origin, TokenOrigin::Exchange { ms: 300 });
+    // The token's lifetime counts from when it arrived.
+    assert_eq!(t.expires_at_ms, T0 + 300 + 3_600_000);
+    let ev = h.rt.events("token_exchange");
+    let attempts: Vec<_> = ev.iter().map(|e| e["attempt"].clone()).collect();
+    assert_eq!(attempts, [json!(1), json!(2), json!(3)]);
+    assert_eq!(ev[0]["error"], "server_error");
+    assert_eq!(ev[0]["status"], 503);
+    assert_eq!(ev[2]["ok"], true);
+    h.assert_logs_clean();
+}
+
+#[test]
+fn transport_failures_are_retried() {
+    let h = Harness::new();
+    h.transport
+        .push(Err(TransportError::Network("connection reset".into())))
+        .push(Err(TransportError::Timeout))
+        .token(TOKEN_A, 3600);
+    assert!(h.token().is_ok());
+    assert_eq!(h.transport.calls(), 3);
+    assert_eq!(h.rt.sleeps(), [100, 200]);
+    let ev = h.rt.events("token_exchange");
+    assert_eq!(ev[0]["error"], "network");
+    assert_eq!(ev[1]["error"], "timeout");
+}
+
+#[test]
+fn retries_run_out() {
+    let h = Harness::new();
+    for _ in 0..4 {
+        h.transport.reply(500, &[], "oops");
+    }
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::ServerError);
+    assert_eq!(e.status, Some(500));
+    // Four attempts (default max_attempts), three sleeps.
+    assert_eq!(h.transport.calls(), 4);
+    assert_eq!(h.rt.sleeps(), [100, 200, 400]);
+}
+
+#[test]
+fn rate_limited_honours_retry_after() {
+    let h = Harness::new();
+    h.transport
+        .reply(429, &[("retry-after", "1")], r#"{"error":"rate_limited"}"#)
+        .token(TOKEN_A, 3600);
+    let (_, origin) = h.token().unwrap();
+    assert_eq!(h.rt.sleeps(), [1_000]);
+    assert_eq!(h.transport.calls(), 2);
+    assert_eq!(origin, TokenOrigin::Exchange { ms: 1_000 });
+}
+
+#[test]
+fn rate_limited_with_too_long_retry_after_is_not_retried() {
+    let h = Harness::new();
+    h.transport
+        .reply(429, &[("retry-after", "3600")], "slow down");
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::RateLimited);
+    assert_eq!(e.retry_after_ms, Some(3_600_000));
+    assert_eq!(h.transport.calls(), 1);
+    assert!(h.rt.sleeps().is_empty());
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    for (status, body, code) in [
+        (
+            400,
+            r#"{"error":"invalid_request","error_description":"bad"}"#,
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            401,
+            r#"{"error":"invalid_client"}"#,
+            ErrorCode::InvalidClient,
+        ),
+        (
+            422,
+            r#"{"message":"Validation Failed","errors":[{"field":"client_id","code":"missing_field"}]}"#,
+            ErrorCode::InvalidRequest,
+        ),
+    ] {
+        let h = Harness::new();
+        h.transport.reply(status, &[], body);
+        let e = h.token().unwrap_err();
+        assert_eq!(e.code, code, "{status}");
+        assert_eq!(e.status, Some(status));
+        assert_eq!(h.transport.calls(), 1, "{status}");
+        assert!(h.rt.sleeps().is_empty(), "{status}");
+        h.assert_logs_clean();
+    }
+}
+
+#[test]
+fn invalid_client_cools_down_for_30_s() {
+    let h = Harness::new();
+    h.transport.reply(
+        401,
+        &[],
+        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+    );
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidClient);
+    assert_eq!(h.transport.calls(), 1);
+
+    h.advance(INVALID_CLIENT_COOLDOWN_MS - 1);
+    let again = h.token().unwrap_err();
+    assert_eq!(again.code, ErrorCode::InvalidClient);
+    assert_eq!(again.provider_error.as_deref(), Some("invalid_client"));
+    assert_eq!(h.transport.calls(), 1, "no call during the cooldown");
+
+    h.advance(1);
+    h.transport.token(TOKEN_A, 3600);
+    let (t, _) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_A);
+    assert_eq!(h.transport.calls(), 2);
+    h.assert_logs_clean();
+}
+
+#[test]
+fn a_failed_exchange_stores_nothing() {
+    let h = Harness::new();
+    h.transport.reply(400, &[], r#"{"error":"invalid_scope"}"#);
+    assert!(h.token().is_err());
+    // A 200 that is not a token is a failure too.
+    h.transport.reply(200, &[], "<html>not json</html>");
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidResponse);
+    assert!(h.store.puts().is_empty());
+    assert!(!h.store.contains(&h.key));
+    // Nothing in memory either: the next call exchanges.
+    h.transport.token(TOKEN_A, 3600);
+    assert!(matches!(h.token().unwrap().1, TokenOrigin::Exchange { .. }));
+    assert_eq!(h.transport.calls(), 3);
+}
+
+#[test]
+fn short_lived_token_never_reaches_the_store() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 90);
+    let (t, _) = h.token().unwrap();
+    assert_eq!(t.expires_at_ms, T0 + 90_000);
+    assert!(h.store.puts().is_empty());
+    // Served from memory for half its life (skew capped at half).
+    h.advance(44_999);
+    assert_eq!(h.token().unwrap().1, TokenOrigin::Memory);
+    h.advance(1);
+    h.transport.token(TOKEN_B, 120);
+    let (t, _) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_B);
+    // 120 s − 60 s skew = exactly the 60 s KV minimum: stored.
+    assert_eq!(h.store.puts().len(), 1);
+    assert_eq!(h.store.puts()[0].2, 60);
+}
+
+#[test]
+fn store_errors_are_logged_and_treated_as_a_miss() {
+    let h = Harness::new();
+    h.store.0.fail.set(true);
+    h.transport.token(TOKEN_A, 3600);
+    let (t, origin) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_A);
+    assert!(matches!(origin, TokenOrigin::Exchange { .. }));
+    let errs = h.rt.events("store_error");
+    assert_eq!(errs.len(), 2);
+    assert_eq!(errs[0]["op"], "get");
+    assert_eq!(errs[0]["error"], "kv get failed: 503 from storage");
+    assert_eq!(errs[1]["op"], "put");
+    assert_eq!(errs[0]["provider"], "optoro");
+    // Memory still works.
+    assert_eq!(h.token().unwrap().1, TokenOrigin::Memory);
+
+    // An unreadable stored value is logged and ignored too.
+    let h2 = Harness::sharing(&h.clock, &h.store);
+    h.store.0.fail.set(false);
+    h.store
+        .0
+        .map
+        .borrow_mut()
+        .insert(h.key.clone(), ("{not a token".into(), u64::MAX));
+    h2.transport.token(TOKEN_B, 3600);
+    let (t, _) = h2.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_B);
+    assert_eq!(h2.rt.events("store_error")[0]["op"], "decode");
+    h.assert_logs_clean();
+    h2.assert_logs_clean();
+}
+
+#[test]
+fn invalidate_drops_memory_and_store() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+    h.token().unwrap();
+    assert!(h.store.contains(&h.key));
+    block_on(h.source.invalidate(Some(&Secret::new(TOKEN_A))));
+    assert!(!h.store.contains(&h.key));
+    assert_eq!(*h.store.0.deletes.borrow(), std::slice::from_ref(&h.key));
+    let (t, origin) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), TOKEN_B);
+    assert!(matches!(origin, TokenOrigin::Exchange { .. }));
+    assert_eq!(h.transport.calls(), 2);
+
+    // Rejecting an older token keeps the newer one.
+    block_on(h.source.invalidate(Some(&Secret::new(TOKEN_A))));
+    assert_eq!(h.store.0.deletes.borrow().len(), 1);
+    assert!(h.store.contains(&h.key));
+    assert_eq!(h.token().unwrap().1, TokenOrigin::Memory);
+
+    // No token named: drop whatever there is.
+    block_on(h.source.invalidate(None));
+    assert_eq!(h.store.0.deletes.borrow().len(), 2);
+    h.transport.token(TOKEN_A, 3600);
+    assert!(matches!(h.token().unwrap().1, TokenOrigin::Exchange { .. }));
+}
+
+#[test]
+fn invalidate_store_failure_is_logged() {
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600);
+    h.token().unwrap();
+    h.store.0.fail.set(true);
+    block_on(h.source.invalidate(None));
+    let errs = h.rt.events("store_error");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0]["op"], "delete");
+}
