@@ -411,7 +411,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                     return parsed;
                 }
                 Ok(resp) => {
-                    let e = error_from_response(&resp, now).redact(&self.secret_forms);
+                    let e = error_from_response(&resp, now, &self.secret_forms);
                     let o = Outcome::Status {
                         status: resp.status,
                         retry_after_ms: e.retry_after_ms,

@@ -251,9 +251,7 @@ impl TokenSettings {
             Some(s) => AuthStyle::parse(&s).ok_or_else(|| {
                 f.error(
                     "auth_style",
-                    format!(
-                        "unknown value `{s}`; expected client_secret_basic, client_secret_post or json_body"
-                    ),
+                    "unknown value; expected client_secret_basic, client_secret_post or json_body",
                 )
             })?,
         };

@@ -70,16 +70,6 @@ impl TokenError {
         }
     }
 
-    /// Removes every spelling of the client secret (see [`crate::core::secret::secret_forms`])
-    /// from the provider-supplied text, in case a provider echoes the request in its error.
-    pub fn redact(mut self, forms: &[String]) -> Self {
-        use crate::core::secret::scrub;
-        self.description = scrub(&self.description, forms);
-        self.provider_error = self.provider_error.map(|p| scrub(&p, forms));
-        self.raw_body = self.raw_body.map(|r| scrub(&r, forms));
-        self
-    }
-
     /// Whether trying again later may succeed.
     pub fn retryable(&self) -> bool {
         matches!(

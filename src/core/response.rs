@@ -7,7 +7,7 @@ use crate::core::expiry::ExpiryPolicy;
 use crate::core::http::HttpResponse;
 use crate::core::jwt;
 use crate::core::retry::parse_retry_after;
-use crate::core::secret::Secret;
+use crate::core::secret::{scrub, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -56,7 +56,7 @@ pub fn parse_token_response(
     policy: &ExpiryPolicy,
 ) -> Result<Token, TokenError> {
     if !(200..=299).contains(&resp.status) {
-        return Err(error_from_response(resp, now_ms));
+        return Err(error_from_response(resp, now_ms, &[]));
     }
     let invalid = |d: &str| {
         let mut e = TokenError::new(ErrorCode::InvalidResponse, d);
@@ -72,6 +72,13 @@ pub fn parse_token_response(
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(invalid("token response has no access_token")),
     };
+    // RFC 6750 §2.1: a bearer token is visible ASCII; anything else cannot go in a header (and
+    // a CR/LF in it would be header injection).
+    if !access_token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(invalid(
+            "access_token has characters a bearer token cannot have",
+        ));
+    }
     // RFC 6749 §7.1 / RFC 6750: only bearer tokens are usable; the type is case-insensitive.
     match obj.get("token_type") {
         None => {}
@@ -144,9 +151,18 @@ fn truncate(s: &str, max: usize) -> String {
 /// Turns a non-2xx token-endpoint response into a typed error: RFC 6749 §5.2
 /// `{error, error_description}`, seed 000's `{message, errors[{field, code}]}`, or anything
 /// else (an HTML error page) by status alone.
-pub fn error_from_response(resp: &HttpResponse, now_ms: u64) -> TokenError {
+///
+/// `secret_forms` (see [`crate::core::secret::secret_forms`]) are scrubbed from the body before
+/// anything is taken from it, so a provider echoing the client secret cannot leak even a
+/// truncated piece of it.
+pub fn error_from_response(
+    resp: &HttpResponse,
+    now_ms: u64,
+    secret_forms: &[String],
+) -> TokenError {
     let status = resp.status;
-    let json: Option<Value> = serde_json::from_slice(&resp.body).ok();
+    let scrubbed = scrub(&String::from_utf8_lossy(&resp.body), secret_forms);
+    let json: Option<Value> = serde_json::from_str(&scrubbed).ok();
     let field = |k: &str| {
         json.as_ref()
             .and_then(|j| j.get(k))
@@ -193,7 +209,7 @@ pub fn error_from_response(resp: &HttpResponse, now_ms: u64) -> TokenError {
         }
         _ => format!("token endpoint answered HTTP {status}"),
     });
-    let raw = String::from_utf8_lossy(&resp.body[..resp.body.len().min(RAW_BODY_LIMIT)]);
+    let raw: String = scrubbed.chars().take(RAW_BODY_LIMIT).collect();
     TokenError {
         code,
         status: Some(status),
@@ -202,7 +218,7 @@ pub fn error_from_response(resp: &HttpResponse, now_ms: u64) -> TokenError {
         retry_after_ms: resp
             .header("retry-after")
             .and_then(|v| parse_retry_after(v, now_ms)),
-        raw_body: (!raw.is_empty()).then(|| raw.into_owned()),
+        raw_body: (!raw.is_empty()).then_some(raw),
     }
 }
 

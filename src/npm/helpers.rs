@@ -7,7 +7,7 @@ use crate::core::http::HttpResponse;
 use crate::core::jwt;
 use crate::core::response::parse_token_response;
 use crate::core::TokenSettings;
-use crate::npm::error::{config_error, config_key_error, set, token_error, Scrubber};
+use crate::npm::error::{config_error, config_key_error, plain_json, set, token_error, Scrubber};
 use crate::npm::host::{get, header_pairs};
 use crate::npm::{parse_config, token_to_js};
 use js_sys::{ArrayBuffer, Object, Uint8Array};
@@ -45,7 +45,7 @@ pub fn build_token_request_js(
 /// `defaultLifetimeS` and `maxLifetimeS` (a whole `TokenClientConfig` is accepted too).
 #[wasm_bindgen(js_name = parseTokenResponse, unchecked_return_type = "ParsedToken")]
 pub fn parse_token_response_js(
-    status: u16,
+    status: f64,
     #[wasm_bindgen(
         unchecked_param_type = "Headers | Record<string, string> | [string, string][] | null | undefined"
     )]
@@ -56,8 +56,14 @@ pub fn parse_token_response_js(
 ) -> Result<JsValue, JsValue> {
     let policy = expiry_policy(&policy)?;
     let now = epoch_ms("nowMs", now_ms)?;
+    if !(status.fract() == 0.0 && (100.0..=599.0).contains(&status)) {
+        return Err(config_key_error(
+            "status",
+            "must be an HTTP status from 100 to 599",
+        ));
+    }
     let resp = HttpResponse {
-        status,
+        status: status as u16,
         headers: headers_of(&headers),
         body: bytes_of(&body)?,
     };
@@ -125,8 +131,7 @@ fn expiry_policy(policy: &JsValue) -> Result<ExpiryPolicy, JsValue> {
     if policy.is_undefined() || policy.is_null() {
         return Ok(ExpiryPolicy::default());
     }
-    let mut value: Value = serde_wasm_bindgen::from_value(policy.clone())
-        .map_err(|_| config_key_error("policy", "must be a plain object"))?;
+    let mut value: Value = plain_json(policy, "policy")?;
     let obj = value
         .as_object_mut()
         .ok_or_else(|| config_key_error("policy", "must be an object"))?;

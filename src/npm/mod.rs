@@ -24,7 +24,7 @@ use crate::core::response::Token;
 use crate::core::secret::Secret;
 use crate::core::TokenSettings;
 use crate::flow::TokenSource;
-use error::{config_error, config_key_error, set, token_error, Scrubber};
+use error::{config_error, config_key_error, plain_json, set, token_error, Scrubber};
 use host::{get, Fetcher, JsRuntime, JsStore, JsTransport};
 use js_sys::{Function, Object, Promise};
 use serde_json::Value;
@@ -153,12 +153,7 @@ impl TokenClient {
 
 /// Parses a camelCase config object into token settings and the client secret.
 pub(crate) fn parse_config(config: &JsValue) -> Result<(TokenSettings, Secret), JsValue> {
-    let value: Value = serde_wasm_bindgen::from_value(config.clone()).map_err(|_| {
-        config_key_error(
-            "config",
-            "must be a plain object of strings, numbers and objects",
-        )
-    })?;
+    let value: Value = plain_json(config, "config")?;
     let settings =
         TokenSettings::parse_camel(&value, &["clientSecret"]).map_err(|e| config_error(&e))?;
     let secret = match value.get("clientSecret") {

@@ -112,7 +112,7 @@ fn parse(
         Value::String(s) => s,
         v => v.to_string(),
     };
-    parse_token_response_js(status, js(headers), body.into(), now, policy)
+    parse_token_response_js(status.into(), js(headers), body.into(), now, policy)
         .map(|v| json_of(&v))
         .map_err(|e| assert_token_error(&e, &str_prop(&e, "code")))
 }
@@ -213,7 +213,7 @@ fn parse_token_response_seeds() {
     assert_eq!(e["code"], "rate_limited");
     let headers = web_sys::Headers::new().unwrap();
     headers.set("retry-after", "7").unwrap();
-    let e = parse_token_response_js(429, headers.into(), "{}".into(), 0.0, JsValue::UNDEFINED)
+    let e = parse_token_response_js(429.0, headers.into(), "{}".into(), 0.0, JsValue::UNDEFINED)
         .unwrap_err();
     assert_eq!(prop(&e, "retryAfterMs"), 7000);
     let e = parse(
@@ -227,8 +227,14 @@ fn parse_token_response_seeds() {
     assert_eq!(e["code"], "invalid_response");
     // Bodies as bytes.
     let bytes = js_sys::Uint8Array::from(br#"{"access_token":"b","expires_in":60}"#.as_slice());
-    let t = parse_token_response_js(200, JsValue::NULL, bytes.into(), 1000.0, JsValue::UNDEFINED)
-        .unwrap();
+    let t = parse_token_response_js(
+        200.0,
+        JsValue::NULL,
+        bytes.into(),
+        1000.0,
+        JsValue::UNDEFINED,
+    )
+    .unwrap();
     assert_eq!(prop(&t, "expiresAt"), 61_000);
 }
 
@@ -266,4 +272,51 @@ fn decode_jwt_claims_seed_004() {
     assert_eq!(claims["exp"], 1_710_223_631.577_478);
     assert_eq!(claims["scopes"][0], "bookings:create");
     assert!(decode_jwt_claims_js("8xB2vvU4ytrl1zYQ_EdGUQrdFJmuCMck").is_null());
+}
+
+#[wasm_bindgen_test]
+fn cyclic_or_deep_config_is_a_config_error_not_a_crash() {
+    // A cycle (tokenParams pointing back at the config itself).
+    let cfg = config(json!({}));
+    js_sys::Reflect::set(&cfg, &"tokenParams".into(), &cfg).unwrap();
+    let e = TokenClient::new(cfg.clone(), JsValue::UNDEFINED)
+        .err()
+        .expect("rejected");
+    assert_token_error(&e, "config");
+    assert_token_error(&build_token_request_js(cfg).unwrap_err(), "config");
+    // 1,000 levels of nesting: past serde_json's limit, well within JSON.stringify's.
+    let mut deep = json!("x");
+    for _ in 0..1000 {
+        deep = json!({ "a": deep });
+    }
+    let text = serde_json::to_string(&json!({"tokenParams": deep})).unwrap();
+    let deep_cfg = config(json!({}));
+    let extra = js_sys::JSON::parse(&text).unwrap();
+    js_sys::Reflect::set(
+        &deep_cfg,
+        &"tokenParams".into(),
+        &js_sys::Reflect::get(&extra, &"tokenParams".into()).unwrap(),
+    )
+    .unwrap();
+    let e = TokenClient::new(deep_cfg, JsValue::UNDEFINED)
+        .err()
+        .expect("rejected");
+    assert_token_error(&e, "config");
+    // The module still works afterwards.
+    assert!(TokenClient::new(config(json!({})), JsValue::UNDEFINED).is_ok());
+}
+
+#[wasm_bindgen_test]
+fn parse_token_response_refuses_impossible_statuses() {
+    for status in [65736.0, -65336.0, 200.5, 99.0, 600.0] {
+        let e = parse_token_response_js(
+            status,
+            JsValue::NULL,
+            r#"{"access_token":"a","expires_in":60}"#.into(),
+            0.0,
+            JsValue::UNDEFINED,
+        )
+        .unwrap_err();
+        assert_token_error(&e, "config");
+    }
 }

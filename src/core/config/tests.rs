@@ -197,7 +197,11 @@ fn http_token_url_on_public_host() {
 #[test]
 fn unknown_auth_style() {
     let e = parse_err("p", json!({"auth_style": "private_key_jwt"}));
-    assert_err(&e, "p", "auth_style", "unknown value `private_key_jwt`");
+    assert_err(&e, "p", "auth_style", "unknown value; expected");
+    assert!(
+        !e.to_string().contains("private_key_jwt"),
+        "the value is not echoed"
+    );
 }
 
 #[test]

@@ -346,7 +346,7 @@ fn rfc6749_invalid_client_401() {
 #[test]
 fn rfc6749_invalid_grant_400() {
     let raw = r#"{"error":"invalid_grant","error_description":"grant expired"}"#;
-    let e = error_from_response(&resp(400, &[], raw), NOW);
+    let e = error_from_response(&resp(400, &[], raw), NOW, &[]);
     assert_eq!(e.code, ErrorCode::InvalidRequest);
     assert_eq!(e.status, Some(400));
     assert_eq!(e.provider_error.as_deref(), Some("invalid_grant"));
@@ -358,7 +358,7 @@ fn rfc6749_invalid_grant_400() {
     );
     assert_no_raw(&e, raw);
     // invalid_client on a 400 (RFC 6749 §5.2 allows it) is still invalid_client.
-    let e = error_from_response(&resp(400, &[], r#"{"error":"invalid_client"}"#), NOW);
+    let e = error_from_response(&resp(400, &[], r#"{"error":"invalid_client"}"#), NOW, &[]);
     assert_eq!(e.code, ErrorCode::InvalidClient);
 }
 
@@ -373,7 +373,7 @@ fn seed_000_validation_failed_422() {
 }
 ]
 }"#;
-    let e = error_from_response(&resp(422, &[], raw), NOW);
+    let e = error_from_response(&resp(422, &[], raw), NOW, &[]);
     assert_eq!(e.code, ErrorCode::InvalidRequest);
     assert_eq!(e.status, Some(422));
     assert_eq!(e.provider_error.as_deref(), Some("Validation Failed"));
@@ -387,6 +387,7 @@ fn rate_limited_429_with_retry_after_seconds_and_date() {
     let e = error_from_response(
         &resp(429, &[("retry-after", "120")], r#"{"error":"slow_down"}"#),
         NOW,
+        &[],
     );
     assert_eq!(e.code, ErrorCode::RateLimited);
     assert_eq!(e.status, Some(429));
@@ -402,6 +403,7 @@ fn rate_limited_429_with_retry_after_seconds_and_date() {
             "Too Many Requests",
         ),
         now,
+        &[],
     );
     assert_eq!(e.code, ErrorCode::RateLimited);
     assert_eq!(e.retry_after_ms, Some(30_000));
@@ -415,7 +417,7 @@ fn rate_limited_429_with_retry_after_seconds_and_date() {
 fn html_503_page() {
     let raw = "<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head>\
                <body><h1>upstream connect error marker-7f3a</h1></body></html>";
-    let e = error_from_response(&resp(503, &[("content-type", "text/html")], raw), NOW);
+    let e = error_from_response(&resp(503, &[("content-type", "text/html")], raw), NOW, &[]);
     assert_eq!(e.code, ErrorCode::ServerError);
     assert_eq!(e.status, Some(503));
     assert_eq!(e.provider_error, None);
@@ -450,15 +452,51 @@ fn redirect_302_is_invalid_response() {
 #[test]
 fn raw_body_is_bounded_and_empty_body_is_none() {
     let big = "x".repeat(2_000);
-    let e = error_from_response(&resp(500, &[], &big), NOW);
+    let e = error_from_response(&resp(500, &[], &big), NOW, &[]);
     assert_eq!(e.raw_body.as_deref().map(str::len), Some(512));
-    let e = error_from_response(&resp(500, &[], ""), NOW);
+    let e = error_from_response(&resp(500, &[], ""), NOW, &[]);
     assert_eq!(e.raw_body, None);
     // Overlong provider fields are truncated.
     let long = json!({"error": "e".repeat(500)}).to_string();
-    let e = error_from_response(&resp(400, &[], &long), NOW);
+    let e = error_from_response(&resp(400, &[], &long), NOW, &[]);
     assert_eq!(
         e.provider_error.as_deref().map(|s| s.chars().count()),
         Some(201)
     );
+}
+
+#[test]
+fn an_echoed_secret_is_scrubbed_before_truncation() {
+    // A secret straddling the 200-character cut must not leave its prefix behind.
+    let secret = crate::core::secret::Secret::new("S3cr3t-abcdefghijklmnopqrstuvwxyz0123456789");
+    let forms = crate::core::secret::secret_forms("cid", &secret);
+    let pad = "x".repeat(200 - secret.expose().len() + 1);
+    let body = format!(
+        r#"{{"error":"{s}","error_description":"{pad}{s}"}}"#,
+        s = secret.expose()
+    );
+    let e = error_from_response(&resp(400, &[], &body), NOW, &forms);
+    let all = format!(
+        "{} {:?} {:?} {}",
+        e.description, e.provider_error, e.raw_body, e
+    );
+    assert!(!all.contains("S3cr3t-abc"), "{all}");
+    assert_eq!(e.provider_error.as_deref(), Some("[redacted]"));
+    assert!(e.description.ends_with("[redacted]"), "{}", e.description);
+}
+
+#[test]
+fn access_tokens_must_be_header_safe() {
+    for bad in ["AT-1\nX-Injected: 1", "AT 1", "AT\u{0}1", "AT-é"] {
+        let body =
+            serde_json::json!({"access_token": bad, "token_type": "Bearer", "expires_in": 60});
+        let e = parse_token_response(
+            &resp(200, &[], &body.to_string()),
+            NOW,
+            &ExpiryPolicy::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidResponse, "{bad:?}");
+        assert!(!e.to_string().contains("AT-1") && !format!("{e:?}").contains("Injected"));
+    }
 }
