@@ -221,13 +221,16 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
             };
             let poll_ms = match self.inner.rt.flight_poll_ms() {
                 Some(ms) if joined => ms.max(1),
-                _ => {
+                // In polling mode only the leader drives the flight: if its request is cancelled
+                // the guard releases the flight. Otherwise every waiter drives it.
+                Some(_) => {
                     let _guard = FlightGuard {
                         state: &self.inner.state,
                         flight: &fut,
                     };
                     return fut.clone().await;
                 }
+                None => return fut.await,
             };
             // Poll the flight's result without ever polling the flight. A flight released by
             // its cancelled request, or one that outlived every attempt it could make, is

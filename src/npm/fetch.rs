@@ -257,7 +257,18 @@ pub(crate) async fn api_fetch(
         }
     };
 
-    match call_api(&source, &method, replayable, attempt).await {
+    // The caller's signal covers the whole call — the token exchange and any backoff too, not
+    // only the API request.
+    let signal = plan.caller_signal();
+    if let Some(s) = signal.as_ref().filter(|s| s.aborted()) {
+        return Err(s.reason());
+    }
+    let call = call_api(&source, &method, replayable, attempt);
+    let outcome = match &signal {
+        None => call.await,
+        Some(s) => race_abort(s, call).await?,
+    };
+    match outcome {
         Ok((mut reply, _origin)) => match reply.0.take() {
             Some(Ok(resp)) => Ok(resp.into()),
             Some(Err(e)) => Err(e),
@@ -278,7 +289,38 @@ pub(crate) async fn api_fetch(
     }
 }
 
+/// Runs `fut` until it ends or `signal` aborts (then `Err(signal.reason)`; `fut` is dropped,
+/// which leaves a shared token exchange running for its other callers).
+async fn race_abort<F: std::future::Future>(
+    signal: &AbortSignal,
+    fut: F,
+) -> Result<F::Output, JsValue> {
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let tx = RefCell::new(Some(tx));
+    let on_abort = Closure::<dyn FnMut()>::new(move || {
+        if let Some(t) = tx.borrow_mut().take() {
+            let _ = t.send(());
+        }
+    });
+    let callback: &Function = on_abort.as_ref().unchecked_ref();
+    let _ = signal.add_event_listener_with_callback("abort", callback);
+    let out = futures::future::select(Box::pin(fut), rx).await;
+    let _ = signal.remove_event_listener_with_callback("abort", callback);
+    match out {
+        futures::future::Either::Left((v, _)) => Ok(v),
+        futures::future::Either::Right(_) => Err(signal.reason()),
+    }
+}
+
 impl Plan {
+    /// The caller's own signal, if any.
+    fn caller_signal(&self) -> Option<AbortSignal> {
+        match self {
+            Plan::Direct { caller, .. } => caller.clone(),
+            Plan::Normalised { base, .. } => Some(base.signal()),
+        }
+    }
+
     /// Whether the caller's own signal has aborted.
     fn caller_aborted(&self) -> bool {
         match self {

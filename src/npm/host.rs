@@ -252,9 +252,35 @@ pub(crate) fn header_pairs(headers: &JsValue) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The user's `TokenCache` (`get`, `set`, `delete`, sync or async), or none.
+/// The user's `TokenCache` (`get`, `set`, `delete`, sync or async), or none. Each call is
+/// bounded by `timeout_ms` (a cache that never settles — a Redis client queueing commands while
+/// disconnected — is a `store_error` and a miss, not a hang).
 pub(crate) struct JsStore {
     pub(crate) cache: Option<Object>,
+    pub(crate) timeout_ms: u64,
+}
+
+/// A promise resolved after `ms`; its timer is cleared on drop, so a settled race leaves no
+/// timer keeping a Node process alive.
+struct TimerPromise {
+    handle: JsValue,
+    promise: Promise,
+}
+
+impl TimerPromise {
+    fn new(ms: u64) -> Self {
+        let mut handle = JsValue::UNDEFINED;
+        let promise = Promise::new(&mut |resolve, _| {
+            handle = set_timeout(&resolve, ms as f64);
+        });
+        TimerPromise { handle, promise }
+    }
+}
+
+impl Drop for TimerPromise {
+    fn drop(&mut self) {
+        clear_timeout(&self.handle);
+    }
 }
 
 impl JsStore {
@@ -269,9 +295,19 @@ impl JsStore {
             _ => unreachable!("TokenCache methods take one or three arguments"),
         };
         let ret = ret.map_err(|e| format!("cache.{op} threw: {}", message_of(&e)))?;
-        settle(ret)
-            .await
-            .map_err(|e| format!("cache.{op} rejected: {}", message_of(&e)))
+        let timer = TimerPromise::new(self.timeout_ms);
+        let raced =
+            futures::future::select(Box::pin(settle(ret)), JsFuture::from(timer.promise.clone()))
+                .await;
+        match raced {
+            futures::future::Either::Left((r, _)) => {
+                r.map_err(|e| format!("cache.{op} rejected: {}", message_of(&e)))
+            }
+            futures::future::Either::Right(_) => Err(format!(
+                "cache.{op} did not settle within {} ms",
+                self.timeout_ms
+            )),
+        }
     }
 }
 

@@ -61,7 +61,8 @@ impl TokenClient {
         #[wasm_bindgen(unchecked_optional_param_type = "TokenClientOptions")] options: JsValue,
     ) -> Result<TokenClient, JsValue> {
         let (settings, secret) = parse_config(&config)?;
-        let opts = Options::parse(&options)?;
+        let mut opts = Options::parse(&options)?;
+        opts.store.timeout_ms = settings.timeout_ms;
         let key = token_cache_key(CACHE_KEY_PROVIDER, &settings, &secret, b"");
         let name = settings
             .token_url
@@ -180,7 +181,10 @@ impl Options {
     fn parse(options: &JsValue) -> Result<Self, JsValue> {
         let mut o = Options {
             fetcher: Fetcher::Global,
-            store: JsStore { cache: None },
+            store: JsStore {
+                cache: None,
+                timeout_ms: crate::core::config::DEFAULT_TIMEOUT_MS,
+            },
             runtime: JsRuntime {
                 now: None,
                 log: None,

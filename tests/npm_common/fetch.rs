@@ -280,3 +280,63 @@ async fn request_input_and_stream_body_take_the_normalised_path() {
     assert_eq!(mock.api_count(), 3);
     assert_eq!(json_of(&mock.api_request(2))["body"], "streamed");
 }
+
+#[wasm_bindgen_test]
+async fn callers_signal_covers_the_token_exchange_and_backoff() {
+    let mock = MockProvider::new();
+    // Token endpoint hangs (until our 5 s timeout): the caller's abort ends the call at once.
+    let c = client(&mock, json!({"timeoutMs": 5000}));
+    mock.script_token("hang".into());
+    let ctl = AbortController::new().unwrap();
+    let init = Object::new();
+    set(&init, "signal", &ctl.signal());
+    let pending = c.fetch("https://api.test/v1/x".into(), init.into());
+    sleep(20.0).await;
+    assert_eq!(mock.token_count(), 1, "the exchange started");
+    let reason = js_sys::Error::new("caller gave up during the exchange");
+    ctl.abort_with_reason(&reason);
+    let started = js_sys::Date::now();
+    let e = err(pending).await;
+    assert!(e == JsValue::from(reason), "the caller's own reason: {e:?}");
+    assert!(
+        js_sys::Date::now() - started < 1000.0,
+        "not after the exchange's timeout"
+    );
+    assert_eq!(mock.api_count(), 0, "no API request was made");
+
+    // An already-aborted signal: nothing is sent at all.
+    let before = mock.token_count();
+    let c = client(&mock, no_delay());
+    let ctl = AbortController::new().unwrap();
+    ctl.abort();
+    let init = Object::new();
+    set(&init, "signal", &ctl.signal());
+    let e = err(c.fetch("https://api.test/v1/x".into(), init.into())).await;
+    assert_eq!(str_prop(&e, "name"), "AbortError");
+    assert_eq!(mock.token_count(), before);
+    assert_eq!(mock.api_count(), 0);
+
+    // Aborted during a backoff between API retries: ends at once, no further attempt.
+    let c = client(
+        &mock,
+        json!({"retry": {"maxAttempts": 3, "baseDelayMs": 3000, "maxDelayMs": 3000}}),
+    );
+    ok(c.token()).await;
+    mock.script_api(js(json!({"status": 503, "headers": {"retry-after": "3"}})));
+    let ctl = AbortController::new().unwrap();
+    let init = Object::new();
+    set(&init, "signal", &ctl.signal());
+    let pending = c.fetch("https://api.test/v1/x".into(), init.into());
+    sleep(50.0).await;
+    assert_eq!(mock.api_count(), 1);
+    ctl.abort();
+    let started = js_sys::Date::now();
+    let e = err(pending).await;
+    assert_eq!(str_prop(&e, "name"), "AbortError");
+    assert!(
+        js_sys::Date::now() - started < 1000.0,
+        "not after the 3 s backoff"
+    );
+    sleep(20.0).await;
+    assert_eq!(mock.api_count(), 1, "no attempt after the abort");
+}

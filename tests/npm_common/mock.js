@@ -92,6 +92,12 @@ export function mapCache() {
   };
 }
 
+/** A cache adapter whose calls never settle (a Redis client queueing while disconnected). */
+export function hangingCache() {
+  const never = () => new Promise(() => {});
+  return { get: never, set: never, delete: never };
+}
+
 /**
  * A request body of every kind `client.fetch` replays as it is: {kind, body, text, type} with
  * the text the server must receive (null for FormData, whose boundary varies) and the

@@ -40,6 +40,8 @@ extern "C" {
 
     #[wasm_bindgen(js_name = mapCache)]
     fn map_cache() -> JsValue;
+    #[wasm_bindgen(js_name = hangingCache)]
+    fn hanging_cache() -> JsValue;
     #[wasm_bindgen(js_name = swapGlobalFetch)]
     fn swap_global_fetch(f: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = errorShape)]
@@ -363,4 +365,22 @@ async fn global_fetch_is_used_without_options_fetch() {
     let t = JsFuture::from(c.token()).await;
     swap_global_fetch(&saved);
     assert_eq!(str_prop(&t.unwrap(), "accessToken"), "tok-1");
+}
+
+#[wasm_bindgen_test]
+async fn a_cache_that_never_settles_is_a_miss_not_a_hang() {
+    let mock = MockProvider::new();
+    let c = TokenClient::new(
+        config(json!({"timeoutMs": 50})),
+        options(&mock, &[("cache", hanging_cache())]),
+    )
+    .unwrap();
+    let started = js_sys::Date::now();
+    assert_eq!(str_prop(&ok(c.token()).await, "accessToken"), "tok-1");
+    // get and set each give up after timeoutMs.
+    assert!(js_sys::Date::now() - started < 1000.0);
+    assert_eq!(mock.token_count(), 1);
+    // Served from memory afterwards.
+    assert_eq!(str_prop(&ok(c.token()).await, "accessToken"), "tok-1");
+    assert_eq!(mock.token_count(), 1);
 }
