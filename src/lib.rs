@@ -17,6 +17,9 @@ compile_error!("features `worker` and `npm` build different artifacts; enable on
 pub mod core;
 pub mod flow;
 
+#[cfg(any(feature = "worker", feature = "npm"))]
+mod js_json;
+
 #[cfg(feature = "worker")]
 mod worker;
 

@@ -53,6 +53,21 @@ impl HttpResponse {
     }
 }
 
+#[cfg(test)]
+impl HttpResponse {
+    /// A response for tests: `status`, header pairs, a text body.
+    pub(crate) fn fixture(status: u16, headers: &[(&str, &str)], body: &str) -> Self {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// Redacted: a token response body holds the token.
 impl fmt::Debug for HttpResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -82,21 +82,9 @@ pub(crate) fn config_error(e: &ConfigError) -> JsValue {
     JsTokenError::new(ErrorCode::Config.as_str(), &message, &details).into()
 }
 
-/// `v` as JSON data, read through `JSON.stringify`: a cycle, a getter that throws or a depth
-/// beyond serde_json's limit (128) is a `config` error about `key` — never a wasm stack overflow,
-/// and never the getter's own message (which could quote a secret).
+/// `v` as JSON data (see [`crate::js_json`]); otherwise a `config` error about `key`.
 pub(crate) fn plain_json(v: &JsValue, key: &str) -> Result<serde_json::Value, JsValue> {
-    let bad = || {
-        config_key_error(
-            key,
-            "must be a plain object of strings, numbers and objects",
-        )
-    };
-    let text = js_sys::JSON::stringify(v)
-        .map_err(|_| bad())?
-        .as_string()
-        .ok_or_else(bad)?;
-    serde_json::from_str(&text).map_err(|_| config_key_error(key, "is nested too deeply"))
+    crate::js_json::json_of(v).map_err(|e| config_key_error(key, e.message()))
 }
 
 /// A `config` error about `key`.

@@ -96,15 +96,7 @@ fn json_var(env: &Env, name: &str) -> Result<Value, ConfigError> {
         return serde_json::from_str(&s)
             .map_err(|e| ConfigError::global(name, format!("is not valid JSON ({e})")));
     }
-    serde_wasm_bindgen_value(&v).map_err(|m| ConfigError::global(name, m))
-}
-
-fn serde_wasm_bindgen_value(v: &JsValue) -> Result<Value, String> {
-    let text = js_sys::JSON::stringify(v)
-        .ok()
-        .and_then(|s| s.as_string())
-        .ok_or("is not JSON-serialisable")?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    crate::js_json::json_of(&v).map_err(|e| ConfigError::global(name, e.message()))
 }
 
 fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {

@@ -13,14 +13,7 @@ fn ok(body: &str) -> HttpResponse {
 }
 
 fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: body.as_bytes().to_vec(),
-    }
+    HttpResponse::fixture(status, headers, body)
 }
 
 fn policy() -> ExpiryPolicy {

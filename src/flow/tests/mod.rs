@@ -127,14 +127,7 @@ impl Transport for FakeTransport {
 }
 
 fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: body.as_bytes().to_vec(),
-    }
+    HttpResponse::fixture(status, headers, body)
 }
 
 fn token_body(token: &str, expires_in: u64) -> String {
