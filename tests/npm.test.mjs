@@ -243,6 +243,16 @@ test('custom cache adapter: a second client with the same cache does no exchange
   assert.ok((await c.token()).accessToken);
   assert.ok(events.some(([e, f]) => e === 'store_error' && f.op === 'get'));
   assert.ok(!JSON.stringify(events).includes(p.credentials.optoro.clientSecret));
+  // An adapter whose set error quotes its arguments (the token JSON) does not put the token in
+  // the store_error event.
+  const quoting = { get: () => null, set: async (k, v) => { throw new Error(`SET ${k} ${v} failed`); }, delete: () => {} };
+  const seen = [];
+  const d = clientFor(viaImport, p, 'partner', {}, { cache: quoting, log: (e, f) => seen.push([e, f]) });
+  const td = await d.token();
+  const put = seen.find(([e, f]) => e === 'store_error' && f.op === 'put');
+  assert.ok(put, JSON.stringify(seen));
+  assert.match(put[1].error, /cache\.set rejected: Error/);
+  assert.ok(!JSON.stringify(seen).includes(td.accessToken));
 });
 
 test('an injected clock drives refresh before expiry', async (t) => {

@@ -294,14 +294,23 @@ impl JsStore {
             [a, b, c] => method.call3(cache, a, b, c),
             _ => unreachable!("TokenCache methods take one or three arguments"),
         };
-        let ret = ret.map_err(|e| format!("cache.{op} threw: {}", message_of(&e)))?;
+        // An adapter's error text can quote its arguments; `set`'s carry the token, so only the
+        // error's name is reported for it (the text ends up in a `store_error` log event).
+        let describe = |e: &JsValue| {
+            if args.len() == 3 {
+                get(e, "name").as_string().unwrap_or_else(|| "error".into())
+            } else {
+                message_of(e)
+            }
+        };
+        let ret = ret.map_err(|e| format!("cache.{op} threw: {}", describe(&e)))?;
         let timer = TimerPromise::new(self.timeout_ms);
         let raced =
             futures::future::select(Box::pin(settle(ret)), JsFuture::from(timer.promise.clone()))
                 .await;
         match raced {
             futures::future::Either::Left((r, _)) => {
-                r.map_err(|e| format!("cache.{op} rejected: {}", message_of(&e)))
+                r.map_err(|e| format!("cache.{op} rejected: {}", describe(&e)))
             }
             futures::future::Either::Right(_) => Err(format!(
                 "cache.{op} did not settle within {} ms",
