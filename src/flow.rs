@@ -325,6 +325,13 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         }
     }
 
+    /// Whether [`TokenSource::token`] would answer from memory right now, without any I/O.
+    pub fn has_fresh_token(&self) -> bool {
+        let now = self.inner.rt.now_ms();
+        let st = self.inner.state.borrow();
+        st.memory.as_ref().is_some_and(|t| self.fresh(t, now))
+    }
+
     fn fresh(&self, t: &Token, now: u64) -> bool {
         is_fresh(
             &self.inner.settings.expiry,

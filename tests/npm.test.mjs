@@ -9,6 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
@@ -253,6 +254,45 @@ test('custom cache adapter: a second client with the same cache does no exchange
   assert.ok(put, JSON.stringify(seen));
   assert.match(put[1].error, /cache\.set rejected: Error/);
   assert.ok(!JSON.stringify(seen).includes(td.accessToken));
+});
+
+/** Resolves once `cond()` holds (checked every 10 ms); rejects after `ms`. */
+async function until(cond, what, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('a hanging API: timeoutMs ends the call; after a timeout requests are torn down at the deadline', async (t) => {
+  const p = await providers(t);
+  // An API that never answers on its own; the test sees when each connection closes.
+  const held = [];
+  const api = http.createServer((req, res) => {
+    const entry = { res, closed: false };
+    res.on('close', () => { entry.closed = true; });
+    held.push(entry);
+  });
+  await new Promise((r) => api.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => { api.close(r); api.closeAllConnections(); }));
+  const url = `http://127.0.0.1:${api.address().port}/slow`;
+  const c = clientFor(viaImport, p, 'partner', { timeoutMs: 200, retry: { maxAttempts: 1 } });
+  await c.token();
+  const isTimeout = (e) => e instanceof viaImport.TokenError && e.code === 'timeout';
+
+  // First timeout: the request carried no signal, so it stays open ...
+  await assert.rejects(c.fetch(url), isTimeout);
+  // ... and the next one carries a signal: aborted at its deadline, its connection closed.
+  await assert.rejects(c.fetch(url), isTimeout);
+  await until(() => held.length === 2 && held[1].closed, 'the second request to be torn down');
+  assert.equal(held[0].closed, false, 'the first request is still open');
+
+  // The first request's late response is discarded: the client cancels its body, which
+  // releases the connection.
+  held[0].res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000000' });
+  held[0].res.write('x'.repeat(1000));
+  await until(() => held[0].closed, 'the late response to be cancelled');
 });
 
 test('an injected clock drives refresh before expiry', async (t) => {

@@ -4,91 +4,230 @@
 //! Two ways to send it ([`Plan`]):
 //!
 //! - **Direct** (the common case: a string or `URL` input that parses on its own, a plain
-//!   `init`, no stream body): every attempt is `fetch(input, {...init, headers, signal})`, with
-//!   no `Request` built. The `Headers` are built once from `init.headers` (which validates them
-//!   before a token is fetched) and get the attempt's `Authorization`. A body that is not a
-//!   stream (string, `ArrayBuffer`, typed array, `DataView`, `Blob`, `FormData`,
-//!   `URLSearchParams`) is passed as it is on every attempt: `fetch` reads it afresh each time,
-//!   so it is replayable without buffering. `fetch` itself validates the other `init` fields; if
+//!   `init`, no stream body; `Attempt.direct` in `glue.js` says which requests qualify): every
+//!   attempt is `fetch(input, {...init, headers, signal})`, with no `Request` built. The headers
+//!   are copied once from `init.headers` (a plain object stays a plain object, anything else
+//!   becomes a `Headers`) and get the attempt's `Authorization`. A body that is not a stream
+//!   (string, `ArrayBuffer`, typed array, `DataView`, `Blob`, `FormData`, `URLSearchParams`) is
+//!   passed as it is on every attempt: `fetch` reads it afresh each time, so it is replayable
+//!   without buffering. `fetch` itself validates header values and the other `init` fields; if
 //!   it fails, the host's `Request` is asked whether the request was invalid (the caller's
-//!   mistake, rethrown as is) or the network failed.
+//!   mistake, rethrown as is) or the network failed. The steps that shape the request run in
+//!   `glue.js` (one crossing per call, one per attempt): on this path each value crossing
+//!   between wasm and JavaScript costs more than the work it carries.
 //! - **Normalised** (a `Request` input, a stream body, a relative URL, anything unusual): the
 //!   request is normalised once with the host's `Request` constructor (which throws the caller's
 //!   mistakes before a token is fetched) and rebuilt per attempt. A `Request`'s body is buffered
 //!   so it can be replayed; a `ReadableStream` or async-iterable `init.body` is sent once and
 //!   never replayed.
 //!
-//! Each attempt runs under the configured `timeoutMs` until the response headers are in (then
-//! the timer is cleared, so the body may take as long as it needs), combined with the caller's
-//! `signal` by `AbortSignal.any` only when there is one; a caller's abort is rethrown as is and
-//! never retried. The timer callback is one shared closure, handed its controller by
-//! `setTimeout`.
+//! Each attempt runs under the configured `timeoutMs` until the response headers are in (the
+//! body may then take as long as it needs). How the timeout ends the attempt depends on what it
+//! costs ([`FetchState`]):
+//!
+//! - Normally the attempt carries no `AbortSignal` of ours: a timer reports the timeout
+//!   ([`Watch`]). Node's `fetch` spends about 15 µs handling a request's signal, ~5 % of a
+//!   round trip to a local server, on every request that carries one. A request that times
+//!   out this way is left to finish: its body is cancelled when its response arrives, and the
+//!   host's own limits bound the wait (Node's `fetch` gives up after 300 s without headers).
+//! - After an attempt of the client has timed out, its attempts carry an `AbortController`'s
+//!   signal for [`ABORT_WINDOW_MS`]: while the upstream hangs, each timed-out request is torn
+//!   down at its deadline instead of holding a connection.
+//! - A caller's own `init.signal` (or a `Request` input, which always has one) is combined with
+//!   the deadline's by `AbortSignal.any`; a caller's abort is rethrown as is and never retried.
 
 use crate::core::error::{ErrorCode, TokenError};
 use crate::core::secret::Secret;
-use crate::flow::{call_api, ApiError, ApiReply, TransportError};
+use crate::flow::{call_api, ApiError, ApiReply, Runtime, TransportError};
 use crate::npm::error::{set, token_error, Scrubber};
 use crate::npm::host::{get, network_message, Deadline, Fetcher};
 use crate::npm::Source;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, Request, Response};
 
-// Plain property access through generated glue (`init.method`, …): no property-name strings
-// cross from wasm on the hot path.
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_name = URL)]
-    type JsUrl;
-    #[wasm_bindgen(constructor, js_class = "URL", catch)]
-    fn new(input: &JsValue) -> Result<JsUrl, JsValue>;
-    #[wasm_bindgen(method, getter, structural)]
-    fn username(this: &JsUrl) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn password(this: &JsUrl) -> JsValue;
-
     /// A `Headers`, built from any `HeadersInit` (object, pairs, `Headers`, `undefined`).
     #[wasm_bindgen(js_name = Headers)]
     type JsHeaders;
     #[wasm_bindgen(constructor, js_class = "Headers", catch)]
     fn new(init: &JsValue) -> Result<JsHeaders, JsValue>;
     #[wasm_bindgen(method, structural, catch)]
-    fn set(this: &JsHeaders, name: &JsValue, value: &JsValue) -> Result<(), JsValue>;
+    fn set(this: &JsHeaders, name: &str, value: &JsValue) -> Result<(), JsValue>;
+}
 
-    /// A `RequestInit`: the caller's, or one built here.
-    #[wasm_bindgen(extends = Object)]
-    type Init;
+#[wasm_bindgen(module = "/src/npm/glue.js")]
+extern "C" {
+    type Attempt;
+    /// The direct plan of `fetch(input, init)`, or `null` (see `glue.js`).
+    #[wasm_bindgen(static_method_of = Attempt)]
+    fn direct(input: &JsValue, init: &JsValue, strict: bool) -> JsValue;
+    /// Sends one attempt of a direct request and reports how it settles to `settle(id, …)`.
+    #[wasm_bindgen(static_method_of = Attempt, catch)]
+    fn send(
+        req: &DirectRequest,
+        fetch: &JsValue,
+        bearer: &JsValue,
+        signal: Option<&AbortSignal>,
+        ms: f64,
+        id: u32,
+        settle: &Function,
+    ) -> Result<(), JsValue>;
+    /// Reports how `sent` settles, or that `ms` (when ≥ 0) passed first, to `settle(id, …)`.
+    #[wasm_bindgen(static_method_of = Attempt)]
+    fn watch(sent: &Promise, ms: f64, id: u32, settle: &Function);
+    /// Whether the host's `Request` refuses a direct request.
+    #[wasm_bindgen(static_method_of = Attempt)]
+    fn invalid(req: &DirectRequest) -> bool;
+
+    /// What `Attempt.direct` returns: `{input, init, headers, method, signal}`.
+    type DirectRequest;
     #[wasm_bindgen(method, getter, structural)]
-    fn method(this: &Init) -> JsValue;
+    fn method(this: &DirectRequest) -> String;
     #[wasm_bindgen(method, getter, structural)]
-    fn body(this: &Init) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn signal(this: &Init) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn headers(this: &Init) -> JsValue;
-    #[wasm_bindgen(method, setter, structural)]
-    fn set_headers(this: &Init, value: &JsHeaders);
-    #[wasm_bindgen(method, setter, structural)]
-    fn set_signal(this: &Init, value: &AbortSignal);
+    fn signal(this: &DirectRequest) -> Option<AbortSignal>;
+}
+
+/// How a watched `fetch` promise settled.
+enum Settled {
+    Response(JsValue),
+    Error(JsValue),
+    TimedOut,
+}
+
+enum Slot {
+    /// Not settled yet; the waker of the last poll.
+    Waiting(Option<Waker>),
+    Settled(Settled),
+    /// Settled and taken: a later report (a response after the timeout) finds nobody waiting.
+    Taken,
+}
+
+#[derive(Default)]
+struct Watches {
+    next: u32,
+    slots: BTreeMap<u32, Slot>,
 }
 
 thread_local! {
-    static AUTHORIZATION: JsValue = JsValue::from_str("authorization");
-    static OBJECT_PROTOTYPE: JsValue = Object::get_prototype_of(&Object::new()).into();
+    static WATCHES: RefCell<Watches> = RefCell::default();
+    /// The one callback of every [`Watch`]: no closure is allocated per attempt (a closure per
+    /// awaited promise, as `JsFuture` makes, was a tenth of a warm `fetch`'s own cost).
+    static SETTLE: Closure<dyn FnMut(u32, u32, JsValue) -> bool> = Closure::new(settle);
 }
 
-/// `"Bearer <access token>"` as a JS string, kept while the token stays the same: encoding it
-/// for every call is a measurable part of a fetch's overhead.
-#[derive(Clone, Default)]
-pub(crate) struct BearerCache(Rc<RefCell<Option<(Secret, JsValue)>>>);
+/// `Attempt.watch`'s report: kind 0 a response, 1 an error, 2 the timeout. Returns whether a
+/// [`Watch`] was waiting for it.
+fn settle(id: u32, kind: u32, value: JsValue) -> bool {
+    let waker = WATCHES.with(|w| {
+        let mut w = w.borrow_mut();
+        let slot = w.slots.get_mut(&id)?;
+        let Slot::Waiting(waker) = slot else {
+            return None;
+        };
+        let waker = waker.take();
+        *slot = Slot::Settled(match kind {
+            0 => Settled::Response(value),
+            1 => Settled::Error(value),
+            _ => Settled::TimedOut,
+        });
+        Some(waker)
+    });
+    match waker {
+        Some(waker) => {
+            if let Some(w) = waker {
+                w.wake();
+            }
+            true
+        }
+        None => false,
+    }
+}
 
-impl BearerCache {
-    fn header(&self, token: &Secret) -> JsValue {
-        let mut cached = self.0.borrow_mut();
+/// A future of how an attempt's `fetch` promise settles, within an optional timeout.
+struct Watch {
+    id: u32,
+}
+
+impl Watch {
+    /// A watch whose `id` and callback are handed to `start` (which calls `Attempt.send` or
+    /// `Attempt.watch` with them). An error from `start` drops the watch.
+    fn start(start: impl FnOnce(u32, &Function) -> Result<(), JsValue>) -> Result<Self, JsValue> {
+        let id = WATCHES.with(|w| {
+            let mut w = w.borrow_mut();
+            let id = w.next;
+            w.next = w.next.wrapping_add(1);
+            w.slots.insert(id, Slot::Waiting(None));
+            id
+        });
+        let watch = Watch { id };
+        SETTLE.with(|f| start(id, f.as_ref().unchecked_ref()))?;
+        Ok(watch)
+    }
+}
+
+/// `timeoutMs` for `Attempt.send`/`watch`: `None` (a deadline aborts instead) is no timer.
+fn timer_ms(timeout_ms: Option<u64>) -> f64 {
+    timeout_ms.map_or(-1.0, |ms| ms as f64)
+}
+
+impl Future for Watch {
+    type Output = Settled;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Settled> {
+        WATCHES.with(|w| {
+            let mut w = w.borrow_mut();
+            let Some(slot) = w.slots.get_mut(&self.id) else {
+                unreachable!("a watch's slot lives as long as the watch")
+            };
+            match std::mem::replace(slot, Slot::Taken) {
+                Slot::Settled(s) => Poll::Ready(s),
+                Slot::Waiting(_) => {
+                    *slot = Slot::Waiting(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+                Slot::Taken => unreachable!("a watch is not polled after it is ready"),
+            }
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        WATCHES.with(|w| w.borrow_mut().slots.remove(&self.id));
+    }
+}
+
+/// How long after a timed-out attempt a client's attempts carry an abort signal (see the module
+/// documentation).
+pub(crate) const ABORT_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// A client's state across `fetch` calls. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct FetchState(Rc<FetchStateInner>);
+
+#[derive(Default)]
+struct FetchStateInner {
+    /// `"Bearer <access token>"` as a JS string, kept while the token stays the same: encoding
+    /// it for every call is a measurable part of a fetch's overhead.
+    bearer: RefCell<Option<(Secret, JsValue)>>,
+    /// Until when (epoch ms, the client's clock) attempts carry an abort signal: set to
+    /// [`ABORT_WINDOW_MS`] after the last timed-out attempt.
+    abort_until_ms: Cell<u64>,
+}
+
+impl FetchState {
+    fn bearer(&self, token: &Secret) -> JsValue {
+        let mut cached = self.0.bearer.borrow_mut();
         match &*cached {
             Some((t, v)) if t.ct_eq(token.expose()) => v.clone(),
             _ => {
@@ -98,22 +237,26 @@ impl BearerCache {
             }
         }
     }
+
+    /// Whether an attempt starting now carries an abort signal (the clock is read only after
+    /// a timeout).
+    fn aborting(&self, rt: &impl Runtime) -> bool {
+        let until = self.0.abort_until_ms.get();
+        until > 0 && rt.now_ms() < until
+    }
+
+    /// Records a timed-out attempt.
+    fn timed_out(&self, rt: &impl Runtime) {
+        self.0
+            .abort_until_ms
+            .set(rt.now_ms().saturating_add(ABORT_WINDOW_MS));
+    }
 }
 
 /// How each attempt sends the caller's request (see the module documentation).
 enum Plan {
-    Direct {
-        /// The caller's string or `URL`, passed to `fetch` as it is.
-        input: JsValue,
-        /// A copy of the caller's `init` with `headers` replaced by [`Plan::Direct::headers`]
-        /// and `signal` by the attempt's.
-        init: Init,
-        /// The caller's headers; `authorization` is set on them before each attempt (`fetch`
-        /// copies them when called).
-        headers: JsHeaders,
-        /// The caller's `init.signal`.
-        caller: Option<AbortSignal>,
-    },
+    /// `Attempt.direct`'s request: the caller's `input`, a copy of `init` with copied headers.
+    Direct(DirectRequest),
     Normalised {
         ctor: Function,
         base: Request,
@@ -172,18 +315,25 @@ pub(crate) async fn api_fetch(
     source: Source,
     fetcher: Fetcher,
     scrub: Scrubber,
-    bearer: BearerCache,
+    state: FetchState,
     input: JsValue,
     init: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let (plan, method, replayable) = match direct_plan(&input, &init) {
-        Some(direct) => direct,
-        None => normalised_plan(&input, &init).await?,
+    // Without a fresh token the call starts with an exchange: a request `fetch` would refuse
+    // is caught first (strict), so it throws before any token request.
+    let direct = Attempt::direct(&input, &init, !source.has_fresh_token());
+    let (plan, method, replayable) = if direct.is_null() {
+        normalised_plan(&input, &init).await?
+    } else {
+        let req: DirectRequest = direct.unchecked_into();
+        let method = req.method();
+        (Plan::Direct(req), method, true)
     };
     let timeout_ms = source.settings().timeout_ms;
     let last_error: RefCell<Option<JsValue>> = RefCell::default();
 
-    let (plan, fetcher, bearer, last_error) = (&plan, &fetcher, &bearer, &last_error);
+    let (plan, fetcher, state, last_error) = (&plan, &fetcher, &state, &last_error);
+    let source = &source;
     let attempt = move |token: Secret| async move {
         // Failures before the request leaves (a bad header value) are the caller's: status 0
         // stops call_api and the error is rethrown below.
@@ -194,40 +344,50 @@ pub(crate) async fn api_fetch(
                 response: Reply(Some(Err(e))),
             })
         };
-        let bearer = bearer.header(&token);
-        let mut deadline = match Deadline::new() {
-            Ok(d) => d,
-            Err(e) => return stop(e),
-        };
-        let sent = match plan {
-            Plan::Direct {
-                input,
-                init,
-                headers,
-                caller,
-            } => AUTHORIZATION
-                .with(|name| headers.set(name, &bearer))
-                .and_then(|()| {
-                    // `fetch` reads `init` when called, and attempts run one after the other:
-                    // the same object serves every attempt, with that attempt's signal.
-                    init.set_signal(&deadline.signal(caller.as_ref()));
-                    fetcher.call(input, Some(init)).map(|p| (p, true))
-                }),
-            Plan::Normalised { ctor, base, body } => {
-                attempt_request(ctor, base, body, &bearer, &deadline)
-                    .and_then(|req| fetcher.call(&req, None))
-                    .map(|p| (p, false))
+        let bearer = state.bearer(&token);
+        let caller = plan.caller_signal();
+        let mut deadline = if caller.is_some() || state.aborting(source.runtime()) {
+            match Deadline::new() {
+                Ok(d) => Some(d),
+                Err(e) => return stop(e),
             }
+        } else {
+            None
         };
-        let (promise, direct) = match sent {
-            Ok(sent) => sent,
+        // With a deadline the controller aborts the request; without one a timer reports it.
+        let timer = timer_ms(deadline.is_none().then_some(timeout_ms));
+        let watch = match plan {
+            Plan::Direct(req) => {
+                let signal = deadline.as_ref().map(|d| d.signal(caller.as_ref()));
+                Watch::start(|id, settle| {
+                    Attempt::send(
+                        req,
+                        &fetcher.function(),
+                        &bearer,
+                        signal.as_ref(),
+                        timer,
+                        id,
+                        settle,
+                    )
+                })
+            }
+            Plan::Normalised { ctor, base, body } => Watch::start(|id, settle| {
+                let req = attempt_request(ctor, base, body, &bearer, deadline.as_ref())?;
+                Attempt::watch(&fetcher.call(&req, None)?, timer, id, settle);
+                Ok(())
+            }),
+        };
+        let watch = match watch {
+            Ok(w) => w,
             Err(e) => return stop(e),
         };
         // Armed once the request is on its way: setting the timer overlaps the wait for the
         // answer instead of delaying the request.
-        deadline.arm(timeout_ms);
-        match JsFuture::from(promise).await {
-            Ok(resp) => {
+        if let Some(d) = deadline.as_mut() {
+            d.arm(timeout_ms);
+        }
+        match watch.await {
+            Settled::Response(resp) => {
                 drop(deadline); // headers are in: the body may take as long as it needs
                 let resp: Response = resp.unchecked_into();
                 let status = resp.status();
@@ -243,13 +403,22 @@ pub(crate) async fn api_fetch(
                     response: Reply(Some(Ok(resp))),
                 })
             }
-            Err(_) if deadline.fired() => Err(TransportError::Timeout),
-            Err(e) if plan.caller_aborted() => stop(e),
+            Settled::TimedOut => {
+                state.timed_out(source.runtime());
+                Err(TransportError::Timeout)
+            }
+            Settled::Error(_) if deadline.as_ref().is_some_and(Deadline::fired) => {
+                state.timed_out(source.runtime());
+                Err(TransportError::Timeout)
+            }
+            Settled::Error(e) if caller.as_ref().is_some_and(AbortSignal::aborted) => stop(e),
             // The direct plan leaves validating the request to `fetch`: a request the host's
             // `Request` refuses (an invalid `init` field) is the caller's mistake, not a network
             // failure.
-            Err(e) if direct && invalid_request(plan) => stop(e),
-            Err(e) => {
+            Settled::Error(e) if matches!(plan, Plan::Direct(req) if Attempt::invalid(req)) => {
+                stop(e)
+            }
+            Settled::Error(e) => {
                 let m = network_message(&e);
                 *last_error.borrow_mut() = Some(e);
                 Err(TransportError::Network(m))
@@ -263,7 +432,7 @@ pub(crate) async fn api_fetch(
     if let Some(s) = signal.as_ref().filter(|s| s.aborted()) {
         return Err(s.reason());
     }
-    let call = call_api(&source, &method, replayable, attempt);
+    let call = call_api(source, &method, replayable, attempt);
     let outcome = match &signal {
         None => call.await,
         Some(s) => race_abort(s, call).await?,
@@ -313,106 +482,12 @@ async fn race_abort<F: std::future::Future>(
 }
 
 impl Plan {
-    /// The caller's own signal, if any.
+    /// The caller's own signal, if any (a `Request` always has one).
     fn caller_signal(&self) -> Option<AbortSignal> {
         match self {
-            Plan::Direct { caller, .. } => caller.clone(),
+            Plan::Direct(req) => req.signal(),
             Plan::Normalised { base, .. } => Some(base.signal()),
         }
-    }
-
-    /// Whether the caller's own signal has aborted.
-    fn caller_aborted(&self) -> bool {
-        match self {
-            Plan::Direct { caller, .. } => caller.as_ref().is_some_and(AbortSignal::aborted),
-            Plan::Normalised { base, .. } => base.signal().aborted(),
-        }
-    }
-}
-
-/// The direct plan with the request's method and replayability, when the request qualifies:
-/// `input` a string or `URL` that parses on its own (no base URL) and has no credentials;
-/// `init` absent or a plain object whose `method` is a valid, allowed method (GET by default),
-/// whose `body` is absent or not a stream (and not on GET/HEAD), whose `signal` is absent or an
-/// `AbortSignal` and whose `headers` are valid. Anything else takes the normalised plan, where
-/// the host's `Request` decides (and throws its own error for a mistake).
-fn direct_plan(input: &JsValue, init: &JsValue) -> Option<(Plan, String, bool)> {
-    // `Request` refuses credentials in URLs; a relative URL needs the host's base URL.
-    let parsed;
-    let url = if input.is_string() {
-        parsed = JsUrl::new(input).ok()?;
-        &parsed
-    } else {
-        input.dyn_ref::<JsUrl>()?
-    };
-    if url.username().is_truthy() || url.password().is_truthy() {
-        return None;
-    }
-    let absent = |v: &JsValue| v.is_undefined() || v.is_null();
-    let init: Init = if absent(init) {
-        Object::new().unchecked_into()
-    } else if init.is_object()
-        && OBJECT_PROTOTYPE.with(|p| {
-            let proto: JsValue = Object::get_prototype_of(init).into();
-            proto == *p || proto.is_null()
-        })
-    {
-        // A plain object: its own properties are all of it, so a copy passes everything on.
-        Object::assign(&Object::new(), init.unchecked_ref()).unchecked_into()
-    } else {
-        return None;
-    };
-    let method = init.method();
-    let method = if method.is_undefined() {
-        "GET".to_string()
-    } else {
-        let m = method.as_string()?;
-        if !is_allowed_method(&m) {
-            return None;
-        }
-        m.to_ascii_uppercase()
-    };
-    let body = init.body();
-    if !absent(&body) && (method == "GET" || method == "HEAD" || is_stream(&body)) {
-        return None;
-    }
-    let signal = init.signal();
-    let caller = if absent(&signal) {
-        None
-    } else {
-        Some(signal.dyn_into::<AbortSignal>().ok()?)
-    };
-    let headers = JsHeaders::new(&init.headers()).ok()?;
-    init.set_headers(&headers);
-    let plan = Plan::Direct {
-        input: input.clone(),
-        init,
-        headers,
-        caller,
-    };
-    Some((plan, method, true))
-}
-
-/// An HTTP method `Request` accepts: a token (RFC 9110 §5.6.2) other than CONNECT, TRACE and
-/// TRACK.
-fn is_allowed_method(m: &str) -> bool {
-    !m.is_empty()
-        && m.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        && !["CONNECT", "TRACE", "TRACK"]
-            .iter()
-            .any(|f| m.eq_ignore_ascii_case(f))
-}
-
-/// Whether the host's `Request` refuses the direct plan's `(input, init)` — asked only after
-/// `fetch` failed, to tell the caller's mistake (an invalid `init` field) from a network error.
-fn invalid_request(plan: &Plan) -> bool {
-    let Plan::Direct { input, init, .. } = plan else {
-        return false;
-    };
-    match get(&js_sys::global(), "Request").dyn_into::<Function>() {
-        Ok(ctor) => construct(&ctor, &[input, init]).is_err(),
-        Err(_) => false,
     }
 }
 
@@ -442,19 +517,24 @@ async fn normalised_plan(input: &JsValue, init: &JsValue) -> Result<(Plan, Strin
 }
 
 /// The request of one normalised attempt: the base request with `Authorization: Bearer …`, the
-/// buffered body, and a signal that aborts on the caller's signal or the deadline.
+/// buffered body, and a signal that aborts on the caller's signal or the deadline (a
+/// `Request` always has a signal, so a normalised attempt always has a deadline).
 fn attempt_request(
     ctor: &Function,
     base: &Request,
     body: &Body,
     bearer: &JsValue,
-    deadline: &Deadline,
+    deadline: Option<&Deadline>,
 ) -> Result<JsValue, JsValue> {
     let headers = JsHeaders::new(&base.headers())?;
-    AUTHORIZATION.with(|name| headers.set(name, bearer))?;
+    headers.set("authorization", bearer)?;
     let init = Object::new();
     set(&init, "headers", &headers);
-    set(&init, "signal", &deadline.signal(Some(&base.signal())));
+    let signal = match deadline {
+        Some(d) => d.signal(Some(&base.signal())),
+        None => base.signal(),
+    };
+    set(&init, "signal", &signal);
     if let Body::Bytes(b) = body {
         set(&init, "body", b);
     }

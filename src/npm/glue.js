@@ -1,8 +1,13 @@
-// The one piece of the npm package written in JavaScript: the `TokenError` class, because a
-// wasm-bindgen export cannot extend `Error`. Standard JavaScript only (no Node or DOM APIs).
+// The pieces of the npm package written in JavaScript: the `TokenError` class, because a
+// wasm-bindgen export cannot extend `Error`, and `Attempt`, the request-shaping steps of
+// `client.fetch`'s direct plan (see src/npm/fetch.rs). Those run on every call, and each
+// value that crosses between wasm and JavaScript costs more than the step itself: here they
+// cost one crossing per call and one per attempt. Which requests qualify, and every decision
+// about tokens, retries and timeouts, stay in Rust. Standard JavaScript only (no Node or DOM
+// APIs).
 //
-// Keep this file to `export class` declarations: .ci/build-npm turns it into CommonJS for the
-// `nodejs` target by dropping the `export ` keywords and appending `module.exports`.
+// Keep the exports to `export class` declarations: .ci/build-npm turns this file into CommonJS
+// for the `nodejs` target by dropping the `export ` keywords and appending `module.exports`.
 
 export class TokenError extends Error {
   /**
@@ -19,5 +24,167 @@ export class TokenError extends Error {
     this.retryable = Boolean(details.retryable);
     this.providerError = details.providerError ?? null;
     this.retryAfterMs = details.retryAfterMs ?? null;
+  }
+}
+
+/**
+ * An absolute http(s) URL string whose authority holds no `@` (so no credentials): `fetch`
+ * takes it as it is. Only a filter: `fetch` parses the URL itself, and anything this does not
+ * match goes to the normalised plan, where the host's `Request` parses it (and throws for a
+ * mistake).
+ */
+const PLAIN_HTTP_URL = /^https?:\/\/[^/?#@\\]*(?:[/?#]|$)/i;
+
+/** An HTTP method `fetch` accepts: a token (RFC 9110 §5.6.2) other than CONNECT, TRACE, TRACK. */
+const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
+
+function isPlainObject(v) {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** A `ReadableStream` or an async iterable (Node streams): sent once, never replayed. */
+function isStream(v) {
+  return typeof v === 'object' && v !== null
+    && (typeof v.getReader === 'function' || Symbol.asyncIterator in v);
+}
+
+/**
+ * The headers of a direct request: a plain-object `init.headers` (or none) is copied as a plain
+ * object without any `authorization` key, since `fetch` converts that as cheaply as the
+ * caller's own; anything else becomes a `Headers`. `null` when they are invalid: always for a
+ * `Headers`, and for a plain object only when `strict` (otherwise `fetch` validates them).
+ */
+function copyHeaders(given, strict) {
+  if (given === undefined || given === null) return {};
+  if (isPlainObject(given)) {
+    const copy = {};
+    for (const name of Object.keys(given)) {
+      if (name.length === 13 && name.toLowerCase() === 'authorization') continue;
+      copy[name] = given[name];
+    }
+    if (strict) {
+      try {
+        new Headers(copy); // eslint-disable-line no-new
+      } catch {
+        return null;
+      }
+    }
+    return copy;
+  }
+  try {
+    return new Headers(given);
+  } catch {
+    return null;
+  }
+}
+
+/** Cancels the body of a response nobody will read, so its connection is released. */
+function discard(response) {
+  const body = response?.body;
+  if (body && typeof body.cancel === 'function') body.cancel().catch(() => {});
+}
+
+export class Attempt {
+  /**
+   * The direct plan of `fetch(input, init)`, or `null` when the request does not qualify (the
+   * normalised plan, built with the host's `Request`, takes it). It qualifies when `input` is
+   * an absolute http(s) URL string without credentials (see PLAIN_HTTP_URL) or a `URL` without
+   * credentials, and `init`
+   * is absent or a plain object whose `method` is an allowed method (GET by default), whose
+   * `body` is absent or not a stream (and not on GET/HEAD), whose `signal` is absent or an
+   * `AbortSignal`, and whose `headers` are valid.
+   *
+   * With `strict` (the client has no fresh token, so the call starts with an exchange) the URL
+   * string and the headers are also parsed here, so a request `fetch` would refuse goes to the
+   * normalised plan and throws before any token request. Otherwise `fetch` is left to refuse
+   * it (rethrown as is), which saves parsing them twice on every warm call.
+   * @param {unknown} input
+   * @param {unknown} init
+   * @param {boolean} strict
+   * @returns {{input: string|URL, init: object, headers: object|Headers, method: string,
+   *            signal: AbortSignal|undefined} | null}
+   */
+  static direct(input, init, strict) {
+    if (typeof input === 'string') {
+      if (!PLAIN_HTTP_URL.test(input)) return null;
+      if (strict) {
+        try {
+          new URL(input); // eslint-disable-line no-new
+        } catch {
+          return null;
+        }
+      }
+    } else if (!(input instanceof URL) || input.username !== '' || input.password !== '') {
+      return null;
+    }
+    let copy;
+    if (init === undefined || init === null) copy = {};
+    else if (isPlainObject(init)) copy = Object.assign({}, init);
+    else return null;
+    let method = 'GET';
+    if (copy.method !== undefined) {
+      if (typeof copy.method !== 'string' || !METHOD_TOKEN.test(copy.method)) return null;
+      method = copy.method.toUpperCase();
+      if (FORBIDDEN_METHODS.has(method)) return null;
+    }
+    const body = copy.body;
+    if (body !== undefined && body !== null
+      && (method === 'GET' || method === 'HEAD' || isStream(body))) return null;
+    const signal = copy.signal ?? undefined;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) return null;
+    const headers = copyHeaders(copy.headers, strict);
+    if (headers === null) return null;
+    copy.headers = headers;
+    return { input, init: copy, headers, method, signal };
+  }
+
+  /**
+   * Sends one attempt of a direct request: `authorization` set to `bearer`, `init.signal` set to
+   * `signal` (none: no signal), with `fetchFn` (`undefined`: the global `fetch`, looked up now).
+   * How it settles is reported to `settle(id, kind, value)`: kind 0 with the response, 1 with
+   * the error, or 2 (no value) when `ms` passes first (`ms` < 0: no timer). `settle` returns
+   * whether anybody still waits for `id`; a response nobody waits for (it came after the
+   * timeout, or the call was abandoned) has its body cancelled, so its connection is not held
+   * until garbage collection. A request without a signal cannot be aborted: an attempt that
+   * must not linger after its timeout carries a signal. Throws what `fetch` throws at once.
+   */
+  static send(req, fetchFn, bearer, signal, ms, id, settle) {
+    const { headers, init } = req;
+    if (headers instanceof Headers) headers.set('authorization', bearer);
+    else headers.authorization = bearer;
+    if (signal !== undefined || init.signal !== undefined) init.signal = signal;
+    const sent = fetchFn === undefined ? fetch(req.input, init) : fetchFn(req.input, init);
+    Attempt.watch(sent, ms, id, settle);
+  }
+
+  /** `Attempt.send`'s report of how `sent` settles, for a promise sent any other way. */
+  static watch(sent, ms, id, settle) {
+    const timer = ms < 0 ? undefined : setTimeout(settle, ms, id, 2);
+    Promise.resolve(sent).then(
+      (response) => {
+        clearTimeout(timer);
+        if (!settle(id, 0, response)) discard(response);
+      },
+      (error) => {
+        clearTimeout(timer);
+        settle(id, 1, error);
+      },
+    );
+  }
+
+  /**
+   * Whether the host's `Request` refuses a direct request: asked only after `fetch` failed, to
+   * tell the caller's mistake (an invalid `init` field) from a network failure.
+   */
+  static invalid(req) {
+    try {
+      new Request(req.input, req.init); // eslint-disable-line no-new
+      return false;
+    } catch {
+      return true;
+    }
   }
 }

@@ -74,6 +74,14 @@ pub(crate) enum Fetcher {
 }
 
 impl Fetcher {
+    /// The injected function, or `undefined` for the global `fetch`.
+    pub(crate) fn function(&self) -> JsValue {
+        match self {
+            Fetcher::Global => JsValue::UNDEFINED,
+            Fetcher::Injected(f) => f.clone().into(),
+        }
+    }
+
     /// Calls fetch with `input` and optional `init`, returning its promise.
     pub(crate) fn call(&self, input: &JsValue, init: Option<&JsValue>) -> Result<Promise, JsValue> {
         let global: JsValue = js_sys::global().into();

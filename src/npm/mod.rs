@@ -48,7 +48,7 @@ pub struct TokenClient {
     fetcher: Fetcher,
     scrub: Scrubber,
     last: Rc<RefCell<Option<JsToken>>>,
-    bearer: fetch::BearerCache,
+    fetch_state: fetch::FetchState,
 }
 
 #[wasm_bindgen]
@@ -87,7 +87,7 @@ impl TokenClient {
             fetcher: opts.fetcher,
             scrub,
             last: Rc::default(),
-            bearer: fetch::BearerCache::default(),
+            fetch_state: fetch::FetchState::default(),
         })
     }
 
@@ -129,16 +129,14 @@ impl TokenClient {
         #[wasm_bindgen(unchecked_param_type = "string | URL | Request")] input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "RequestInit")] init: JsValue,
     ) -> Promise {
-        let (source, fetcher, scrub, bearer) = (
+        let (source, fetcher, scrub, state) = (
             self.source.clone(),
             self.fetcher.clone(),
             self.scrub.clone(),
-            self.bearer.clone(),
+            self.fetch_state.clone(),
         );
         // Polled at once, like token(): the request leaves within this call.
-        promise(fetch::api_fetch(
-            source, fetcher, scrub, bearer, input, init,
-        ))
+        promise(fetch::api_fetch(source, fetcher, scrub, state, input, init))
     }
 
     /// Forgets the cached token (memory and `options.cache`); the next call exchanges anew.

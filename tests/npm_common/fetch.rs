@@ -121,7 +121,11 @@ async fn direct_fetch_passes_init_fields_through_untouched() {
     assert_eq!((status, body["method"].clone()), (200, json!("GET")));
     let rec = json_of(&mock.api_request(1));
     assert_eq!(rec["input"], "URL");
-    assert_eq!(rec["initKeys"], json!(["headers", "signal"]));
+    assert_eq!(
+        rec["initKeys"],
+        json!(["headers"]),
+        "no signal: the timeout is a timer while the API answers in time"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -138,14 +142,26 @@ async fn bad_requests_throw_before_a_token_is_fetched() {
         ("https://user:pw@api.test/x", json!({})),
         ("http://[bad", json!({})),
     ];
-    for (input, init) in cases {
-        let e = err(c.fetch(input.into(), js(init.clone()))).await;
+    for (input, init) in &cases {
+        let e = err(c.fetch((*input).into(), js(init.clone()))).await;
         assert!(
             e.is_instance_of::<js_sys::TypeError>(),
             "{input} {init}: {e:?}"
         );
     }
     assert_eq!((mock.token_count(), mock.api_count()), (0, 0));
+
+    // With a fresh token the URL and plain-object headers are left to `fetch` to refuse: the
+    // same TypeError, rethrown as is, never retried, and nothing reaches the API.
+    ok(c.token()).await;
+    for (input, init) in &cases {
+        let e = err(c.fetch((*input).into(), js(init.clone()))).await;
+        assert!(
+            e.is_instance_of::<js_sys::TypeError>() && str_prop(&e, "name") != "TokenError",
+            "warm: {input} {init}: {e:?}"
+        );
+    }
+    assert_eq!((mock.token_count(), mock.api_count()), (1, 0));
 }
 
 #[wasm_bindgen_test]
@@ -245,6 +261,52 @@ async fn timeout_applies_until_headers_with_or_without_a_caller_signal() {
         let resp = ok(c.fetch("https://api.test/v1/late".into(), init.into())).await;
         assert_eq!(status_and_json(resp).await, (200, json!({"late": true})));
     }
+}
+
+/// The abort window after a timed-out attempt (`ABORT_WINDOW_MS` in src/npm/fetch.rs).
+const ABORT_WINDOW_MS: f64 = 300_000.0;
+
+#[wasm_bindgen_test]
+async fn a_timeout_without_a_signal_releases_the_call_then_attempts_carry_one() {
+    let mock = MockProvider::new();
+    let c = client(&mock, json!({"timeoutMs": 50, "retry": {"maxAttempts": 1}}));
+    let sent_signal = |n: u32| {
+        let keys = json_of(&mock.api_request(n))["initKeys"].clone();
+        keys.as_array().unwrap().contains(&json!("signal"))
+    };
+    let slow = || c.fetch("https://api.test/v1/slow".into(), JsValue::UNDEFINED);
+
+    // The API answers in time: attempts carry no signal of ours.
+    ok(c.fetch("https://api.test/v1/ok".into(), JsValue::UNDEFINED)).await;
+    assert!(!sent_signal(0));
+
+    // A hanging request without a signal: the call ends at the timeout, the request is left
+    // open (it cannot be aborted) ...
+    mock.script_api("hang".into());
+    assert_token_error(&err(slow()).await, "timeout");
+    assert!(!sent_signal(1));
+    assert_eq!((mock.hanging_count(), mock.aborted_count()), (1, 0));
+
+    // ... and from then on attempts carry a signal that aborts at the deadline.
+    mock.script_api("hang".into());
+    assert_token_error(&err(slow()).await, "timeout");
+    assert!(sent_signal(2));
+    assert_eq!((mock.hanging_count(), mock.aborted_count()), (1, 1));
+
+    // The first request's late response is discarded: its body is cancelled.
+    assert_eq!(mock.cancelled_count(), 0);
+    mock.release_hanging();
+    sleep(20.0).await;
+    assert_eq!(mock.cancelled_count(), 1);
+
+    // The window runs ABORT_WINDOW_MS from the last timeout, on the client's clock.
+    mock.advance(ABORT_WINDOW_MS - 1.0);
+    ok(c.fetch("https://api.test/v1/ok".into(), JsValue::UNDEFINED)).await;
+    assert!(sent_signal(3));
+    mock.advance(1.0);
+    ok(c.fetch("https://api.test/v1/ok".into(), JsValue::UNDEFINED)).await;
+    assert!(!sent_signal(4));
+    assert_eq!(mock.token_count(), 1);
 }
 
 #[wasm_bindgen_test]

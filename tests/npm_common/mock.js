@@ -12,6 +12,9 @@ export class MockProvider {
     this.issued = 0;
     this.valid = new Set();
     this.clock = 1_700_000_000_000;
+    this.hanging = []; // resolvers of 'hang' requests that were sent without a signal
+    this.aborted = 0; // 'hang' requests ended by their signal
+    this.cancelled = 0; // response bodies cancelled by the client
     this.fetch = (input, init) => this.handle(input, init);
     this.now = () => this.clock;
   }
@@ -21,6 +24,19 @@ export class MockProvider {
   /** Queues replies for the next API requests. */
   scriptApi(entry) { this.apiScript.push(entry); }
   revokeAll() { this.valid.clear(); }
+  /** Answers every 'hang' request still pending (sent without a signal) with a 200. */
+  releaseHanging() {
+    const mock = this;
+    for (const resolve of this.hanging.splice(0)) {
+      resolve(new Response(new ReadableStream({
+        pull(ctl) { ctl.enqueue(new TextEncoder().encode('{"late":true}')); },
+        cancel() { mock.cancelled += 1; },
+      }), { status: 200 }));
+    }
+  }
+  hangingCount() { return this.hanging.length; }
+  abortedCount() { return this.aborted; }
+  cancelledCount() { return this.cancelled; }
   advance(ms) { this.clock += ms; }
   tokenCount() { return this.tokenRequests.length; }
   apiCount() { return this.apiRequests.length; }
@@ -29,7 +45,8 @@ export class MockProvider {
 
   async handle(input, init) {
     const req = input instanceof Request && init === undefined ? input : new Request(input, init);
-    const signal = init?.signal ?? req.signal;
+    // The signal `fetch` was handed (a Request input always has one; an init may have none).
+    const signal = init === undefined ? req.signal : init.signal;
     if (signal?.aborted) throw signal.reason;
     const rec = {
       url: req.url,
@@ -47,8 +64,14 @@ export class MockProvider {
     (isToken ? this.tokenRequests : this.apiRequests).push(rec);
     const entry = (isToken ? this.tokenScript : this.apiScript).shift();
     if (entry === 'hang') {
-      return new Promise((_, reject) => {
-        signal.addEventListener('abort', () => reject(signal.reason ?? new DOMException('aborted', 'AbortError')));
+      // Never answers on its own: ends when the signal `fetch` was handed aborts, or, without
+      // one, when the test calls releaseHanging().
+      return new Promise((resolve, reject) => {
+        if (!signal) return this.hanging.push(resolve);
+        signal.addEventListener('abort', () => {
+          this.aborted += 1;
+          reject(signal.reason ?? new DOMException('aborted', 'AbortError'));
+        });
       });
     }
     if (entry === 'network') throw new TypeError('fetch failed');

@@ -27,6 +27,14 @@ extern "C" {
     fn script_api(this: &MockProvider, entry: JsValue);
     #[wasm_bindgen(method, js_name = revokeAll)]
     fn revoke_all(this: &MockProvider);
+    #[wasm_bindgen(method, js_name = releaseHanging)]
+    fn release_hanging(this: &MockProvider);
+    #[wasm_bindgen(method, js_name = hangingCount)]
+    fn hanging_count(this: &MockProvider) -> u32;
+    #[wasm_bindgen(method, js_name = abortedCount)]
+    fn aborted_count(this: &MockProvider) -> u32;
+    #[wasm_bindgen(method, js_name = cancelledCount)]
+    fn cancelled_count(this: &MockProvider) -> u32;
     #[wasm_bindgen(method)]
     fn advance(this: &MockProvider, ms: f64);
     #[wasm_bindgen(method, js_name = tokenCount)]
