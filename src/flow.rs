@@ -8,7 +8,7 @@
 
 use crate::core::dialect::build_token_request;
 use crate::core::error::{ErrorCode, TokenError};
-use crate::core::expiry::{is_fresh, kv_ttl_s};
+use crate::core::expiry::{is_fresh, kv_ttl_s, refresh_at_ms};
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::proxy::TokenOrigin;
 use crate::core::response::{error_from_response, parse_token_response, Token};
@@ -332,6 +332,17 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         st.memory.as_ref().is_some_and(|t| self.fresh(t, now))
     }
 
+    /// Calls `f` with the access token in memory and the time (epoch ms) from which
+    /// [`TokenSource::token`] no longer serves it, if memory holds one.
+    pub fn peek_memory<Out>(&self, f: impl FnOnce(Option<(&Secret, u64)>) -> Out) -> Out {
+        let st = self.inner.state.borrow();
+        f(st.memory.as_ref().map(|t| {
+            let refresh_at =
+                refresh_at_ms(&self.inner.settings.expiry, t.issued_at_ms, t.expires_at_ms);
+            (&t.access_token, refresh_at)
+        }))
+    }
+
     fn fresh(&self, t: &Token, now: u64) -> bool {
         is_fresh(
             &self.inner.settings.expiry,
@@ -498,6 +509,30 @@ pub async fn call_api<T, S, R, Resp, F, Fut>(
     source: &TokenSource<T, S, R>,
     method: &str,
     replayable: bool,
+    send: F,
+) -> Result<(Resp, TokenOrigin), ApiError>
+where
+    T: Transport + 'static,
+    S: TokenStore + 'static,
+    R: Runtime + 'static,
+    F: FnMut(Secret) -> Fut,
+    Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
+{
+    call_api_from(source, method, replayable, None, send).await
+}
+
+/// An API attempt made outside [`call_api`] with a token from memory: the token it carried and
+/// what it returned.
+pub type FirstAttempt<Resp> = (Secret, Result<ApiReply<Resp>, TransportError>);
+
+/// [`call_api`], continued from a first attempt already made (`first`), or started afresh
+/// (`None`). A first attempt whose reply [`first_reply_is_final`] says is final comes back
+/// as it is; any other goes through the same 401 replay and retries as in `call_api`.
+pub async fn call_api_from<T, S, R, Resp, F, Fut>(
+    source: &TokenSource<T, S, R>,
+    method: &str,
+    replayable: bool,
+    mut first: Option<FirstAttempt<Resp>>,
     mut send: F,
 ) -> Result<(Resp, TokenOrigin), ApiError>
 where
@@ -507,20 +542,30 @@ where
     F: FnMut(Secret) -> Fut,
     Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
 {
-    let (mut token, mut origin) = source.token().await.map_err(ApiError::Token)?;
+    let (mut token, mut origin) = match &first {
+        Some((token, _)) => (token.clone(), TokenOrigin::Memory),
+        None => {
+            let (t, origin) = source.token().await.map_err(ApiError::Token)?;
+            (t.access_token, origin)
+        }
+    };
     let mut refreshed = false;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = send(token.access_token.clone()).await;
+        let result = match first.take() {
+            Some((_, result)) => result,
+            None => send(token.clone()).await,
+        };
         let outcome = match &result {
             Ok(reply) if reply.status == 401 && !refreshed => {
                 refreshed = true;
-                let replay = source.refresh_after_401(&token.access_token).await;
+                let replay = source.refresh_after_401(&token).await;
                 if !replayable || !replay {
                     return Ok((result.expect("matched Ok").response, origin));
                 }
-                (token, origin) = source.token().await.map_err(ApiError::Token)?;
+                let (t, o) = source.token().await.map_err(ApiError::Token)?;
+                (token, origin) = (t.access_token, o);
                 attempt -= 1; // the replay is not a retry
                 continue;
             }
@@ -550,6 +595,23 @@ where
             }
         }
     }
+}
+
+/// Whether a first attempt's reply with `status` ends [`call_api`] at once, whatever its
+/// `Retry-After`: it is not a 401 (which drops the token and replays) and the retry policy
+/// stops after it. A caller may return such a reply without entering `call_api` at all.
+pub fn first_reply_is_final(settings: &TokenSettings, method: &str, status: u16) -> bool {
+    status != 401
+        && settings.retry.api_decision(
+            1,
+            method,
+            true,
+            Outcome::Status {
+                status,
+                retry_after_ms: None,
+            },
+            0.0,
+        ) == Decision::Stop
 }
 
 #[cfg(test)]

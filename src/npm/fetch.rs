@@ -38,9 +38,10 @@
 
 use crate::core::error::{ErrorCode, TokenError};
 use crate::core::secret::Secret;
-use crate::flow::{call_api, ApiError, ApiReply, Runtime, TransportError};
+use crate::flow::{call_api_from, ApiError, ApiReply, Runtime, TransportError};
 use crate::npm::error::{set, token_error, Scrubber};
 use crate::npm::host::{get, network_message, Deadline, Fetcher};
+use crate::npm::lane::Lane;
 use crate::npm::Source;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::cell::{Cell, RefCell};
@@ -212,10 +213,9 @@ impl Drop for Watch {
 pub(crate) const ABORT_WINDOW_MS: u64 = 5 * 60 * 1000;
 
 /// A client's state across `fetch` calls. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct FetchState(Rc<FetchStateInner>);
 
-#[derive(Default)]
 struct FetchStateInner {
     /// `"Bearer <access token>"` as a JS string, kept while the token stays the same: encoding
     /// it for every call is a measurable part of a fetch's overhead.
@@ -223,10 +223,25 @@ struct FetchStateInner {
     /// Until when (epoch ms, the client's clock) attempts carry an abort signal: set to
     /// [`ABORT_WINDOW_MS`] after the last timed-out attempt.
     abort_until_ms: Cell<u64>,
+    /// The fast lane's view of this client (see `lane.rs`).
+    lane: Lane,
 }
 
 impl FetchState {
-    fn bearer(&self, token: &Secret) -> JsValue {
+    pub(crate) fn new(lane: Lane) -> Self {
+        FetchState(Rc::new(FetchStateInner {
+            bearer: RefCell::default(),
+            abort_until_ms: Cell::new(0),
+            lane,
+        }))
+    }
+
+    pub(crate) fn lane(&self) -> &Lane {
+        &self.0.lane
+    }
+
+    /// `"Bearer <token>"` as a JS string.
+    pub(crate) fn bearer(&self, token: &Secret) -> JsValue {
         let mut cached = self.0.bearer.borrow_mut();
         match &*cached {
             Some((t, v)) if t.ct_eq(token.expose()) => v.clone(),
@@ -238,6 +253,11 @@ impl FetchState {
         }
     }
 
+    /// Brings the fast lane up to date with the token in memory.
+    pub(crate) fn sync_lane(&self, source: &Source) {
+        self.0.lane.sync(source, |t| self.bearer(t));
+    }
+
     /// Whether an attempt starting now carries an abort signal (the clock is read only after
     /// a timeout).
     fn aborting(&self, rt: &impl Runtime) -> bool {
@@ -247,9 +267,9 @@ impl FetchState {
 
     /// Records a timed-out attempt.
     fn timed_out(&self, rt: &impl Runtime) {
-        self.0
-            .abort_until_ms
-            .set(rt.now_ms().saturating_add(ABORT_WINDOW_MS));
+        let until = rt.now_ms().saturating_add(ABORT_WINDOW_MS);
+        self.0.abort_until_ms.set(until);
+        self.0.lane.set_abort_until(until);
     }
 }
 
@@ -310,46 +330,86 @@ fn is_stream(v: &JsValue) -> bool {
         && (get(v, "getReader").is_function() || js_sys::Symbol::async_iterator().js_in(v))
 }
 
-/// Runs `client.fetch(input, init)`.
+/// Where a `client.fetch` call starts.
+pub(crate) enum Start {
+    /// `fetch(input, init)`, from the beginning.
+    Call { input: JsValue, init: JsValue },
+    /// The fast lane's first attempt (`glue.js`), handed over because its outcome needs the
+    /// token, retry or 401 logic: its direct request, the bearer it carried and how it settled
+    /// (kind 0 a response, 1 an error, 2 the timeout).
+    Resume {
+        req: JsValue,
+        bearer: JsValue,
+        kind: u32,
+        value: JsValue,
+    },
+}
+
+/// Runs `client.fetch(input, init)`, or continues the fast lane's first attempt.
 pub(crate) async fn api_fetch(
     source: Source,
     fetcher: Fetcher,
     scrub: Scrubber,
     state: FetchState,
-    input: JsValue,
-    init: JsValue,
+    start: Start,
 ) -> Result<JsValue, JsValue> {
-    // Without a fresh token the call starts with an exchange: a request `fetch` would refuse
-    // is caught first (strict), so it throws before any token request.
-    let direct = Attempt::direct(&input, &init, !source.has_fresh_token());
-    let (plan, method, replayable) = if direct.is_null() {
-        normalised_plan(&input, &init).await?
-    } else {
-        let req: DirectRequest = direct.unchecked_into();
-        let method = req.method();
-        (Plan::Direct(req), method, true)
+    let out = run_fetch(&source, &fetcher, &scrub, &state, start).await;
+    state.sync_lane(&source);
+    out
+}
+
+async fn run_fetch(
+    source: &Source,
+    fetcher: &Fetcher,
+    scrub: &Scrubber,
+    state: &FetchState,
+    start: Start,
+) -> Result<JsValue, JsValue> {
+    let (plan, method, replayable, resumed) = match start {
+        Start::Call { input, init } => {
+            // Without a fresh token the call starts with an exchange: a request `fetch` would
+            // refuse is caught first (strict), so it throws before any token request.
+            let direct = Attempt::direct(&input, &init, !source.has_fresh_token());
+            let (plan, method, replayable) = if direct.is_null() {
+                normalised_plan(&input, &init).await?
+            } else {
+                let req: DirectRequest = direct.unchecked_into();
+                let method = req.method();
+                (Plan::Direct(req), method, true)
+            };
+            (plan, method, replayable, None)
+        }
+        Start::Resume {
+            req,
+            bearer,
+            kind,
+            value,
+        } => {
+            let req: DirectRequest = req.unchecked_into();
+            let method = req.method();
+            let token = bearer
+                .as_string()
+                .and_then(|b| b.strip_prefix("Bearer ").map(Secret::new))
+                .ok_or_else(|| js_sys::TypeError::new("not a bearer this client issued"))?;
+            let settled = match kind {
+                0 => Settled::Response(value),
+                1 => Settled::Error(value),
+                _ => Settled::TimedOut,
+            };
+            (Plan::Direct(req), method, true, Some((token, settled)))
+        }
     };
     let timeout_ms = source.settings().timeout_ms;
     let last_error: RefCell<Option<JsValue>> = RefCell::default();
 
-    let (plan, fetcher, state, last_error) = (&plan, &fetcher, &state, &last_error);
-    let source = &source;
+    let (plan, last_error) = (&plan, &last_error);
     let attempt = move |token: Secret| async move {
-        // Failures before the request leaves (a bad header value) are the caller's: status 0
-        // stops call_api and the error is rethrown below.
-        let stop = |e: JsValue| -> Result<ApiReply<Reply>, TransportError> {
-            Ok(ApiReply {
-                status: 0,
-                retry_after: None,
-                response: Reply(Some(Err(e))),
-            })
-        };
         let bearer = state.bearer(&token);
         let caller = plan.caller_signal();
         let mut deadline = if caller.is_some() || state.aborting(source.runtime()) {
             match Deadline::new() {
                 Ok(d) => Some(d),
-                Err(e) => return stop(e),
+                Err(e) => return Ok(stopped(e)),
             }
         } else {
             None
@@ -379,52 +439,31 @@ pub(crate) async fn api_fetch(
         };
         let watch = match watch {
             Ok(w) => w,
-            Err(e) => return stop(e),
+            // Failures before the request leaves (a bad header value) are the caller's.
+            Err(e) => return Ok(stopped(e)),
         };
         // Armed once the request is on its way: setting the timer overlaps the wait for the
         // answer instead of delaying the request.
         if let Some(d) = deadline.as_mut() {
             d.arm(timeout_ms);
         }
-        match watch.await {
-            Settled::Response(resp) => {
-                drop(deadline); // headers are in: the body may take as long as it needs
-                let resp: Response = resp.unchecked_into();
-                let status = resp.status();
-                // Retry-After only informs the retry of an error status (429, 5xx).
-                let retry_after = if status >= 400 {
-                    resp.headers().get("retry-after").ok().flatten()
-                } else {
-                    None
-                };
-                Ok(ApiReply {
-                    status,
-                    retry_after,
-                    response: Reply(Some(Ok(resp))),
-                })
-            }
-            Settled::TimedOut => {
-                state.timed_out(source.runtime());
-                Err(TransportError::Timeout)
-            }
-            Settled::Error(_) if deadline.as_ref().is_some_and(Deadline::fired) => {
-                state.timed_out(source.runtime());
-                Err(TransportError::Timeout)
-            }
-            Settled::Error(e) if caller.as_ref().is_some_and(AbortSignal::aborted) => stop(e),
-            // The direct plan leaves validating the request to `fetch`: a request the host's
-            // `Request` refuses (an invalid `init` field) is the caller's mistake, not a network
-            // failure.
-            Settled::Error(e) if matches!(plan, Plan::Direct(req) if Attempt::invalid(req)) => {
-                stop(e)
-            }
-            Settled::Error(e) => {
-                let m = network_message(&e);
-                *last_error.borrow_mut() = Some(e);
-                Err(TransportError::Network(m))
-            }
-        }
+        let settled = watch.await;
+        let fired = deadline.as_ref().is_some_and(Deadline::fired);
+        drop(deadline); // headers are in (or never will be): the body may take its time
+        outcome(
+            settled,
+            fired,
+            plan,
+            caller.as_ref(),
+            state,
+            source,
+            last_error,
+        )
     };
+    let first = resumed.map(|(token, settled)| {
+        let result = outcome(settled, false, plan, None, state, source, last_error);
+        (token, result)
+    });
 
     // The caller's signal covers the whole call — the token exchange and any backoff too, not
     // only the API request.
@@ -432,7 +471,7 @@ pub(crate) async fn api_fetch(
     if let Some(s) = signal.as_ref().filter(|s| s.aborted()) {
         return Err(s.reason());
     }
-    let call = call_api(source, &method, replayable, attempt);
+    let call = call_api_from(source, &method, replayable, first, attempt);
     let outcome = match &signal {
         None => call.await,
         Some(s) => race_abort(s, call).await?,
@@ -443,17 +482,77 @@ pub(crate) async fn api_fetch(
             Some(Err(e)) => Err(e),
             None => unreachable!("a reply is taken once"),
         },
-        Err(ApiError::Token(e)) => Err(token_error(&e, &scrub, None)),
+        Err(ApiError::Token(e)) => Err(token_error(&e, scrub, None)),
         Err(ApiError::Transport(TransportError::Timeout)) => {
             let e = TokenError::new(
                 ErrorCode::Timeout,
                 format!("API did not answer within {timeout_ms} ms"),
             );
-            Err(token_error(&e, &scrub, None))
+            Err(token_error(&e, scrub, None))
         }
         Err(ApiError::Transport(TransportError::Network(m))) => {
             let e = TokenError::new(ErrorCode::Network, format!("API request failed: {m}"));
-            Err(token_error(&e, &scrub, last_error.borrow().as_ref()))
+            Err(token_error(&e, scrub, last_error.borrow().as_ref()))
+        }
+    }
+}
+
+/// A reply with status 0: it stops `call_api`, and `api_fetch` rethrows `e` as it is (the
+/// caller's own mistake, or the caller's abort).
+fn stopped(e: JsValue) -> ApiReply<Reply> {
+    ApiReply {
+        status: 0,
+        retry_after: None,
+        response: Reply(Some(Err(e))),
+    }
+}
+
+/// What an attempt that settled as `settled` means to `call_api`. `fired`: our deadline
+/// aborted it; `caller`: the caller's own signal.
+fn outcome(
+    settled: Settled,
+    fired: bool,
+    plan: &Plan,
+    caller: Option<&AbortSignal>,
+    state: &FetchState,
+    source: &Source,
+    last_error: &RefCell<Option<JsValue>>,
+) -> Result<ApiReply<Reply>, TransportError> {
+    match settled {
+        Settled::Response(resp) => {
+            let resp: Response = resp.unchecked_into();
+            let status = resp.status();
+            // Retry-After only informs the retry of an error status (429, 5xx).
+            let retry_after = if status >= 400 {
+                resp.headers().get("retry-after").ok().flatten()
+            } else {
+                None
+            };
+            Ok(ApiReply {
+                status,
+                retry_after,
+                response: Reply(Some(Ok(resp))),
+            })
+        }
+        Settled::TimedOut => {
+            state.timed_out(source.runtime());
+            Err(TransportError::Timeout)
+        }
+        Settled::Error(_) if fired => {
+            state.timed_out(source.runtime());
+            Err(TransportError::Timeout)
+        }
+        Settled::Error(e) if caller.is_some_and(AbortSignal::aborted) => Ok(stopped(e)),
+        // The direct plan leaves validating the request to `fetch`: a request the host's
+        // `Request` refuses (an invalid `init` field) is the caller's mistake, not a network
+        // failure.
+        Settled::Error(e) if matches!(plan, Plan::Direct(req) if Attempt::invalid(req)) => {
+            Ok(stopped(e))
+        }
+        Settled::Error(e) => {
+            let m = network_message(&e);
+            *last_error.borrow_mut() = Some(e);
+            Err(TransportError::Network(m))
         }
     }
 }

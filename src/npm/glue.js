@@ -1,10 +1,10 @@
 // The pieces of the npm package written in JavaScript: the `TokenError` class, because a
-// wasm-bindgen export cannot extend `Error`, and `Attempt`, the request-shaping steps of
-// `client.fetch`'s direct plan (see src/npm/fetch.rs). Those run on every call, and each
-// value that crosses between wasm and JavaScript costs more than the step itself: here they
-// cost one crossing per call and one per attempt. Which requests qualify, and every decision
-// about tokens, retries and timeouts, stay in Rust. Standard JavaScript only (no Node or DOM
-// APIs).
+// wasm-bindgen export cannot extend `Error`, and `Attempt`: the request-shaping steps of
+// `client.fetch`'s direct plan (see src/npm/fetch.rs) and its fast lane (see src/npm/lane.rs),
+// which sends a warm call's first attempt without entering wasm. Every decision about tokens,
+// retries and timeouts stays in Rust: the lane acts only on the view Rust keeps for it, and
+// hands any outcome that needs a decision back to Rust. Standard JavaScript only (no Node or
+// DOM APIs).
 //
 // Keep the exports to `export class` declarations: .ci/build-npm turns this file into CommonJS
 // for the `nodejs` target by dropping the `export ` keywords and appending `module.exports`.
@@ -81,6 +81,40 @@ function copyHeaders(given, strict) {
   }
 }
 
+/** Where an instance caches its lane view (`TokenClient._lane()`). */
+const LANE = Symbol('tokengate.lane');
+
+/** The lane's clock: the injected one or `Date.now()`; NaN when the injected one fails. */
+function laneNow(lane) {
+  if (lane.now === undefined) return Date.now();
+  try {
+    const t = lane.now();
+    return typeof t === 'number' && t >= 0 ? t : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Sends a fast-lane call's first attempt with the lane's token. A response whose status is
+ * final for its method is the call's result; any other outcome goes to `client._resume`, which
+ * continues the call in Rust as if Rust had made this attempt.
+ */
+function fastAttempt(client, lane, req, final) {
+  const bearer = lane.bearer;
+  lane.hits += 1;
+  return new Promise((resolve) => {
+    let reported = false;
+    Attempt.send(req, lane.fetch, bearer, undefined, lane.timeoutMs, 0, (_id, kind, value) => {
+      if (reported) return false; // a response after the timeout: nobody waits for it
+      reported = true;
+      if (kind === 0 && final[value?.status] === 1) resolve(value);
+      else resolve(client._resume(req, kind, value, bearer));
+      return true;
+    });
+  });
+}
+
 /** Cancels the body of a response nobody will read, so its connection is released. */
 function discard(response) {
   const body = response?.body;
@@ -88,6 +122,33 @@ function discard(response) {
 }
 
 export class Attempt {
+  /**
+   * Puts the fast lane in front of `cls.prototype.fetch` (the wasm-bindgen `TokenClient`): a
+   * call takes it when the client holds a fresh token, no timeout is recent, the request
+   * qualifies for the direct plan without a signal of its own, and its method has a `final`
+   * table. Anything else calls the Rust method as it is.
+   */
+  static install(cls) {
+    const slow = cls.prototype.fetch;
+    if (slow[LANE]) return; // installed already
+    const fetch = function fetch(input, init) {
+      const lane = this[LANE] ?? (this[LANE] = this._lane());
+      if (lane.bearer !== null) {
+        const now = laneNow(lane);
+        if (now < lane.refreshAt && now >= lane.abortUntil) {
+          const req = Attempt.direct(input, init, false);
+          if (req !== null && req.signal === undefined) {
+            const final = lane.final.get(req.method);
+            if (final !== undefined) return fastAttempt(this, lane, req, final);
+          }
+        }
+      }
+      return slow.call(this, input, init);
+    };
+    fetch[LANE] = true;
+    Object.defineProperty(cls.prototype, 'fetch', { configurable: true, writable: true, value: fetch });
+  }
+
   /**
    * The direct plan of `fetch(input, init)`, or `null` when the request does not qualify (the
    * normalised plan, built with the host's `Request`, takes it). It qualifies when `input` is

@@ -13,6 +13,7 @@ mod error;
 mod fetch;
 mod helpers;
 mod host;
+mod lane;
 mod types;
 
 pub use helpers::{
@@ -70,6 +71,8 @@ impl TokenClient {
             .unwrap_or("provider")
             .to_string();
         let scrub = Scrubber::new(&settings.client_id, &secret);
+        let fetch_state =
+            fetch::FetchState::new(lane::Lane::new(&settings, &opts.runtime, &opts.fetcher));
         let transport = JsTransport {
             fetcher: opts.fetcher.clone(),
         };
@@ -87,7 +90,7 @@ impl TokenClient {
             fetcher: opts.fetcher,
             scrub,
             last: Rc::default(),
-            fetch_state: fetch::FetchState::default(),
+            fetch_state,
         })
     }
 
@@ -96,8 +99,11 @@ impl TokenClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<Token>")]
     pub fn token(&self) -> Promise {
         let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
+        let state = self.fetch_state.clone();
         promise(async move {
-            match source.token().await {
+            let out = source.token().await;
+            state.sync_lane(&source);
+            match out {
                 Ok((t, _)) => Ok(JsToken::of(&last, t, |c| {
                     Object::assign(&Object::new(), &c.object).into()
                 })),
@@ -110,8 +116,11 @@ impl TokenClient {
     #[wasm_bindgen(js_name = authorizationHeader, unchecked_return_type = "Promise<string>")]
     pub fn authorization_header(&self) -> Promise {
         let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
+        let state = self.fetch_state.clone();
         promise(async move {
-            match source.token().await {
+            let out = source.token().await;
+            state.sync_lane(&source);
+            match out {
                 Ok((t, _)) => Ok(JsToken::of(&last, t, |c| c.header.clone())),
                 Err(e) => Err(token_error(&e, &scrub, None)),
             }
@@ -122,13 +131,53 @@ impl TokenClient {
     /// once with a new one; 429/5xx and timeouts are retried with backoff for idempotent
     /// methods. String, `ArrayBuffer`, typed-array, `Blob`, `FormData` and `URLSearchParams`
     /// bodies are replayed as they are (a `Request`'s body is buffered); a `ReadableStream` body
-    /// is sent once.
+    /// is sent once. In the package this method sits behind the fast lane (`glue.js`), which
+    /// sends a warm call's first attempt itself.
     #[wasm_bindgen(unchecked_return_type = "Promise<Response>")]
     pub fn fetch(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string | URL | Request")] input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "RequestInit")] init: JsValue,
     ) -> Promise {
+        self.run_fetch(fetch::Start::Call { input, init })
+    }
+
+    /// The fast lane's view of this client (see `lane.rs`); not part of the typed API.
+    #[wasm_bindgen(js_name = _lane, skip_typescript)]
+    pub fn lane(&self) -> Object {
+        self.fetch_state.lane().object().clone()
+    }
+
+    /// Continues a call whose first attempt the fast lane made (see `lane.rs`); not part of
+    /// the typed API.
+    #[wasm_bindgen(js_name = _resume, skip_typescript)]
+    pub fn resume(&self, req: JsValue, kind: u32, value: JsValue, bearer: JsValue) -> Promise {
+        self.run_fetch(fetch::Start::Resume {
+            req,
+            bearer,
+            kind,
+            value,
+        })
+    }
+
+    /// Forgets the cached token (memory and `options.cache`); the next call exchanges anew.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn invalidate(&self) -> Promise {
+        let source = self.source.clone();
+        let state = self.fetch_state.clone();
+        let out = promise(async move {
+            source.invalidate(None).await;
+            state.sync_lane(&source);
+            Ok(JsValue::UNDEFINED)
+        });
+        // Memory is cleared before the store is: the lane stops using the token at once.
+        self.fetch_state.sync_lane(&self.source);
+        out
+    }
+}
+
+impl TokenClient {
+    fn run_fetch(&self, start: fetch::Start) -> Promise {
         let (source, fetcher, scrub, state) = (
             self.source.clone(),
             self.fetcher.clone(),
@@ -136,17 +185,7 @@ impl TokenClient {
             self.fetch_state.clone(),
         );
         // Polled at once, like token(): the request leaves within this call.
-        promise(fetch::api_fetch(source, fetcher, scrub, state, input, init))
-    }
-
-    /// Forgets the cached token (memory and `options.cache`); the next call exchanges anew.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn invalidate(&self) -> Promise {
-        let source = self.source.clone();
-        promise(async move {
-            source.invalidate(None).await;
-            Ok(JsValue::UNDEFINED)
-        })
+        promise(fetch::api_fetch(source, fetcher, scrub, state, start))
     }
 }
 

@@ -135,6 +135,7 @@ async fn status_and_json(resp: JsValue) -> (u16, Value) {
 }
 
 mod fetch;
+mod lane;
 mod pure;
 
 #[wasm_bindgen_test]

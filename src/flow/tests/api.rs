@@ -258,3 +258,138 @@ fn a_provider_echoing_the_secret_is_redacted() {
     assert!(!e.raw_body.as_deref().unwrap_or("").contains(SECRET));
     assert!(!e.to_string().contains(SECRET));
 }
+
+// ---------------------------------------------------------------- call_api_from
+
+/// How many attempts `call_api` makes when the first answers `status` and every later one 200.
+fn attempts_after_first(h: &Harness, method: &str, status: u16) -> usize {
+    let sends = Cell::new(0);
+    let result = block_on(call_api(&h.source, method, true, |_tok: Secret| {
+        sends.set(sends.get() + 1);
+        let r = api_reply(if sends.get() == 1 { status } else { 200 }, "reply");
+        async move { r }
+    }));
+    assert!(result.is_ok(), "{method} {status}: {result:?}");
+    sends.get()
+}
+
+#[test]
+fn first_reply_is_final_exactly_when_call_api_stops_after_it() {
+    let policies = [
+        json!({}),
+        json!({"retry": {"maxAttempts": 1}}),
+        json!({"retry": {"retryUnsafeMethods": true, "baseDelayMs": 0}}),
+    ];
+    let statuses = [
+        200, 201, 204, 301, 304, 400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504, 599,
+    ];
+    let mut finals = 0;
+    for extra in policies {
+        let mut v = json!({
+            "tokenUrl": "https://auth.example.com/oauth/token",
+            "clientId": "cid-1",
+            "authStyle": "json_body",
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let s = TokenSettings::parse_camel(&v, &[]).unwrap();
+        for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PATCH"] {
+            for status in statuses {
+                let h = Harness::with_settings(s.clone());
+                h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+                let single = attempts_after_first(&h, method, status) == 1;
+                let is_final = first_reply_is_final(&s, method, status);
+                assert_eq!(is_final, single, "{extra} {method} {status}");
+                finals += usize::from(is_final);
+            }
+        }
+    }
+    // Both answers occur: the predicate is not constant.
+    assert!(finals > 0 && finals < 3 * 7 * statuses.len());
+}
+
+/// Runs `call_api_from` with a first attempt made with `first_token`; returns the result and
+/// the token of every later attempt.
+fn run_api_from(
+    h: &Harness,
+    method: &str,
+    first_token: &str,
+    first: Result<ApiReply<&'static str>, TransportError>,
+    later: Vec<Result<ApiReply<&'static str>, TransportError>>,
+) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
+    let later: Replies = Rc::new(RefCell::new(later.into()));
+    let used = Rc::new(RefCell::new(Vec::new()));
+    let first = Some((Secret::new(first_token), first));
+    let result = block_on(call_api_from(
+        &h.source,
+        method,
+        true,
+        first,
+        |tok: Secret| {
+            used.borrow_mut().push(tok.expose().to_string());
+            let r = later
+                .borrow_mut()
+                .pop_front()
+                .expect("the API was called more often than scripted");
+            async move { r }
+        },
+    ));
+    assert!(later.borrow().is_empty(), "unused scripted replies");
+    let used = used.borrow().clone();
+    (result, used)
+}
+
+#[test]
+fn call_api_from_continues_a_first_attempt() {
+    // A final reply comes back as it is, with no further attempt and no token request.
+    let h = Harness::new();
+    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
+    h.token().unwrap();
+    let (r, used) = run_api_from(&h, "GET", TOKEN_A, api_reply(404, "gone"), vec![]);
+    assert_eq!(r.unwrap(), ("gone", TokenOrigin::Memory));
+    assert!(used.is_empty());
+    assert_eq!(h.transport.calls(), 1);
+
+    // A 401: the token it carried is dropped, a new one fetched, the request replayed once.
+    let (r, used) = run_api_from(
+        &h,
+        "GET",
+        TOKEN_A,
+        api_reply(401, "expired"),
+        vec![api_reply(200, "ok")],
+    );
+    assert_eq!(r.unwrap().0, "ok");
+    assert_eq!(used, [TOKEN_B]);
+    assert_eq!(h.transport.calls(), 2);
+
+    // A 401 for a token memory no longer holds: no new exchange, replayed with the current one.
+    let (r, used) = run_api_from(
+        &h,
+        "GET",
+        TOKEN_A,
+        api_reply(401, "expired"),
+        vec![api_reply(200, "ok")],
+    );
+    assert_eq!(r.unwrap().0, "ok");
+    assert_eq!(used, [TOKEN_B]);
+    assert_eq!(h.transport.calls(), 2);
+
+    // A GET's 503 is the first attempt of the retries: backoff, then the second attempt.
+    let (r, used) = run_api_from(
+        &h,
+        "GET",
+        TOKEN_B,
+        api_reply(503, "busy"),
+        vec![api_reply(200, "ok")],
+    );
+    assert_eq!(r.unwrap().0, "ok");
+    assert_eq!(used, [TOKEN_B]);
+    assert_eq!(h.rt.sleeps().len(), 1);
+
+    // A POST's timeout is never retried: the first attempt's error stands.
+    let (r, used) = run_api_from(&h, "POST", TOKEN_B, Err(TransportError::Timeout), vec![]);
+    assert_eq!(r.unwrap_err(), ApiError::Transport(TransportError::Timeout));
+    assert!(used.is_empty());
+    h.assert_logs_clean();
+}

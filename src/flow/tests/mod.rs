@@ -317,7 +317,17 @@ impl Harness {
 
     /// A second instance (another isolate) on the same clock and store.
     fn sharing(clock: &Clock, store: &FakeStore) -> Self {
-        let s = settings();
+        Self::build(clock, store, settings())
+    }
+
+    /// An instance with its own settings.
+    fn with_settings(s: TokenSettings) -> Self {
+        let clock: Clock = Rc::new(Cell::new(T0));
+        let store = FakeStore::new(&clock);
+        Self::build(&clock, &store, s)
+    }
+
+    fn build(clock: &Clock, store: &FakeStore, s: TokenSettings) -> Self {
         let secret = Secret::new(SECRET);
         let key = token_cache_key("optoro", &s, &secret, b"");
         let transport = FakeTransport::default();

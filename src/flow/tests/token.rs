@@ -93,8 +93,18 @@ fn refresh_once_now_passes_the_refresh_point() {
     );
     assert_eq!(h.transport.calls(), 1);
     assert!(h.source.has_fresh_token());
+    let peek = |h: &Harness| {
+        h.source
+            .peek_memory(|m| m.map(|(t, at)| (t.expose().to_string(), at)))
+    };
+    assert_eq!(peek(&h), Some((TOKEN_A.to_string(), T0 + 3_540_000)));
     h.advance(1);
     assert!(!h.source.has_fresh_token(), "past the refresh point");
+    assert_eq!(
+        peek(&h),
+        Some((TOKEN_A.to_string(), T0 + 3_540_000)),
+        "still held"
+    );
     let (t, origin) = h.token().unwrap();
     assert_eq!(t.access_token.expose(), TOKEN_B);
     assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });
