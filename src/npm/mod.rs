@@ -21,6 +21,8 @@ pub use helpers::{
 };
 
 use crate::core::cache_key::token_cache_key;
+use crate::core::error::TokenError;
+use crate::core::proxy::TokenOrigin;
 use crate::core::response::Token;
 use crate::core::secret::Secret;
 use crate::core::TokenSettings;
@@ -102,7 +104,7 @@ impl TokenClient {
         let state = self.fetch_state.clone();
         promise(async move {
             let out = source.token().await;
-            state.sync_lane(&source);
+            sync_after_token(&state, &source, &out);
             match out {
                 Ok((t, _)) => Ok(JsToken::of(&last, t, |c| {
                     Object::assign(&Object::new(), &c.object).into()
@@ -119,7 +121,7 @@ impl TokenClient {
         let state = self.fetch_state.clone();
         promise(async move {
             let out = source.token().await;
-            state.sync_lane(&source);
+            sync_after_token(&state, &source, &out);
             match out {
                 Ok((t, _)) => Ok(JsToken::of(&last, t, |c| c.header.clone())),
                 Err(e) => Err(token_error(&e, &scrub, None)),
@@ -173,6 +175,18 @@ impl TokenClient {
         // Memory is cleared before the store is: the lane stops using the token at once.
         self.fetch_state.sync_lane(&self.source);
         out
+    }
+}
+
+/// Brings the fast lane up to date after `source.token()`, unless it answered from memory (which
+/// the lane already holds: a warm `token()` stays cheap).
+fn sync_after_token<T>(
+    state: &fetch::FetchState,
+    source: &Source,
+    out: &Result<(T, TokenOrigin), TokenError>,
+) {
+    if !matches!(out, Ok((_, TokenOrigin::Memory))) {
+        state.sync_lane(source);
     }
 }
 
