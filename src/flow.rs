@@ -501,34 +501,19 @@ pub enum ApiError {
     Transport(TransportError),
 }
 
-/// Calls an API with a bearer token from `source`. `send(token)` performs one attempt. A 401
-/// drops the token and, when `replayable`, replays once with a fresh one; 429/5xx/timeouts
-/// follow [`crate::core::retry::RetryPolicy::api_decision`]. Returns the last response and the
-/// origin of the token it carried.
-pub async fn call_api<T, S, R, Resp, F, Fut>(
-    source: &TokenSource<T, S, R>,
-    method: &str,
-    replayable: bool,
-    send: F,
-) -> Result<(Resp, TokenOrigin), ApiError>
-where
-    T: Transport + 'static,
-    S: TokenStore + 'static,
-    R: Runtime + 'static,
-    F: FnMut(Secret) -> Fut,
-    Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
-{
-    call_api_from(source, method, replayable, None, send).await
-}
-
 /// An API attempt made outside [`call_api`] with a token from memory: the token it carried and
 /// what it returned.
 pub type FirstAttempt<Resp> = (Secret, Result<ApiReply<Resp>, TransportError>);
 
-/// [`call_api`], continued from a first attempt already made (`first`), or started afresh
-/// (`None`). A first attempt whose reply [`first_reply_is_final`] says is final comes back
-/// as it is; any other goes through the same 401 replay and retries as in `call_api`.
-pub async fn call_api_from<T, S, R, Resp, F, Fut>(
+/// Calls an API with a bearer token from `source`. `send(token)` performs one attempt. A 401
+/// drops the token and, when `replayable`, replays once with a fresh one; 429/5xx/timeouts
+/// follow [`crate::core::retry::RetryPolicy::api_decision`]. Returns the last response and the
+/// origin of the token it carried.
+///
+/// `first`: an attempt already made outside (the npm package's fast lane), which the call
+/// continues from as if `send` had made it; a reply [`first_reply_is_final`] says is final
+/// comes back as it is.
+pub async fn call_api<T, S, R, Resp, F, Fut>(
     source: &TokenSource<T, S, R>,
     method: &str,
     replayable: bool,

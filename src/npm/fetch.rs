@@ -38,7 +38,7 @@
 
 use crate::core::error::{ErrorCode, TokenError};
 use crate::core::secret::Secret;
-use crate::flow::{call_api_from, ApiError, ApiReply, Runtime, TransportError};
+use crate::flow::{call_api, ApiError, ApiReply, Runtime, TransportError};
 use crate::npm::error::{set, token_error, Scrubber};
 use crate::npm::host::{get, network_message, Deadline, Fetcher};
 use crate::npm::lane::Lane;
@@ -471,7 +471,7 @@ async fn run_fetch(
     if let Some(s) = signal.as_ref().filter(|s| s.aborted()) {
         return Err(s.reason());
     }
-    let call = call_api_from(source, &method, replayable, first, attempt);
+    let call = call_api(source, &method, replayable, first, attempt);
     let outcome = match &signal {
         None => call.await,
         Some(s) => race_abort(s, call).await?,

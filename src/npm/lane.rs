@@ -11,7 +11,7 @@
 //! - `final`: per method, which statuses of a first attempt end the call as they are
 //!   ([`first_reply_is_final`]). Any other outcome (a 401, a retryable status, an error, the
 //!   timeout) is handed to Rust (`TokenClient._resume`), which continues the call through
-//!   [`crate::flow::call_api_from`] exactly as if Rust had made the first attempt.
+//!   [`crate::flow::call_api`] exactly as if Rust had made the first attempt.
 //! - `timeoutMs`, `now` (the injected clock, if any), `fetch` (the injected `fetch`, if any).
 //! - `hits`: how many calls the lane sent (the lane counts them).
 //!

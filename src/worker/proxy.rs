@@ -284,33 +284,39 @@ async fn forward(
         Body::Stream(s) => (None, Some(s)),
     };
     let timeout = provider.config.token.timeout_ms;
-    call_api(&provider.source, method, replayable, |token: Secret| {
-        let headers = Headers::new();
-        for (k, v) in forwarded {
-            let _ = headers.append(k, v);
-        }
-        let _ = headers.set("Authorization", &format!("Bearer {}", token.expose()));
-        let body: Option<JsValue> = match (&bytes, stream.take()) {
-            (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
-            (None, Some(s)) => Some(s.into()),
-            (None, None) => None,
-        };
-        async move {
-            let out = Outgoing {
-                method,
-                url,
-                headers: &headers,
-                body,
+    call_api(
+        &provider.source,
+        method,
+        replayable,
+        None,
+        |token: Secret| {
+            let headers = Headers::new();
+            for (k, v) in forwarded {
+                let _ = headers.append(k, v);
+            }
+            let _ = headers.set("Authorization", &format!("Bearer {}", token.expose()));
+            let body: Option<JsValue> = match (&bytes, stream.take()) {
+                (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
+                (None, Some(s)) => Some(s.into()),
+                (None, None) => None,
             };
-            let resp = send_with_timeout(out, timeout).await?;
-            let retry_after = resp.headers().get("retry-after").ok().flatten();
-            Ok(ApiReply {
-                status: resp.status_code(),
-                retry_after,
-                response: resp,
-            })
-        }
-    })
+            async move {
+                let out = Outgoing {
+                    method,
+                    url,
+                    headers: &headers,
+                    body,
+                };
+                let resp = send_with_timeout(out, timeout).await?;
+                let retry_after = resp.headers().get("retry-after").ok().flatten();
+                Ok(ApiReply {
+                    status: resp.status_code(),
+                    retry_after,
+                    response: resp,
+                })
+            }
+        },
+    )
     .await
 }
 

@@ -21,16 +21,33 @@ fn run_api(
     replayable: bool,
     replies: Vec<Result<ApiReply<&'static str>, TransportError>>,
 ) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
+    run_api_with(h, method, replayable, None, replies)
+}
+
+/// [`run_api`], continuing from `first` (an attempt made outside `call_api`) when given.
+fn run_api_with(
+    h: &Harness,
+    method: &str,
+    replayable: bool,
+    first: Option<FirstAttempt<&'static str>>,
+    replies: Vec<Result<ApiReply<&'static str>, TransportError>>,
+) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
     let replies: Replies = Rc::new(RefCell::new(replies.into()));
     let used = Rc::new(RefCell::new(Vec::new()));
-    let result = block_on(call_api(&h.source, method, replayable, |tok: Secret| {
-        used.borrow_mut().push(tok.expose().to_string());
-        let r = replies
-            .borrow_mut()
-            .pop_front()
-            .expect("the API was called more often than scripted");
-        async move { r }
-    }));
+    let result = block_on(call_api(
+        &h.source,
+        method,
+        replayable,
+        first,
+        |tok: Secret| {
+            used.borrow_mut().push(tok.expose().to_string());
+            let r = replies
+                .borrow_mut()
+                .pop_front()
+                .expect("the API was called more often than scripted");
+            async move { r }
+        },
+    ));
     assert!(replies.borrow().is_empty(), "unused scripted replies");
     let used = used.borrow().clone();
     (result, used)
@@ -259,12 +276,12 @@ fn a_provider_echoing_the_secret_is_redacted() {
     assert!(!e.to_string().contains(SECRET));
 }
 
-// ---------------------------------------------------------------- call_api_from
+// ---------------------------------------------------------------- call_api, continued
 
 /// How many attempts `call_api` makes when the first answers `status` and every later one 200.
 fn attempts_after_first(h: &Harness, method: &str, status: u16) -> usize {
     let sends = Cell::new(0);
-    let result = block_on(call_api(&h.source, method, true, |_tok: Secret| {
+    let result = block_on(call_api(&h.source, method, true, None, |_tok: Secret| {
         sends.set(sends.get() + 1);
         let r = api_reply(if sends.get() == 1 { status } else { 200 }, "reply");
         async move { r }
@@ -309,8 +326,8 @@ fn first_reply_is_final_exactly_when_call_api_stops_after_it() {
     assert!(finals > 0 && finals < 3 * 7 * statuses.len());
 }
 
-/// Runs `call_api_from` with a first attempt made with `first_token`; returns the result and
-/// the token of every later attempt.
+/// Runs `call_api` continuing from a first attempt made with `first_token`; returns the
+/// result and the token of every later attempt.
 fn run_api_from(
     h: &Harness,
     method: &str,
@@ -318,30 +335,12 @@ fn run_api_from(
     first: Result<ApiReply<&'static str>, TransportError>,
     later: Vec<Result<ApiReply<&'static str>, TransportError>>,
 ) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
-    let later: Replies = Rc::new(RefCell::new(later.into()));
-    let used = Rc::new(RefCell::new(Vec::new()));
     let first = Some((Secret::new(first_token), first));
-    let result = block_on(call_api_from(
-        &h.source,
-        method,
-        true,
-        first,
-        |tok: Secret| {
-            used.borrow_mut().push(tok.expose().to_string());
-            let r = later
-                .borrow_mut()
-                .pop_front()
-                .expect("the API was called more often than scripted");
-            async move { r }
-        },
-    ));
-    assert!(later.borrow().is_empty(), "unused scripted replies");
-    let used = used.borrow().clone();
-    (result, used)
+    run_api_with(h, method, true, first, later)
 }
 
 #[test]
-fn call_api_from_continues_a_first_attempt() {
+fn call_api_continues_a_first_attempt() {
     // A final reply comes back as it is, with no further attempt and no token request.
     let h = Harness::new();
     h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
@@ -352,28 +351,20 @@ fn call_api_from_continues_a_first_attempt() {
     assert_eq!(h.transport.calls(), 1);
 
     // A 401: the token it carried is dropped, a new one fetched, the request replayed once.
-    let (r, used) = run_api_from(
-        &h,
-        "GET",
-        TOKEN_A,
-        api_reply(401, "expired"),
-        vec![api_reply(200, "ok")],
-    );
-    assert_eq!(r.unwrap().0, "ok");
-    assert_eq!(used, [TOKEN_B]);
-    assert_eq!(h.transport.calls(), 2);
-
-    // A 401 for a token memory no longer holds: no new exchange, replayed with the current one.
-    let (r, used) = run_api_from(
-        &h,
-        "GET",
-        TOKEN_A,
-        api_reply(401, "expired"),
-        vec![api_reply(200, "ok")],
-    );
-    assert_eq!(r.unwrap().0, "ok");
-    assert_eq!(used, [TOKEN_B]);
-    assert_eq!(h.transport.calls(), 2);
+    // Then a 401 for that same token, which memory no longer holds: no new exchange, replayed
+    // with the current one.
+    for _ in 0..2 {
+        let (r, used) = run_api_from(
+            &h,
+            "GET",
+            TOKEN_A,
+            api_reply(401, "expired"),
+            vec![api_reply(200, "ok")],
+        );
+        assert_eq!(r.unwrap().0, "ok");
+        assert_eq!(used, [TOKEN_B]);
+        assert_eq!(h.transport.calls(), 2);
+    }
 
     // A GET's 503 is the first attempt of the retries: backoff, then the second attempt.
     let (r, used) = run_api_from(
