@@ -105,6 +105,8 @@ for (const [label, m] of [['require', viaRequire], ['import', viaImport]]) {
       assert.equal(echo.query, 'x=1');
       assert.equal(await c.authorizationHeader(), `Bearer ${tok.accessToken}`);
       assert.equal(p.exchanges(id), 1);
+      // Logging the client shows no token (the fast lane's view of it is not enumerable).
+      assert.ok(!util.inspect(c, { depth: 10, showHidden: false }).includes(tok.accessToken));
     });
   }
 }

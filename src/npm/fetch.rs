@@ -450,18 +450,20 @@ async fn run_fetch(
         let settled = watch.await;
         let fired = deadline.as_ref().is_some_and(Deadline::fired);
         drop(deadline); // headers are in (or never will be): the body may take its time
-        outcome(
-            settled,
+        let sent = Sent {
+            token: &token,
             fired,
-            plan,
-            caller.as_ref(),
-            state,
-            source,
-            last_error,
-        )
+            caller: caller.as_ref(),
+        };
+        outcome(settled, &sent, plan, state, source, last_error)
     };
     let first = resumed.map(|(token, settled)| {
-        let result = outcome(settled, false, plan, None, state, source, last_error);
+        let sent = Sent {
+            token: &token,
+            fired: false,
+            caller: None,
+        };
+        let result = outcome(settled, &sent, plan, state, source, last_error);
         (token, result)
     });
 
@@ -507,13 +509,21 @@ fn stopped(e: JsValue) -> ApiReply<Reply> {
     }
 }
 
-/// What an attempt that settled as `settled` means to `call_api`. `fired`: our deadline
-/// aborted it; `caller`: the caller's own signal.
+/// How an attempt was sent.
+struct Sent<'a> {
+    /// The token it carried.
+    token: &'a Secret,
+    /// Whether our deadline aborted it.
+    fired: bool,
+    /// The caller's own signal.
+    caller: Option<&'a AbortSignal>,
+}
+
+/// What an attempt that settled as `settled` means to `call_api`.
 fn outcome(
     settled: Settled,
-    fired: bool,
+    sent: &Sent<'_>,
     plan: &Plan,
-    caller: Option<&AbortSignal>,
     state: &FetchState,
     source: &Source,
     last_error: &RefCell<Option<JsValue>>,
@@ -522,6 +532,11 @@ fn outcome(
         Settled::Response(resp) => {
             let resp: Response = resp.unchecked_into();
             let status = resp.status();
+            if status == 401 {
+                // Concurrent warm calls wait for the refresh in Rust instead of presenting
+                // the refused token again.
+                state.lane().forget(sent.token);
+            }
             // Retry-After only informs the retry of an error status (429, 5xx).
             let retry_after = if status >= 400 {
                 resp.headers().get("retry-after").ok().flatten()
@@ -538,11 +553,11 @@ fn outcome(
             state.timed_out(source.runtime());
             Err(TransportError::Timeout)
         }
-        Settled::Error(_) if fired => {
+        Settled::Error(_) if sent.fired => {
             state.timed_out(source.runtime());
             Err(TransportError::Timeout)
         }
-        Settled::Error(e) if caller.is_some_and(AbortSignal::aborted) => Ok(stopped(e)),
+        Settled::Error(e) if sent.caller.is_some_and(AbortSignal::aborted) => Ok(stopped(e)),
         // The direct plan leaves validating the request to `fetch`: a request the host's
         // `Request` refuses (an invalid `init` field) is the caller's mistake, not a network
         // failure.

@@ -28,12 +28,13 @@ export class TokenError extends Error {
 }
 
 /**
- * An absolute http(s) URL string whose authority holds no `@` (so no credentials): `fetch`
- * takes it as it is. Only a filter: `fetch` parses the URL itself, and anything this does not
+ * An absolute http(s) URL string with a non-empty authority right after `//` that holds no
+ * `@`, backslash, space or control character (so no credentials, however the URL parser
+ * reads it): `fetch` takes it as it is. Only a filter: `fetch` parses the URL itself, and anything this does not
  * match goes to the normalised plan, where the host's `Request` parses it (and throws for a
  * mistake).
  */
-const PLAIN_HTTP_URL = /^https?:\/\/[^/?#@\\]*(?:[/?#]|$)/i;
+const PLAIN_HTTP_URL = /^https?:\/\/[^/?#@\\\x00-\x20\x7f]+(?:[/?#]|$)/i;
 
 /** An HTTP method `fetch` accepts: a token (RFC 9110 §5.6.2) other than CONNECT, TRACE, TRACK. */
 const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -103,13 +104,22 @@ function laneNow(lane) {
 function fastAttempt(client, lane, req, final) {
   const bearer = lane.bearer;
   lane.hits += 1;
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let reported = false;
     Attempt.send(req, lane.fetch, bearer, undefined, lane.timeoutMs, 0, (_id, kind, value) => {
       if (reported) return false; // a response after the timeout: nobody waits for it
       reported = true;
-      if (kind === 0 && final[value?.status] === 1) resolve(value);
-      else resolve(client._resume(req, kind, value, bearer));
+      if (kind === 0 && final[value?.status] === 1) {
+        resolve(value);
+        return true;
+      }
+      try {
+        resolve(client._resume(req, kind, value, bearer));
+      } catch (error) {
+        // `_resume` throws only when the client was freed meanwhile.
+        reject(error);
+        return false;
+      }
       return true;
     });
   });
@@ -132,7 +142,12 @@ export class Attempt {
     const slow = cls.prototype.fetch;
     if (slow[LANE]) return; // installed already
     const fetch = function fetch(input, init) {
-      const lane = this[LANE] ?? (this[LANE] = this._lane());
+      let lane = this[LANE];
+      if (lane === undefined) {
+        // Not enumerable: the view holds the bearer, and logging the client must not show it.
+        lane = this._lane();
+        Object.defineProperty(this, LANE, { value: lane });
+      }
       if (lane.bearer !== null) {
         const now = laneNow(lane);
         if (now < lane.refreshAt && now >= lane.abortUntil) {
@@ -147,6 +162,20 @@ export class Attempt {
     };
     fetch[LANE] = true;
     Object.defineProperty(cls.prototype, 'fetch', { configurable: true, writable: true, value: fetch });
+    // A freed client's lane stops too: its calls go to the Rust method, which refuses them.
+    for (const key of ['free', Symbol.dispose]) {
+      const release = key === undefined ? undefined : cls.prototype[key];
+      if (typeof release !== 'function') continue;
+      Object.defineProperty(cls.prototype, key, {
+        configurable: true,
+        writable: true,
+        value: function release_() {
+          const lane = this[LANE];
+          if (lane !== undefined) lane.bearer = null;
+          return release.call(this);
+        },
+      });
+    }
   }
 
   /**
@@ -172,11 +201,13 @@ export class Attempt {
     if (typeof input === 'string') {
       if (!PLAIN_HTTP_URL.test(input)) return null;
       if (strict) {
+        let url;
         try {
-          new URL(input); // eslint-disable-line no-new
+          url = new URL(input);
         } catch {
           return null;
         }
+        if (url.username !== '' || url.password !== '') return null;
       }
     } else if (!(input instanceof URL) || input.username !== '' || input.password !== '') {
       return null;

@@ -5,7 +5,8 @@
 //! - `bearer` (`"Bearer …"` or `null`) and `refreshAt`: the token in memory and the time
 //!   (epoch ms, the client's clock) from which [`crate::flow::TokenSource::token`] no longer
 //!   serves it. Updated after every call that can change memory (`token()`,
-//!   `authorizationHeader()`, `fetch()`, `invalidate()`).
+//!   `authorizationHeader()`, `fetch()`, `invalidate()`), and cleared as soon as the API
+//!   answers 401 to that token.
 //! - `abortUntil`: while a timeout is recent, attempts carry an abort signal (see `fetch.rs`):
 //!   the lane steps aside.
 //! - `final`: per method, which statuses of a first attempt end the call as they are
@@ -108,6 +109,20 @@ impl Lane {
             put(&self.object, "refreshAt", &JsValue::from_f64(refresh_at));
             *synced = current.map(|(t, at)| (t.clone(), at));
         });
+    }
+
+    /// Stops the lane using `token` (the API has just refused it) until the next sync, so
+    /// concurrent calls wait for the refresh in Rust instead of presenting it again.
+    pub(crate) fn forget(&self, token: &Secret) {
+        let mut synced = self.synced.borrow_mut();
+        if synced
+            .as_ref()
+            .is_some_and(|(t, _)| t.ct_eq(token.expose()))
+        {
+            put(&self.object, "bearer", &JsValue::NULL);
+            put(&self.object, "refreshAt", &JsValue::from_f64(0.0));
+            *synced = None;
+        }
     }
 
     /// Sets `abortUntil` (epoch ms).

@@ -140,6 +140,9 @@ async fn bad_requests_throw_before_a_token_is_fetched() {
         ("https://api.test/x", json!({"body": "on a GET"})),
         ("https://api.test/x", json!({"method": "HEAD", "body": "x"})),
         ("https://user:pw@api.test/x", json!({})),
+        // Credentials the URL parser finds past an empty authority or a stripped newline.
+        ("https:///user:pw@api.test/x", json!({})),
+        ("https://\n/user:pw@api.test/x", json!({})),
         ("http://[bad", json!({})),
     ];
     for (input, init) in &cases {

@@ -211,6 +211,52 @@ async fn the_lane_steps_aside_without_a_fresh_token_or_with_a_caller_signal() {
     assert_eq!(c.bearer().as_deref(), Some("Bearer tok-3"));
 }
 
+#[wasm_bindgen_test]
+async fn a_401_stops_the_lane_at_once_so_concurrent_calls_wait_for_the_refresh() {
+    let mock = MockProvider::new();
+    let c = LaneClient::new(&mock, no_delay());
+    ok(c.call("token", &[])).await;
+    mock.revoke_all();
+    mock.set_token_delay(100.0);
+    // The first call's lane attempt gets 401; Rust refreshes (100 ms) and replays.
+    let first = c.fetch("https://api.test/v1/a", JsValue::UNDEFINED);
+    sleep_ms(30.0).await;
+    assert_eq!(c.bearer(), None, "the refused token left the lane");
+    // A call meanwhile takes the Rust path and waits for the same exchange.
+    let second = c.fetch("https://api.test/v1/b", JsValue::UNDEFINED);
+    for p in [first, second] {
+        let (status, body) = status_and_json(ok(p).await).await;
+        assert_eq!((status, body["token"].as_str()), (200, Some("tok-2")));
+    }
+    assert_eq!(
+        (c.hits(), mock.api_count(), mock.token_count()),
+        (1.0, 3, 2)
+    );
+    assert_eq!(c.bearer().as_deref(), Some("Bearer tok-2"));
+}
+
+#[wasm_bindgen_test]
+async fn a_freed_client_stops_its_lane_and_pending_calls_settle() {
+    let mock = MockProvider::new();
+    let c = LaneClient::new(&mock, json!({"timeoutMs": 50}));
+    ok(c.call("token", &[])).await;
+    let lane = c.lane();
+    mock.script_api("hang".into());
+    let pending = c.fetch("https://api.test/v1/slow", JsValue::UNDEFINED);
+    let free: Function = prop(&c.0, "free").unchecked_into();
+    free.call0(&c.0).unwrap();
+    assert!(prop(&lane, "bearer").is_null());
+    // The lane's attempt times out after the client is gone: the call rejects.
+    let e = err(pending).await;
+    assert!(e.is_instance_of::<js_sys::Error>(), "{e:?}");
+    // Later calls go to the freed Rust client, which refuses them.
+    let f: Function = prop(&c.0, "fetch").unchecked_into();
+    assert!(f
+        .call2(&c.0, &"https://api.test/v1/a".into(), &JsValue::UNDEFINED)
+        .is_err());
+    mock.release_hanging();
+}
+
 async fn sleep_ms(ms: f64) {
     ok(sleep_promise(ms)).await;
 }

@@ -15,6 +15,7 @@ export class MockProvider {
     this.hanging = []; // resolvers of 'hang' requests that were sent without a signal
     this.aborted = 0; // 'hang' requests ended by their signal
     this.cancelled = 0; // response bodies cancelled by the client
+    this.tokenDelayMs = 0; // how long the token endpoint takes to issue a token
     this.fetch = (input, init) => this.handle(input, init);
     this.now = () => this.clock;
   }
@@ -35,6 +36,7 @@ export class MockProvider {
     }
   }
   hangingCount() { return this.hanging.length; }
+  setTokenDelay(ms) { this.tokenDelayMs = ms; }
   abortedCount() { return this.aborted; }
   cancelledCount() { return this.cancelled; }
   advance(ms) { this.clock += ms; }
@@ -91,6 +93,7 @@ export class MockProvider {
       return new Response(body, { status: entry.status, headers: entry.headers ?? { 'content-type': 'application/json' } });
     }
     if (isToken) {
+      if (this.tokenDelayMs) await new Promise((r) => setTimeout(r, this.tokenDelayMs));
       this.issued += 1;
       const token = `tok-${this.issued}`;
       this.valid.add(token);

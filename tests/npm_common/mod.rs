@@ -29,6 +29,8 @@ extern "C" {
     fn revoke_all(this: &MockProvider);
     #[wasm_bindgen(method, js_name = releaseHanging)]
     fn release_hanging(this: &MockProvider);
+    #[wasm_bindgen(method, js_name = setTokenDelay)]
+    fn set_token_delay(this: &MockProvider, ms: f64);
     #[wasm_bindgen(method, js_name = hangingCount)]
     fn hanging_count(this: &MockProvider) -> u32;
     #[wasm_bindgen(method, js_name = abortedCount)]
