@@ -252,6 +252,10 @@ async fn timeout_applies_until_headers_with_or_without_a_caller_signal() {
             !ctl.signal().aborted(),
             "the caller's signal is not aborted by our timeout"
         );
+        // Without a signal of the caller's, the first attempt is left open and the retry
+        // (after a timeout) is aborted; with one, both attempts are aborted at the deadline.
+        let expected = if with_signal { (1, 3) } else { (1, 1) };
+        assert_eq!((mock.hanging_count(), mock.aborted_count()), expected);
 
         // Headers in time, body later than timeoutMs: the body is read in full.
         mock.script_api(js(
