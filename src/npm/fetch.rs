@@ -10,9 +10,11 @@
 //!   becomes a `Headers`) and get the attempt's `Authorization`. A body that is not a stream
 //!   (string, `ArrayBuffer`, typed array, `DataView`, `Blob`, `FormData`, `URLSearchParams`) is
 //!   passed as it is on every attempt: `fetch` reads it afresh each time, so it is replayable
-//!   without buffering. `fetch` itself validates header values and the other `init` fields; if
-//!   it fails, the host's `Request` is asked whether the request was invalid (the caller's
-//!   mistake, rethrown as is) or the network failed. The steps that shape the request run in
+//!   without buffering. With a fresh token, `fetch` itself validates the URL, header values and
+//!   the other `init` fields; if it fails, the host's `Request` is asked whether the request
+//!   was invalid (the caller's mistake, rethrown as is) or the network failed. Without one (the
+//!   call starts with an exchange) the URL and headers are parsed first, so a mistake throws
+//!   before any token request. The steps that shape the request run in
 //!   `glue.js` (one crossing per call, one per attempt): on this path each value crossing
 //!   between wasm and JavaScript costs more than the work it carries.
 //! - **Normalised** (a `Request` input, a stream body, a relative URL, anything unusual): the
@@ -35,6 +37,9 @@
 //!   down at its deadline instead of holding a connection.
 //! - A caller's own `init.signal` (or a `Request` input, which always has one) is combined with
 //!   the deadline's by `AbortSignal.any`; a caller's abort is rethrown as is and never retried.
+//!
+//! In the package, a warm direct call's first attempt is usually sent by the fast lane in
+//! `glue.js` (see `lane.rs`); [`Start::Resume`] continues such a call here.
 
 use crate::core::error::{ErrorCode, TokenError};
 use crate::core::secret::Secret;
