@@ -76,6 +76,8 @@ test('the tarball installs and loads through require and import', () => {
   assert.equal(pj.name, 'tokengate');
   assert.match(pj.version, /^\d+\.\d+\.\d+/);
   assert.ok(fs.existsSync(path.join(tmp, 'node_modules/tokengate', pj.types)));
+  assert.equal(pj.license, 'Apache-2.0');
+  assert.match(fs.readFileSync(path.join(tmp, 'node_modules/tokengate/LICENSE'), 'utf8'), /Apache License\s+Version 2\.0/);
   // A fresh process in the consumer project, both module systems, as a user would write them.
   const cjs = "const { TokenClient, TokenError } = require('tokengate'); console.log(typeof TokenClient, new TokenError('config', 'x') instanceof Error);";
   const esm = "import { TokenClient, TokenError } from 'tokengate'; console.log(typeof TokenClient, new TokenError('config', 'x') instanceof Error);";
