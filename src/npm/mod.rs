@@ -21,7 +21,6 @@ pub use helpers::{
 };
 
 use crate::core::cache_key::token_cache_key;
-use crate::core::error::TokenError;
 use crate::core::proxy::TokenOrigin;
 use crate::core::response::Token;
 use crate::core::secret::Secret;
@@ -100,33 +99,13 @@ impl TokenClient {
     /// Concurrent callers share one exchange.
     #[wasm_bindgen(unchecked_return_type = "Promise<Token>")]
     pub fn token(&self) -> Promise {
-        let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
-        let state = self.fetch_state.clone();
-        promise(async move {
-            let out = source.token().await;
-            sync_after_token(&state, &source, &out);
-            match out {
-                Ok((t, _)) => Ok(JsToken::of(&last, t, |c| {
-                    Object::assign(&Object::new(), &c.object).into()
-                })),
-                Err(e) => Err(token_error(&e, &scrub, None)),
-            }
-        })
+        self.serve(|c| Object::assign(&Object::new(), &c.object).into())
     }
 
     /// `"Bearer <access token>"`, for an `Authorization` header.
     #[wasm_bindgen(js_name = authorizationHeader, unchecked_return_type = "Promise<string>")]
     pub fn authorization_header(&self) -> Promise {
-        let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
-        let state = self.fetch_state.clone();
-        promise(async move {
-            let out = source.token().await;
-            sync_after_token(&state, &source, &out);
-            match out {
-                Ok((t, _)) => Ok(JsToken::of(&last, t, |c| c.header.clone())),
-                Err(e) => Err(token_error(&e, &scrub, None)),
-            }
-        })
+        self.serve(|c| c.header.clone())
     }
 
     /// `fetch(input, init)` with `Authorization: Bearer …`: a 401 drops the token and replays
@@ -178,19 +157,25 @@ impl TokenClient {
     }
 }
 
-/// Brings the fast lane up to date after `source.token()`, unless it answered from memory (which
-/// the lane already holds: a warm `token()` stays cheap).
-fn sync_after_token<T>(
-    state: &fetch::FetchState,
-    source: &Source,
-    out: &Result<(T, TokenOrigin), TokenError>,
-) {
-    if !matches!(out, Ok((_, TokenOrigin::Memory))) {
-        state.sync_lane(source);
-    }
-}
-
 impl TokenClient {
+    /// A promise of `source.token()`'s token in the JS form `form` picks. The fast lane is
+    /// brought up to date unless the token came from memory (which the lane already holds: a
+    /// warm `token()` stays cheap).
+    fn serve(&self, form: impl FnOnce(&JsToken) -> JsValue + 'static) -> Promise {
+        let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
+        let state = self.fetch_state.clone();
+        promise(async move {
+            let out = source.token().await;
+            if !matches!(out, Ok((_, TokenOrigin::Memory))) {
+                state.sync_lane(&source);
+            }
+            match out {
+                Ok((t, _)) => Ok(JsToken::of(&last, t, form)),
+                Err(e) => Err(token_error(&e, &scrub, None)),
+            }
+        })
+    }
+
     fn run_fetch(&self, start: fetch::Start) -> Promise {
         let (source, fetcher, scrub, state) = (
             self.source.clone(),
