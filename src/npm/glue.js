@@ -182,10 +182,9 @@ export class Attempt {
    * The direct plan of `fetch(input, init)`, or `null` when the request does not qualify (the
    * normalised plan, built with the host's `Request`, takes it). It qualifies when `input` is
    * an absolute http(s) URL string without credentials (see PLAIN_HTTP_URL) or a `URL` without
-   * credentials, and `init`
-   * is absent or a plain object whose `method` is an allowed method (GET by default), whose
-   * `body` is absent or not a stream (and not on GET/HEAD), whose `signal` is absent or an
-   * `AbortSignal`, and whose `headers` are valid.
+   * credentials, and `init` is absent or a plain object whose `method` is an allowed method
+   * (GET by default), whose `body` is absent or not a stream (and not on GET/HEAD), whose
+   * `signal` is absent or an `AbortSignal`, and whose `headers` are valid.
    *
    * With `strict` (the client has no fresh token, so the call starts with an exchange) the URL
    * string and the headers are also parsed here, so a request `fetch` would refuse goes to the
