@@ -12,7 +12,7 @@ use crate::core::expiry::{is_fresh, kv_ttl_s, refresh_at_ms};
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::proxy::TokenOrigin;
 use crate::core::response::{error_from_response, parse_token_response, Token};
-use crate::core::retry::{parse_retry_after, Decision, Outcome};
+use crate::core::retry::{parse_retry_after, Decision, Outcome, RetryPolicy};
 use crate::core::secret::Secret;
 use crate::core::TokenSettings;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
@@ -585,9 +585,9 @@ where
 /// Whether a first attempt's reply with `status` ends [`call_api`] at once, whatever its
 /// `Retry-After`: it is not a 401 (which drops the token and replays) and the retry policy
 /// stops after it. A caller may return such a reply without entering `call_api` at all.
-pub fn first_reply_is_final(settings: &TokenSettings, method: &str, status: u16) -> bool {
+pub fn first_reply_is_final(retry: &RetryPolicy, method: &str, status: u16) -> bool {
     status != 401
-        && settings.retry.api_decision(
+        && retry.api_decision(
             1,
             method,
             true,

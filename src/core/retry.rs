@@ -60,10 +60,9 @@ pub enum Decision {
 
 /// Idempotent methods (RFC 9110 §9.2.2).
 pub fn is_idempotent(method: &str) -> bool {
-    matches!(
-        method.to_ascii_uppercase().as_str(),
-        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-    )
+    ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
+        .iter()
+        .any(|m| method.eq_ignore_ascii_case(m))
 }
 
 fn retryable_status(status: u16) -> bool {

@@ -21,6 +21,7 @@
 //! `fetch` to a local server takes ~300 µs, and the budget for tokengate's overhead is 3 % of
 //! that.
 
+use crate::core::retry::RetryPolicy;
 use crate::core::secret::Secret;
 use crate::core::TokenSettings;
 use crate::flow::first_reply_is_final;
@@ -37,6 +38,41 @@ const LANE_METHODS: [&str; 7] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POS
 /// Statuses covered by the `final` tables; a response outside `0..STATUS_LIMIT` takes the Rust
 /// path.
 const STATUS_LIMIT: u16 = 600;
+
+/// How many retry policies' `final` tables are kept for new clients.
+const FINAL_TABLES_KEPT: usize = 8;
+
+thread_local! {
+    /// `final` tables by retry policy: computing them is most of a client's construction
+    /// time, and clients with the same policy share them (the lane only reads them).
+    static FINAL_TABLES: RefCell<Vec<(RetryPolicy, Map)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The `final` tables for `retry`: method → `Uint8Array`, 1 where a first attempt's status
+/// ends the call as it is.
+fn final_tables(retry: &RetryPolicy) -> Map {
+    FINAL_TABLES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, tables)) = cache.iter().find(|(p, _)| p == retry) {
+            return tables.clone();
+        }
+        let tables = Map::new();
+        for method in LANE_METHODS {
+            let table: Vec<u8> = (0..STATUS_LIMIT)
+                .map(|status| u8::from(first_reply_is_final(retry, method, status)))
+                .collect();
+            tables.set(
+                &JsValue::from_str(method),
+                &Uint8Array::from(table.as_slice()),
+            );
+        }
+        if cache.len() == FINAL_TABLES_KEPT {
+            cache.remove(0);
+        }
+        cache.push((*retry, tables.clone()));
+        tables
+    })
+}
 
 /// A client's lane view (a plain JS object) and what was last written to it.
 pub(crate) struct Lane {
@@ -60,17 +96,7 @@ impl Lane {
             "timeoutMs",
             &JsValue::from_f64(settings.timeout_ms as f64),
         );
-        let finals = Map::new();
-        for method in LANE_METHODS {
-            let table: Vec<u8> = (0..STATUS_LIMIT)
-                .map(|status| u8::from(first_reply_is_final(settings, method, status)))
-                .collect();
-            finals.set(
-                &JsValue::from_str(method),
-                &Uint8Array::from(table.as_slice()),
-            );
-        }
-        put(&object, "final", &finals);
+        put(&object, "final", &final_tables(&settings.retry));
         let now = match &runtime.now {
             Some((f, this)) => f.bind0(this).into(),
             None => JsValue::UNDEFINED,

@@ -316,7 +316,7 @@ fn first_reply_is_final_exactly_when_call_api_stops_after_it() {
                 let h = Harness::with_settings(s.clone());
                 h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
                 let single = attempts_after_first(&h, method, status) == 1;
-                let is_final = first_reply_is_final(&s, method, status);
+                let is_final = first_reply_is_final(&s.retry, method, status);
                 assert_eq!(is_final, single, "{extra} {method} {status}");
                 finals += usize::from(is_final);
             }
