@@ -91,6 +91,9 @@ extern "C" {
     /// Reports how `sent` settles, or that `ms` (when ≥ 0) passed first, to `settle(id, …)`.
     #[wasm_bindgen(static_method_of = Attempt)]
     fn watch(sent: &Promise, ms: f64, id: u32, settle: &Function);
+    /// Whether a body is a `ReadableStream` or an async iterable (sent once, never replayed).
+    #[wasm_bindgen(static_method_of = Attempt, js_name = isStream)]
+    fn is_stream(body: &JsValue) -> bool;
     /// Whether the host's `Request` refuses a direct request.
     #[wasm_bindgen(static_method_of = Attempt)]
     fn invalid(req: &DirectRequest) -> bool;
@@ -327,12 +330,6 @@ fn ignore_rejection(p: &Promise) {
 fn construct(ctor: &Function, args: &[&JsValue]) -> Result<JsValue, JsValue> {
     let args: Array = args.iter().copied().collect();
     Reflect::construct(ctor, &args)
-}
-
-/// True for a `ReadableStream` or an async iterable (Node streams).
-fn is_stream(v: &JsValue) -> bool {
-    v.is_object()
-        && (get(v, "getReader").is_function() || js_sys::Symbol::async_iterator().js_in(v))
 }
 
 /// Where a `client.fetch` call starts.
@@ -622,7 +619,7 @@ async fn normalised_plan(input: &JsValue, init: &JsValue) -> Result<(Plan, Strin
         construct(&ctor, &[input, init])
     };
     let base: Request = base?.unchecked_into();
-    let body = if is_stream(&get(init, "body")) {
+    let body = if Attempt::is_stream(&get(init, "body")) {
         Body::Stream
     } else if base.body().is_none() {
         Body::None

@@ -266,6 +266,11 @@ export class Attempt {
     );
   }
 
+  /** Whether a body is a stream (`isStream`), for the normalised plan. */
+  static isStream(body) {
+    return isStream(body);
+  }
+
   /**
    * Whether the host's `Request` refuses a direct request: asked only after `fetch` failed, to
    * tell the caller's mistake (an invalid `init` field) from a network failure.
