@@ -1,27 +1,47 @@
-//! tokengate — an edge auth gateway for APIs that use the OAuth 2.0 client-credentials grant
-//! (RFC 6749 §4.4).
+//! tokengate's core — an edge auth gateway for APIs that use the OAuth 2.0 client-credentials
+//! grant (RFC 6749 §4.4), as a pure library that two thin shells drive: the Cloudflare Worker
+//! (`worker/`) and the npm package (`npm/`).
 //!
-//! One crate, three faces:
-//! - [`core`]: pure, sans-IO logic — provider dialects, token-request building, token-response
-//!   parsing, expiry and retry policy, cache keys, caller tokens. No clock, no network, no JS.
-//! - [`flow`]: the one async piece: memory cache → store → exchange with retries, over the
-//!   [`flow::Transport`], [`flow::TokenStore`] and [`flow::Runtime`] traits, testable natively.
-//! - `worker` (feature `worker`): the Cloudflare Worker glue; `npm` (feature `npm`): the
-//!   wasm-bindgen package glue. The two features exclude each other.
+//! Everything here is deterministic: time, randomness and I/O are inputs. This crate depends on
+//! no JavaScript or Workers crate, so it builds and tests natively and on wasm32 alike.
+//!
+//! - Provider configuration and its validation: [`config`]; the token request of each dialect:
+//!   [`dialect`]; token-response parsing: [`response`]; expiry and cache TTLs: [`expiry`].
+//! - Retries of token exchanges: [`retry`]; what to do after each attempt of an API call:
+//!   [`api_call`], a sans-IO state machine both shells drive.
+//! - The gateway's HTTP rules: where a proxied request may go and which headers cross
+//!   ([`proxy`]), its callers and their tokens ([`callers`]), every error it answers with
+//!   ([`gateway_error`]).
+//! - Cache keys ([`cache_key`]), sealing of cached tokens ([`seal`]), secrets that never print
+//!   ([`secret`]), unverified JWT claims ([`jwt`]).
+//! - [`flow`]: the async wiring — memory cache → store → exchange with retries, and API calls
+//!   driven by [`api_call`] — generic over the [`flow::Transport`], [`flow::TokenStore`] and
+//!   [`flow::Runtime`] traits each shell implements.
+//!
+//! Provider rules cite `docs/providers.md`, which records what each provider's documentation
+//! specifies.
 
 #![deny(missing_docs)]
 
-#[cfg(all(feature = "worker", feature = "npm"))]
-compile_error!("features `worker` and `npm` build different artifacts; enable only one");
-
-pub mod core;
+pub mod api_call;
+pub mod cache_key;
+pub mod callers;
+pub mod config;
+pub mod dialect;
+pub mod error;
+pub mod expiry;
 pub mod flow;
+pub mod gateway_error;
+pub mod http;
+pub mod jwt;
+pub mod proxy;
+pub mod response;
+pub mod retry;
+pub mod seal;
+pub mod secret;
 
-#[cfg(any(feature = "worker", feature = "npm"))]
-mod js_json;
-
-#[cfg(feature = "worker")]
-mod worker;
-
-#[cfg(feature = "npm")]
-pub mod npm;
+pub use config::{AuthStyle, ConfigError, ProviderConfig, TokenSettings};
+pub use error::{ErrorCode, TokenError};
+pub use http::{HttpRequest, HttpResponse};
+pub use response::Token;
+pub use secret::Secret;

@@ -1,6 +1,7 @@
 //! `call_api`: 401 replay, retries, and what reaches the logs.
 
 use super::*;
+use crate::api_call::{Action, ApiCall, Attempted};
 
 // ---------------------------------------------------------------- call_api
 
@@ -20,25 +21,13 @@ fn run_api(
     method: &str,
     replayable: bool,
     replies: Vec<Result<ApiReply<&'static str>, TransportError>>,
-) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
-    run_api_with(h, method, replayable, None, replies)
-}
-
-/// [`run_api`], continuing from `first` (an attempt made outside `call_api`) when given.
-fn run_api_with(
-    h: &Harness,
-    method: &str,
-    replayable: bool,
-    first: Option<FirstAttempt<&'static str>>,
-    replies: Vec<Result<ApiReply<&'static str>, TransportError>>,
-) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
+) -> (Result<(&'static str, TokenOrigin), CallError>, Vec<String>) {
     let replies: Replies = Rc::new(RefCell::new(replies.into()));
     let used = Rc::new(RefCell::new(Vec::new()));
     let result = block_on(call_api(
         &h.source,
         method,
         replayable,
-        first,
         |tok: Secret| {
             used.borrow_mut().push(tok.expose().to_string());
             let r = replies
@@ -213,7 +202,7 @@ fn api_transport_error_on_last_attempt() {
     let h = Harness::new();
     h.transport.token(TOKEN_A, 3600);
     let (r, used) = run_api(&h, "POST", true, vec![Err(TransportError::Timeout)]);
-    assert_eq!(r.unwrap_err(), ApiError::Transport(TransportError::Timeout));
+    assert_eq!(r.unwrap_err(), CallError::Transport(TransportError::Timeout));
     assert_eq!(used.len(), 1);
 }
 
@@ -223,7 +212,7 @@ fn api_token_failure_is_reported() {
     h.transport.reply(401, &[], r#"{"error":"invalid_client"}"#);
     let (r, used) = run_api(&h, "GET", true, vec![]);
     match r {
-        Err(ApiError::Token(e)) => assert_eq!(e.code, ErrorCode::InvalidClient),
+        Err(CallError::Token(e)) => assert_eq!(e.code, ErrorCode::InvalidClient),
         other => panic!("{:?}", other.map(|(r, _)| r)),
     }
     assert!(used.is_empty(), "no API call without a token");
@@ -276,111 +265,38 @@ fn a_provider_echoing_the_secret_is_redacted() {
     assert!(!e.to_string().contains(SECRET));
 }
 
-// ---------------------------------------------------------------- call_api, continued
-
-/// How many attempts `call_api` makes when the first answers `status` and every later one 200.
-fn attempts_after_first(h: &Harness, method: &str, status: u16) -> usize {
-    let sends = Cell::new(0);
-    let result = block_on(call_api(&h.source, method, true, None, |_tok: Secret| {
-        sends.set(sends.get() + 1);
-        let r = api_reply(if sends.get() == 1 { status } else { 200 }, "reply");
-        async move { r }
-    }));
-    assert!(result.is_ok(), "{method} {status}: {result:?}");
-    sends.get()
-}
+// ---------------------------------------------------------------- decide
 
 #[test]
-fn first_reply_is_final_exactly_when_call_api_stops_after_it() {
-    let policies = [
-        json!({}),
-        json!({"retry": {"maxAttempts": 1}}),
-        json!({"retry": {"retryUnsafeMethods": true, "baseDelayMs": 0}}),
-    ];
-    let statuses = [
-        200, 201, 204, 301, 304, 400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504, 599,
-    ];
-    let mut finals = 0;
-    for extra in policies {
-        let mut v = json!({
-            "tokenUrl": "https://auth.example.com/oauth/token",
-            "clientId": "cid-1",
-            "authStyle": "json_body",
-        });
-        v.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        let s = TokenSettings::parse_camel(&v, &[]).unwrap();
-        for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PATCH"] {
-            for status in statuses {
-                let h = Harness::with_settings(s.clone());
-                h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
-                let single = attempts_after_first(&h, method, status) == 1;
-                let is_final = first_reply_is_final(&s.retry, method, status);
-                assert_eq!(is_final, single, "{extra} {method} {status}");
-                finals += usize::from(is_final);
-            }
-        }
-    }
-    // Both answers occur: the predicate is not constant.
-    assert!(finals > 0 && finals < 3 * 7 * statuses.len());
-}
-
-/// Runs `call_api` continuing from a first attempt made with `first_token`; returns the
-/// result and the token of every later attempt.
-fn run_api_from(
-    h: &Harness,
-    method: &str,
-    first_token: &str,
-    first: Result<ApiReply<&'static str>, TransportError>,
-    later: Vec<Result<ApiReply<&'static str>, TransportError>>,
-) -> (Result<(&'static str, TokenOrigin), ApiError>, Vec<String>) {
-    let first = Some((Secret::new(first_token), first));
-    run_api_with(h, method, true, first, later)
-}
-
-#[test]
-fn call_api_continues_a_first_attempt() {
-    // A final reply comes back as it is, with no further attempt and no token request.
+fn decide_reads_memory_only_after_a_401() {
     let h = Harness::new();
-    h.transport.token(TOKEN_A, 3600).token(TOKEN_B, 3600);
-    h.token().unwrap();
-    let (r, used) = run_api_from(&h, "GET", TOKEN_A, api_reply(404, "gone"), vec![]);
-    assert_eq!(r.unwrap(), ("gone", TokenOrigin::Memory));
-    assert!(used.is_empty());
-    assert_eq!(h.transport.calls(), 1);
-
-    // A 401: the token it carried is dropped, a new one fetched, the request replayed once.
-    // Then a 401 for that same token, which memory no longer holds: no new exchange, replayed
-    // with the current one.
-    for _ in 0..2 {
-        let (r, used) = run_api_from(
-            &h,
-            "GET",
-            TOKEN_A,
-            api_reply(401, "expired"),
-            vec![api_reply(200, "ok")],
-        );
-        assert_eq!(r.unwrap().0, "ok");
-        assert_eq!(used, [TOKEN_B]);
-        assert_eq!(h.transport.calls(), 2);
-    }
-
-    // A GET's 503 is the first attempt of the retries: backoff, then the second attempt.
-    let (r, used) = run_api_from(
-        &h,
-        "GET",
-        TOKEN_B,
-        api_reply(503, "busy"),
-        vec![api_reply(200, "ok")],
-    );
-    assert_eq!(r.unwrap().0, "ok");
-    assert_eq!(used, [TOKEN_B]);
-    assert_eq!(h.rt.sleeps().len(), 1);
-
-    // A POST's timeout is never retried: the first attempt's error stands.
-    let (r, used) = run_api_from(&h, "POST", TOKEN_B, Err(TransportError::Timeout), vec![]);
-    assert_eq!(r.unwrap_err(), ApiError::Transport(TransportError::Timeout));
-    assert!(used.is_empty());
+    h.transport.token(TOKEN_A, 3600);
+    let token = h.token().unwrap().0.access_token;
+    let mut call = ApiCall::new("GET", true, h.source.settings().retry);
+    let ok = Attempted::Response {
+        status: 200,
+        retry_after: None,
+    };
+    let action = decide(&h.source, &mut call, ok, || panic!("not asked for a 200"));
+    assert_eq!(action, Action::Return { forget_token: false });
+    let refused = Attempted::Response {
+        status: 401,
+        retry_after: None,
+    };
+    let mut call = ApiCall::new("GET", true, h.source.settings().retry);
+    let action = decide(&h.source, &mut call, refused, || token.clone());
+    assert_eq!(action, Action::Replay { forget_token: true });
+    // A token memory no longer holds is replaced already: replayed without forgetting.
+    let mut call = ApiCall::new("GET", true, h.source.settings().retry);
+    let action = decide(&h.source, &mut call, refused, || Secret::new("older"));
+    assert_eq!(action, Action::Replay { forget_token: false });
+    // Within the window after a 401-caused refresh, the 401 stands and is logged.
+    block_on(h.source.forget_refused(&token));
+    h.transport.token(TOKEN_B, 3600);
+    let token = h.token().unwrap().0.access_token;
+    let mut call = ApiCall::new("GET", true, h.source.settings().retry);
+    let action = decide(&h.source, &mut call, refused, || token.clone());
+    assert_eq!(action, Action::Return { forget_token: false });
+    assert_eq!(h.rt.events("api_401_not_refreshed").len(), 1);
     h.assert_logs_clean();
 }

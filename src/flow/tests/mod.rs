@@ -3,12 +3,21 @@
 //! log events.
 
 use super::*;
-use crate::core::cache_key::token_cache_key;
+use crate::api_call::{CallError, REFRESH_ON_401_WINDOW_MS};
+use crate::cache_key::token_cache_key;
+use crate::error::{ErrorCode, TokenError};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::response::Token;
+use crate::secret::Secret;
+use crate::TokenSettings;
 use futures::executor::block_on;
 use futures::future::join_all;
-use std::cell::Cell;
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 const T0: u64 = 1_700_000_000_000;
@@ -368,7 +377,7 @@ impl Harness {
     }
 }
 
-/// The exact token request of `settings()` with `SECRET` (seed 001 dialect).
+/// The exact token request of `settings()` with `SECRET` (Optoro's JSON dialect).
 fn assert_token_request(req: &HttpRequest, timeout_ms: u64) {
     assert_eq!(req.method, "POST");
     assert_eq!(req.url, "https://auth.example.com/oauth/token");

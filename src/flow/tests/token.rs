@@ -8,12 +8,12 @@ use super::*;
 fn exchange_then_memory_hit() {
     let h = Harness::new();
     h.transport.token(TOKEN_A, 3600);
-    assert!(!h.source.has_fresh_token(), "nothing in memory yet");
+    assert_eq!(h.source.memory_token(), None, "nothing in memory yet");
     let (t, origin) = h.token().unwrap();
     assert_eq!(t.access_token.expose(), TOKEN_A);
     assert_eq!(t.expires_at_ms, T0 + 3_600_000);
     assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });
-    assert!(h.source.has_fresh_token());
+    assert_eq!(h.source.memory_token().as_ref(), Some(&t));
     let sent = h.transport.sent();
     assert_eq!(sent.len(), 1);
     assert_token_request(&sent[0].0, sent[0].1);
@@ -92,19 +92,9 @@ fn refresh_once_now_passes_the_refresh_point() {
         (TOKEN_A, TokenOrigin::Memory)
     );
     assert_eq!(h.transport.calls(), 1);
-    assert!(h.source.has_fresh_token());
-    let peek = |h: &Harness| {
-        h.source
-            .peek_memory(|m| m.map(|(t, at)| (t.expose().to_string(), at)))
-    };
-    assert_eq!(peek(&h), Some((TOKEN_A.to_string(), T0 + 3_540_000)));
+    assert_eq!(h.source.memory_token(), Some(t));
     h.advance(1);
-    assert!(!h.source.has_fresh_token(), "past the refresh point");
-    assert_eq!(
-        peek(&h),
-        Some((TOKEN_A.to_string(), T0 + 3_540_000)),
-        "still held"
-    );
+    assert_eq!(h.source.memory_token(), None, "past the refresh point");
     let (t, origin) = h.token().unwrap();
     assert_eq!(t.access_token.expose(), TOKEN_B);
     assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });

@@ -461,8 +461,8 @@ fn raw_body_is_bounded_and_empty_body_is_none() {
 #[test]
 fn an_echoed_secret_is_scrubbed_before_truncation() {
     // A secret straddling the 200-character cut must not leave its prefix behind.
-    let secret = crate::core::secret::Secret::new("S3cr3t-abcdefghijklmnopqrstuvwxyz0123456789");
-    let forms = crate::core::secret::secret_forms("cid", &secret);
+    let secret = crate::secret::Secret::new("S3cr3t-abcdefghijklmnopqrstuvwxyz0123456789");
+    let forms = crate::secret::secret_forms("cid", &secret);
     let pad = "x".repeat(200 - secret.expose().len() + 1);
     let body = format!(
         r#"{{"error":"{s}","error_description":"{pad}{s}"}}"#,

@@ -10,8 +10,9 @@
 //! Issued tokens are 256 random bits (RFC 6750 §5.2 wants them unguessable); only their SHA-256
 //! is ever stored.
 
-use crate::core::config::{validate_provider_id, ConfigError};
-use crate::core::secret::{ct_eq_bytes, Secret};
+use crate::config::{validate_provider_id, ConfigError};
+use crate::gateway_error::GatewayError;
+use crate::secret::{ct_eq_bytes, Secret};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -217,11 +218,11 @@ fn basic_credentials(authorization: &str) -> Result<(String, Secret), GrantError
     let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    // application/x-www-form-urlencoded: `+` is a space, then percent-decoding.
     let dec = |s: &str| -> String {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
     };
     Ok((dec(id), Secret::new(dec(secret))))
 }
@@ -471,6 +472,30 @@ pub fn caller_token_key(token: &str) -> String {
         "{CALLER_TOKEN_PREFIX}{}",
         hex::encode(Sha256::digest(token.as_bytes()))
     )
+}
+
+/// Whether the holder of a token with `record` may call provider `provider_id` (which exists):
+/// the caller must still be registered (removing a caller revokes its tokens at once) and both
+/// the token and the caller's current registration must grant the provider (narrowing a
+/// caller's scopes applies to tokens already issued). Returns the caller.
+pub fn authorize<'a>(
+    registry: &'a CallerRegistry,
+    record: &CallerTokenRecord,
+    provider_id: &str,
+) -> Result<&'a Caller, GatewayError> {
+    let caller = registry
+        .get(&record.client_id)
+        .ok_or(GatewayError::InvalidToken(
+            "the client is no longer registered",
+        ))?;
+    let granted = |scopes: &[String]| scopes.iter().any(|s| s == provider_id);
+    if granted(&record.scopes) && granted(&caller.scopes) {
+        Ok(caller)
+    } else {
+        Err(GatewayError::InsufficientScope {
+            provider: provider_id.to_string(),
+        })
+    }
 }
 
 /// The token of an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).

@@ -1,5 +1,7 @@
 //! Proxy rules: where a proxied request may go and which headers cross the gateway.
 
+use crate::flow::TokenOrigin;
+use std::collections::BTreeMap;
 use url::Url;
 
 /// Why a proxied path was refused.
@@ -54,11 +56,9 @@ fn percent_decode(s: &str) -> String {
     // Decode repeatedly so double-encoding (`%252e`) cannot hide a dot.
     let mut cur = s.to_string();
     for _ in 0..3 {
-        let next: String =
-            form_urlencoded::parse(format!("x={}", cur.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
+        let next = percent_encoding::percent_decode_str(&cur)
+            .decode_utf8_lossy()
+            .into_owned();
         if next == cur {
             break;
         }
@@ -110,38 +110,53 @@ pub fn forward_response_header(name: &str, connection: Option<&str>) -> bool {
         || connection_listed(&n, connection))
 }
 
-/// Where the provider token of a proxied request came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenOrigin {
-    /// This isolate's memory.
-    Memory,
-    /// Workers KV (or the npm cache adapter).
-    Store,
-    /// A fresh client-credentials exchange that took `ms`.
-    Exchange {
-        /// Exchange time, milliseconds.
-        ms: u64,
-    },
+/// The headers of the upstream request: the caller's headers that may cross
+/// ([`forward_request_header`]), then the provider's `api_headers`, which replace any caller
+/// header of the same name. The provider token is added by whoever sends the request.
+pub fn upstream_headers(
+    incoming: Vec<(String, String)>,
+    api_headers: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let connection = connection_of(&incoming);
+    let mut out: Vec<(String, String)> = incoming
+        .iter()
+        .filter(|(k, _)| forward_request_header(k, connection.as_deref()))
+        .filter(|(k, _)| !api_headers.keys().any(|a| a.eq_ignore_ascii_case(k)))
+        .cloned()
+        .collect();
+    out.extend(api_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
 }
 
-impl TokenOrigin {
-    /// Short name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenOrigin::Memory => "memory",
-            TokenOrigin::Store => "kv",
-            TokenOrigin::Exchange { .. } => "exchange",
-        }
-    }
+/// The headers of the caller's response: the upstream response's headers that may cross
+/// ([`forward_response_header`]) and a `Server-Timing` saying where the provider token came
+/// from.
+pub fn downstream_headers(
+    upstream: Vec<(String, String)>,
+    origin: TokenOrigin,
+) -> Vec<(String, String)> {
+    let connection = connection_of(&upstream);
+    let mut out: Vec<(String, String)> = upstream
+        .into_iter()
+        .filter(|(k, _)| forward_response_header(k, connection.as_deref()))
+        .collect();
+    out.push(("Server-Timing".into(), server_timing(origin)));
+    out
+}
 
-    /// The `Server-Timing` header value (W3C Server Timing).
-    pub fn server_timing(self) -> String {
-        match self {
-            TokenOrigin::Exchange { ms } => {
-                format!("token;desc=\"exchange\", exchange;dur={ms}")
-            }
-            other => format!("token;desc=\"{}\"", other.as_str()),
-        }
+fn connection_of(headers: &[(String, String)]) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .map(|(_, v)| v.clone())
+}
+
+/// The `Server-Timing` value (W3C Server Timing) of a proxied response: the token's origin and,
+/// after an exchange, how long it took.
+pub fn server_timing(origin: TokenOrigin) -> String {
+    match origin {
+        TokenOrigin::Exchange { ms } => format!("token;desc=\"exchange\", exchange;dur={ms}"),
+        other => format!("token;desc=\"{}\"", other.as_str()),
     }
 }
 
@@ -228,9 +243,67 @@ mod tests {
         ));
         assert!(!forward_response_header("set-cookie", None));
         assert!(forward_response_header("content-type", None));
-        assert_eq!(TokenOrigin::Memory.server_timing(), "token;desc=\"memory\"");
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn upstream_headers_filter_and_merge() {
+        let api: BTreeMap<String, String> =
+            [("X-Optiturn-Api-Version".to_string(), "1".to_string())].into();
+        let got = upstream_headers(
+            pairs(&[
+                ("accept", "application/json"),
+                ("authorization", "Bearer tg_caller"),
+                ("cookie", "session=1"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "1"),
+                ("cf-connecting-ip", "203.0.113.9"),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-optiturn-api-version", "99"),
+                ("x-request-id", "abc"),
+            ]),
+            &api,
+        );
         assert_eq!(
-            TokenOrigin::Exchange { ms: 12 }.server_timing(),
+            got,
+            pairs(&[
+                ("accept", "application/json"),
+                ("x-request-id", "abc"),
+                ("X-Optiturn-Api-Version", "1"),
+            ])
+        );
+    }
+
+    #[test]
+    fn downstream_headers_filter_and_time() {
+        let got = downstream_headers(
+            pairs(&[
+                ("content-type", "application/json"),
+                ("set-cookie", "upstream=1"),
+                ("transfer-encoding", "chunked"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+                ("content-length", "10"),
+                ("etag", "\"v1\""),
+            ]),
+            TokenOrigin::Store,
+        );
+        assert_eq!(
+            got,
+            pairs(&[
+                ("content-type", "application/json"),
+                ("etag", "\"v1\""),
+                ("Server-Timing", "token;desc=\"kv\""),
+            ])
+        );
+        assert_eq!(server_timing(TokenOrigin::Memory), "token;desc=\"memory\"");
+        assert_eq!(
+            server_timing(TokenOrigin::Exchange { ms: 12 }),
             "token;desc=\"exchange\", exchange;dur=12"
         );
     }

@@ -11,7 +11,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::core::config::ConfigError;
+use crate::config::ConfigError;
 
 /// A parsed `TOKENGATE_KEY`: the AES-256-GCM key and, derived from it, the pepper of cache-key
 /// fingerprints (HMAC-SHA256 of a fixed label, so the two uses never share key material).
@@ -49,7 +49,7 @@ impl SealKey {
         ))
     }
 
-    /// The pepper for [`crate::core::cache_key::token_cache_key`].
+    /// The pepper for [`crate::cache_key::token_cache_key`].
     pub fn cache_pepper(&self) -> &[u8] {
         &self.1
     }

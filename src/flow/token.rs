@@ -1,100 +1,46 @@
-//! The one async piece: obtaining a provider token (memory → store → exchange with retries,
-//! single-flight, cooldown after `invalid_client`) and calling an API with it (401 → refresh and
-//! replay once; 429/5xx → the core's backoff). Generic over [`Transport`], [`TokenStore`] and
-//! [`Runtime`], so the Worker, the npm package and native tests share it.
-//!
-//! Everything is single-threaded (`Rc`, no `Send`): a Worker isolate and a JS realm each run one
-//! thread.
+//! [`TokenSource`]: the tokens of one provider configuration — memory → store → exchange with
+//! retries, one exchange at a time however many callers wait, a cooldown after
+//! `invalid_client`, and what an API's 401 does to the cached token.
 
-use crate::core::dialect::build_token_request;
-use crate::core::error::{ErrorCode, TokenError};
-use crate::core::expiry::{is_fresh, kv_ttl_s, refresh_at_ms};
-use crate::core::http::{HttpRequest, HttpResponse};
-use crate::core::proxy::TokenOrigin;
-use crate::core::response::{error_from_response, parse_token_response, Token};
-use crate::core::retry::{parse_retry_after, Decision, Outcome, RetryPolicy};
-use crate::core::secret::Secret;
-use crate::core::TokenSettings;
+use super::{Runtime, TokenStore, Transport, TransportError};
+use crate::api_call::RefusedToken;
+use crate::dialect::build_token_request;
+use crate::error::{ErrorCode, TokenError};
+use crate::expiry::{is_fresh, kv_ttl_s};
+use crate::response::{error_from_response, parse_token_response, Token};
+use crate::retry::{Decision, Outcome};
+use crate::secret::Secret;
+use crate::TokenSettings;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 
 /// How long a provider that answered `invalid_client` is left alone, milliseconds.
 pub const INVALID_CLIENT_COOLDOWN_MS: u64 = 30_000;
 
-/// After an API 401 has caused a token refresh, further 401s within this window are passed
-/// through without another exchange: an API that answers 401 for a permission problem must not
-/// let callers trigger an exchange per request (seed 000 asks that tokens be reused).
-pub const REFRESH_ON_401_WINDOW_MS: u64 = 30_000;
-
-/// A transport-level failure (no HTTP response).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TransportError {
-    /// No answer within the timeout.
-    Timeout,
-    /// Connection, DNS or TLS failure; the message holds no secret.
-    Network(String),
+/// Where a token came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenOrigin {
+    /// This isolate's (or process's) memory.
+    Memory,
+    /// The shared store: Workers KV, or the npm cache adapter.
+    Store,
+    /// A fresh client-credentials exchange that took `ms`.
+    Exchange {
+        /// Exchange time, milliseconds.
+        ms: u64,
+    },
 }
 
-/// Sends one HTTP request without following redirects (a token endpoint must never redirect
-/// credentials elsewhere).
-#[allow(async_fn_in_trait)] // single-threaded runtimes: no Send bound wanted
-pub trait Transport {
-    /// Sends `req`, giving up after `timeout_ms`.
-    async fn send(&self, req: HttpRequest, timeout_ms: u64)
-        -> Result<HttpResponse, TransportError>;
-}
-
-/// A shared token cache (Workers KV, or an npm cache adapter). Errors are strings holding no
-/// secret; the flow logs them and treats them as a miss.
-#[allow(async_fn_in_trait)]
-pub trait TokenStore {
-    /// The value under `key`.
-    async fn get(&self, key: &str) -> Result<Option<String>, String>;
-    /// Stores `value` under `key` for `ttl_s` seconds (≥ 60).
-    async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String>;
-    /// Removes `key`.
-    async fn delete(&self, key: &str) -> Result<(), String>;
-}
-
-/// No shared cache: memory only.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoStore;
-
-impl TokenStore for NoStore {
-    async fn get(&self, _: &str) -> Result<Option<String>, String> {
-        Ok(None)
-    }
-    async fn put(&self, _: &str, _: String, _: u64) -> Result<(), String> {
-        Ok(())
-    }
-    async fn delete(&self, _: &str) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-/// Time, randomness, sleeping and logging: everything the flow needs from its host.
-#[allow(async_fn_in_trait)]
-pub trait Runtime {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
-    /// A uniform sample in `[0, 1)` for backoff jitter.
-    fn jitter(&self) -> f64;
-    /// Waits `ms` milliseconds.
-    async fn sleep(&self, ms: u64);
-    /// Emits one structured event; `fields` never hold secrets or tokens.
-    fn log(&self, event: &str, fields: Value);
-
-    /// How a caller that finds another caller's exchange in flight waits for it. `None` (the
-    /// default): it awaits the shared future. `Some(ms)`: it checks the shared result every
-    /// `ms` milliseconds with [`Runtime::sleep`] and never registers a waker. Workers need the
-    /// latter: a waker fired by the request that ran the exchange resumes the waiting request
-    /// inside the other request's I/O context, and workerd cancels a request that waits on no
-    /// I/O of its own as hung.
-    fn flight_poll_ms(&self) -> Option<u64> {
-        None
+impl TokenOrigin {
+    /// Short name, for logs and `Server-Timing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenOrigin::Memory => "memory",
+            TokenOrigin::Store => "kv",
+            TokenOrigin::Exchange { .. } => "exchange",
+        }
     }
 }
 
@@ -171,7 +117,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         TokenSource {
             inner: Rc::new(Inner {
                 name: name.to_string(),
-                secret_forms: crate::core::secret::secret_forms(&settings.client_id, &secret),
+                secret_forms: crate::secret::secret_forms(&settings.client_id, &secret),
                 settings,
                 secret,
                 key,
@@ -181,6 +127,11 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
                 state: RefCell::default(),
             }),
         }
+    }
+
+    /// The name it has in logs.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The settings.
@@ -267,40 +218,33 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         }
     }
 
-    /// After the API answered 401 with `rejected`: whether to replay with a new token. Drops
-    /// `rejected` (memory and store) and remembers it so a stale store read cannot bring it
-    /// back — unless a 401 already caused a refresh within [`REFRESH_ON_401_WINDOW_MS`], in
-    /// which case the 401 stands. A token already replaced by a concurrent request is not
-    /// refreshed again: the replay uses the replacement.
-    pub async fn refresh_after_401(&self, rejected: &Secret) -> bool {
-        let now = self.inner.rt.now_ms();
+    /// What memory says about `token`, which the API has just refused with 401 (see
+    /// [`crate::api_call::RefusedToken`]).
+    pub fn refused(&self, token: &Secret) -> RefusedToken {
+        let st = self.inner.state.borrow();
+        let current = st
+            .memory
+            .as_ref()
+            .is_some_and(|t| t.access_token.ct_eq(token.expose()));
+        if current {
+            RefusedToken::Current {
+                last_refresh_ms: st.refreshed_on_401_at,
+            }
+        } else {
+            RefusedToken::Replaced
+        }
+    }
+
+    /// Forgets `token`, which the API refused: drops it from memory and the store, remembers it
+    /// so that a stale store read (KV deletes propagate slowly) cannot bring it back, and
+    /// records the time for the 401 window.
+    pub async fn forget_refused(&self, token: &Secret) {
         {
             let mut st = self.inner.state.borrow_mut();
-            // Memory no longer holds the rejected token: a concurrent request already dropped
-            // it (its refresh is in flight or done), so replay with whatever token() gives.
-            let superseded = st
-                .memory
-                .as_ref()
-                .is_none_or(|t| !t.access_token.ct_eq(rejected.expose()));
-            if superseded {
-                return true;
-            }
-            if st
-                .refreshed_on_401_at
-                .is_some_and(|at| now < at + REFRESH_ON_401_WINDOW_MS)
-            {
-                drop(st);
-                self.inner.rt.log(
-                    "api_401_not_refreshed",
-                    json!({"provider": self.inner.name, "reason": "a 401 refreshed the token less than 30 s ago"}),
-                );
-                return false;
-            }
-            st.refreshed_on_401_at = Some(now);
-            st.rejected = Some(rejected.clone());
+            st.refreshed_on_401_at = Some(self.inner.rt.now_ms());
+            st.rejected = Some(token.clone());
         }
-        self.invalidate(Some(rejected)).await;
-        true
+        self.invalidate(Some(token)).await;
     }
 
     /// Drops `rejected` from memory and the store. A newer token fetched meanwhile by a
@@ -325,22 +269,11 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         }
     }
 
-    /// Whether [`TokenSource::token`] would answer from memory right now, without any I/O.
-    pub fn has_fresh_token(&self) -> bool {
+    /// The token [`TokenSource::token`] would answer from memory right now, without any I/O.
+    pub fn memory_token(&self) -> Option<Token> {
         let now = self.inner.rt.now_ms();
         let st = self.inner.state.borrow();
-        st.memory.as_ref().is_some_and(|t| self.fresh(t, now))
-    }
-
-    /// Calls `f` with the access token in memory and the time (epoch ms) from which
-    /// [`TokenSource::token`] no longer serves it, if memory holds one.
-    pub fn peek_memory<Out>(&self, f: impl FnOnce(Option<(&Secret, u64)>) -> Out) -> Out {
-        let st = self.inner.state.borrow();
-        f(st.memory.as_ref().map(|t| {
-            let refresh_at =
-                refresh_at_ms(&self.inner.settings.expiry, t.issued_at_ms, t.expires_at_ms);
-            (&t.access_token, refresh_at)
-        }))
+        st.memory.as_ref().filter(|t| self.fresh(t, now)).cloned()
     }
 
     fn fresh(&self, t: &Token, now: u64) -> bool {
@@ -482,122 +415,3 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
     }
 }
 
-/// What one API attempt returned, as seen by [`call_api`].
-pub struct ApiReply<Resp> {
-    /// HTTP status.
-    pub status: u16,
-    /// The raw `Retry-After` header, if any.
-    pub retry_after: Option<String>,
-    /// The response itself, handed back to the caller untouched.
-    pub response: Resp,
-}
-
-/// Why an API call produced no response.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ApiError {
-    /// No provider token could be obtained.
-    Token(TokenError),
-    /// The API call failed below HTTP on the last attempt.
-    Transport(TransportError),
-}
-
-/// An API attempt made outside [`call_api`] with a token from memory: the token it carried and
-/// what it returned.
-pub type FirstAttempt<Resp> = (Secret, Result<ApiReply<Resp>, TransportError>);
-
-/// Calls an API with a bearer token from `source`. `send(token)` performs one attempt. A 401
-/// drops the token and, when `replayable`, replays once with a fresh one; 429/5xx/timeouts
-/// follow [`crate::core::retry::RetryPolicy::api_decision`]. Returns the last response and the
-/// origin of the token it carried.
-///
-/// `first`: an attempt already made outside (the npm package's fast lane), which the call
-/// continues from as if `send` had made it; a reply [`first_reply_is_final`] says is final
-/// comes back as it is.
-pub async fn call_api<T, S, R, Resp, F, Fut>(
-    source: &TokenSource<T, S, R>,
-    method: &str,
-    replayable: bool,
-    mut first: Option<FirstAttempt<Resp>>,
-    mut send: F,
-) -> Result<(Resp, TokenOrigin), ApiError>
-where
-    T: Transport + 'static,
-    S: TokenStore + 'static,
-    R: Runtime + 'static,
-    F: FnMut(Secret) -> Fut,
-    Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
-{
-    let (mut token, mut origin) = match &first {
-        Some((token, _)) => (token.clone(), TokenOrigin::Memory),
-        None => {
-            let (t, origin) = source.token().await.map_err(ApiError::Token)?;
-            (t.access_token, origin)
-        }
-    };
-    let mut refreshed = false;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = match first.take() {
-            Some((_, result)) => result,
-            None => send(token.clone()).await,
-        };
-        let outcome = match &result {
-            Ok(reply) if reply.status == 401 && !refreshed => {
-                refreshed = true;
-                let replay = source.refresh_after_401(&token).await;
-                if !replayable || !replay {
-                    return Ok((result.expect("matched Ok").response, origin));
-                }
-                let (t, o) = source.token().await.map_err(ApiError::Token)?;
-                (token, origin) = (t.access_token, o);
-                attempt -= 1; // the replay is not a retry
-                continue;
-            }
-            Ok(reply) => Outcome::Status {
-                status: reply.status,
-                retry_after_ms: reply
-                    .retry_after
-                    .as_deref()
-                    .and_then(|v| parse_retry_after(v, source.runtime().now_ms())),
-            },
-            Err(TransportError::Timeout) => Outcome::Timeout,
-            Err(TransportError::Network(_)) => Outcome::Network,
-        };
-        let decision = source.settings().retry.api_decision(
-            attempt,
-            method,
-            replayable,
-            outcome,
-            source.runtime().jitter(),
-        );
-        match decision {
-            Decision::Retry { delay_ms } => source.runtime().sleep(delay_ms).await,
-            Decision::Stop => {
-                return result
-                    .map(|r| (r.response, origin))
-                    .map_err(ApiError::Transport)
-            }
-        }
-    }
-}
-
-/// Whether a first attempt's reply with `status` ends [`call_api`] at once, whatever its
-/// `Retry-After`: it is not a 401 (which drops the token and replays) and the retry policy
-/// stops after it. A caller may return such a reply without entering `call_api` at all.
-pub fn first_reply_is_final(retry: &RetryPolicy, method: &str, status: u16) -> bool {
-    status != 401
-        && retry.api_decision(
-            1,
-            method,
-            true,
-            Outcome::Status {
-                status,
-                retry_after_ms: None,
-            },
-            0.0,
-        ) == Decision::Stop
-}
-
-#[cfg(test)]
-mod tests;

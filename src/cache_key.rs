@@ -5,8 +5,8 @@
 //! `TOKENGATE_KEY`), so someone who can list the KV namespace cannot test guesses of a weak
 //! client secret offline.
 
-use crate::core::config::TokenSettings;
-use crate::core::secret::Secret;
+use crate::config::TokenSettings;
+use crate::secret::Secret;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -54,7 +54,7 @@ pub fn secret_fingerprint(secret: &Secret, pepper: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::TokenSettings;
+    use crate::config::TokenSettings;
     use serde_json::json;
 
     fn settings(extra: serde_json::Value) -> TokenSettings {

@@ -1,7 +1,7 @@
 //! Golden, byte-exact token requests for each seed's dialect.
 
 use super::*;
-use crate::core::config::ProviderConfig;
+use crate::config::ProviderConfig;
 use serde_json::json;
 
 /// Token settings from a wrangler.toml-style (snake_case) provider entry.

@@ -2,6 +2,20 @@
 
 use std::fmt;
 
+/// The largest token-endpoint response body a shell reads: a token endpoint that floods must
+/// not make an isolate or a process buffer without bound. Real responses are well under 8 KiB.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// A transport-level failure: no HTTP response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// No answer within the timeout.
+    Timeout,
+    /// Connection, DNS or TLS failure (or a response too large to read); the message holds no
+    /// secret.
+    Network(String),
+}
+
 /// An outgoing HTTP request, fully built by the core.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpRequest {

@@ -2,12 +2,12 @@
 //! seed 001's `created_at`, `expires_in` as a string, JWT-only expiry (seed 004), seed 000's
 //! `{message, errors[]}` error bodies, and non-JSON error pages.
 
-use crate::core::error::{ErrorCode, TokenError};
-use crate::core::expiry::ExpiryPolicy;
-use crate::core::http::HttpResponse;
-use crate::core::jwt;
-use crate::core::retry::parse_retry_after;
-use crate::core::secret::{scrub, Secret};
+use crate::error::{ErrorCode, TokenError};
+use crate::expiry::ExpiryPolicy;
+use crate::http::HttpResponse;
+use crate::jwt;
+use crate::retry::parse_retry_after;
+use crate::secret::{scrub, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,7 +29,7 @@ pub struct Token {
 }
 
 mod secret_serde {
-    use crate::core::secret::Secret;
+    use crate::secret::Secret;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
@@ -152,7 +152,7 @@ fn truncate(s: &str, max: usize) -> String {
 /// `{error, error_description}`, seed 000's `{message, errors[{field, code}]}`, or anything
 /// else (an HTML error page) by status alone.
 ///
-/// `secret_forms` (see [`crate::core::secret::secret_forms`]) are scrubbed from the body before
+/// `secret_forms` (see [`crate::secret::secret_forms`]) are scrubbed from the body before
 /// anything is taken from it, so a provider echoing the client secret cannot leak even a
 /// truncated piece of it.
 pub fn error_from_response(

@@ -1,14 +1,14 @@
 //! Retry policy, as a pure function of the attempt number, the outcome and a jitter sample.
 //!
-//! Seed 000 (Optoro): 5xx "try the request again … retrying three times with an exponential
-//! backoff between each request"; 429 "retrying the request with an exponential backoff";
-//! 400/401/422 "you must take action before trying the request again" — never retried.
-//! Backoff is "full jitter": a uniform delay in `[0, min(max, base · 2^(n-1))]`.
+//! Optoro (`docs/providers.md#optoro-errors-and-retries`): a 5xx is retried three times with
+//! exponential backoff, a 429 with exponential backoff; other 4xx need action before trying
+//! again and are never retried. Backoff is "full jitter": a uniform delay in
+//! `[0, min(max, base · 2^(n-1))]`.
 
 /// Retry settings of one provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Total attempts including the first. Default 4: one try and the three retries seed 000
+    /// Total attempts including the first. Default 4: one try and the three retries Optoro
     /// recommends.
     pub max_attempts: u32,
     /// Backoff base, milliseconds.
@@ -110,13 +110,14 @@ impl RetryPolicy {
         self.decide(attempt, outcome, jitter)
     }
 
-    /// Decision for a proxied API call: as for the token endpoint, but only for idempotent
-    /// methods unless `retry_unsafe_methods`, and only when the body can be replayed. A timeout
-    /// of a non-idempotent call is never retried: it may have taken effect.
+    /// Decision for an API call after attempt number `attempt`: as for the token endpoint, but
+    /// only for idempotent methods ([`is_idempotent`]) unless `retry_unsafe_methods`, and only
+    /// when the body can be replayed. A timeout of a non-idempotent call is never retried: it
+    /// may have taken effect. [`crate::api_call`] drives this for each attempt.
     pub fn api_decision(
         &self,
         attempt: u32,
-        method: &str,
+        idempotent: bool,
         replayable: bool,
         outcome: Outcome,
         jitter: f64,
@@ -124,7 +125,7 @@ impl RetryPolicy {
         if !replayable {
             return Decision::Stop;
         }
-        if !is_idempotent(method) {
+        if !idempotent {
             // A timeout or a dropped connection may have taken effect upstream: never resend a
             // non-idempotent request then. A 429/5xx answer did not, so the opt-in covers it.
             let answered =
@@ -212,43 +213,39 @@ mod tests {
     }
 
     #[test]
+    fn idempotent_methods() {
+        for m in ["GET", "get", "HEAD", "OPTIONS", "TRACE", "PUT", "Delete"] {
+            assert!(is_idempotent(m), "{m}");
+        }
+        for m in ["POST", "PATCH", "CONNECT", "PROPFIND", ""] {
+            assert!(!is_idempotent(m), "{m}");
+        }
+    }
+
+    #[test]
     fn api_table() {
         let p = RetryPolicy::default();
+        let retry = Decision::Retry { delay_ms: 200 };
+        assert_eq!(p.api_decision(1, true, true, st(503), 1.0), retry);
+        assert_eq!(p.api_decision(1, true, true, st(429), 1.0), retry);
+        assert_eq!(p.api_decision(1, false, true, st(503), 1.0), Decision::Stop);
         assert_eq!(
-            p.api_decision(1, "GET", true, st(503), 1.0),
-            Decision::Retry { delay_ms: 200 }
-        );
-        assert_eq!(
-            p.api_decision(1, "delete", true, st(429), 1.0),
-            Decision::Retry { delay_ms: 200 }
-        );
-        assert_eq!(
-            p.api_decision(1, "POST", true, st(503), 1.0),
+            p.api_decision(1, false, true, Outcome::Timeout, 1.0),
             Decision::Stop
         );
-        assert_eq!(
-            p.api_decision(1, "PATCH", true, Outcome::Timeout, 1.0),
-            Decision::Stop
-        );
-        assert_eq!(
-            p.api_decision(1, "GET", false, st(503), 1.0),
-            Decision::Stop
-        );
-        assert_eq!(p.api_decision(1, "GET", true, st(404), 1.0), Decision::Stop);
+        assert_eq!(p.api_decision(1, true, false, st(503), 1.0), Decision::Stop);
+        assert_eq!(p.api_decision(1, true, true, st(404), 1.0), Decision::Stop);
         let unsafe_ok = RetryPolicy {
             retry_unsafe_methods: true,
             ..p
         };
+        assert_eq!(unsafe_ok.api_decision(1, false, true, st(503), 1.0), retry);
         assert_eq!(
-            unsafe_ok.api_decision(1, "POST", true, st(503), 1.0),
-            Decision::Retry { delay_ms: 200 }
-        );
-        assert_eq!(
-            unsafe_ok.api_decision(1, "POST", true, Outcome::Timeout, 1.0),
+            unsafe_ok.api_decision(1, false, true, Outcome::Timeout, 1.0),
             Decision::Stop
         );
         assert_eq!(
-            unsafe_ok.api_decision(1, "PATCH", true, Outcome::Network, 1.0),
+            unsafe_ok.api_decision(1, false, true, Outcome::Network, 1.0),
             Decision::Stop
         );
     }

@@ -2,8 +2,8 @@
 //! `wrangler.toml`) and the npm package (`camelCase` keys in JS). Every error names the provider
 //! and the offending key; no error ever contains a secret value.
 
-use crate::core::expiry::ExpiryPolicy;
-use crate::core::retry::RetryPolicy;
+use crate::expiry::ExpiryPolicy;
+use crate::retry::RetryPolicy;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use url::Url;

@@ -10,9 +10,9 @@
 //!
 //! Every style sends `Accept: application/json` (seed 004 requires it).
 
-use crate::core::config::{AuthStyle, TokenSettings};
-use crate::core::http::HttpRequest;
-use crate::core::secret::Secret;
+use crate::config::{AuthStyle, TokenSettings};
+use crate::http::HttpRequest;
+use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Value};

@@ -1,0 +1,106 @@
+//! API calls with a provider token: [`call_api`] sends attempts and performs what
+//! [`crate::api_call::ApiCall`] decides after each; [`decide`] is the one step shared with a
+//! shell that runs its own loop (the npm package's JavaScript `fetch`).
+
+use super::{Runtime, TokenOrigin, TokenSource, TokenStore, Transport, TransportError};
+use crate::api_call::{Action, ApiCall, Attempted, CallError, RefusedToken};
+use crate::secret::Secret;
+use serde_json::json;
+use std::future::Future;
+
+/// What one API attempt returned.
+pub struct ApiReply<Resp> {
+    /// HTTP status.
+    pub status: u16,
+    /// The raw `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// The response itself, handed back to the caller untouched.
+    pub response: Resp,
+}
+
+/// The action after an attempt of `call` that carried `token` and ended as `attempted`: reads
+/// the time and a jitter sample from `source`'s runtime and, after a 401, what `source`'s
+/// memory says about the token. Logs `api_401_not_refreshed` when a 401 stands because one
+/// caused a refresh less than [`crate::api_call::REFRESH_ON_401_WINDOW_MS`] ago.
+pub fn decide<T, S, R>(
+    source: &TokenSource<T, S, R>,
+    call: &mut ApiCall,
+    attempted: Attempted<'_>,
+    token: impl FnOnce() -> Secret,
+) -> Action
+where
+    T: Transport + 'static,
+    S: TokenStore + 'static,
+    R: Runtime + 'static,
+{
+    let rt = source.runtime();
+    let mut held = false;
+    let action = call.next(attempted, rt.now_ms(), rt.jitter(), || {
+        let refused = source.refused(&token());
+        held = matches!(refused, RefusedToken::Current { .. });
+        refused
+    });
+    if held && action == (Action::Return { forget_token: false }) {
+        rt.log(
+            "api_401_not_refreshed",
+            json!({"provider": source.name(),
+                   "reason": "a 401 refreshed the token less than 30 s ago"}),
+        );
+    }
+    action
+}
+
+/// Calls an API with a bearer token from `source`: `send(token)` performs one attempt of a
+/// `method` request whose body can (`replayable`) or cannot be sent again. Returns the response
+/// to hand to the caller and where the token it carried came from.
+pub async fn call_api<T, S, R, Resp, F, Fut>(
+    source: &TokenSource<T, S, R>,
+    method: &str,
+    replayable: bool,
+    mut send: F,
+) -> Result<(Resp, TokenOrigin), CallError>
+where
+    T: Transport + 'static,
+    S: TokenStore + 'static,
+    R: Runtime + 'static,
+    F: FnMut(Secret) -> Fut,
+    Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
+{
+    let mut call = ApiCall::new(method, replayable, source.settings().retry);
+    let (token, mut origin) = source.token().await.map_err(CallError::Token)?;
+    let mut token = token.access_token;
+    loop {
+        let result = send(token.clone()).await;
+        let attempted = match &result {
+            Ok(reply) => Attempted::Response {
+                status: reply.status,
+                retry_after: reply.retry_after.as_deref(),
+            },
+            Err(TransportError::Timeout) => Attempted::Timeout,
+            Err(TransportError::Network(_)) => Attempted::Network,
+        };
+        match decide(source, &mut call, attempted, || token.clone()) {
+            Action::Retry { delay_ms } => source.runtime().sleep(delay_ms).await,
+            Action::Replay { forget_token } => {
+                if forget_token {
+                    source.forget_refused(&token).await;
+                }
+                let (t, o) = source.token().await.map_err(CallError::Token)?;
+                (token, origin) = (t.access_token, o);
+            }
+            Action::Return { forget_token } => {
+                if forget_token {
+                    source.forget_refused(&token).await;
+                }
+                return result
+                    .map(|r| (r.response, origin))
+                    .map_err(CallError::Transport);
+            }
+            Action::Fail(_) => {
+                return result
+                    .map(|r| (r.response, origin))
+                    .map_err(CallError::Transport)
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Every error the gateway answers with, and its HTTP form: status, JSON body and headers. The
+//! Worker turns a [`GatewayError`] into a response in one place; nothing here names a secret or
+//! a token.
+//!
+//! Bodies are `{"error": code, "error_description": text}` (RFC 6749 §5.2, RFC 6750 §3), except
+//! the token endpoint's validation errors ([`crate::callers::GrantError`]) and configuration
+//! errors, which add the provider and key at fault.
+
+use crate::api_call::CallError;
+use crate::callers::GrantError;
+use crate::config::ConfigError;
+use crate::error::{ErrorCode, TokenError};
+use crate::proxy::PathError;
+use serde_json::{json, Value};
+
+/// The `WWW-Authenticate` realm of the gateway's bearer challenges (RFC 6750 §3).
+const REALM: &str = "tokengate";
+
+/// A gateway error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayError {
+    /// 404: no such route or provider.
+    NotFound(String),
+    /// 401 `invalid_token`: no caller token, or an unknown, expired or revoked one.
+    InvalidToken(&'static str),
+    /// 403 `insufficient_scope`: the caller's token does not grant `provider`.
+    InsufficientScope {
+        /// The provider asked for.
+        provider: String,
+    },
+    /// 400: a proxied path the gateway refuses.
+    Path(PathError),
+    /// 405: a method the proxy never forwards (TRACE, TRACK, CONNECT).
+    MethodNotForwarded(String),
+    /// 405: `/oauth/token` with a method other than POST.
+    TokenEndpointMethod,
+    /// 413: a proxied request body over `max_body_bytes`.
+    BodyTooLarge {
+        /// The limit, bytes.
+        limit: u64,
+    },
+    /// 413: a token request body over the token endpoint's limit.
+    GrantTooLarge,
+    /// 503: Workers KV failed; `what` says which operation.
+    StoreUnavailable(&'static str),
+    /// 500: the configuration is invalid.
+    Config(ConfigError),
+    /// 502 or 504: the provider's token endpoint or API failed (`timeout_ms`: the provider's
+    /// timeout, for the message).
+    Upstream {
+        /// The provider id.
+        provider: String,
+        /// What failed.
+        error: CallError,
+        /// The provider's `timeout_ms`.
+        timeout_ms: u64,
+    },
+    /// `POST /oauth/token` refused the request.
+    Grant(GrantError),
+}
+
+/// The status of an upstream failure with `code`: 504 for a timeout, 502 for anything else
+/// (RFC 9110 §15.6.3, §15.6.5).
+pub fn upstream_status(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::Timeout => 504,
+        _ => 502,
+    }
+}
+
+impl GatewayError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::NotFound(_) => 404,
+            GatewayError::InvalidToken(_) => 401,
+            GatewayError::InsufficientScope { .. } => 403,
+            GatewayError::Path(_) => 400,
+            GatewayError::MethodNotForwarded(_) | GatewayError::TokenEndpointMethod => 405,
+            GatewayError::BodyTooLarge { .. } | GatewayError::GrantTooLarge => 413,
+            GatewayError::StoreUnavailable(_) => 503,
+            GatewayError::Config(_) => 500,
+            GatewayError::Upstream {
+                error, timeout_ms, ..
+            } => upstream_status(error.to_token_error(*timeout_ms).code),
+            GatewayError::Grant(g) => g.status(),
+        }
+    }
+
+    /// The `error` code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::InsufficientScope { .. } => "insufficient_scope",
+            GatewayError::Path(_)
+            | GatewayError::MethodNotForwarded(_)
+            | GatewayError::TokenEndpointMethod
+            | GatewayError::GrantTooLarge => "invalid_request",
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::StoreUnavailable(_) => "temporarily_unavailable",
+            GatewayError::Config(_) => "config_error",
+            GatewayError::Upstream {
+                error, timeout_ms, ..
+            } => error.to_token_error(*timeout_ms).code.as_str(),
+            GatewayError::Grant(_) => "invalid_request",
+        }
+    }
+
+    /// The human-readable description.
+    pub fn description(&self) -> String {
+        match self {
+            GatewayError::NotFound(what) => what.clone(),
+            GatewayError::InvalidToken(why) => (*why).to_string(),
+            GatewayError::InsufficientScope { provider } => {
+                format!("the token does not grant provider `{provider}`")
+            }
+            GatewayError::Path(e) => e.to_string(),
+            GatewayError::MethodNotForwarded(m) => format!("{m} is not forwarded"),
+            GatewayError::TokenEndpointMethod => "use POST".into(),
+            GatewayError::BodyTooLarge { limit } => {
+                format!("request body exceeds {limit} bytes")
+            }
+            GatewayError::GrantTooLarge => "token request body is too large".into(),
+            GatewayError::StoreUnavailable(what) => {
+                format!("{what}: the token store is unavailable; try again")
+            }
+            GatewayError::Config(e) => e.to_string(),
+            GatewayError::Upstream {
+                provider,
+                error,
+                timeout_ms,
+            } => {
+                let stage = match error {
+                    CallError::Token(_) => "token endpoint",
+                    CallError::Transport(_) => "API",
+                };
+                format!(
+                    "provider `{provider}` {stage}: {}",
+                    error.to_token_error(*timeout_ms)
+                )
+            }
+            GatewayError::Grant(g) => g
+                .body()
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("the token request was refused")
+                .to_string(),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        match self {
+            GatewayError::Grant(g) => g.body(),
+            GatewayError::Config(e) => json!({
+                "error": self.code(),
+                "error_description": self.description(),
+                "provider": e.provider,
+                "key": e.key,
+            }),
+            _ => json!({"error": self.code(), "error_description": self.description()}),
+        }
+    }
+
+    /// Headers the response carries besides `Content-Type` and `Cache-Control`.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            GatewayError::InvalidToken(_) => vec![(
+                "WWW-Authenticate",
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+            )],
+            GatewayError::InsufficientScope { .. } => vec![(
+                "WWW-Authenticate",
+                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
+            )],
+            GatewayError::MethodNotForwarded(_) => vec![(
+                "Allow",
+                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+            )],
+            GatewayError::TokenEndpointMethod => vec![("Allow", "POST".into())],
+            GatewayError::StoreUnavailable(_) => vec![("Retry-After", "1".into())],
+            GatewayError::Upstream { error, .. } => match error {
+                CallError::Token(TokenError {
+                    retry_after_ms: Some(ms),
+                    ..
+                }) => vec![("Retry-After", ms.div_ceil(1000).to_string())],
+                _ => vec![],
+            },
+            GatewayError::Grant(g) => g
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
+            _ => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::TransportError;
+
+    fn upstream(error: CallError) -> GatewayError {
+        GatewayError::Upstream {
+            provider: "optoro".into(),
+            error,
+            timeout_ms: 10_000,
+        }
+    }
+
+    /// (error, status, code, description, headers) for every variant.
+    #[test]
+    fn every_variant() {
+        let mut refused = TokenError::new(ErrorCode::RateLimited, "token endpoint answered HTTP 429");
+        refused.status = Some(429);
+        refused.retry_after_ms = Some(1_500);
+        let table: Vec<(GatewayError, u16, &str, &str, Vec<(&str, &str)>)> = vec![
+            (
+                GatewayError::NotFound("unknown provider `x`".into()),
+                404,
+                "not_found",
+                "unknown provider `x`",
+                vec![],
+            ),
+            (
+                GatewayError::InvalidToken("the token is unknown or expired"),
+                401,
+                "invalid_token",
+                "the token is unknown or expired",
+                vec![("WWW-Authenticate", "Bearer realm=\"tokengate\", error=\"invalid_token\"")],
+            ),
+            (
+                GatewayError::InsufficientScope {
+                    provider: "partner".into(),
+                },
+                403,
+                "insufficient_scope",
+                "the token does not grant provider `partner`",
+                vec![(
+                    "WWW-Authenticate",
+                    "Bearer realm=\"tokengate\", error=\"insufficient_scope\"",
+                )],
+            ),
+            (
+                GatewayError::Path(PathError::Escapes),
+                400,
+                "invalid_request",
+                "path escapes the provider's api_base",
+                vec![],
+            ),
+            (
+                GatewayError::MethodNotForwarded("TRACE".into()),
+                405,
+                "invalid_request",
+                "TRACE is not forwarded",
+                vec![("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")],
+            ),
+            (
+                GatewayError::TokenEndpointMethod,
+                405,
+                "invalid_request",
+                "use POST",
+                vec![("Allow", "POST")],
+            ),
+            (
+                GatewayError::BodyTooLarge { limit: 10 },
+                413,
+                "request_too_large",
+                "request body exceeds 10 bytes",
+                vec![],
+            ),
+            (
+                GatewayError::GrantTooLarge,
+                413,
+                "invalid_request",
+                "token request body is too large",
+                vec![],
+            ),
+            (
+                GatewayError::StoreUnavailable("could not record the token"),
+                503,
+                "temporarily_unavailable",
+                "could not record the token: the token store is unavailable; try again",
+                vec![("Retry-After", "1")],
+            ),
+            (
+                upstream(CallError::Token(refused)),
+                502,
+                "rate_limited",
+                "provider `optoro` token endpoint: rate_limited (HTTP 429): token endpoint answered HTTP 429",
+                vec![("Retry-After", "2")],
+            ),
+            (
+                upstream(CallError::Transport(TransportError::Timeout)),
+                504,
+                "timeout",
+                "provider `optoro` API: timeout: the API did not answer within 10000 ms",
+                vec![],
+            ),
+            (
+                upstream(CallError::Transport(TransportError::Network("refused".into()))),
+                502,
+                "network",
+                "provider `optoro` API: network: the API request failed: refused",
+                vec![],
+            ),
+        ];
+        for (e, status, code, description, headers) in table {
+            assert_eq!(e.status(), status, "{e:?}");
+            assert_eq!(e.code(), code, "{e:?}");
+            assert_eq!(e.description(), description, "{e:?}");
+            let want: Vec<(&str, String)> =
+                headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            assert_eq!(e.headers(), want, "{e:?}");
+            assert_eq!(
+                e.body(),
+                json!({"error": code, "error_description": description}),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_and_grant_bodies() {
+        let e = GatewayError::Config(ConfigError {
+            provider: Some("optoro".into()),
+            key: "token_url".into(),
+            message: "is required".into(),
+        });
+        assert_eq!(e.status(), 500);
+        assert_eq!(
+            e.body(),
+            json!({"error": "config_error", "error_description": "provider `optoro`: token_url: is required",
+                   "provider": "optoro", "key": "token_url"})
+        );
+        let g = GrantError::InvalidClient { basic: true };
+        let e = GatewayError::Grant(g.clone());
+        assert_eq!((e.status(), e.body()), (401, g.body()));
+        assert_eq!(
+            e.headers(),
+            vec![("WWW-Authenticate", "Basic realm=\"tokengate\"".to_string())]
+        );
+    }
+}
