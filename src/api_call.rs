@@ -211,10 +211,9 @@ impl CallError {
                 ErrorCode::Timeout,
                 format!("the API did not answer within {timeout_ms} ms"),
             ),
-            CallError::Transport(TransportError::Network(m)) => TokenError::new(
-                ErrorCode::Network,
-                format!("the API request failed: {m}"),
-            ),
+            CallError::Transport(TransportError::Network(m)) => {
+                TokenError::new(ErrorCode::Network, format!("the API request failed: {m}"))
+            }
         }
     }
 }

@@ -415,6 +415,19 @@ pub struct IssuedToken {
     pub created_at: u64,
 }
 
+impl IssuedToken {
+    /// The response body.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+            "created_at": self.created_at,
+        })
+    }
+}
+
 /// Issues a token for `caller` from 32 random bytes at `now_ms`. `requested` narrows the scope;
 /// asking for a provider the caller may not use is `invalid_scope` (RFC 6749 §5.2).
 pub fn issue_token(
@@ -474,23 +487,28 @@ pub fn caller_token_key(token: &str) -> String {
     )
 }
 
-/// Whether the holder of a token with `record` may call provider `provider_id` (which exists):
-/// the caller must still be registered (removing a caller revokes its tokens at once) and both
-/// the token and the caller's current registration must grant the provider (narrowing a
-/// caller's scopes applies to tokens already issued). Returns the caller.
-pub fn authorize<'a>(
-    registry: &'a CallerRegistry,
+/// Whether the holder of a token with `record` may call provider `provider_id`, one of
+/// `providers`; returns the provider. In this order: the caller must still be registered
+/// (removing a caller revokes its tokens at once: 401), the provider must exist (404), and both
+/// the token and the caller's current registration must grant it (narrowing a caller's scopes
+/// applies to tokens already issued: 403).
+pub fn authorize<'a, P>(
+    registry: &CallerRegistry,
     record: &CallerTokenRecord,
     provider_id: &str,
-) -> Result<&'a Caller, GatewayError> {
+    providers: &'a BTreeMap<String, P>,
+) -> Result<&'a P, GatewayError> {
     let caller = registry
         .get(&record.client_id)
         .ok_or(GatewayError::InvalidToken(
             "the client is no longer registered",
         ))?;
+    let provider = providers
+        .get(provider_id)
+        .ok_or_else(|| GatewayError::NotFound(format!("unknown provider `{provider_id}`")))?;
     let granted = |scopes: &[String]| scopes.iter().any(|s| s == provider_id);
     if granted(&record.scopes) && granted(&caller.scopes) {
-        Ok(caller)
+        Ok(provider)
     } else {
         Err(GatewayError::InsufficientScope {
             provider: provider_id.to_string(),

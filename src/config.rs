@@ -279,24 +279,7 @@ impl TokenSettings {
         let token_headers = f.headers("token_headers")?;
         check_header_names(&token_headers, TOKEN_HEADER_DENY)
             .map_err(|m| f.error("token_headers", m))?;
-        let d = ExpiryPolicy::default();
-        let expiry = ExpiryPolicy {
-            refresh_skew_s: f
-                .optional_u64("refresh_skew_s", 0, 86_400)?
-                .unwrap_or(d.refresh_skew_s),
-            default_lifetime_s: f
-                .optional_u64("default_lifetime_s", 1, 31_622_400)?
-                .unwrap_or(d.default_lifetime_s),
-            max_lifetime_s: f
-                .optional_u64("max_lifetime_s", 1, 31_622_400)?
-                .unwrap_or(d.max_lifetime_s),
-        };
-        if expiry.default_lifetime_s > expiry.max_lifetime_s {
-            return Err(f.error(
-                "default_lifetime_s",
-                "must not exceed max_lifetime_s".to_string(),
-            ));
-        }
+        let expiry = expiry_fields(f)?;
         let retry = f.retry("retry")?;
         let timeout_ms = f
             .optional_u64("timeout_ms", 1, 300_000)?
@@ -315,6 +298,39 @@ impl TokenSettings {
             timeout_ms,
         })
     }
+}
+
+impl ExpiryPolicy {
+    /// Parses the expiry keys of an npm config (`refreshSkewS`, `defaultLifetimeS`,
+    /// `maxLifetimeS`) with the rules of a full config; other keys are ignored, so a whole
+    /// `TokenClient` config is accepted too.
+    pub fn parse_camel(value: &Value) -> Result<Self, ConfigError> {
+        let mut fields =
+            Fields::new(value, Naming::Camel).map_err(|m| ConfigError::global("policy", m))?;
+        expiry_fields(&mut fields).map_err(|e| ConfigError::global(e.key, e.message))
+    }
+}
+
+fn expiry_fields(f: &mut Fields<'_>) -> Result<ExpiryPolicy, FieldError> {
+    let d = ExpiryPolicy::default();
+    let expiry = ExpiryPolicy {
+        refresh_skew_s: f
+            .optional_u64("refresh_skew_s", 0, 86_400)?
+            .unwrap_or(d.refresh_skew_s),
+        default_lifetime_s: f
+            .optional_u64("default_lifetime_s", 1, 31_622_400)?
+            .unwrap_or(d.default_lifetime_s),
+        max_lifetime_s: f
+            .optional_u64("max_lifetime_s", 1, 31_622_400)?
+            .unwrap_or(d.max_lifetime_s),
+    };
+    if expiry.default_lifetime_s > expiry.max_lifetime_s {
+        return Err(f.error(
+            "default_lifetime_s",
+            "must not exceed max_lifetime_s".to_string(),
+        ));
+    }
+    Ok(expiry)
 }
 
 /// Validates an endpoint URL: https, or http for loopback hosts only; no credentials, no

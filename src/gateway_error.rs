@@ -41,8 +41,9 @@ pub enum GatewayError {
     },
     /// 413: a token request body over the token endpoint's limit.
     GrantTooLarge,
-    /// 503: Workers KV failed; `what` says which operation.
-    StoreUnavailable(&'static str),
+    /// 503: the gateway cannot serve the request right now (Workers KV failed); the text says
+    /// what failed.
+    Unavailable(&'static str),
     /// 500: the configuration is invalid.
     Config(ConfigError),
     /// 502 or 504: the provider's token endpoint or API failed (`timeout_ms`: the provider's
@@ -51,7 +52,7 @@ pub enum GatewayError {
         /// The provider id.
         provider: String,
         /// What failed.
-        error: CallError,
+        error: Box<CallError>,
         /// The provider's `timeout_ms`.
         timeout_ms: u64,
     },
@@ -78,7 +79,7 @@ impl GatewayError {
             GatewayError::Path(_) => 400,
             GatewayError::MethodNotForwarded(_) | GatewayError::TokenEndpointMethod => 405,
             GatewayError::BodyTooLarge { .. } | GatewayError::GrantTooLarge => 413,
-            GatewayError::StoreUnavailable(_) => 503,
+            GatewayError::Unavailable(_) => 503,
             GatewayError::Config(_) => 500,
             GatewayError::Upstream {
                 error, timeout_ms, ..
@@ -98,7 +99,7 @@ impl GatewayError {
             | GatewayError::TokenEndpointMethod
             | GatewayError::GrantTooLarge => "invalid_request",
             GatewayError::BodyTooLarge { .. } => "request_too_large",
-            GatewayError::StoreUnavailable(_) => "temporarily_unavailable",
+            GatewayError::Unavailable(_) => "temporarily_unavailable",
             GatewayError::Config(_) => "config_error",
             GatewayError::Upstream {
                 error, timeout_ms, ..
@@ -122,16 +123,14 @@ impl GatewayError {
                 format!("request body exceeds {limit} bytes")
             }
             GatewayError::GrantTooLarge => "token request body is too large".into(),
-            GatewayError::StoreUnavailable(what) => {
-                format!("{what}: the token store is unavailable; try again")
-            }
+            GatewayError::Unavailable(what) => format!("{what}; try again"),
             GatewayError::Config(e) => e.to_string(),
             GatewayError::Upstream {
                 provider,
                 error,
                 timeout_ms,
             } => {
-                let stage = match error {
+                let stage = match error.as_ref() {
                     CallError::Token(_) => "token endpoint",
                     CallError::Transport(_) => "API",
                 };
@@ -179,8 +178,8 @@ impl GatewayError {
                 "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
             )],
             GatewayError::TokenEndpointMethod => vec![("Allow", "POST".into())],
-            GatewayError::StoreUnavailable(_) => vec![("Retry-After", "1".into())],
-            GatewayError::Upstream { error, .. } => match error {
+            GatewayError::Unavailable(_) => vec![("Retry-After", "1".into())],
+            GatewayError::Upstream { error, .. } => match error.as_ref() {
                 CallError::Token(TokenError {
                     retry_after_ms: Some(ms),
                     ..
@@ -205,18 +204,27 @@ mod tests {
     fn upstream(error: CallError) -> GatewayError {
         GatewayError::Upstream {
             provider: "optoro".into(),
-            error,
+            error: Box::new(error),
             timeout_ms: 10_000,
         }
     }
 
-    /// (error, status, code, description, headers) for every variant.
+    /// An error, its status, code, description and headers.
+    type Row = (
+        GatewayError,
+        u16,
+        &'static str,
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+    );
+
     #[test]
     fn every_variant() {
-        let mut refused = TokenError::new(ErrorCode::RateLimited, "token endpoint answered HTTP 429");
+        let mut refused =
+            TokenError::new(ErrorCode::RateLimited, "token endpoint answered HTTP 429");
         refused.status = Some(429);
         refused.retry_after_ms = Some(1_500);
-        let table: Vec<(GatewayError, u16, &str, &str, Vec<(&str, &str)>)> = vec![
+        let table: Vec<Row> = vec![
             (
                 GatewayError::NotFound("unknown provider `x`".into()),
                 404,
@@ -279,10 +287,10 @@ mod tests {
                 vec![],
             ),
             (
-                GatewayError::StoreUnavailable("could not record the token"),
+                GatewayError::Unavailable("the token store is unavailable"),
                 503,
                 "temporarily_unavailable",
-                "could not record the token: the token store is unavailable; try again",
+                "the token store is unavailable; try again",
                 vec![("Retry-After", "1")],
             ),
             (

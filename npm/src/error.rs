@@ -1,22 +1,40 @@
-//! Errors at the JS edge: every failure becomes a `TokenError` (defined in `glue.js`) with a
-//! stable `code`, the provider's `status` and `providerError`, and `retryable`. A message never
-//! holds the client secret (it is scrubbed even from provider-supplied descriptions) and never a
-//! token; the raw response body of a failed exchange stays in Rust.
+//! Errors at the JS edge: every failure becomes an instance of the façade's `TokenError` class
+//! (registered once with [`set_error_class`]) with a stable `code`, the provider's `status` and
+//! `providerError`, and `retryable`. A message never holds the client secret (it is scrubbed
+//! even from provider-supplied descriptions) and never a token; the raw response body of a
+//! failed exchange stays in Rust.
 
-use crate::core::error::{ErrorCode, TokenError};
-use crate::core::secret::Secret;
-use crate::core::ConfigError;
-use js_sys::{Object, Reflect};
+use crate::host::set;
+use js_sys::{Array, Function, Object, Reflect};
+use std::cell::RefCell;
 use std::rc::Rc;
+use tokengate::error::{ErrorCode, TokenError};
+use tokengate::secret::{scrub, secret_forms, Secret};
+use tokengate::ConfigError;
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen(module = "/src/npm/glue.js")]
-extern "C" {
-    #[wasm_bindgen(js_name = TokenError)]
-    type JsTokenError;
+thread_local! {
+    static ERROR_CLASS: RefCell<Option<Function>> = const { RefCell::new(None) };
+}
 
-    #[wasm_bindgen(constructor, js_class = "TokenError")]
-    fn new(code: &str, message: &str, details: &Object) -> JsTokenError;
+/// Registers the class every error is constructed with: `new cls(code, message, details)`.
+/// The façade calls it once, before anything else.
+#[wasm_bindgen(js_name = setErrorClass)]
+pub fn set_error_class(cls: Function) {
+    ERROR_CLASS.with(|c| *c.borrow_mut() = Some(cls));
+}
+
+/// `new TokenError(code, message, details)`, or a plain `Error` with the same properties if no
+/// class was registered.
+fn construct(code: &str, message: &str, details: &Object) -> JsValue {
+    let class = ERROR_CLASS.with(|c| c.borrow().clone());
+    let args = Array::of3(&code.into(), &message.into(), details);
+    if let Some(Ok(e)) = class.map(|cls| Reflect::construct(&cls, &args)) {
+        return e;
+    }
+    let e = js_sys::Error::new(message);
+    set(&e, "code", &code.into());
+    Object::assign(&e, details).into()
 }
 
 /// Removes a secret from text that may echo it (a provider's `error_description`). Cheap to
@@ -28,24 +46,19 @@ pub(crate) struct Scrubber {
 
 impl Scrubber {
     /// Scrubs every spelling of `secret` a provider could echo (see
-    /// [`crate::core::secret::secret_forms`]).
+    /// [`tokengate::secret::secret_forms`]).
     pub(crate) fn new(client_id: &str, secret: &Secret) -> Self {
         Scrubber {
-            forms: Rc::new(crate::core::secret::secret_forms(client_id, secret)),
+            forms: Rc::new(secret_forms(client_id, secret)),
         }
     }
 
     fn apply(&self, text: &str) -> String {
-        crate::core::secret::scrub(text, &self.forms)
+        scrub(text, &self.forms)
     }
 }
 
-/// Sets `key` on `obj` (plain data objects only: cannot fail).
-pub(crate) fn set(obj: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
-}
-
-/// A JS `TokenError` for a core [`TokenError`].
+/// A JS `TokenError` for a core [`TokenError`]; `cause`, when given, becomes its `cause`.
 pub(crate) fn token_error(e: &TokenError, scrub: &Scrubber, cause: Option<&JsValue>) -> JsValue {
     let details = Object::new();
     set(
@@ -70,16 +83,16 @@ pub(crate) fn token_error(e: &TokenError, scrub: &Scrubber, cause: Option<&JsVal
     if let Some(c) = cause {
         set(&details, "cause", c);
     }
-    JsTokenError::new(e.code.as_str(), &scrub.apply(&e.to_string()), &details).into()
+    construct(e.code.as_str(), &scrub.apply(&e.to_string()), &details)
 }
 
-/// A JS `TokenError` with code `config` for an invalid `TokenClient` configuration; the message
-/// names the key (never a value).
+/// A `config` `TokenError` for an invalid configuration; the message names the key (never a
+/// value).
 pub(crate) fn config_error(e: &ConfigError) -> JsValue {
     let details = Object::new();
     set(&details, "retryable", &JsValue::FALSE);
     let message = format!("invalid TokenClient config: `{}` {}", e.key, e.message);
-    JsTokenError::new(ErrorCode::Config.as_str(), &message, &details).into()
+    construct(ErrorCode::Config.as_str(), &message, &details)
 }
 
 /// `v` as JSON data (see [`crate::js_json`]); otherwise a `config` error about `key`.

@@ -1,17 +1,16 @@
 //! Pure helpers exported for tooling: the core's request builder, response parser, cache policy
 //! and JWT decoding, with no network and no clock of their own.
 
-use crate::core::dialect::build_token_request;
-use crate::core::expiry::{is_fresh, kv_ttl_s, refresh_at_ms, ExpiryPolicy};
-use crate::core::http::HttpResponse;
-use crate::core::jwt;
-use crate::core::response::parse_token_response;
-use crate::core::TokenSettings;
-use crate::npm::error::{config_error, config_key_error, plain_json, set, token_error, Scrubber};
-use crate::npm::host::{get, header_pairs};
-use crate::npm::{parse_config, token_to_js};
+use crate::error::{config_error, config_key_error, plain_json, token_error, Scrubber};
+use crate::host::{get, header_pairs, set};
+use crate::{parse_config, token_to_js};
 use js_sys::{ArrayBuffer, Object, Uint8Array};
-use serde_json::{json, Value};
+use serde_json::Value;
+use tokengate::dialect::build_token_request;
+use tokengate::expiry::{is_fresh, kv_ttl_s, refresh_at_ms, ExpiryPolicy};
+use tokengate::http::HttpResponse;
+use tokengate::jwt;
+use tokengate::response::parse_token_response;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -125,25 +124,14 @@ pub fn decode_jwt_claims_js(token: &str) -> JsValue {
     }
 }
 
-/// An [`ExpiryPolicy`] from `refreshSkewS`/`defaultLifetimeS`/`maxLifetimeS`, validated exactly
-/// like a client config (by the same parser).
+/// An [`ExpiryPolicy`] from `refreshSkewS`/`defaultLifetimeS`/`maxLifetimeS`, validated by the
+/// same rules as a client config; any other key (a whole `TokenClientConfig`) is ignored.
 fn expiry_policy(policy: &JsValue) -> Result<ExpiryPolicy, JsValue> {
     if policy.is_undefined() || policy.is_null() {
         return Ok(ExpiryPolicy::default());
     }
-    let mut value: Value = plain_json(policy, "policy")?;
-    let obj = value
-        .as_object_mut()
-        .ok_or_else(|| config_key_error("policy", "must be an object"))?;
-    // The parser wants an endpoint and a client; placeholders stand in when the caller passed
-    // only the expiry keys.
-    let placeholders = json!({"tokenUrl": "https://token.invalid/", "clientId": "-"});
-    for (k, v) in placeholders.as_object().expect("an object") {
-        obj.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    TokenSettings::parse_camel(&value, &["clientSecret"])
-        .map(|s| s.expiry)
-        .map_err(|e| config_error(&e))
+    let value: Value = plain_json(policy, "policy")?;
+    ExpiryPolicy::parse_camel(&value).map_err(|e| config_error(&e))
 }
 
 /// A non-negative whole number of epoch milliseconds.

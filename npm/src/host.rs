@@ -1,34 +1,25 @@
-//! The JS host behind the flow traits: [`JsTransport`] over `fetch` (the global one, looked up
-//! on `globalThis` — no `window` — or `options.fetch`), [`JsStore`] over a user's `TokenCache`,
-//! and [`JsRuntime`] over `Date.now` (or `options.now`), `Math.random`, `setTimeout` and
-//! `options.log`. Only APIs that exist in Node ≥ 20, browsers, Deno and Workers are used.
+//! The JavaScript host behind the flow's traits, as the façade provides it (`npm/js/client.js`):
+//!
+//! - [`JsTransport`]: `host.send({url, method, headers, body, timeoutMs, limit})`, the façade's
+//!   `fetch` of a token request (redirects not followed, body capped at `limit`), resolving to
+//!   `{status, headers, body}`, `{error: "timeout" | "too_large"}` or
+//!   `{error: "network", cause}` with what `fetch` threw.
+//! - [`JsStore`]: `host.cache`, the user's `TokenCache` already bounded by `timeoutMs` by the
+//!   façade; each method returns a promise, and a rejection's message holds no token.
+//! - [`JsRuntime`]: `host.now()` (or `Date.now`), `Math.random`, `setTimeout`, `host.log`.
 
-use crate::core::http::{HttpRequest, HttpResponse};
-use crate::flow::{Runtime, TokenStore, Transport, TransportError};
-use crate::npm::error::set;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use serde_json::Value;
+use tokengate::flow::{Runtime, TokenStore, Transport, TransportError};
+use tokengate::http::{HttpRequest, HttpResponse, MAX_TOKEN_RESPONSE_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, AbortSignal, Headers, Response};
 
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(handler: &Function, ms: f64) -> JsValue;
-    /// `setTimeout(handler, ms, arg)`: `handler(arg)` after `ms`.
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout_with(handler: &Function, ms: f64, arg: &JsValue) -> JsValue;
-    /// `globalThis`, for its `fetch`.
-    type Global;
-    #[wasm_bindgen(method, getter, structural)]
-    fn fetch(this: &Global) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(handle: &JsValue);
-    /// `AbortSignal.any` (Node ≥ 20.3, every current browser); throws where missing.
-    #[wasm_bindgen(js_namespace = AbortSignal, js_name = any, catch)]
-    fn abort_signal_any(signals: &Array) -> Result<AbortSignal, JsValue>;
 }
 
 /// Property `key` of `obj` (`undefined` when absent or when `obj` is not an object).
@@ -39,6 +30,11 @@ pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// Sets `key` on `obj` (plain data objects only: cannot fail).
+pub(crate) fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
 /// The `message` of a thrown value, for diagnostics that must not carry anything else.
 pub(crate) fn message_of(e: &JsValue) -> String {
     let m = get(e, "message")
@@ -47,132 +43,44 @@ pub(crate) fn message_of(e: &JsValue) -> String {
     m.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// Awaits a value that may be a promise (or a plain value, as a sync cache adapter returns).
-pub(crate) async fn settle(v: JsValue) -> Result<JsValue, JsValue> {
-    if v.has_type::<Promise>() || get(&v, "then").is_function() {
-        JsFuture::from(Promise::resolve(&v)).await
-    } else {
-        Ok(v)
+/// A network failure's message plus its `cause.code` (Node: `fetch failed (ECONNREFUSED)`).
+pub(crate) fn message_with_cause(e: &JsValue) -> String {
+    let base = message_of(e);
+    match get(&get(e, "cause"), "code").as_string() {
+        Some(code) => format!("{base} ({})", code.chars().take(40).collect::<String>()),
+        None => base,
     }
 }
 
-/// Waits `ms` milliseconds on the host's `setTimeout`.
-pub(crate) async fn sleep(ms: u64) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, ms as f64);
-    });
-    let _ = JsFuture::from(p).await;
+/// What the façade hands to `new Core(config, host)`.
+pub(crate) struct Host {
+    pub(crate) transport: JsTransport,
+    pub(crate) store: JsStore,
+    pub(crate) runtime: JsRuntime,
 }
 
-/// Which `fetch` to call.
-#[derive(Clone)]
-pub(crate) enum Fetcher {
-    /// `globalThis.fetch`, looked up on every call (so a test may patch it later).
-    Global,
-    /// `options.fetch`.
-    Injected(Function),
-}
-
-impl Fetcher {
-    /// The injected function, or `undefined` for the global `fetch`.
-    pub(crate) fn function(&self) -> JsValue {
-        match self {
-            Fetcher::Global => JsValue::UNDEFINED,
-            Fetcher::Injected(f) => f.clone().into(),
-        }
-    }
-
-    /// Calls fetch with `input` and optional `init`, returning its promise.
-    pub(crate) fn call(&self, input: &JsValue, init: Option<&JsValue>) -> Result<Promise, JsValue> {
-        let global: JsValue = js_sys::global().into();
-        let (f, this) = match self {
-            Fetcher::Injected(f) => (f.clone(), JsValue::UNDEFINED),
-            Fetcher::Global => match global
-                .unchecked_ref::<Global>()
-                .fetch()
-                .dyn_into::<Function>()
-            {
-                Ok(f) => (f, global),
-                Err(_) => {
-                    return Err(
-                        js_sys::TypeError::new("no global fetch; pass options.fetch").into(),
-                    )
-                }
+impl Host {
+    pub(crate) fn from_js(host: &JsValue) -> Host {
+        let function = |key: &str| get(host, key).dyn_into::<Function>().ok();
+        let cache = get(host, "cache");
+        Host {
+            transport: JsTransport {
+                send: function("send"),
             },
-        };
-        let ret = match init {
-            Some(i) => f.call2(&this, input, i)?,
-            None => f.call1(&this, input)?,
-        };
-        Ok(Promise::resolve(&ret))
-    }
-}
-
-thread_local! {
-    /// The one timer callback of every [`Deadline`]: `setTimeout` hands it the controller to
-    /// abort, so arming a deadline allocates no closure.
-    static ABORT: Closure<dyn Fn(AbortController)> = Closure::new(|c: AbortController| c.abort());
-}
-
-/// A timeout that aborts an `AbortController` from `setTimeout`. Dropping it disarms the timer,
-/// so a response body read after the drop is not cut short.
-pub(crate) struct Deadline {
-    controller: AbortController,
-    handle: Option<JsValue>,
-}
-
-impl Deadline {
-    /// A deadline not armed yet: its signal can be handed to `fetch` before [`Deadline::arm`].
-    pub(crate) fn new() -> Result<Self, JsValue> {
-        Ok(Deadline {
-            controller: AbortController::new()?,
-            handle: None,
-        })
-    }
-
-    /// Arms a deadline `ms` from now.
-    pub(crate) fn start(ms: u64) -> Result<Self, JsValue> {
-        let mut d = Deadline::new()?;
-        d.arm(ms);
-        Ok(d)
-    }
-
-    /// Starts the timer: the controller aborts `ms` from now.
-    pub(crate) fn arm(&mut self, ms: u64) {
-        let handle = ABORT
-            .with(|f| set_timeout_with(f.as_ref().unchecked_ref(), ms as f64, &self.controller));
-        self.handle = Some(handle);
-    }
-
-    /// The signal to pass to `fetch`; combined with the caller's own when there is one.
-    pub(crate) fn signal(&self, caller: Option<&AbortSignal>) -> AbortSignal {
-        let ours = self.controller.signal();
-        match caller {
-            None => ours,
-            Some(theirs) => abort_signal_any(&Array::of2(theirs, &ours))
-                // Without AbortSignal.any the caller's signal wins and the timeout is not applied.
-                .unwrap_or_else(|_| theirs.clone()),
-        }
-    }
-
-    /// Whether the timeout has fired (nothing else aborts the deadline's own controller).
-    pub(crate) fn fired(&self) -> bool {
-        self.controller.signal().aborted()
-    }
-}
-
-impl Drop for Deadline {
-    fn drop(&mut self) {
-        if let Some(handle) = &self.handle {
-            clear_timeout(handle);
+            store: JsStore {
+                cache: (!cache.is_undefined() && !cache.is_null()).then_some(cache),
+            },
+            runtime: JsRuntime {
+                now: function("now"),
+                log: function("log"),
+            },
         }
     }
 }
 
-/// Sends token requests with `fetch`, never following redirects.
-#[derive(Clone)]
+/// Sends token requests through the façade's `send`.
 pub(crate) struct JsTransport {
-    pub(crate) fetcher: Fetcher,
+    send: Option<Function>,
 }
 
 impl Transport for JsTransport {
@@ -181,66 +89,60 @@ impl Transport for JsTransport {
         req: HttpRequest,
         timeout_ms: u64,
     ) -> Result<HttpResponse, TransportError> {
-        let deadline =
-            Deadline::start(timeout_ms).map_err(|e| TransportError::Network(message_of(&e)))?;
-        let fail = |e: JsValue, d: &Deadline| {
-            if d.fired() {
-                TransportError::Timeout
-            } else {
-                TransportError::Network(network_message(&e))
-            }
-        };
-        let headers = Headers::new().map_err(|e| fail(e, &deadline))?;
-        for (name, value) in &req.headers {
-            headers
-                .append(name, value)
-                .map_err(|e| fail(e, &deadline))?;
-        }
-        let init = Object::new();
-        set(&init, "method", &JsValue::from_str(&req.method));
-        set(&init, "headers", &headers);
+        let send = self
+            .send
+            .as_ref()
+            .ok_or_else(|| TransportError::Network("no transport".into()))?;
+        let headers: Array = req
+            .headers
+            .iter()
+            .map(|(k, v)| JsValue::from(Array::of2(&k.into(), &v.into())))
+            .collect();
+        let o = Object::new();
+        set(&o, "url", &JsValue::from_str(&req.url));
+        set(&o, "method", &JsValue::from_str(&req.method));
+        set(&o, "headers", &headers);
         let body = match String::from_utf8(req.body) {
             Ok(s) => JsValue::from(s),
             Err(e) => Uint8Array::from(e.as_bytes()).into(),
         };
-        set(&init, "body", &body);
-        // RFC 6749 §3.2 says nothing about redirects; following one would send the client
-        // credentials to wherever it points. `manual` hands the 3xx back instead.
-        set(&init, "redirect", &JsValue::from_str("manual"));
-        set(&init, "signal", &deadline.signal(None));
-        let promise = self
-            .fetcher
-            .call(&JsValue::from_str(&req.url), Some(&init))
-            .map_err(|e| fail(e, &deadline))?;
-        let resp: Response = JsFuture::from(promise)
+        set(&o, "body", &body);
+        set(&o, "timeoutMs", &JsValue::from_f64(timeout_ms as f64));
+        set(
+            &o,
+            "limit",
+            &JsValue::from_f64(MAX_TOKEN_RESPONSE_BYTES as f64),
+        );
+        let sent = send
+            .call1(&JsValue::UNDEFINED, &o)
+            .map_err(|e| TransportError::Network(message_of(&e)))?;
+        let r = JsFuture::from(Promise::resolve(&sent))
             .await
-            .map_err(|e| fail(e, &deadline))?
-            .unchecked_into();
-        // Browsers answer `redirect: 'manual'` with an opaque response of status 0.
-        let status = match resp.status() {
-            0 if get(&resp, "type").as_string().as_deref() == Some("opaqueredirect") => 302,
-            s => s,
-        };
-        let headers = header_pairs(&resp.headers());
-        let buf = match resp.array_buffer() {
-            Ok(p) => JsFuture::from(p).await.map_err(|e| fail(e, &deadline))?,
-            Err(e) => return Err(fail(e, &deadline)),
-        };
-        drop(deadline);
+            .map_err(|e| TransportError::Network(message_with_cause(&e)))?;
+        match get(&r, "error").as_string().as_deref() {
+            Some("timeout") => return Err(TransportError::Timeout),
+            Some("too_large") => {
+                return Err(TransportError::Network(format!(
+                    "the token response exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes"
+                )))
+            }
+            Some(_) => {
+                return Err(TransportError::Network(message_with_cause(&get(
+                    &r, "cause",
+                ))))
+            }
+            None => {}
+        }
+        let status = get(&r, "status").as_f64().unwrap_or(0.0);
+        let body = get(&r, "body")
+            .dyn_into::<Uint8Array>()
+            .map(|b| b.to_vec())
+            .map_err(|_| TransportError::Network("the response has no body".into()))?;
         Ok(HttpResponse {
-            status,
-            headers,
-            body: Uint8Array::new(&buf).to_vec(),
+            status: status.clamp(0.0, f64::from(u16::MAX)) as u16,
+            headers: header_pairs(&get(&r, "headers")),
+            body,
         })
-    }
-}
-
-/// A network failure's message plus its `cause.code` (Node: `fetch failed (ECONNREFUSED)`).
-pub(crate) fn network_message(e: &JsValue) -> String {
-    let base = message_of(e);
-    match get(&get(e, "cause"), "code").as_string() {
-        Some(code) => format!("{base} ({})", code.chars().take(40).collect::<String>()),
-        None => base,
     }
 }
 
@@ -260,35 +162,9 @@ pub(crate) fn header_pairs(headers: &JsValue) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The user's `TokenCache` (`get`, `set`, `delete`, sync or async), or none. Each call is
-/// bounded by `timeout_ms` (a cache that never settles — a Redis client queueing commands while
-/// disconnected — is a `store_error` and a miss, not a hang).
+/// The user's `TokenCache` as the façade bounds it, or none.
 pub(crate) struct JsStore {
-    pub(crate) cache: Option<Object>,
-    pub(crate) timeout_ms: u64,
-}
-
-/// A promise resolved after `ms`; its timer is cleared on drop, so a settled race leaves no
-/// timer keeping a Node process alive.
-struct TimerPromise {
-    handle: JsValue,
-    promise: Promise,
-}
-
-impl TimerPromise {
-    fn new(ms: u64) -> Self {
-        let mut handle = JsValue::UNDEFINED;
-        let promise = Promise::new(&mut |resolve, _| {
-            handle = set_timeout(&resolve, ms as f64);
-        });
-        TimerPromise { handle, promise }
-    }
-}
-
-impl Drop for TimerPromise {
-    fn drop(&mut self) {
-        clear_timeout(&self.handle);
-    }
+    cache: Option<JsValue>,
 }
 
 impl JsStore {
@@ -296,35 +172,14 @@ impl JsStore {
         let Some(cache) = &self.cache else {
             return Ok(JsValue::UNDEFINED);
         };
-        let method: Function = get(cache, op).unchecked_into();
-        let ret = match args {
-            [a] => method.call1(cache, a),
-            [a, b, c] => method.call3(cache, a, b, c),
-            _ => unreachable!("TokenCache methods take one or three arguments"),
-        };
-        // An adapter's error text can quote its arguments; `set`'s carry the token, so only the
-        // error's name is reported for it (the text ends up in a `store_error` log event).
-        let describe = |e: &JsValue| {
-            if args.len() == 3 {
-                get(e, "name").as_string().unwrap_or_else(|| "error".into())
-            } else {
-                message_of(e)
-            }
-        };
-        let ret = ret.map_err(|e| format!("cache.{op} threw: {}", describe(&e)))?;
-        let timer = TimerPromise::new(self.timeout_ms);
-        let raced =
-            futures::future::select(Box::pin(settle(ret)), JsFuture::from(timer.promise.clone()))
-                .await;
-        match raced {
-            futures::future::Either::Left((r, _)) => {
-                r.map_err(|e| format!("cache.{op} rejected: {}", describe(&e)))
-            }
-            futures::future::Either::Right(_) => Err(format!(
-                "cache.{op} did not settle within {} ms",
-                self.timeout_ms
-            )),
-        }
+        let method: Function = get(cache, op)
+            .dyn_into()
+            .map_err(|_| format!("cache.{op} is not a function"))?;
+        let args: Array = args.iter().collect();
+        let ret = method.apply(cache, &args).map_err(|e| message_of(&e))?;
+        JsFuture::from(Promise::resolve(&ret))
+            .await
+            .map_err(|e| message_of(&e))
     }
 }
 
@@ -357,10 +212,10 @@ impl TokenStore for JsStore {
 
 /// Clock, jitter, sleep and log of the JS host.
 pub(crate) struct JsRuntime {
-    /// `options.now`: a function returning epoch milliseconds, or an object with `now()`.
-    pub(crate) now: Option<(Function, JsValue)>,
+    /// A function returning epoch milliseconds (`options.now`).
+    now: Option<Function>,
     /// `options.log(event, fields)`.
-    pub(crate) log: Option<Function>,
+    log: Option<Function>,
 }
 
 impl Runtime for JsRuntime {
@@ -368,7 +223,7 @@ impl Runtime for JsRuntime {
         let ms = self
             .now
             .as_ref()
-            .and_then(|(f, this)| f.call0(this).ok())
+            .and_then(|f| f.call0(&JsValue::UNDEFINED).ok())
             .and_then(|v| v.as_f64())
             .filter(|v| v.is_finite() && *v >= 0.0)
             .unwrap_or_else(js_sys::Date::now);
@@ -380,7 +235,10 @@ impl Runtime for JsRuntime {
     }
 
     async fn sleep(&self, ms: u64) {
-        sleep(ms).await
+        let p = Promise::new(&mut |resolve, _| {
+            set_timeout(&resolve, ms as f64);
+        });
+        let _ = JsFuture::from(p).await;
     }
 
     fn log(&self, event: &str, fields: Value) {

@@ -1,70 +1,66 @@
-//! The npm package (feature `npm`, built with wasm-pack): a client-credentials token manager for
-//! JavaScript, over the same core and flow as the Worker.
+//! The wasm-bindgen half of the `tokengate` npm package: the tokengate core for JavaScript.
 //!
-//! - [`TokenClient`]: `token()`, `authorizationHeader()`, `fetch()`, `invalidate()`.
+//! Users never see these exports; the package's hand-written façade (`npm/js/client.js`) owns
+//! them. The split: JavaScript does the I/O it is good at — `fetch`, `AbortSignal`, timers, the
+//! `client.fetch` loop — and Rust makes every decision: configuration and its validation, the
+//! token cache with single-flight exchanges and retries ([`tokengate::flow::TokenSource`]), and
+//! what to do after each API attempt ([`tokengate::api_call`]).
+//!
+//! - [`Core`]: one provider configuration's tokens and API-call decisions.
 //! - Pure helpers for tooling: [`build_token_request_js`], [`parse_token_response_js`],
 //!   [`cache_policy_js`], [`decode_jwt_claims_js`].
-//! - Every error is a JS `TokenError` (see `glue.js`) with `code`, `status`, `retryable` and
-//!   `providerError`.
-//!
-//! The TypeScript interfaces of the package are in `types.rs`.
+//! - [`set_error_class`]: the façade registers its `TokenError` class once; every error thrown
+//!   from here is an instance of it.
 
 mod error;
-mod fetch;
 mod helpers;
 mod host;
-mod lane;
-mod types;
+mod js_json;
 
+pub use error::set_error_class;
 pub use helpers::{
     build_token_request_js, cache_policy_js, decode_jwt_claims_js, parse_token_response_js,
 };
 
-use crate::core::cache_key::token_cache_key;
-use crate::core::proxy::TokenOrigin;
-use crate::core::response::Token;
-use crate::core::secret::Secret;
-use crate::core::TokenSettings;
-use crate::flow::TokenSource;
-use error::{config_error, config_key_error, plain_json, set, token_error, Scrubber};
-use host::{get, Fetcher, JsRuntime, JsStore, JsTransport};
-use js_sys::{Function, Object, Promise};
+use error::{config_error, config_key_error, plain_json, token_error, Scrubber};
+use host::{message_with_cause, set, Host, JsRuntime, JsStore, JsTransport};
+use js_sys::{Object, Promise};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use tokengate::api_call::{Action, ApiCall, Attempted, CallError};
+use tokengate::cache_key::token_cache_key;
+use tokengate::flow::{decide, TokenSource, TransportError};
+use tokengate::response::Token;
+use tokengate::secret::Secret;
+use tokengate::TokenSettings;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 /// Cache-key namespace of npm clients (the Worker uses its provider ids).
 const CACHE_KEY_PROVIDER: &str = "npm";
 
 type Source = TokenSource<JsTransport, JsStore, JsRuntime>;
 
-/// Client-credentials tokens for one provider configuration: cached in memory (and in
-/// `options.cache`), refreshed `refreshSkewS` before expiry, one exchange at a time.
+/// The tokens of one provider configuration and the decisions of its API calls.
 #[wasm_bindgen]
-pub struct TokenClient {
+pub struct Core {
     source: Source,
-    fetcher: Fetcher,
     scrub: Scrubber,
+    /// The JS forms of the token last served (see [`JsToken`]).
     last: Rc<RefCell<Option<JsToken>>>,
-    fetch_state: fetch::FetchState,
 }
 
 #[wasm_bindgen]
-impl TokenClient {
-    /// Validates `config` (the Worker's provider entry, camelCase, plus `clientSecret`) and
-    /// `options`; throws a `TokenError` with code `config` naming the offending key.
+impl Core {
+    /// Validates `config` (the Worker's provider entry in camelCase, plus `clientSecret`);
+    /// throws a `config` `TokenError` naming the offending key. `host` is what the façade
+    /// provides: `{send, cache?, now?, log?}` (see `host.rs`).
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        #[wasm_bindgen(unchecked_param_type = "TokenClientConfig")] config: JsValue,
-        #[wasm_bindgen(unchecked_optional_param_type = "TokenClientOptions")] options: JsValue,
-    ) -> Result<TokenClient, JsValue> {
+    pub fn new(config: JsValue, host: JsValue) -> Result<Core, JsValue> {
         let (settings, secret) = parse_config(&config)?;
-        let mut opts = Options::parse(&options)?;
-        opts.store.timeout_ms = settings.timeout_ms;
+        let host = Host::from_js(&host);
         let key = token_cache_key(CACHE_KEY_PROVIDER, &settings, &secret, b"");
         let name = settings
             .token_url
@@ -72,120 +68,154 @@ impl TokenClient {
             .unwrap_or("provider")
             .to_string();
         let scrub = Scrubber::new(&settings.client_id, &secret);
-        let fetch_state =
-            fetch::FetchState::new(lane::Lane::new(&settings, &opts.runtime, &opts.fetcher));
-        let transport = JsTransport {
-            fetcher: opts.fetcher.clone(),
-        };
         let source = TokenSource::new(
             &name,
             settings,
             secret,
             key,
-            transport,
-            opts.store,
-            opts.runtime,
+            host.transport,
+            host.store,
+            host.runtime,
         );
-        Ok(TokenClient {
+        Ok(Core {
             source,
-            fetcher: opts.fetcher,
             scrub,
             last: Rc::default(),
-            fetch_state,
         })
     }
 
-    /// A fresh token `{accessToken, tokenType, expiresAt, scope}` (`expiresAt` in epoch ms).
-    /// Concurrent callers share one exchange.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Token>")]
+    /// The configured timeout of one HTTP call, milliseconds.
+    #[wasm_bindgen(getter, js_name = timeoutMs)]
+    pub fn timeout_ms(&self) -> f64 {
+        self.source.settings().timeout_ms as f64
+    }
+
+    /// A fresh token `{accessToken, tokenType, expiresAt, scope}` (a copy the caller may keep).
+    /// Concurrent callers share one exchange; a token in memory settles at once.
     pub fn token(&self) -> Promise {
         self.serve(|c| Object::assign(&Object::new(), &c.object).into())
     }
 
-    /// `"Bearer <access token>"`, for an `Authorization` header.
-    #[wasm_bindgen(js_name = authorizationHeader, unchecked_return_type = "Promise<string>")]
+    /// `"Bearer <access token>"`.
+    #[wasm_bindgen(js_name = authorizationHeader)]
     pub fn authorization_header(&self) -> Promise {
         self.serve(|c| c.header.clone())
     }
 
-    /// `fetch(input, init)` with `Authorization: Bearer …`: a 401 drops the token and replays
-    /// once with a new one; 429/5xx and timeouts are retried with backoff for idempotent
-    /// methods. String, `ArrayBuffer`, typed-array, `Blob`, `FormData` and `URLSearchParams`
-    /// bodies are replayed as they are (a `Request`'s body is buffered); a `ReadableStream` body
-    /// is sent once. In the package this method sits behind the fast lane (`glue.js`), which
-    /// sends a warm call's first attempt itself.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Response>")]
-    pub fn fetch(
+    /// `"Bearer <access token>"` when memory holds a fresh token, else `undefined`: no I/O.
+    pub fn bearer(&self) -> JsValue {
+        match self.source.memory_token() {
+            Some(t) => JsToken::of(&self.last, t, |c| c.header.clone()),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    /// What to do after an attempt of a `method` call (state `state`, 0 for a new call) that
+    /// carried `bearer` and ended with `outcome`: an HTTP status, `"timeout"`, or the error
+    /// `fetch` rejected with (a network failure). `retryAfter`: the response's `Retry-After`.
+    ///
+    /// `undefined`: hand the response to the caller. Otherwise a step:
+    /// `{kind: "retry", delayMs, state}`, `{kind: "replay", forgetToken, state}`,
+    /// `{kind: "return", forgetToken}` or `{kind: "fail", error}` (a `TokenError`).
+    pub fn decide(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "string | URL | Request")] input: JsValue,
-        #[wasm_bindgen(unchecked_optional_param_type = "RequestInit")] init: JsValue,
-    ) -> Promise {
-        self.run_fetch(fetch::Start::Call { input, init })
+        method: &str,
+        replayable: bool,
+        state: u32,
+        outcome: &JsValue,
+        #[wasm_bindgen(js_name = retryAfter)] retry_after: Option<String>,
+        bearer: &JsValue,
+    ) -> JsValue {
+        let settings = self.source.settings();
+        let mut call = ApiCall::resume(method, replayable, settings.retry, state);
+        let attempted = match outcome.as_f64() {
+            Some(status) => Attempted::Response {
+                status: status.clamp(0.0, f64::from(u16::MAX)) as u16,
+                retry_after: retry_after.as_deref(),
+            },
+            None if outcome.as_string().as_deref() == Some("timeout") => Attempted::Timeout,
+            None => Attempted::Network,
+        };
+        let action = decide(&self.source, &mut call, attempted, || bearer_secret(bearer));
+        let step = |kind: &str| {
+            let o = Object::new();
+            set(&o, "kind", &JsValue::from_str(kind));
+            o
+        };
+        let out = match action {
+            Action::Return {
+                forget_token: false,
+            } => return JsValue::UNDEFINED,
+            Action::Return { forget_token: true } => {
+                let o = step("return");
+                set(&o, "forgetToken", &JsValue::TRUE);
+                o
+            }
+            Action::Retry { delay_ms } => {
+                let o = step("retry");
+                set(&o, "delayMs", &JsValue::from_f64(delay_ms as f64));
+                set(&o, "state", &JsValue::from(call.state()));
+                o
+            }
+            Action::Replay { forget_token } => {
+                let o = step("replay");
+                set(&o, "forgetToken", &JsValue::from_bool(forget_token));
+                set(&o, "state", &JsValue::from(call.state()));
+                o
+            }
+            Action::Fail(_) => {
+                let failure = match attempted {
+                    Attempted::Timeout => TransportError::Timeout,
+                    _ => TransportError::Network(message_with_cause(outcome)),
+                };
+                let e = CallError::Transport(failure).to_token_error(settings.timeout_ms);
+                let cause = matches!(attempted, Attempted::Network).then_some(outcome);
+                let o = step("fail");
+                set(&o, "error", &token_error(&e, &self.scrub, cause));
+                o
+            }
+        };
+        out.into()
     }
 
-    /// The fast lane's view of this client (see `lane.rs`); not part of the typed API.
-    #[wasm_bindgen(js_name = _lane, skip_typescript)]
-    pub fn lane(&self) -> Object {
-        self.fetch_state.lane().object().clone()
-    }
-
-    /// Continues a call whose first attempt the fast lane made (see `lane.rs`); not part of
-    /// the typed API.
-    #[wasm_bindgen(js_name = _resume, skip_typescript)]
-    pub fn resume(&self, req: JsValue, kind: u32, value: JsValue, bearer: JsValue) -> Promise {
-        self.run_fetch(fetch::Start::Resume {
-            req,
-            bearer,
-            kind,
-            value,
+    /// Forgets `bearer`, which the API refused (memory and cache adapter), as [`Core::decide`]
+    /// asked; a token already replaced is left alone.
+    pub fn forget(&self, bearer: &JsValue) -> Promise {
+        let source = self.source.clone();
+        let token = bearer_secret(bearer);
+        promise(async move {
+            source.forget_refused(&token).await;
+            Ok(JsValue::UNDEFINED)
         })
     }
 
-    /// Forgets the cached token (memory and `options.cache`); the next call exchanges anew.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    /// Forgets the cached token (memory and cache adapter): the next call exchanges anew.
     pub fn invalidate(&self) -> Promise {
         let source = self.source.clone();
-        let state = self.fetch_state.clone();
-        let out = promise(async move {
+        promise(async move {
             source.invalidate(None).await;
-            state.sync_lane(&source);
             Ok(JsValue::UNDEFINED)
-        });
-        // Memory is cleared before the store is: the lane stops using the token at once.
-        self.fetch_state.sync_lane(&self.source);
-        out
+        })
     }
 }
 
-impl TokenClient {
-    /// A promise of `source.token()`'s token in the JS form `form` picks. The fast lane is
-    /// brought up to date unless the token came from memory (which the lane already holds: a
-    /// warm `token()` stays cheap).
+impl Core {
+    /// A promise of `source.token()`'s token in the JS form `form` picks.
     fn serve(&self, form: impl FnOnce(&JsToken) -> JsValue + 'static) -> Promise {
         let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
-        let state = self.fetch_state.clone();
         promise(async move {
-            let out = source.token().await;
-            if !matches!(out, Ok((_, TokenOrigin::Memory))) {
-                state.sync_lane(&source);
-            }
-            match out {
+            match source.token().await {
                 Ok((t, _)) => Ok(JsToken::of(&last, t, form)),
                 Err(e) => Err(token_error(&e, &scrub, None)),
             }
         })
     }
+}
 
-    fn run_fetch(&self, start: fetch::Start) -> Promise {
-        let (source, fetcher, scrub, state) = (
-            self.source.clone(),
-            self.fetcher.clone(),
-            self.scrub.clone(),
-            self.fetch_state.clone(),
-        );
-        // Polled at once, like token(): the request leaves within this call.
-        promise(fetch::api_fetch(source, fetcher, scrub, state, start))
-    }
+/// The token of a `"Bearer …"` string (anything else is no token this client issued).
+fn bearer_secret(bearer: &JsValue) -> Secret {
+    let text = bearer.as_string().unwrap_or_default();
+    Secret::new(text.strip_prefix("Bearer ").unwrap_or_default())
 }
 
 /// Parses a camelCase config object into token settings and the client secret.
@@ -206,83 +236,6 @@ pub(crate) fn parse_config(config: &JsValue) -> Result<(TokenSettings, Secret), 
     Ok((settings, secret))
 }
 
-/// The parsed `TokenClientOptions`.
-struct Options {
-    fetcher: Fetcher,
-    store: JsStore,
-    runtime: JsRuntime,
-}
-
-impl Options {
-    fn parse(options: &JsValue) -> Result<Self, JsValue> {
-        let mut o = Options {
-            fetcher: Fetcher::Global,
-            store: JsStore {
-                cache: None,
-                timeout_ms: crate::core::config::DEFAULT_TIMEOUT_MS,
-            },
-            runtime: JsRuntime {
-                now: None,
-                log: None,
-            },
-        };
-        if options.is_undefined() || options.is_null() {
-            return Ok(o);
-        }
-        if !options.is_object() {
-            return Err(config_key_error("options", "must be an object"));
-        }
-        for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
-            let key = key.as_string().unwrap_or_default();
-            if !["fetch", "cache", "now", "log"].contains(&key.as_str()) {
-                return Err(config_key_error(
-                    &format!("options.{key}"),
-                    "is not a known key",
-                ));
-            }
-        }
-        let absent = |v: &JsValue| v.is_undefined() || v.is_null();
-        let f = get(options, "fetch");
-        if !absent(&f) {
-            o.fetcher = Fetcher::Injected(
-                f.dyn_into::<Function>()
-                    .map_err(|_| config_key_error("options.fetch", "must be a function"))?,
-            );
-        }
-        let cache = get(options, "cache");
-        if !absent(&cache) {
-            for m in ["get", "set", "delete"] {
-                if !get(&cache, m).is_function() {
-                    return Err(config_key_error(
-                        &format!("options.cache.{m}"),
-                        "must be a function",
-                    ));
-                }
-            }
-            o.store.cache = Some(cache.unchecked_into());
-        }
-        let now = get(options, "now");
-        if now.is_function() {
-            o.runtime.now = Some((now.unchecked_into(), JsValue::UNDEFINED));
-        } else if get(&now, "now").is_function() {
-            o.runtime.now = Some((get(&now, "now").unchecked_into(), now));
-        } else if !absent(&now) {
-            return Err(config_key_error(
-                "options.now",
-                "must be a function returning epoch milliseconds, or an object with now()",
-            ));
-        }
-        let log = get(options, "log");
-        if !absent(&log) {
-            o.runtime.log = Some(
-                log.dyn_into::<Function>()
-                    .map_err(|_| config_key_error("options.log", "must be a function"))?,
-            );
-        }
-        Ok(o)
-    }
-}
-
 /// `{accessToken, tokenType, expiresAt, scope}`.
 pub(crate) fn token_to_js(t: &Token) -> Object {
     let o = Object::new();
@@ -301,9 +254,9 @@ pub(crate) fn token_to_js(t: &Token) -> Object {
     o
 }
 
-/// The JS forms of the last token served. While the token stays the same, `token()` copies
-/// `object` (`Object.assign`) and `authorizationHeader()` returns `header`: a warm call passes
-/// no string between wasm and JS (decoding them dominated its cost).
+/// The JS forms of the token last served: while memory holds the same token, `token()` copies
+/// `object` and `authorizationHeader()`/`bearer()` return `header`, so a warm call passes no
+/// string between wasm and JS. Derived from the token in memory, never a second copy of it.
 struct JsToken {
     token: Token,
     object: Object,
@@ -313,14 +266,15 @@ struct JsToken {
 impl JsToken {
     fn of<R>(last: &RefCell<Option<JsToken>>, t: Token, f: impl FnOnce(&JsToken) -> R) -> R {
         let mut last = last.borrow_mut();
-        if last.as_ref().is_none_or(|c| c.token != t) {
-            *last = Some(JsToken {
+        let current = match last.take() {
+            Some(c) if c.token == t => c,
+            _ => JsToken {
                 object: token_to_js(&t),
                 header: JsValue::from(format!("Bearer {}", t.access_token.expose())),
                 token: t,
-            });
-        }
-        f(last.as_ref().expect("just set"))
+            },
+        };
+        f(last.insert(current))
     }
 }
 

@@ -1,5 +1,5 @@
-//! The npm package's exported API under Node (`wasm-pack test --node --features npm -- --test
-//! npm_web`). The bodies are shared with the browser run in `npm_common`.
-#![cfg(all(target_arch = "wasm32", feature = "npm"))]
+//! The npm crate's exports under Node (`wasm-pack test --node npm --test node`). The bodies
+//! are shared with the browser run in `common/`.
+#![cfg(target_arch = "wasm32")]
 
-mod npm_common;
+mod common;

@@ -59,7 +59,10 @@ fn every_status_method_and_body_kind() {
                         }
                     };
                     let got = first(method, replayable, unsafe_ok, status(s));
-                    assert_eq!(got, want, "{method} {s} replayable={replayable} unsafe={unsafe_ok}");
+                    assert_eq!(
+                        got, want,
+                        "{method} {s} replayable={replayable} unsafe={unsafe_ok}"
+                    );
                 }
             }
         }
@@ -94,8 +97,8 @@ fn retry_after_forms() {
     let table: &[(&str, Action)] = &[
         ("2", retry(2_000)),
         (" 0 ", retry(0)),
-        ("5", retry(5_000)), // exactly max_delay_ms: waited for
-        ("6", stop),         // longer than max_delay_ms: the caller gets the 503 now
+        ("5", retry(5_000)),                  // exactly max_delay_ms: waited for
+        ("6", stop), // longer than max_delay_ms: the caller gets the 503 now
         ("99999999999999999999", retry(100)), // too large for u64: unparseable, backoff
         ("18446744073709551615", stop), // u64::MAX seconds saturates: far too long
         ("Wed, 21 Oct 2015 07:28:03 GMT", retry(3_000)),
@@ -152,7 +155,10 @@ fn transport_failures() {
                 Action::Retry { .. }
             ));
         }
-        assert_eq!(call.next(attempted, NOW, JITTER, not_asked), Action::Fail(code));
+        assert_eq!(
+            call.next(attempted, NOW, JITTER, not_asked),
+            Action::Fail(code)
+        );
         // POST and PATCH may have taken effect: never resent, even with the opt-in.
         for method in ["POST", "PATCH"] {
             assert_eq!(first(method, true, true, attempted), Action::Fail(code));
@@ -171,8 +177,16 @@ fn the_401_window() {
     let ret = |forget_token| Action::Return { forget_token };
     let table: &[(bool, RefusedToken, Action)] = &[
         (true, current(None), replay(true)),
-        (true, current(Some(NOW - REFRESH_ON_401_WINDOW_MS)), replay(true)),
-        (true, current(Some(NOW - REFRESH_ON_401_WINDOW_MS + 1)), ret(false)),
+        (
+            true,
+            current(Some(NOW - REFRESH_ON_401_WINDOW_MS)),
+            replay(true),
+        ),
+        (
+            true,
+            current(Some(NOW - REFRESH_ON_401_WINDOW_MS + 1)),
+            ret(false),
+        ),
         (true, current(Some(NOW)), ret(false)),
         (true, RefusedToken::Replaced, replay(false)),
         (false, current(None), ret(true)),
@@ -195,8 +209,14 @@ fn a_second_401_is_returned_and_the_replay_spends_no_attempt() {
     let fresh = || RefusedToken::Current {
         last_refresh_ms: None,
     };
-    assert_eq!(call.next(status(503), NOW, JITTER, not_asked), Action::Retry { delay_ms: 100 });
-    assert_eq!(call.next(status(401), NOW, JITTER, fresh), Action::Replay { forget_token: true });
+    assert_eq!(
+        call.next(status(503), NOW, JITTER, not_asked),
+        Action::Retry { delay_ms: 100 }
+    );
+    assert_eq!(
+        call.next(status(401), NOW, JITTER, fresh),
+        Action::Replay { forget_token: true }
+    );
     // The second 401 does not consult the token source: it is the caller's answer.
     assert_eq!(
         call.next(status(401), NOW, JITTER, not_asked),
@@ -211,7 +231,10 @@ fn a_second_401_is_returned_and_the_replay_spends_no_attempt() {
         .map(|_| call.next(status(500), NOW, JITTER, not_asked))
         .collect();
     assert_eq!(
-        actions.iter().filter(|a| matches!(a, Action::Retry { .. })).count(),
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Retry { .. }))
+            .count(),
         3
     );
     assert_eq!(call.attempts(), 4);
@@ -222,12 +245,7 @@ fn state_round_trips() {
     let mut call = ApiCall::new("PUT", true, policy(false));
     assert_eq!(call.state(), 0);
     call.next(status(429), NOW, JITTER, not_asked);
-    call.next(
-        status(401),
-        NOW,
-        JITTER,
-        || RefusedToken::Replaced,
-    );
+    call.next(status(401), NOW, JITTER, || RefusedToken::Replaced);
     let state = call.state();
     assert_eq!(state, (1 << 1) | 1);
     assert_eq!(ApiCall::resume("PUT", true, policy(false), state), call);
@@ -251,9 +269,12 @@ fn call_errors_share_one_set_of_messages() {
             "timeout: the API did not answer within 2500 ms".to_string()
         )
     );
-    let e = CallError::Transport(TransportError::Network("connection reset".into()))
-        .to_token_error(1);
-    assert_eq!(e.to_string(), "network: the API request failed: connection reset");
+    let e =
+        CallError::Transport(TransportError::Network("connection reset".into())).to_token_error(1);
+    assert_eq!(
+        e.to_string(),
+        "network: the API request failed: connection reset"
+    );
     let inner = TokenError::new(ErrorCode::InvalidClient, "refused");
     assert_eq!(CallError::Token(inner.clone()).to_token_error(1), inner);
 }

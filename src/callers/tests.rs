@@ -567,3 +567,58 @@ fn issued_token_shape() {
     let long = format!("tg_{}", "A".repeat(44));
     assert!(!looks_like_issued_token(&long));
 }
+
+#[test]
+fn authorize_checks_registration_provider_and_both_scopes() {
+    let reg = registry(); // svc-a: optoro, partner
+    let providers: BTreeMap<String, u8> = [
+        ("optoro".to_string(), 1),
+        ("partner".to_string(), 2),
+        ("optimum".to_string(), 3),
+    ]
+    .into();
+    let record = |client: &str, scopes: &[&str]| CallerTokenRecord {
+        client_id: client.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires_at_ms: 0,
+    };
+    let both = record("svc-a", &["optoro", "partner"]);
+    assert_eq!(authorize(&reg, &both, "partner", &providers), Ok(&2));
+    // A caller no longer registered: 401, before anything else is looked at.
+    assert_eq!(
+        authorize(&reg, &record("gone", &["optoro"]), "nope", &providers),
+        Err(GatewayError::InvalidToken(
+            "the client is no longer registered"
+        ))
+    );
+    // An unknown provider: 404.
+    assert_eq!(
+        authorize(&reg, &both, "nope", &providers),
+        Err(GatewayError::NotFound("unknown provider `nope`".into()))
+    );
+    let denied = |provider: &str| {
+        Err(GatewayError::InsufficientScope {
+            provider: provider.into(),
+        })
+    };
+    // Registered for partner, but the token was narrowed to optoro at issue: 403.
+    let narrow = record("svc-a", &["optoro"]);
+    assert_eq!(
+        authorize(&reg, &narrow, "partner", &providers),
+        denied("partner")
+    );
+    // The token names optimum, but the registration does not (any more): 403.
+    let stale = record("svc-a", &["optoro", "optimum"]);
+    assert_eq!(
+        authorize(&reg, &stale, "optimum", &providers),
+        denied("optimum")
+    );
+    assert_eq!(authorize(&reg, &stale, "optoro", &providers), Ok(&1));
+}
+
+#[test]
+fn issued_token_json_is_its_serde_form() {
+    let caller = caller_a();
+    let (issued, _) = issue_token(&caller, None, [7; 32], NOW).unwrap();
+    assert_eq!(issued.to_json(), serde_json::to_value(&issued).unwrap());
+}

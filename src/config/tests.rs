@@ -448,3 +448,29 @@ fn host_names_must_be_ascii() {
     .unwrap();
     assert_eq!(ok.token_url.host_str(), Some("xn--bcher-kva.example"));
 }
+
+#[test]
+fn expiry_policy_alone_or_in_a_whole_config() {
+    use crate::expiry::ExpiryPolicy;
+    assert_eq!(
+        ExpiryPolicy::parse_camel(&json!({})).unwrap(),
+        ExpiryPolicy::default()
+    );
+    let p = ExpiryPolicy::parse_camel(&json!({"refreshSkewS": 5, "maxLifetimeS": 90000})).unwrap();
+    assert_eq!((p.refresh_skew_s, p.max_lifetime_s), (5, 90_000));
+    // A whole config: the other keys are not the policy's business.
+    let p = ExpiryPolicy::parse_camel(
+        &json!({"tokenUrl": "not even a URL", "clientId": 7, "defaultLifetimeS": 10}),
+    )
+    .unwrap();
+    assert_eq!(p.default_lifetime_s, 10);
+    let e = ExpiryPolicy::parse_camel(&json!({"refreshSkewS": -1})).unwrap_err();
+    assert_eq!(e.key, "refreshSkewS");
+    let e =
+        ExpiryPolicy::parse_camel(&json!({"defaultLifetimeS": 10, "maxLifetimeS": 5})).unwrap_err();
+    assert_eq!(e.key, "defaultLifetimeS");
+    assert_eq!(
+        ExpiryPolicy::parse_camel(&json!([])).unwrap_err().key,
+        "policy"
+    );
+}

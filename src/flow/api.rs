@@ -40,7 +40,12 @@ where
         held = matches!(refused, RefusedToken::Current { .. });
         refused
     });
-    if held && action == (Action::Return { forget_token: false }) {
+    if held
+        && action
+            == (Action::Return {
+                forget_token: false,
+            })
+    {
         rt.log(
             "api_401_not_refreshed",
             json!({"provider": source.name(),

@@ -414,4 +414,3 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
         );
     }
 }
-

@@ -2,20 +2,22 @@
 //! [`ConfigError`] naming the provider and the key or secret at fault; no secret value is ever
 //! part of it.
 
-use super::runtime::{FetchTransport, KvTokenStore, WorkerRuntime};
-use crate::core::cache_key::token_cache_key;
-use crate::core::callers::{CallerRegistry, CallerTokenRecord};
-use crate::core::config::{parse_providers, ConfigError, ProviderConfig};
-use crate::core::seal::SealKey;
-use crate::core::Secret;
-use crate::flow::TokenSource;
+use crate::kv::KvTokenStore;
+use crate::runtime::WorkerRuntime;
+use crate::transport::FetchTransport;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use tokengate::cache_key::token_cache_key;
+use tokengate::callers::{CallerRegistry, CallerTokenRecord};
+use tokengate::config::{parse_providers, ConfigError, ProviderConfig};
+use tokengate::flow::TokenSource;
+use tokengate::seal::SealKey;
+use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::kv::KvStore;
-use worker::{Env, Fetcher};
+use worker::Env;
 
 /// KV namespace binding.
 pub const KV_BINDING: &str = "TOKENGATE_KV";
@@ -27,7 +29,8 @@ pub const CLIENTS_SECRET: &str = "TOKENGATE_CLIENTS";
 pub const KEY_SECRET: &str = "TOKENGATE_KEY";
 /// Request body limit variable.
 pub const MAX_BODY_VAR: &str = "max_body_bytes";
-/// Test-only clock service binding.
+/// The test suites' clock service binding, read only by a build with feature `test-clock`.
+#[cfg(feature = "test-clock")]
 pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
 /// Largest `max_body_bytes`: 100 MiB, the Workers request body limit.
 pub const MAX_BODY_CAP: u64 = 100 * 1024 * 1024;
@@ -57,8 +60,9 @@ pub struct Gateway {
     pub rt: WorkerRuntime,
     /// Request body limit.
     pub max_body_bytes: u64,
-    /// Test clock, when bound.
-    pub clock: Option<Fetcher>,
+    /// The test clock, when bound (test builds only).
+    #[cfg(feature = "test-clock")]
+    pub clock: Option<worker::Fetcher>,
     /// Verified caller tokens by hash (never the token itself).
     pub caller_cache: RefCell<HashMap<String, CallerTokenRecord>>,
 }
@@ -96,7 +100,9 @@ fn json_var(env: &Env, name: &str) -> Result<Value, ConfigError> {
         return serde_json::from_str(&s)
             .map_err(|e| ConfigError::global(name, format!("is not valid JSON ({e})")));
     }
-    crate::js_json::json_of(&v).map_err(|e| ConfigError::global(name, e.message()))
+    // A `[vars]` table arrives as a plain object of strings, numbers and tables.
+    env.object_var::<Value>(name)
+        .map_err(|_| ConfigError::global(name, "must be a table of providers"))
 }
 
 fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
@@ -155,7 +161,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
             &client_secret,
             seal.cache_pepper(),
         );
-        let source = crate::flow::TokenSource::new(
+        let source = TokenSource::new(
             &config.id,
             config.token.clone(),
             client_secret,
@@ -172,6 +178,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         kv,
         rt,
         max_body_bytes: max_body_bytes(env)?,
+        #[cfg(feature = "test-clock")]
         clock: env.service(CLOCK_BINDING).ok(),
         caller_cache: RefCell::default(),
     })

@@ -1,19 +1,26 @@
-//! The Cloudflare Worker: `POST /oauth/token`, `GET /healthz` and `ANY /{provider}/{path}`.
-//! Configuration is parsed once per isolate; a bad configuration answers every request with a
-//! 500 naming the key at fault.
+//! The tokengate Cloudflare Worker: `POST /oauth/token`, `GET /healthz` and
+//! `ANY /{provider}/{path}`, around the `tokengate` core. Configuration is parsed once per
+//! isolate; a bad configuration answers every request with a 500 naming the key at fault.
+//!
+//! One file per binding, in the workers-rs manner: `kv.rs` (Workers KV), `transport.rs`
+//! (`fetch`), `runtime.rs` (clock, timers, randomness, logs); `config.rs` reads `Env`; the
+//! handlers are `token_endpoint.rs` and `proxy.rs`; `respond.rs` writes every gateway error.
 
 mod config;
+mod kv;
 mod proxy;
 mod respond;
 mod runtime;
 mod token_endpoint;
+mod transport;
 
-use crate::core::config::ConfigError;
 use config::Gateway;
-use respond::{error_json, json_response};
+use respond::json_response;
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
+use tokengate::config::ConfigError;
+use tokengate::gateway_error::GatewayError;
 use worker::{event, Context, Env, Method, Request, Response, Result};
 
 thread_local! {
@@ -34,7 +41,8 @@ fn gateway(env: &Env) -> Rc<std::result::Result<Gateway, ConfigError>> {
     })
 }
 
-/// Reads the test clock, when one is bound, into the runtime.
+/// Reads the test clock, when one is bound, into the runtime (test builds only).
+#[cfg(feature = "test-clock")]
 async fn sync_clock(gw: &Gateway) {
     let Some(clock) = &gw.clock else { return };
     match clock.fetch("http://clock/now", None).await {
@@ -54,7 +62,7 @@ async fn sync_clock(gw: &Gateway) {
 
 #[event(start)]
 fn start() {
-    // A panic message names no secret: code never formats one (see core::secret).
+    // A panic message names no secret: code never formats one (see tokengate::secret).
     std::panic::set_hook(Box::new(|info| {
         worker::console_error!("{}", json!({"event": "panic", "message": info.to_string()}));
     }));
@@ -63,28 +71,21 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let gw = gateway(&env);
-    let path = req.path();
     let gw = match &*gw {
         Ok(gw) => gw,
-        Err(e) => {
-            let body = json!({
-                "error": "config_error",
-                "error_description": e.to_string(),
-                "provider": e.provider,
-                "key": e.key,
-            });
-            return json_response(500, &body);
-        }
+        Err(e) => return respond::error(&GatewayError::Config(e.clone())),
     };
+    #[cfg(feature = "test-clock")]
     sync_clock(gw).await;
+    let path = req.path();
     match (req.method(), path.as_str()) {
         (Method::Get, "/healthz") => json_response(
             200,
             &json!({"status": "ok", "providers": gw.providers.len()}),
+            &[],
         ),
         (Method::Post, "/oauth/token") => token_endpoint::handle(gw, req).await,
-        (_, "/oauth/token") => Ok(error_json(405, "invalid_request", "use POST")?
-            .with_headers(respond::headers(&[("Allow", "POST")]))),
+        (_, "/oauth/token") => respond::error(&GatewayError::TokenEndpointMethod),
         _ => proxy::handle(gw, req).await,
     }
 }

@@ -1,18 +1,20 @@
 //! `ANY /{provider}/{path}`: authenticate the caller's tokengate token, then forward to the
-//! provider's `api_base` with the provider's bearer token, streaming bodies both ways.
+//! provider's `api_base` with the provider's bearer token, streaming bodies both ways. Every
+//! rule (scope, path, headers, retries, errors) is the core's; this file moves bytes.
 
-use super::config::{Gateway, Provider};
-use super::respond::{error_json, with_header};
-use super::runtime::{log_event, read_limited, send_with_timeout, Outgoing};
-use crate::core::callers::{
-    caller_token_key, looks_like_issued_token, parse_bearer, CallerTokenRecord,
-};
-use crate::core::proxy::{
-    forward_request_header, forward_response_header, upstream_url, TokenOrigin,
-};
-use crate::core::{ErrorCode, Secret};
-use crate::flow::{call_api, ApiError, ApiReply, Runtime, TransportError};
+use crate::config::{Gateway, Provider};
+use crate::kv::caller_record;
+use crate::respond::{error, headers};
+use crate::runtime::log_event;
+use crate::transport::{read_limited, send_with_timeout, Outgoing};
 use serde_json::json;
+use tokengate::api_call::CallError;
+use tokengate::callers::CallerTokenRecord;
+use tokengate::callers::{authorize, caller_token_key, looks_like_issued_token, parse_bearer};
+use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin};
+use tokengate::gateway_error::GatewayError;
+use tokengate::proxy::{downstream_headers, upstream_headers, upstream_url};
+use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response, Result};
 
@@ -30,56 +32,40 @@ enum Body {
     Stream(web_sys::ReadableStream),
 }
 
-fn unauthorized(description: &str) -> Result<Response> {
-    Ok(with_header(
-        error_json(401, "invalid_token", description)?,
-        "WWW-Authenticate",
-        "Bearer realm=\"tokengate\", error=\"invalid_token\"",
-    ))
-}
-
-/// The record of a caller token: `Ok(None)` when unknown or expired, `Err(())` when KV failed
-/// (an outage of the store is not the caller's fault: 503, not 401).
-async fn caller_record(
+/// The record of a caller token, from this isolate's memo or KV.
+async fn caller(
     gw: &Gateway,
     token: &str,
     now: u64,
-) -> std::result::Result<Option<CallerTokenRecord>, ()> {
+) -> std::result::Result<CallerTokenRecord, GatewayError> {
+    let unknown = GatewayError::InvalidToken("the token is unknown or expired");
     if !looks_like_issued_token(token) {
-        return Ok(None);
+        return Err(unknown);
     }
     let key = caller_token_key(token);
     let cached = gw.caller_cache.borrow().get(&key).cloned();
     let record = match cached {
         Some(r) => r,
         None => {
-            let text = match gw.kv.get(&key).text().await {
-                Ok(Some(t)) => t,
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    log_event(
-                        "store_error",
-                        json!({"op": "get_caller_token", "error": e.to_string()}),
-                    );
-                    return Err(());
-                }
-            };
-            let Ok(r) = serde_json::from_str::<CallerTokenRecord>(&text) else {
-                return Ok(None);
-            };
+            // An outage of the store is not the caller's fault: 503, not 401.
+            let record = caller_record(&gw.kv, &key).await.map_err(|e| {
+                log_event("store_error", json!({"op": "get_caller_token", "error": e}));
+                GatewayError::Unavailable("the token store is unavailable")
+            })?;
+            let record = record.ok_or(unknown.clone())?;
             let mut cache = gw.caller_cache.borrow_mut();
             if cache.len() >= CALLER_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key.clone(), r.clone());
-            r
+            cache.insert(key.clone(), record.clone());
+            record
         }
     };
     if record.expires_at_ms <= now {
         gw.caller_cache.borrow_mut().remove(&key);
-        return Ok(None);
+        return Err(unknown);
     }
-    Ok(Some(record))
+    Ok(record)
 }
 
 /// Reads the request body within `limit`: `Err(())` means it is too large. A declared length
@@ -110,162 +96,83 @@ async fn read_body(
         .ok_or(()))
 }
 
-fn status_for(code: ErrorCode) -> u16 {
-    match code {
-        ErrorCode::Timeout => 504,
-        _ => 502,
+/// Handles a proxied request.
+pub async fn handle(gw: &Gateway, req: Request) -> Result<Response> {
+    match proxy(gw, req).await? {
+        Ok(resp) => Ok(resp),
+        Err(e) => error(&e),
     }
 }
 
-/// Handles a proxied request.
-pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
+async fn proxy(
+    gw: &Gateway,
+    mut req: Request,
+) -> Result<std::result::Result<Response, GatewayError>> {
     let started = gw.rt.now_ms();
     let url = req.url()?;
     let path = url.path().trim_start_matches('/').to_string();
     let (provider_id, rest) = path.split_once('/').unwrap_or((path.as_str(), ""));
     if provider_id.is_empty() {
-        return error_json(
-            404,
-            "not_found",
-            "no such route; proxied paths are /{provider}/{path}",
-        );
+        return Ok(Err(GatewayError::NotFound(
+            "no such route; proxied paths are /{provider}/{path}".into(),
+        )));
     }
     let authorization = req.headers().get("authorization")?;
     let Some(token) = parse_bearer(authorization.as_deref()) else {
-        return unauthorized("a tokengate bearer token is required (POST /oauth/token)");
+        return Ok(Err(GatewayError::InvalidToken(
+            "a tokengate bearer token is required (POST /oauth/token)",
+        )));
     };
-    let record = match caller_record(gw, token, started).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return unauthorized("the token is unknown or expired"),
-        Err(()) => {
-            return Ok(with_header(
-                error_json(
-                    503,
-                    "temporarily_unavailable",
-                    "the token store is unavailable; try again",
-                )?,
-                "Retry-After",
-                "1",
-            ))
-        }
+    let record = match caller(gw, token, started).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
     };
-    // A caller removed from TOKENGATE_CLIENTS, or narrowed, loses access at once.
-    let Some(caller) = gw.callers.get(&record.client_id) else {
-        return unauthorized("the client is no longer registered");
+    let provider = match authorize(&gw.callers, &record, provider_id, &gw.providers) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
     };
-    let Some(provider) = gw.providers.get(provider_id) else {
-        return error_json(
-            404,
-            "not_found",
-            &format!("unknown provider `{provider_id}`"),
-        );
-    };
-    let granted = |scopes: &[String]| scopes.iter().any(|s| s == provider_id);
-    if !granted(&record.scopes) || !granted(&caller.scopes) {
-        return Ok(with_header(
-            error_json(
-                403,
-                "insufficient_scope",
-                &format!("the token does not grant provider `{provider_id}`"),
-            )?,
-            "WWW-Authenticate",
-            "Bearer realm=\"tokengate\", error=\"insufficient_scope\"",
-        ));
-    }
     let upstream = match upstream_url(&provider.config.api_base, rest, url.query()) {
         Ok(u) => u,
-        Err(e) => return error_json(400, "invalid_request", &e.to_string()),
+        Err(e) => return Ok(Err(GatewayError::Path(e))),
     };
     let method = req.inner().method().to_ascii_uppercase();
     if REFUSED_METHODS.contains(&method.as_str()) {
-        return Ok(with_header(
-            error_json(
-                405,
-                "invalid_request",
-                &format!("{method} is not forwarded"),
-            )?,
-            "Allow",
-            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
-        ));
+        return Ok(Err(GatewayError::MethodNotForwarded(method)));
     }
     let body = match read_body(&mut req, &method, gw.max_body_bytes).await? {
         Ok(b) => b,
         Err(()) => {
-            return error_json(
-                413,
-                "request_too_large",
-                &format!("request body exceeds {} bytes", gw.max_body_bytes),
-            )
+            return Ok(Err(GatewayError::BodyTooLarge {
+                limit: gw.max_body_bytes,
+            }))
         }
     };
-    let connection = req.headers().get("connection")?;
-    let mut forwarded: Vec<(String, String)> = req
-        .headers()
-        .entries()
-        .filter(|(k, _)| forward_request_header(k, connection.as_deref()))
-        .collect();
-    forwarded.retain(|(k, _)| {
-        !provider
-            .config
-            .api_headers
-            .keys()
-            .any(|a| a.eq_ignore_ascii_case(k))
-    });
-    forwarded.extend(
-        provider
-            .config
-            .api_headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
+    let incoming: Vec<(String, String)> = req.headers().entries().collect();
+    let forwarded = upstream_headers(incoming, &provider.config.api_headers);
 
     let result = forward(provider, &method, upstream.as_str(), &forwarded, body).await;
     let elapsed = gw.rt.now_ms().saturating_sub(started);
     match result {
         Ok((resp, origin)) => {
-            let status = resp.status_code();
             log_event(
                 "proxy",
-                json!({"provider": provider_id, "method": method, "status": status,
+                json!({"provider": provider_id, "method": method, "status": resp.status_code(),
                        "token_source": origin.as_str(), "ms": elapsed, "client_id": record.client_id}),
             );
-            respond(resp, origin)
+            respond(resp, origin).map(Ok)
         }
         Err(e) => {
-            let retry_after_s = match &e {
-                ApiError::Token(t) => t.retry_after_ms.map(|ms| ms.div_ceil(1000)),
-                ApiError::Transport(_) => None,
-            };
-            let (status, code, description) = match e {
-                ApiError::Token(e) => (
-                    status_for(e.code),
-                    e.code.as_str(),
-                    format!("provider `{provider_id}` token endpoint: {e}"),
-                ),
-                ApiError::Transport(TransportError::Timeout) => (
-                    504,
-                    "timeout",
-                    format!(
-                        "provider `{provider_id}` did not answer within {} ms",
-                        provider.config.token.timeout_ms
-                    ),
-                ),
-                ApiError::Transport(TransportError::Network(m)) => (
-                    502,
-                    "network",
-                    format!("provider `{provider_id}` is unreachable: {m}"),
-                ),
+            let e = GatewayError::Upstream {
+                provider: provider_id.to_string(),
+                error: Box::new(e),
+                timeout_ms: provider.config.token.timeout_ms,
             };
             log_event(
                 "proxy_error",
-                json!({"provider": provider_id, "method": method, "status": status,
-                       "error": code, "ms": elapsed, "client_id": record.client_id}),
+                json!({"provider": provider_id, "method": method, "status": e.status(),
+                       "error": e.code(), "ms": elapsed, "client_id": record.client_id}),
             );
-            let resp = error_json(status, code, &description)?;
-            Ok(match retry_after_s {
-                Some(s) => with_header(resp, "Retry-After", &s.to_string()),
-                None => resp,
-            })
+            Ok(Err(e))
         }
     }
 }
@@ -276,7 +183,7 @@ async fn forward(
     url: &str,
     forwarded: &[(String, String)],
     body: Body,
-) -> std::result::Result<(Response, TokenOrigin), ApiError> {
+) -> std::result::Result<(Response, TokenOrigin), CallError> {
     let replayable = !matches!(body, Body::Stream(_));
     let (bytes, mut stream) = match body {
         Body::None => (None, None),
@@ -284,54 +191,44 @@ async fn forward(
         Body::Stream(s) => (None, Some(s)),
     };
     let timeout = provider.config.token.timeout_ms;
-    call_api(
-        &provider.source,
-        method,
-        replayable,
-        None,
-        |token: Secret| {
-            let headers = Headers::new();
-            for (k, v) in forwarded {
-                let _ = headers.append(k, v);
-            }
-            let _ = headers.set("Authorization", &format!("Bearer {}", token.expose()));
-            let body: Option<JsValue> = match (&bytes, stream.take()) {
-                (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
-                (None, Some(s)) => Some(s.into()),
-                (None, None) => None,
+    call_api(&provider.source, method, replayable, |token: Secret| {
+        let headers = Headers::new();
+        for (k, v) in forwarded {
+            let _ = headers.append(k, v);
+        }
+        let _ = headers.set("Authorization", &format!("Bearer {}", token.expose()));
+        let body: Option<JsValue> = match (&bytes, stream.take()) {
+            (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
+            (None, Some(s)) => Some(s.into()),
+            (None, None) => None,
+        };
+        async move {
+            let out = Outgoing {
+                method,
+                url,
+                headers: &headers,
+                body,
             };
-            async move {
-                let out = Outgoing {
-                    method,
-                    url,
-                    headers: &headers,
-                    body,
-                };
-                let resp = send_with_timeout(out, timeout).await?;
-                let retry_after = resp.headers().get("retry-after").ok().flatten();
-                Ok(ApiReply {
-                    status: resp.status_code(),
-                    retry_after,
-                    response: resp,
-                })
-            }
-        },
-    )
+            let resp = send_with_timeout(out, timeout).await?;
+            let retry_after = resp.headers().get("retry-after").ok().flatten();
+            Ok(ApiReply {
+                status: resp.status_code(),
+                retry_after,
+                response: resp,
+            })
+        }
+    })
     .await
 }
 
-/// The caller's response: upstream status and body (streamed), upstream headers minus
-/// hop-by-hop and `Set-Cookie`, plus `Server-Timing`.
+/// The caller's response: upstream status and body (streamed), the headers the core lets
+/// through, plus `Server-Timing`.
 fn respond(resp: Response, origin: TokenOrigin) -> Result<Response> {
     let status = resp.status_code();
-    let connection = resp.headers().get("connection").ok().flatten();
-    let out = Headers::new();
-    for (k, v) in resp.headers().entries() {
-        if forward_response_header(&k, connection.as_deref()) {
-            out.append(&k, &v)?;
-        }
-    }
-    out.set("Server-Timing", &origin.server_timing())?;
+    let out = headers(&downstream_headers(
+        resp.headers().entries().collect(),
+        origin,
+    ))?;
     let sys: web_sys::Response = resp.into();
     let builder = Response::builder().with_status(status).with_headers(out);
     Ok(match sys.body() {

@@ -175,3 +175,35 @@ export function errorShape(e) {
     text: `${e?.message}\n${e?.stack}`,
   };
 }
+
+/**
+ * What the package's façade hands to `new Core(config, host)`, over `mock.fetch`: `send` speaks
+ * the core's transport protocol (see npm/src/host.rs), `now` is the mock's clock. `extra`
+ * adds `cache` or `log`.
+ */
+export function hostFor(mock, extra = {}) {
+  return {
+    async send(req) {
+      try {
+        const res = await mock.fetch(req.url, { method: req.method, headers: req.headers, body: req.body, redirect: 'manual' });
+        const body = new Uint8Array(await res.arrayBuffer());
+        if (body.byteLength > req.limit) return { error: 'too_large' };
+        return { status: res.status, headers: [...res.headers], body };
+      } catch (error) {
+        return { error: 'network', cause: error };
+      }
+    },
+    now: () => mock.clock,
+    ...extra,
+  };
+}
+
+/** A host whose `send` answers every token request with `reply` (a protocol object). */
+export function hostReplying(reply) {
+  return { send: async () => reply };
+}
+
+/** A network failure as Node's fetch reports one. */
+export function refusedConnection() {
+  return new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' }) });
+}

@@ -24,19 +24,14 @@ fn run_api(
 ) -> (Result<(&'static str, TokenOrigin), CallError>, Vec<String>) {
     let replies: Replies = Rc::new(RefCell::new(replies.into()));
     let used = Rc::new(RefCell::new(Vec::new()));
-    let result = block_on(call_api(
-        &h.source,
-        method,
-        replayable,
-        |tok: Secret| {
-            used.borrow_mut().push(tok.expose().to_string());
-            let r = replies
-                .borrow_mut()
-                .pop_front()
-                .expect("the API was called more often than scripted");
-            async move { r }
-        },
-    ));
+    let result = block_on(call_api(&h.source, method, replayable, |tok: Secret| {
+        used.borrow_mut().push(tok.expose().to_string());
+        let r = replies
+            .borrow_mut()
+            .pop_front()
+            .expect("the API was called more often than scripted");
+        async move { r }
+    }));
     assert!(replies.borrow().is_empty(), "unused scripted replies");
     let used = used.borrow().clone();
     (result, used)
@@ -202,7 +197,10 @@ fn api_transport_error_on_last_attempt() {
     let h = Harness::new();
     h.transport.token(TOKEN_A, 3600);
     let (r, used) = run_api(&h, "POST", true, vec![Err(TransportError::Timeout)]);
-    assert_eq!(r.unwrap_err(), CallError::Transport(TransportError::Timeout));
+    assert_eq!(
+        r.unwrap_err(),
+        CallError::Transport(TransportError::Timeout)
+    );
     assert_eq!(used.len(), 1);
 }
 
@@ -278,7 +276,12 @@ fn decide_reads_memory_only_after_a_401() {
         retry_after: None,
     };
     let action = decide(&h.source, &mut call, ok, || panic!("not asked for a 200"));
-    assert_eq!(action, Action::Return { forget_token: false });
+    assert_eq!(
+        action,
+        Action::Return {
+            forget_token: false
+        }
+    );
     let refused = Attempted::Response {
         status: 401,
         retry_after: None,
@@ -289,14 +292,24 @@ fn decide_reads_memory_only_after_a_401() {
     // A token memory no longer holds is replaced already: replayed without forgetting.
     let mut call = ApiCall::new("GET", true, h.source.settings().retry);
     let action = decide(&h.source, &mut call, refused, || Secret::new("older"));
-    assert_eq!(action, Action::Replay { forget_token: false });
+    assert_eq!(
+        action,
+        Action::Replay {
+            forget_token: false
+        }
+    );
     // Within the window after a 401-caused refresh, the 401 stands and is logged.
     block_on(h.source.forget_refused(&token));
     h.transport.token(TOKEN_B, 3600);
     let token = h.token().unwrap().0.access_token;
     let mut call = ApiCall::new("GET", true, h.source.settings().retry);
     let action = decide(&h.source, &mut call, refused, || token.clone());
-    assert_eq!(action, Action::Return { forget_token: false });
+    assert_eq!(
+        action,
+        Action::Return {
+            forget_token: false
+        }
+    );
     assert_eq!(h.rt.events("api_401_not_refreshed").len(), 1);
     h.assert_logs_clean();
 }

@@ -329,13 +329,6 @@ impl Harness {
         Self::build(clock, store, settings())
     }
 
-    /// An instance with its own settings.
-    fn with_settings(s: TokenSettings) -> Self {
-        let clock: Clock = Rc::new(Cell::new(T0));
-        let store = FakeStore::new(&clock);
-        Self::build(&clock, &store, s)
-    }
-
     fn build(clock: &Clock, store: &FakeStore, s: TokenSettings) -> Self {
         let secret = Secret::new(SECRET);
         let key = token_cache_key("optoro", &s, &secret, b"");

@@ -1,10 +1,5 @@
-//! TypeScript declarations of the package's objects, spliced into the generated `.d.ts`, so
-//! configs, tokens, the cache adapter and errors are typed instead of `any`.
+// Types of the tokengate npm package (hand-written beside npm/js/client.js).
 
-use wasm_bindgen::prelude::*;
-
-#[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
 /** How the client authenticates at the token endpoint. */
 export type AuthStyle = "client_secret_basic" | "client_secret_post" | "json_body";
 
@@ -44,7 +39,7 @@ export interface TokenClientConfig extends ExpiryPolicyConfig {
   resource?: string;
   /** Extra token-request parameters. */
   tokenParams?: Record<string, string | number>;
-  /** Extra token-request headers (not Authorization, Content-Type, Content-Length, Host). */
+  /** Extra token-request headers (not Accept, Authorization, Content-Type, Content-Length, Host). */
   tokenHeaders?: Record<string, string>;
   retry?: RetryConfig;
   /** Timeout of one HTTP call, ms (default 10000). */
@@ -63,13 +58,13 @@ export interface TokenCache {
 
 /** Options of a TokenClient. */
 export interface TokenClientOptions {
-  /** The fetch to use (default: globalThis.fetch). */
+  /** The fetch to use (default: globalThis.fetch, looked up on every call). */
   fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
   /** A shared cache in addition to the in-memory one. */
   cache?: TokenCache;
   /** A clock in epoch milliseconds (default Date.now), for tests. */
   now?: (() => number) | { now(): number };
-  /** Structured events (token_exchange, store_error); never secrets or tokens. */
+  /** Structured events (token_exchange, store_error, ...); never secrets or tokens. */
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -129,4 +124,48 @@ export declare class TokenError extends Error {
   /** The provider's Retry-After, ms. */
   readonly retryAfterMs: number | null;
 }
-"#;
+
+/**
+ * Client-credentials tokens for one provider configuration: cached in memory (and in
+ * `options.cache`), refreshed `refreshSkewS` before expiry, one exchange at a time.
+ */
+export declare class TokenClient {
+  /** Throws a `config` TokenError naming the offending key. */
+  constructor(config: TokenClientConfig, options?: TokenClientOptions);
+  /** A fresh token; concurrent callers share one exchange. */
+  token(): Promise<Token>;
+  /** `"Bearer <access token>"`, for an `Authorization` header. */
+  authorizationHeader(): Promise<string>;
+  /**
+   * `fetch` with `Authorization: Bearer …`: a 401 drops the token and replays once with a new
+   * one; 429/5xx and timeouts are retried with backoff for idempotent methods. Each attempt is
+   * aborted if its response headers take longer than `timeoutMs`.
+   */
+  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** Forgets the cached token (memory and `options.cache`). */
+  invalidate(): Promise<void>;
+  /** Releases the client's WebAssembly memory now instead of at garbage collection. */
+  free(): void;
+}
+
+/** The exact token request `config` produces; the secret only where its auth style puts it. */
+export declare function buildTokenRequest(config: TokenClientConfig): TokenRequest;
+
+/** Parses a token-endpoint response received at `nowMs`; throws the TokenError a client would. */
+export declare function parseTokenResponse(
+  status: number,
+  headers: Headers | Record<string, string> | [string, string][] | null | undefined,
+  body: string | Uint8Array | ArrayBuffer,
+  nowMs: number,
+  policy?: ExpiryPolicyConfig,
+): ParsedToken;
+
+/** When a token stops being served and how long a shared cache may keep it. */
+export declare function cachePolicy(
+  token: { expiresAt: number; issuedAt?: number },
+  nowMs: number,
+  policy?: ExpiryPolicyConfig,
+): CachePolicy;
+
+/** The claims of a JWT access token, unverified (display only), or null. */
+export declare function decodeJwtClaims(token: string): Record<string, unknown> | null;
