@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { Miniflare } from 'miniflare';
 import { startProviders } from '../tests/support/emulators.mjs';
-import { startGateway, issueCallerToken } from '../tests/support/gateway.mjs';
+import { startGateway, issueCallerToken, DEPLOYED_BUILD_DIR } from '../tests/support/gateway.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -56,6 +56,7 @@ async function load(base, path, headers) {
 const providers = await startProviders();
 const { providers: config, secrets } = providers.gatewayConfig();
 const gw = await startGateway({
+  buildDir: DEPLOYED_BUILD_DIR,
   providers: config,
   secrets,
   clients: { bench: { secret: 'bench-secret', scopes: ['optoro'] } },

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import {
   ALL, JSON_HEADERS, rand, tempDir, startEmulators, start, callerToken, call, raw, sweepTest,
 } from './worker-lib.mjs';
+import { BUILD_DIR, DEPLOYED_BUILD_DIR, makeClock } from './support/gateway.mjs';
 
 let emu;
 before(async () => { emu = await startEmulators(); });
@@ -104,6 +105,19 @@ test('max_body_bytes above the Workers request limit is a config error', async (
   const body = await res.json();
   assert.equal(body.key, 'max_body_bytes');
   assert.match(body.error_description, /104857600/);
+});
+
+test('only the test build reads TOKENGATE_CLOCK; the deployed build keeps real time', async (t) => {
+  for (const [buildDir, honoured] of [[BUILD_DIR, true], [DEPLOYED_BUILD_DIR, false]]) {
+    const testClock = makeClock(Date.now());
+    const gw = await start(t, { ...config(), buildDir, clock: testClock });
+    const tok = await callerToken(gw);
+    assert.equal(testClock.reads > 0, honoured, `${buildDir}: clock read`);
+    // Two hours later by the bound clock: past the caller token's 1 h lifetime.
+    testClock.advance(2 * 3600 * 1000);
+    const r = await call(gw, tok, '/optoro/v1/rmas');
+    assert.equal(r.status, honoured ? 401 : 200, `${buildDir}: ${r.text}`);
+  }
 });
 
 sweepTest(() => emu, { minBodies: 5, minLogs: 5 });

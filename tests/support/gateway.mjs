@@ -1,5 +1,7 @@
-// Miniflare 4 harness for the built tokengate Worker (`worker-build --release` → build/index.js
-// + build/index_bg.wasm), running in workerd exactly as deployed.
+// Miniflare 4 harness for the built tokengate Worker, running in workerd. The suites run the
+// test build (`make worker-test` → build-test/: the deployed code plus feature `test-clock`,
+// which lets them set the time through the TOKENGATE_CLOCK service binding); the deployed build
+// is build/ (`make worker`).
 //
 // Log capture: Miniflare spawns workerd and hands its stdout/stderr to `handleRuntimeStdio`;
 // every console.log / console.error of the Worker (and a Rust panic message) arrives there as a
@@ -22,8 +24,10 @@ import { Miniflare, Log, LogLevel } from 'miniflare';
 
 /** Repository root (two levels above this file). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-/** Where `worker-build --release` writes the Worker. */
-export const BUILD_DIR = path.join(REPO_ROOT, 'build');
+/** The test build of the Worker (`make worker-test`). */
+export const BUILD_DIR = path.join(REPO_ROOT, 'build-test');
+/** The Worker as deployed (`make worker`). */
+export const DEPLOYED_BUILD_DIR = path.join(REPO_ROOT, 'build');
 
 /** Hex SHA-256 of a UTF-8 string. */
 export function sha256Hex(s) {
@@ -101,7 +105,7 @@ class CaptureLog extends Log {
  *   vars        extra bindings, applied last; a null/undefined value removes a binding
  *   kvPersist   directory for TOKENGATE_KV storage, to share it between instances
  *   clock       { now() } → service binding TOKENGATE_CLOCK answering GET /now with ms as text
- *   buildDir    default <repo>/build; scriptPath default <buildDir>/index.js
+ *   buildDir    default <repo>/build-test; scriptPath default <buildDir>/index.js
  *   miniflare   extra Miniflare options (merged last)
  * }
  * Returns { fetch(path, init), kv, logs, jsonLogs(), waitForLog(pred, ms), settleLogs(ms), mf, url, close }.
@@ -110,7 +114,7 @@ export async function startGateway(opts = {}) {
   const buildDir = opts.buildDir ?? BUILD_DIR;
   const scriptPath = opts.scriptPath ?? path.join(buildDir, 'index.js');
   if (!fs.existsSync(scriptPath)) {
-    throw new Error(`${scriptPath} not found: build the Worker first (worker-build --release)`);
+    throw new Error(`${scriptPath} not found: build the Worker first (make worker worker-test)`);
   }
 
   const logs = [];
