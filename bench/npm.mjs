@@ -4,16 +4,21 @@
 //     batches (median of the per-call time of each batch), beside openid-client's
 //     `clientCredentialsGrant` and simple-oauth2's `ClientCredentials.getToken`, each wrapped in
 //     the same small memory cache (so all three rows are the warm, cached path).
-//  2. `client.fetch` against plain `fetch` to a local API server (127.0.0.1, own process):
-//     the same GET with the same headers, in interleaved rounds, median per-request time; the
+//  2. `client.fetch` against plain `fetch` carrying the same guarantee — every request aborted
+//     if it takes longer than the timeout (`signal: AbortSignal.timeout(timeoutMs)`) — to a
+//     local API server (127.0.0.1, own process): the same GET with the same headers, in
+//     interleaved rounds, median per-request time; plain `fetch` without a signal and the
 //     libraries' equivalent (cached token + Authorization header + fetch) for context.
+//  3. CPU per warm `client.fetch`: against an instant fake `fetch` (a resolved Response), so
+//     only tokengate's own work is timed, beside the fake called directly with a timeout
+//     signal.
 //
 // The machine is shared and noisy: read the ratios to the baselines measured in the same run.
 // The budgets are printed for information only; the exit status is 0 whatever they say (and 1
 // only when the bench itself cannot run, e.g. pkg/ missing or a request failing).
 //
 //   node bench/npm.mjs [--batches 200] [--batch-size 1000] [--rounds 120] [--requests 50]
-//                      [--pkg DIR]
+//                      [--pkg DIR]   (--pkg: another build of the package, to compare)
 
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
@@ -45,8 +50,10 @@ for (const [k, v] of Object.entries({ batches: BATCHES, 'batch-size': BATCH_SIZE
   }
 }
 
-const BUDGET_TOKEN_US = 2; // warm token() median, µs
-const BUDGET_FETCH_OVERHEAD = 0.03; // client.fetch vs plain fetch
+const BUDGET_TOKEN_US = 1; // warm token() median, µs
+const BUDGET_FETCH_OVERHEAD = 0.03; // client.fetch vs plain fetch with a timeout signal
+const BUDGET_FETCH_CPU_US = 5; // warm client.fetch against an instant fake fetch, µs
+const TIMEOUT_MS = 10_000; // tokengate's default timeoutMs, used by the baseline's signal too
 const REFRESH_SKEW_MS = 60_000; // tokengate's default refreshSkewS, used by the JS cache too
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -240,14 +247,22 @@ try {
   const common = { accept: 'application/json', 'x-bench': '1' };
   const plainAuth = `Bearer ${first.tokengate.accessToken}`;
   const fetchVariants = [
-    { key: 'plain', name: 'plain `fetch` (fixed Authorization header)', baseline: true,
+    { key: 'plain', name: 'plain `fetch`, `signal: AbortSignal.timeout(10000)`', baseline: true,
+      send: () => fetch(url, { headers: { ...common, authorization: plainAuth }, signal: AbortSignal.timeout(TIMEOUT_MS) }) },
+    { key: 'nosignal', name: 'plain `fetch` without a signal (no timeout at all)',
       send: () => fetch(url, { headers: { ...common, authorization: plainAuth } }) },
     { key: 'tokengate', name: 'tokengate `client.fetch`',
       send: () => tokengate.fetch(url, { headers: common }) },
-    { key: 'openid', name: 'memory cache + openid-client, header + `fetch`',
-      send: async () => fetch(url, { headers: { ...common, authorization: `Bearer ${(await openidToken()).accessToken}` } }) },
-    { key: 'simple', name: 'memory cache + simple-oauth2, header + `fetch`',
-      send: async () => fetch(url, { headers: { ...common, authorization: `Bearer ${(await simpleToken()).accessToken}` } }) },
+    { key: 'openid', name: 'memory cache + openid-client, header + `fetch` with the timeout signal',
+      send: async () => fetch(url, {
+        headers: { ...common, authorization: `Bearer ${(await openidToken()).accessToken}` },
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      }) },
+    { key: 'simple', name: 'memory cache + simple-oauth2, header + `fetch` with the timeout signal',
+      send: async () => fetch(url, {
+        headers: { ...common, authorization: `Bearer ${(await simpleToken()).accessToken}` },
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      }) },
   ];
   let failed = 0;
   async function fetchRun(send, n, out) {
@@ -275,6 +290,33 @@ try {
   if (failed) throw new Error(`${failed} API requests did not answer 200`);
   const exchangesAtEnd = await oidc.exchanges();
 
+  // ---- 3. CPU per warm client.fetch ------------------------------------------------------------
+
+  // One Response for every API call (its body is never read); the token endpoint gets a real
+  // token response, once.
+  const instant = new Response(null, { status: 200 });
+  const fake = (input) => (input === oidc.tokenUrl
+    ? Promise.resolve(Response.json({ access_token: 'cpu-bench-token', token_type: 'Bearer', expires_in: 3600 }))
+    : Promise.resolve(instant));
+  const cpuClient = new TokenClient({ tokenUrl: oidc.tokenUrl, clientId, clientSecret }, { fetch: fake });
+  await cpuClient.token();
+  const cpuVariants = [
+    { key: 'tokengate', name: 'tokengate `client.fetch`, instant fake `fetch`',
+      fn: () => cpuClient.fetch(url, { headers: common }) },
+    { key: 'fake', name: 'the instant fake `fetch` with `AbortSignal.timeout` (context)',
+      fn: () => fake(url, { headers: { ...common, authorization: plainAuth }, signal: AbortSignal.timeout(TIMEOUT_MS) }) },
+  ];
+  for (const v of cpuVariants) {
+    for (let i = 0; i < 20; i++) await tokenBatch(v.fn, BATCH_SIZE);
+  }
+  const cpuSamples = Object.fromEntries(cpuVariants.map((v) => [v.key, []]));
+  for (let b = 0; b < BATCHES; b++) {
+    for (let k = 0; k < cpuVariants.length; k++) {
+      const v = cpuVariants[(b + k) % cpuVariants.length];
+      cpuSamples[v.key].push(await tokenBatch(v.fn, BATCH_SIZE));
+    }
+  }
+
   // ---- report --------------------------------------------------------------------------------
 
   const rows = [];
@@ -289,7 +331,12 @@ try {
     rows.push([`GET: ${v.name}${v.baseline ? ' **(baseline)**' : ''}`, fmtUs(m), (m / fetchBase).toFixed(3)]);
   }
 
+  for (const v of cpuVariants) {
+    rows.push([`CPU: ${v.name}`, fmtUs(median(cpuSamples[v.key])), '']);
+  }
+
   const tokengateUs = median(tokenSamples.tokengate);
+  const cpuUs = median(cpuSamples.tokengate);
   const tgFetch = median(fetchSamples.tokengate);
   const overhead = tgFetch / fetchBase - 1;
   const paired = roundMedians.tokengate.map((t, i) => t / roundMedians.plain[i]);
@@ -297,7 +344,7 @@ try {
 
   console.log(`tokengate ${tg.version} (${tg.entry.slice(root.length + 1)}) · openid-client ${versionOf('openid-client')} · ` +
     `simple-oauth2 ${versionOf('simple-oauth2')} · Node ${process.version} · ${os.cpus().length} CPUs`);
-  console.log(`token: median of ${BATCHES} batches × ${BATCH_SIZE} sequential awaited calls per row (order rotated per batch); ` +
+  console.log(`token and CPU: median of ${BATCHES} batches × ${BATCH_SIZE} sequential awaited calls per row (order rotated per batch); ` +
     `fetch: ${ROUNDS} interleaved rounds × ${REQUESTS} sequential GETs per row, median per request, to 127.0.0.1`);
   console.log('');
   console.log('| benchmark | median | ratio vs baseline |');
@@ -310,6 +357,8 @@ try {
   console.log(`budget client.fetch overhead ≤ ${(BUDGET_FETCH_OVERHEAD * 100).toFixed(0)} %: ` +
     `${overhead >= 0 ? '+' : ''}${(overhead * 100).toFixed(2)} % (${fmtUs(tgFetch)} vs ${fmtUs(fetchBase)}) → ${verdict(overhead <= BUDGET_FETCH_OVERHEAD)} ` +
     `(per-round ratio p25/median/p75: ${[0.25, 0.5, 0.75].map((q) => quantile(paired, q).toFixed(3)).join('/')})`);
+  console.log(`budget CPU per warm client.fetch ≤ ${BUDGET_FETCH_CPU_US} µs: ${fmtUs(cpuUs)} → ${verdict(cpuUs <= BUDGET_FETCH_CPU_US)} ` +
+    `(absolute time on this machine)`);
   const controls = ['openid', 'simple'].map((k) => (median(fetchSamples[k]) / fetchBase).toFixed(3));
   console.log(`noise: the two library GET rows differ from the baseline only by a cached-token lookup ` +
     `(~0.1 µs); their ratios (${controls.join(', ')}) show this run's resolution`);

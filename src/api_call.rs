@@ -1,9 +1,11 @@
 //! What to do after each attempt of an API call made with a provider token — the Worker's
 //! proxied requests and the npm package's `client.fetch` alike — as a sans-IO state machine.
 //!
-//! The shell sends an attempt, reports how it ended ([`Attempted`]) with the time and a jitter
-//! sample, and performs the [`Action`] it gets back: hand the response over, retry after a
-//! delay, replay with a fresh token, or fail. The machine never sleeps, sends or reads a clock.
+//! The shell sends an attempt, reports how it ended ([`Attempted`]), answers the [`Facts`] the
+//! machine asks for (the time, a jitter sample, what memory says about a refused token — only
+//! when the outcome needs them), and performs the [`Action`] it gets back: hand the response
+//! over, retry after a delay, replay with a fresh token, or fail. The machine never sleeps,
+//! sends or reads a clock.
 //!
 //! The rules:
 //! - **401** (RFC 6750 §3.1 `invalid_token`): the token was refused. The first 401 of a call
@@ -28,6 +30,22 @@ use crate::retry::{is_idempotent, parse_retry_after, Decision, Outcome, RetryPol
 /// After an API 401 has caused a token refresh, further 401s within this window are returned
 /// as they are, without another exchange.
 pub const REFRESH_ON_401_WINDOW_MS: u64 = 30_000;
+
+/// Every response with a status below this is the caller's, whatever the method, the body and
+/// the progress of the call: [`ApiCall::next`] answers `Return { forget_token: false }` for it
+/// without asking any [`Facts`]. A shell may hand such a response over without asking.
+pub const FINAL_BELOW: u16 = 400;
+
+/// What the machine may need to know after an attempt. It asks only what the outcome needs:
+/// nothing for a response below [`FINAL_BELOW`].
+pub trait Facts {
+    /// Now, epoch milliseconds: to read a `Retry-After` date and the 401 window.
+    fn now_ms(&self) -> u64;
+    /// A uniform sample in `[0, 1)` for backoff jitter.
+    fn jitter(&self) -> f64;
+    /// What memory says about the token the API refused with 401.
+    fn refused(&self) -> RefusedToken;
+}
 
 /// How one attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,19 +146,13 @@ impl ApiCall {
         self.attempts
     }
 
-    /// The action after an attempt that ended as `attempted` at `now_ms`, with `jitter` in
-    /// `[0, 1)` for the backoff. `refused` is asked only when the API answered 401.
-    pub fn next(
-        &mut self,
-        attempted: Attempted<'_>,
-        now_ms: u64,
-        jitter: f64,
-        refused: impl FnOnce() -> RefusedToken,
-    ) -> Action {
+    /// The action after an attempt that ended as `attempted`; `facts` answers what the outcome
+    /// needs to know.
+    pub fn next(&mut self, attempted: Attempted<'_>, facts: &impl Facts) -> Action {
         if let Attempted::Response { status: 401, .. } = attempted {
             if !self.replayed {
                 self.replayed = true;
-                return self.after_401(refused(), now_ms);
+                return self.after_401(facts.refused(), facts);
             }
         }
         self.attempts += 1;
@@ -150,7 +162,10 @@ impl ApiCall {
                 retry_after,
             } => Outcome::Status {
                 status,
-                retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)),
+                // Retry-After only informs the retry of an error status.
+                retry_after_ms: retry_after
+                    .filter(|_| status >= FINAL_BELOW)
+                    .and_then(|v| parse_retry_after(v, facts.now_ms())),
             },
             Attempted::Timeout => Outcome::Timeout,
             Attempted::Network => Outcome::Network,
@@ -160,7 +175,7 @@ impl ApiCall {
             self.idempotent,
             self.replayable,
             outcome,
-            jitter,
+            || facts.jitter(),
         );
         match (decision, attempted) {
             (Decision::Retry { delay_ms }, _) => Action::Retry { delay_ms },
@@ -172,12 +187,12 @@ impl ApiCall {
         }
     }
 
-    fn after_401(&self, refused: RefusedToken, now_ms: u64) -> Action {
+    fn after_401(&self, refused: RefusedToken, facts: &impl Facts) -> Action {
         let forget_token = match refused {
             RefusedToken::Replaced => false,
             RefusedToken::Current {
                 last_refresh_ms: Some(at),
-            } if now_ms < at.saturating_add(REFRESH_ON_401_WINDOW_MS) => {
+            } if facts.now_ms() < at.saturating_add(REFRESH_ON_401_WINDOW_MS) => {
                 return Action::Return {
                     forget_token: false,
                 }

@@ -80,7 +80,7 @@ impl RetryPolicy {
         (ceiling as f64 * jitter.clamp(0.0, 1.0)) as u64
     }
 
-    fn decide(&self, attempt: u32, outcome: Outcome, jitter: f64) -> Decision {
+    fn decide(&self, attempt: u32, outcome: Outcome, jitter: impl FnOnce() -> f64) -> Decision {
         if attempt >= self.max_attempts {
             return Decision::Stop;
         }
@@ -94,19 +94,25 @@ impl RetryPolicy {
                 Some(ms) if ms > self.max_delay_ms => Decision::Stop,
                 Some(ms) => Decision::Retry { delay_ms: ms },
                 None => Decision::Retry {
-                    delay_ms: self.backoff_ms(attempt, jitter),
+                    delay_ms: self.backoff_ms(attempt, jitter()),
                 },
             },
             Outcome::Status { .. } => Decision::Stop,
             Outcome::Timeout | Outcome::Network => Decision::Retry {
-                delay_ms: self.backoff_ms(attempt, jitter),
+                delay_ms: self.backoff_ms(attempt, jitter()),
             },
         }
     }
 
     /// Decision for the token endpoint after attempt number `attempt` (1-based): 429, 5xx,
-    /// timeouts and network errors are retried; every other status is final.
-    pub fn token_decision(&self, attempt: u32, outcome: Outcome, jitter: f64) -> Decision {
+    /// timeouts and network errors are retried; every other status is final. `jitter` (a
+    /// sample in `[0, 1)`) is drawn only for a backoff.
+    pub fn token_decision(
+        &self,
+        attempt: u32,
+        outcome: Outcome,
+        jitter: impl FnOnce() -> f64,
+    ) -> Decision {
         self.decide(attempt, outcome, jitter)
     }
 
@@ -120,7 +126,7 @@ impl RetryPolicy {
         idempotent: bool,
         replayable: bool,
         outcome: Outcome,
-        jitter: f64,
+        jitter: impl FnOnce() -> f64,
     ) -> Decision {
         if !replayable {
             return Decision::Stop;
@@ -198,7 +204,11 @@ mod tests {
             ),
         ];
         for (i, &(attempt, outcome, jitter, want)) in table.iter().enumerate() {
-            assert_eq!(p.token_decision(attempt, outcome, jitter), want, "row {i}");
+            assert_eq!(
+                p.token_decision(attempt, outcome, || jitter),
+                want,
+                "row {i}"
+            );
         }
     }
 
@@ -226,26 +236,38 @@ mod tests {
     fn api_table() {
         let p = RetryPolicy::default();
         let retry = Decision::Retry { delay_ms: 200 };
-        assert_eq!(p.api_decision(1, true, true, st(503), 1.0), retry);
-        assert_eq!(p.api_decision(1, true, true, st(429), 1.0), retry);
-        assert_eq!(p.api_decision(1, false, true, st(503), 1.0), Decision::Stop);
+        assert_eq!(p.api_decision(1, true, true, st(503), || 1.0), retry);
+        assert_eq!(p.api_decision(1, true, true, st(429), || 1.0), retry);
         assert_eq!(
-            p.api_decision(1, false, true, Outcome::Timeout, 1.0),
+            p.api_decision(1, false, true, st(503), || 1.0),
             Decision::Stop
         );
-        assert_eq!(p.api_decision(1, true, false, st(503), 1.0), Decision::Stop);
-        assert_eq!(p.api_decision(1, true, true, st(404), 1.0), Decision::Stop);
+        assert_eq!(
+            p.api_decision(1, false, true, Outcome::Timeout, || 1.0),
+            Decision::Stop
+        );
+        assert_eq!(
+            p.api_decision(1, true, false, st(503), || 1.0),
+            Decision::Stop
+        );
+        assert_eq!(
+            p.api_decision(1, true, true, st(404), || 1.0),
+            Decision::Stop
+        );
         let unsafe_ok = RetryPolicy {
             retry_unsafe_methods: true,
             ..p
         };
-        assert_eq!(unsafe_ok.api_decision(1, false, true, st(503), 1.0), retry);
         assert_eq!(
-            unsafe_ok.api_decision(1, false, true, Outcome::Timeout, 1.0),
+            unsafe_ok.api_decision(1, false, true, st(503), || 1.0),
+            retry
+        );
+        assert_eq!(
+            unsafe_ok.api_decision(1, false, true, Outcome::Timeout, || 1.0),
             Decision::Stop
         );
         assert_eq!(
-            unsafe_ok.api_decision(1, false, true, Outcome::Network, 1.0),
+            unsafe_ok.api_decision(1, false, true, Outcome::Network, || 1.0),
             Decision::Stop
         );
     }

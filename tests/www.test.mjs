@@ -30,7 +30,7 @@ let startServer;
 let chromium;
 
 before(async () => {
-  for (const f of ['pkg/web/tokengate.js', 'pkg/web/tokengate_bg.wasm', 'pkg/node/tokengate.js']) {
+  for (const f of ['pkg/web/index.js', 'pkg/web/core_bg.wasm', 'pkg/node/index.cjs']) {
     assert.ok(
       fs.existsSync(path.join(repo, f)),
       `${f} is missing: this test builds nothing; build the package first with .ci/build-npm (or make npm-pkg)`,
@@ -108,8 +108,8 @@ test('serve.mjs: MIME types, and nothing outside www/ and pkg/web/', async () =>
       '/www/index.html': 'text/html; charset=utf-8',
       '/www/app.js': 'text/javascript; charset=utf-8',
       '/www/style.css': 'text/css; charset=utf-8',
-      '/pkg/web/tokengate.js': 'text/javascript; charset=utf-8',
-      '/pkg/web/tokengate_bg.wasm': 'application/wasm',
+      '/pkg/web/index.js': 'text/javascript; charset=utf-8',
+      '/pkg/web/core_bg.wasm': 'application/wasm',
     };
     for (const [p, type] of Object.entries(expect)) {
       const r = await rawRequest(srv.origin, p);
@@ -117,9 +117,9 @@ test('serve.mjs: MIME types, and nothing outside www/ and pkg/web/', async () =>
       assert.equal(r.headers['content-type'], type, p);
       assert.equal(r.headers['x-content-type-options'], 'nosniff', p);
     }
-    const wasm = await rawRequest(srv.origin, '/pkg/web/tokengate_bg.wasm');
+    const wasm = await rawRequest(srv.origin, '/pkg/web/core_bg.wasm');
     assert.equal(wasm.body.slice(0, 4), '\0asm');
-    assert.equal(Number(wasm.headers['content-length']), fs.statSync(path.join(repo, 'pkg/web/tokengate_bg.wasm')).size);
+    assert.equal(Number(wasm.headers['content-length']), fs.statSync(path.join(repo, 'pkg/web/core_bg.wasm')).size);
 
     const root = await rawRequest(srv.origin, '/');
     assert.equal(root.status, 302);
@@ -127,7 +127,7 @@ test('serve.mjs: MIME types, and nothing outside www/ and pkg/web/', async () =>
 
     const refused = [
       '/www/../Cargo.toml', '/www/%2e%2e/Cargo.toml', '/www/%2E%2E/.dev.vars', '/pkg/web/../../.dev.vars',
-      '/pkg/web/%2e%2e/node/tokengate.js', '/pkg/node/tokengate.js', '/pkg/package.json', '/src/lib.rs',
+      '/pkg/web/%2e%2e/node/index.cjs', '/pkg/node/index.cjs', '/pkg/package.json', '/src/lib.rs',
       '/.dev.vars', '/www/..%2f..%2f.dev.vars', '/www/%5c..%5cCargo.toml', '/www/.hidden', '/..',
       '/www/%00', '/www/%zz', '//etc/passwd', '/www//etc/passwd', '/tests/www.test.mjs',
     ];
@@ -283,7 +283,7 @@ test('a refused response shows the TokenError: code invalid_client, status, prov
 });
 
 test('request preview, Optoro json_body: the exact JSON body with the secret masked', async () => {
-  const { buildTokenRequest } = createRequire(import.meta.url)(path.join(repo, 'pkg/node/tokengate.js'));
+  const { buildTokenRequest } = createRequire(import.meta.url)(path.join(repo, 'pkg/node/index.cjs'));
   const real = buildTokenRequest(OPTORO);
   await withPage(async (page) => {
     await page.getByRole('button', { name: 'RFC 6749 (client_secret_basic)' }).click(); // something else first

@@ -2,7 +2,7 @@
 // built on the package's web build (pkg/web, made by .ci/build-npm). No framework, no network:
 // the only requests are for this page's own files and the package's module and .wasm.
 
-const PKG = '../pkg/web/tokengate.js';
+const PKG = '../pkg/web/index.js';
 const MASK = '••••••••';
 
 let tg = null; // the tokengate module once initialised
@@ -512,7 +512,7 @@ async function main() {
 
   try {
     tg = await import(PKG);
-    await tg.default(); // fetches tokengate_bg.wasm next to the module
+    await tg.default(); // fetches core_bg.wasm next to the module
   } catch (e) {
     tg = null;
     status.dataset.state = 'error';

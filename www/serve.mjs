@@ -175,8 +175,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
     console.error(`serve.mjs: ${e.message}`);
     process.exit(2);
   }
-  if (!fs.existsSync(path.join(REPO_ROOT, 'pkg/web/tokengate.js'))) {
-    console.error('serve.mjs: pkg/web/tokengate.js is missing; build the package first: .ci/build-npm');
+  if (!fs.existsSync(path.join(REPO_ROOT, 'pkg/web/index.js'))) {
+    console.error('serve.mjs: pkg/web/index.js is missing; build the package first: .ci/build-npm');
   }
   const { url, close } = await startServer({ port });
   console.log(`tokengate page: ${url}`);

@@ -14,11 +14,14 @@ import { TokenError } from './error.js';
 export { TokenError };
 
 let bound = false;
+/** Responses with a status below this end every call as they are (the core says which). */
+let finalBelow = 0;
 
 /** Registers TokenError with the core, once the WebAssembly module is instantiated. */
 function bind() {
   if (!bound) {
     core.setErrorClass(TokenError);
+    finalBelow = core.Core.finalBelow();
     bound = true;
   }
 }
@@ -220,8 +223,8 @@ function copyHeaders(given) {
 }
 
 /*
- * One `client.fetch` call, shaped once (DirectCall or NormalisedCall): `request(bearer, signal)`
- * gives each attempt's `fetch` arguments, `validate()` throws what `fetch` would refuse. A string or `URL` input with a plain `init` is passed to `fetch` as it
+ * One `client.fetch` call, shaped once (DirectCall or NormalisedCall): `send(fetch, bearer,
+ * signal)` sends one attempt, `validate()` throws what `fetch` would refuse. A string or `URL` input with a plain `init` is passed to `fetch` as it
  * is (its body, unless a stream, is read afresh by every attempt, so it can be replayed);
  * anything else is normalised once with the host's `Request`, whose body is buffered so it can
  * be replayed (a stream is sent once).
@@ -241,11 +244,11 @@ class DirectCall {
     this.signal = init.signal ?? undefined;
   }
 
-  request(bearer, signal) {
+  send(fetchFn, bearer, signal) {
     if (this.headers instanceof Headers) this.headers.set('authorization', bearer);
     else this.headers.authorization = bearer;
     this.init.signal = signal;
-    return [this.input, this.init];
+    return fetchFn(this.input, this.init);
   }
 
   /** Throws the host's TypeError if `fetch` would refuse this request outright. */
@@ -273,12 +276,12 @@ class NormalisedCall {
     this.signal = base.signal;
   }
 
-  request(bearer, signal) {
+  send(fetchFn, bearer, signal) {
     const headers = new Headers(this.base.headers);
     headers.set('authorization', bearer);
     const init = { headers, signal };
     if (this.body !== undefined) init.body = this.body;
-    return [new Request(this.base, init)];
+    return fetchFn(new Request(this.base, init));
   }
 
   validate() {}
@@ -337,6 +340,8 @@ export class TokenClient {
   /**
    * `fetch(input, init)` with `Authorization: Bearer …`. Each attempt is aborted if its response
    * headers have not arrived within `timeoutMs`; the core decides what follows each attempt.
+   * The caller's abort, and a request `fetch` refuses outright (the caller's mistake), are
+   * rethrown as they are.
    */
   async fetch(input, init) {
     const c = this.#core;
@@ -349,13 +354,27 @@ export class TokenClient {
       call.validate();
       bearer = await untilAborted(c.authorizationHeader(), caller);
     }
-    let state = 0;
-    for (;;) {
-      const { outcome, response } = await this.#attempt(call, bearer);
-      // Retry-After only informs the retry of an error status.
-      const retryAfter = response !== undefined && response.status >= 400
-        ? response.headers.get('retry-after') ?? undefined
-        : undefined;
+    for (let state = 0; ;) {
+      // One attempt, aborted at `timeoutMs` unless its response headers are in by then.
+      const controller = new AbortController();
+      const signal = caller === undefined ? controller.signal : anySignal(caller, controller);
+      const timer = setTimeout(timeUp, this.#timeoutMs, controller);
+      let response;
+      let outcome; // an HTTP status, 'timeout', or the error of a network failure
+      try {
+        response = await call.send(fetcher(this.#fetch), bearer, signal);
+        outcome = response.status;
+      } catch (error) {
+        if (caller?.aborted) throw caller.reason;
+        if (controller.signal.aborted) outcome = 'timeout';
+        else if (isRefused(call)) throw error;
+        else outcome = error;
+      } finally {
+        clearTimeout(timer);
+      }
+      // What the core has declared final needs no decision (most calls end here).
+      if (typeof outcome === 'number' && outcome < finalBelow) return response;
+      const retryAfter = response?.headers.get('retry-after') ?? undefined;
       const step = c.decide(call.method, call.replayable, state, outcome, retryAfter, bearer);
       if (step === undefined) return response;
       if (step.kind === 'return') {
@@ -371,29 +390,6 @@ export class TokenClient {
         bearer = c.bearer() ?? (await untilAborted(c.authorizationHeader(), caller));
       }
       state = step.state;
-    }
-  }
-
-  /**
-   * One attempt: `{outcome: status, response}`, `{outcome: 'timeout'}` (aborted at
-   * `timeoutMs`), or `{outcome: error}` (a network failure). Rethrows the caller's abort and a
-   * request `fetch` refuses (the caller's mistake) as they are.
-   */
-  async #attempt(call, bearer) {
-    const controller = new AbortController();
-    const caller = call.signal;
-    const signal = caller === undefined ? controller.signal : anySignal(caller, controller);
-    const timer = setTimeout(timeUp, this.#timeoutMs, controller);
-    try {
-      const response = await fetcher(this.#fetch)(...call.request(bearer, signal));
-      return { outcome: response.status, response };
-    } catch (error) {
-      if (caller?.aborted) throw caller.reason;
-      if (controller.signal.aborted) return { outcome: 'timeout' };
-      if (isRefused(call)) throw error;
-      return { outcome: error };
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

@@ -30,7 +30,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use tokengate::api_call::{Action, ApiCall, Attempted, CallError};
+use tokengate::api_call::{Action, ApiCall, Attempted, CallError, FINAL_BELOW};
 use tokengate::cache_key::token_cache_key;
 use tokengate::flow::{decide, TokenSource, TransportError};
 use tokengate::response::Token;
@@ -108,6 +108,14 @@ impl Core {
             Some(t) => JsToken::of(&self.last, t, |c| c.header.clone()),
             None => JsValue::UNDEFINED,
         }
+    }
+
+    /// Statuses below this end every API call as they are (see
+    /// [`tokengate::api_call::FINAL_BELOW`]): the façade hands such a response over without
+    /// asking [`Core::decide`].
+    #[wasm_bindgen(js_name = finalBelow)]
+    pub fn final_below() -> u16 {
+        FINAL_BELOW
     }
 
     /// What to do after an attempt of a `method` call (state `state`, 0 for a new call) that
@@ -205,7 +213,7 @@ impl Core {
         let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
         promise(async move {
             match source.token().await {
-                Ok((t, _)) => Ok(JsToken::of(&last, t, form)),
+                Ok((t, _)) => Ok(JsToken::of(&last, Rc::new(t), form)),
                 Err(e) => Err(token_error(&e, &scrub, None)),
             }
         })
@@ -256,18 +264,19 @@ pub(crate) fn token_to_js(t: &Token) -> Object {
 
 /// The JS forms of the token last served: while memory holds the same token, `token()` copies
 /// `object` and `authorizationHeader()`/`bearer()` return `header`, so a warm call passes no
-/// string between wasm and JS. Derived from the token in memory, never a second copy of it.
+/// string between wasm and JS. Derived from the token in memory (the same `Rc`), never a
+/// second copy of it.
 struct JsToken {
-    token: Token,
+    token: Rc<Token>,
     object: Object,
     header: JsValue,
 }
 
 impl JsToken {
-    fn of<R>(last: &RefCell<Option<JsToken>>, t: Token, f: impl FnOnce(&JsToken) -> R) -> R {
+    fn of<R>(last: &RefCell<Option<JsToken>>, t: Rc<Token>, f: impl FnOnce(&JsToken) -> R) -> R {
         let mut last = last.borrow_mut();
         let current = match last.take() {
-            Some(c) if c.token == t => c,
+            Some(c) if Rc::ptr_eq(&c.token, &t) || c.token == t => c,
             _ => JsToken {
                 object: token_to_js(&t),
                 header: JsValue::from(format!("Bearer {}", t.access_token.expose())),

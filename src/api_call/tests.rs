@@ -23,13 +23,58 @@ fn status(status: u16) -> Attempted<'static> {
     }
 }
 
-fn not_asked() -> RefusedToken {
-    panic!("the token source is asked only after a 401")
+/// The world as the tests set it: the time, the jitter sample, and (only for a 401 test) what
+/// memory says about the refused token.
+struct World {
+    now: u64,
+    jitter: f64,
+    refused: Option<RefusedToken>,
+}
+
+impl Facts for World {
+    fn now_ms(&self) -> u64 {
+        self.now
+    }
+    fn jitter(&self) -> f64 {
+        self.jitter
+    }
+    fn refused(&self) -> RefusedToken {
+        self.refused
+            .expect("the token source is asked only after a 401")
+    }
+}
+
+const WORLD: World = World {
+    now: NOW,
+    jitter: JITTER,
+    refused: None,
+};
+
+fn after_401(refused: RefusedToken) -> World {
+    World {
+        refused: Some(refused),
+        ..WORLD
+    }
+}
+
+/// Facts nobody may ask for.
+struct Silent;
+
+impl Facts for Silent {
+    fn now_ms(&self) -> u64 {
+        panic!("asked the time")
+    }
+    fn jitter(&self) -> f64 {
+        panic!("asked for jitter")
+    }
+    fn refused(&self) -> RefusedToken {
+        panic!("asked about the token")
+    }
 }
 
 /// The first action of a `method` call whose first attempt ended as `attempted`.
 fn first(method: &str, replayable: bool, unsafe_ok: bool, attempted: Attempted<'_>) -> Action {
-    ApiCall::new(method, replayable, policy(unsafe_ok)).next(attempted, NOW, JITTER, not_asked)
+    ApiCall::new(method, replayable, policy(unsafe_ok)).next(attempted, &WORLD)
 }
 
 /// RFC 9110 §9.2.2, spelled out independently of `retry::is_idempotent`.
@@ -69,6 +114,43 @@ fn every_status_method_and_body_kind() {
     }
     // 101 busy statuses × (6 idempotent spellings + 3 others with the opt-in), replayable only.
     assert_eq!(retried, 101 * (6 + 6 + 3));
+}
+
+#[test]
+fn below_final_below_nothing_is_asked_and_the_response_is_returned() {
+    for unsafe_ok in [false, true] {
+        for method in METHODS {
+            for replayable in [true, false] {
+                // Any progress: fresh, after retries, after a replay.
+                for state in 0..8 {
+                    for s in 0..FINAL_BELOW {
+                        let mut call =
+                            ApiCall::resume(method, replayable, policy(unsafe_ok), state);
+                        let r = Attempted::Response {
+                            status: s,
+                            retry_after: Some("Wed, 21 Oct 2015 07:28:03 GMT"),
+                        };
+                        assert_eq!(
+                            call.next(r, &Silent),
+                            Action::Return {
+                                forget_token: false
+                            },
+                            "{method} {s} state {state}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // The first status that may need facts.
+    let mut call = ApiCall::new("GET", true, policy(false));
+    let fresh = after_401(RefusedToken::Current {
+        last_refresh_ms: None,
+    });
+    assert_eq!(
+        call.next(status(401), &fresh),
+        Action::Replay { forget_token: true }
+    );
 }
 
 #[test]
@@ -125,7 +207,15 @@ fn retry_after_forms() {
 fn backoff_grows_until_attempts_run_out() {
     let mut call = ApiCall::new("GET", true, policy(false));
     let delays: Vec<Action> = (0..4)
-        .map(|_| call.next(status(503), NOW, 1.0, not_asked))
+        .map(|_| {
+            call.next(
+                status(503),
+                &World {
+                    jitter: 1.0,
+                    ..WORLD
+                },
+            )
+        })
         .collect();
     assert_eq!(
         delays,
@@ -150,15 +240,9 @@ fn transport_failures() {
         // Idempotent: retried three times, then the failure stands.
         let mut call = ApiCall::new("DELETE", true, policy(false));
         for _ in 0..3 {
-            assert!(matches!(
-                call.next(attempted, NOW, JITTER, not_asked),
-                Action::Retry { .. }
-            ));
+            assert!(matches!(call.next(attempted, &WORLD), Action::Retry { .. }));
         }
-        assert_eq!(
-            call.next(attempted, NOW, JITTER, not_asked),
-            Action::Fail(code)
-        );
+        assert_eq!(call.next(attempted, &WORLD), Action::Fail(code));
         // POST and PATCH may have taken effect: never resent, even with the opt-in.
         for method in ["POST", "PATCH"] {
             assert_eq!(first(method, true, true, attempted), Action::Fail(code));
@@ -196,7 +280,7 @@ fn the_401_window() {
     for method in METHODS {
         for &(replayable, refused, want) in table {
             let mut call = ApiCall::new(method, replayable, policy(true));
-            let got = call.next(status(401), NOW, JITTER, || refused);
+            let got = call.next(status(401), &after_401(refused));
             assert_eq!(got, want, "{method} replayable={replayable} {refused:?}");
             assert_eq!(call.attempts(), 0, "a 401 spends no attempt");
         }
@@ -206,30 +290,28 @@ fn the_401_window() {
 #[test]
 fn a_second_401_is_returned_and_the_replay_spends_no_attempt() {
     let mut call = ApiCall::new("GET", true, policy(false));
-    let fresh = || RefusedToken::Current {
+    let fresh = after_401(RefusedToken::Current {
         last_refresh_ms: None,
-    };
+    });
     assert_eq!(
-        call.next(status(503), NOW, JITTER, not_asked),
+        call.next(status(503), &WORLD),
         Action::Retry { delay_ms: 100 }
     );
     assert_eq!(
-        call.next(status(401), NOW, JITTER, fresh),
+        call.next(status(401), &fresh),
         Action::Replay { forget_token: true }
     );
     // The second 401 does not consult the token source: it is the caller's answer.
     assert_eq!(
-        call.next(status(401), NOW, JITTER, not_asked),
+        call.next(status(401), &WORLD),
         Action::Return {
             forget_token: false
         }
     );
     // After the replay, the call still has its remaining attempts: 2 more retries, then stop.
     let mut call = ApiCall::new("GET", true, policy(false));
-    call.next(status(401), NOW, JITTER, fresh);
-    let actions: Vec<Action> = (0..4)
-        .map(|_| call.next(status(500), NOW, JITTER, not_asked))
-        .collect();
+    call.next(status(401), &fresh);
+    let actions: Vec<Action> = (0..4).map(|_| call.next(status(500), &WORLD)).collect();
     assert_eq!(
         actions
             .iter()
@@ -244,15 +326,15 @@ fn a_second_401_is_returned_and_the_replay_spends_no_attempt() {
 fn state_round_trips() {
     let mut call = ApiCall::new("PUT", true, policy(false));
     assert_eq!(call.state(), 0);
-    call.next(status(429), NOW, JITTER, not_asked);
-    call.next(status(401), NOW, JITTER, || RefusedToken::Replaced);
+    call.next(status(429), &WORLD);
+    call.next(status(401), &after_401(RefusedToken::Replaced));
     let state = call.state();
     assert_eq!(state, (1 << 1) | 1);
     assert_eq!(ApiCall::resume("PUT", true, policy(false), state), call);
     // A resumed call continues where it was: the second 401 is returned.
     let mut resumed = ApiCall::resume("PUT", true, policy(false), state);
     assert_eq!(
-        resumed.next(status(401), NOW, JITTER, not_asked),
+        resumed.next(status(401), &WORLD),
         Action::Return {
             forget_token: false
         }

@@ -3,9 +3,10 @@
 //! shell that runs its own loop (the npm package's JavaScript `fetch`).
 
 use super::{Runtime, TokenOrigin, TokenSource, TokenStore, Transport, TransportError};
-use crate::api_call::{Action, ApiCall, Attempted, CallError, RefusedToken};
+use crate::api_call::{Action, ApiCall, Attempted, CallError, Facts, RefusedToken};
 use crate::secret::Secret;
 use serde_json::json;
+use std::cell::Cell;
 use std::future::Future;
 
 /// What one API attempt returned.
@@ -18,8 +19,8 @@ pub struct ApiReply<Resp> {
     pub response: Resp,
 }
 
-/// The action after an attempt of `call` that carried `token` and ended as `attempted`: reads
-/// the time and a jitter sample from `source`'s runtime and, after a 401, what `source`'s
+/// The action after an attempt of `call` that carried `token` and ended as `attempted`: the
+/// machine's [`Facts`] are `source`'s runtime (time, jitter) and, after a 401, what `source`'s
 /// memory says about the token. Logs `api_401_not_refreshed` when a 401 stands because one
 /// caused a refresh less than [`crate::api_call::REFRESH_ON_401_WINDOW_MS`] ago.
 pub fn decide<T, S, R>(
@@ -33,26 +34,57 @@ where
     S: TokenStore + 'static,
     R: Runtime + 'static,
 {
-    let rt = source.runtime();
-    let mut held = false;
-    let action = call.next(attempted, rt.now_ms(), rt.jitter(), || {
-        let refused = source.refused(&token());
-        held = matches!(refused, RefusedToken::Current { .. });
-        refused
-    });
-    if held
-        && action
-            == (Action::Return {
-                forget_token: false,
-            })
-    {
-        rt.log(
+    let facts = SourceFacts {
+        source,
+        token: Cell::new(Some(token)),
+        held: Cell::new(false),
+    };
+    let action = call.next(attempted, &facts);
+    let standing = Action::Return {
+        forget_token: false,
+    };
+    if facts.held.get() && action == standing {
+        source.runtime().log(
             "api_401_not_refreshed",
             json!({"provider": source.name(),
                    "reason": "a 401 refreshed the token less than 30 s ago"}),
         );
     }
     action
+}
+
+/// The facts of [`decide`]: `source`'s runtime and memory.
+struct SourceFacts<'a, T, S, R, F> {
+    source: &'a TokenSource<T, S, R>,
+    token: Cell<Option<F>>,
+    /// Set when a 401's token was the current one.
+    held: Cell<bool>,
+}
+
+impl<T, S, R, F> Facts for SourceFacts<'_, T, S, R, F>
+where
+    T: Transport + 'static,
+    S: TokenStore + 'static,
+    R: Runtime + 'static,
+    F: FnOnce() -> Secret,
+{
+    fn now_ms(&self) -> u64 {
+        self.source.runtime().now_ms()
+    }
+
+    fn jitter(&self) -> f64 {
+        self.source.runtime().jitter()
+    }
+
+    fn refused(&self) -> RefusedToken {
+        let refused = match self.token.take() {
+            Some(token) => self.source.refused(&token()),
+            None => RefusedToken::Replaced,
+        };
+        self.held
+            .set(matches!(refused, RefusedToken::Current { .. }));
+        refused
+    }
 }
 
 /// Calls an API with a bearer token from `source`: `send(token)` performs one attempt of a

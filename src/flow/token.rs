@@ -48,7 +48,8 @@ type SharedAcquire = Shared<LocalBoxFuture<'static, Result<(Token, TokenOrigin),
 
 #[derive(Default)]
 struct State {
-    memory: Option<Token>,
+    /// The token in use; an `Rc` so a shell can hold it and tell it from a replacement.
+    memory: Option<Rc<Token>>,
     inflight: Option<SharedAcquire>,
     cooldown: Option<(u64, TokenError)>,
     /// A token the API refused: a store read returning it (KV deletes propagate slowly) is a
@@ -152,7 +153,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
                 let mut st = self.inner.state.borrow_mut();
                 let now = self.inner.rt.now_ms();
                 if let Some(t) = st.memory.as_ref().filter(|t| self.fresh(t, now)) {
-                    return Ok((t.clone(), TokenOrigin::Memory));
+                    return Ok((Token::clone(t), TokenOrigin::Memory));
                 }
                 match &st.inflight {
                     Some(f) => (f.clone(), true),
@@ -270,7 +271,8 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     }
 
     /// The token [`TokenSource::token`] would answer from memory right now, without any I/O.
-    pub fn memory_token(&self) -> Option<Token> {
+    /// The same `Rc` until memory holds another token: [`Rc::ptr_eq`] tells a replacement.
+    pub fn memory_token(&self) -> Option<Rc<Token>> {
         let now = self.inner.rt.now_ms();
         let st = self.inner.state.borrow();
         st.memory.as_ref().filter(|t| self.fresh(t, now)).cloned()
@@ -304,7 +306,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                         .as_ref()
                         .is_some_and(|r| r.ct_eq(t.access_token.expose())) => {}
                 Ok(t) if is_fresh(&self.settings.expiry, t.issued_at_ms, t.expires_at_ms, now) => {
-                    self.state.borrow_mut().memory = Some(t.clone());
+                    self.state.borrow_mut().memory = Some(Rc::new(t.clone()));
                     return Ok((t, TokenOrigin::Store));
                 }
                 Ok(_) => {}
@@ -328,7 +330,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
         let ms = now.saturating_sub(started);
         {
             let mut st = self.state.borrow_mut();
-            st.memory = Some(token.clone());
+            st.memory = Some(Rc::new(token.clone()));
             st.cooldown = None;
             st.rejected = None;
         }
@@ -399,7 +401,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
             match self
                 .settings
                 .retry
-                .token_decision(attempt, outcome, self.rt.jitter())
+                .token_decision(attempt, outcome, || self.rt.jitter())
             {
                 Decision::Retry { delay_ms } => self.rt.sleep(delay_ms).await,
                 Decision::Stop => return Err(err),

@@ -13,7 +13,8 @@ fn exchange_then_memory_hit() {
     assert_eq!(t.access_token.expose(), TOKEN_A);
     assert_eq!(t.expires_at_ms, T0 + 3_600_000);
     assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });
-    assert_eq!(h.source.memory_token().as_ref(), Some(&t));
+    let held = h.source.memory_token().expect("in memory");
+    assert_eq!(*held, t);
     let sent = h.transport.sent();
     assert_eq!(sent.len(), 1);
     assert_token_request(&sent[0].0, sent[0].1);
@@ -92,7 +93,12 @@ fn refresh_once_now_passes_the_refresh_point() {
         (TOKEN_A, TokenOrigin::Memory)
     );
     assert_eq!(h.transport.calls(), 1);
-    assert_eq!(h.source.memory_token(), Some(t));
+    let held = h.source.memory_token().expect("in memory");
+    assert_eq!(*held, t);
+    assert!(
+        Rc::ptr_eq(&held, &h.source.memory_token().unwrap()),
+        "the same Rc until memory changes"
+    );
     h.advance(1);
     assert_eq!(h.source.memory_token(), None, "past the refresh point");
     let (t, origin) = h.token().unwrap();
