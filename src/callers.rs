@@ -1,11 +1,13 @@
 //! The gateway's own callers: the `TOKENGATE_CLIENTS` registry, the `POST /oauth/token`
 //! request forms, and the opaque tokens the gateway issues.
 //!
-//! `POST /oauth/token` accepts seed 001's contract — a JSON body with exactly `grant_type`,
-//! `client_id` and `client_secret` (400 for malformed JSON, 422 with seed 000's
+//! `POST /oauth/token` accepts Optoro's token-endpoint contract
+//! (`docs/providers.md#optoro-token-request`) — a JSON body with exactly `grant_type`,
+//! `client_id` and `client_secret` (400 for malformed JSON, 422 with Optoro's validation body
 //! `{"message": "Validation Failed", "errors": [{field, code}]}` for bad fields, 401
-//! `invalid_client` for wrong credentials) — and the RFC 6749 §4.4 forms: a form body with
-//! credentials in HTTP Basic (§2.3.1) or in the body, errors per §5.2.
+//! `invalid_client` for wrong credentials; `docs/providers.md#optoro-errors-and-retries`) — and
+//! the RFC 6749 §4.4 forms: a form body with credentials in HTTP Basic (§2.3.1) or in the body,
+//! errors per §5.2.
 //!
 //! Issued tokens are 256 random bits (RFC 6750 §5.2 wants them unguessable); only their SHA-256
 //! is ever stored.
@@ -115,7 +117,7 @@ impl CallerRegistry {
 /// How the credentials arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantForm {
-    /// Seed 001's JSON body.
+    /// Optoro's JSON body (`docs/providers.md#optoro-token-request`).
     Json,
     /// RFC 6749 form body (credentials in the body or in HTTP Basic).
     Form,
@@ -136,7 +138,7 @@ pub struct GrantRequest {
     pub scope: Option<Vec<String>>,
 }
 
-/// One seed-000 validation error.
+/// One entry of Optoro's validation error body (`docs/providers.md#optoro-errors-and-retries`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldIssue {
     /// The field at fault.
@@ -148,9 +150,9 @@ pub struct FieldIssue {
 /// Why `POST /oauth/token` failed, with its HTTP mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GrantError {
-    /// 400: the body could not be read (seed 001 "Malformed request").
+    /// 400: the body could not be read (Optoro's "Malformed request").
     Malformed(String),
-    /// 422: seed 000's validation error body.
+    /// 422: Optoro's validation error body (`docs/providers.md#optoro-errors-and-retries`).
     Validation(Vec<FieldIssue>),
     /// 400: an RFC 6749 §5.2 error for the form flavour.
     OAuth(&'static str, String),
@@ -263,7 +265,7 @@ fn parse_json_grant(
         GrantError::Malformed("Malformed request. The JSON payload must be an object.".into())
     })?;
     let mut issues = Vec::new();
-    // additionalProperties: false (seed 001)
+    // additionalProperties: false (docs/providers.md#optoro-token-request)
     for k in obj.keys() {
         if !["grant_type", "client_id", "client_secret"].contains(&k.as_str()) {
             issues.push(FieldIssue {
@@ -400,7 +402,7 @@ pub struct CallerTokenRecord {
     pub expires_at_ms: u64,
 }
 
-/// The successful token response (seed 001's 200 schema).
+/// The successful token response (Optoro's 200 schema, `docs/providers.md#optoro-token-response`).
 #[derive(Clone, Debug, Serialize)]
 pub struct IssuedToken {
     /// The opaque token.

@@ -13,9 +13,11 @@ use url::Url;
 pub enum AuthStyle {
     /// HTTP Basic with form-urlencoded id and secret (RFC 6749 §2.3.1); the default.
     ClientSecretBasic,
-    /// `client_id` and `client_secret` as form parameters (RFC 6749 §2.3.1; seed 002).
+    /// `client_id` and `client_secret` as form parameters (RFC 6749 §2.3.1; Optimum Automotive:
+    /// `docs/providers.md#optimum-token-request`).
     ClientSecretPost,
-    /// A JSON body `{grant_type, client_id, client_secret}` (seeds 001 and 004).
+    /// A JSON body `{grant_type, client_id, client_secret}` (Optoro and the partner API:
+    /// `docs/providers.md#optoro-token-request`, `docs/providers.md#partner-token-request`).
     JsonBody,
 }
 
@@ -136,7 +138,8 @@ pub struct ProviderConfig {
     pub api_base: Url,
     /// Name of the Worker secret holding the client secret.
     pub client_secret_name: String,
-    /// Headers added to every proxied request (e.g. seed 000's `X-Optiturn-Api-Version`).
+    /// Headers added to every proxied request (e.g. Optoro's `X-Optiturn-Api-Version`:
+    /// `docs/providers.md#optoro-rate-limits-and-api-version`).
     pub api_headers: BTreeMap<String, String>,
 }
 

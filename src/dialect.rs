@@ -3,12 +3,15 @@
 //! - `client_secret_basic`: RFC 6749 §2.3.1 — id and secret are each
 //!   `application/x-www-form-urlencoded` before `id:secret` is base64-encoded into HTTP Basic;
 //!   the body is a form with `grant_type=client_credentials` (§4.4.2).
-//! - `client_secret_post`: the credentials as form parameters (§2.3.1; seed 002, Optimum).
+//! - `client_secret_post`: the credentials as form parameters (§2.3.1; Optimum Automotive,
+//!   `docs/providers.md#optimum-token-request`).
 //! - `json_body`: a JSON object `{client_id, client_secret, grant_type}` with
-//!   `Content-Type: application/json` (seed 001, Optoro — whose spec forbids any other key — and
-//!   seed 004).
+//!   `Content-Type: application/json` (Optoro, whose token endpoint spec forbids any other key:
+//!   `docs/providers.md#optoro-token-request`; and the partner API:
+//!   `docs/providers.md#partner-token-request`).
 //!
-//! Every style sends `Accept: application/json` (seed 004 requires it).
+//! Every style sends `Accept: application/json` (the partner API requires it:
+//! `docs/providers.md#partner-token-request`).
 
 use crate::config::{AuthStyle, TokenSettings};
 use crate::http::HttpRequest;

@@ -47,7 +47,8 @@ pub struct TokenError {
     pub code: ErrorCode,
     /// The provider's HTTP status, when there was a response.
     pub status: Option<u16>,
-    /// The provider's own error code (`error` of RFC 6749 §5.2, or seed 000's `message`).
+    /// The provider's own error code (`error` of RFC 6749 §5.2, or the `message` of Optoro's
+    /// validation body: `docs/providers.md#optoro-errors-and-retries`).
     pub provider_error: Option<String>,
     /// Human-readable description.
     pub description: String,

@@ -14,7 +14,8 @@ pub struct ExpiryPolicy {
     pub refresh_skew_s: u64,
     /// Lifetime when the response says nothing (no `expires_in`, no JWT `exp`).
     pub default_lifetime_s: u64,
-    /// Upper bound on any lifetime (seed 002 issues ~355-day tokens).
+    /// Upper bound on any lifetime (Optimum Automotive issues ~355-day tokens:
+    /// `docs/providers.md#optimum-token-response`).
     pub max_lifetime_s: u64,
 }
 
@@ -69,20 +70,18 @@ mod tests {
         let p = ExpiryPolicy::default();
         // (lifetime s, expected KV TTL, fresh at issue time)
         let table: &[(u64, Option<u64>, bool)] = &[
-            (90_000, Some(89_940), true), // seed 000: 25 h
-            (3_600, Some(3_540), true),   // seed 004: 1 h
-            (121, None, true),            // 121 - 60 = 61 s left… minus rounding → 61 → kept
-            (120, Some(60), true),
-            (119, None, true), // 59 s after skew: memory only
+            (90_000, Some(89_940), true), // Optoro: 25 h
+            (3_600, Some(3_540), true),   // partner API: 1 h
+            (121, Some(61), true),        // 121 - 60 = 61 s left: kept
+            (120, Some(60), true),        // exactly KV's minimum
+            (119, None, true),            // 59 s after skew: memory only
             (90, None, true),
             (30, None, true), // shorter than the skew: half its life is used
             (0, None, false),
         ];
         for &(life, ttl, fresh) in table {
             let exp = NOW + life * 1000;
-            let got = kv_ttl_s(&p, NOW, exp, NOW);
-            let want = if life == 121 { Some(61) } else { ttl };
-            assert_eq!(got, want, "lifetime {life}");
+            assert_eq!(kv_ttl_s(&p, NOW, exp, NOW), ttl, "lifetime {life}");
             assert_eq!(is_fresh(&p, NOW, exp, NOW), fresh, "lifetime {life}");
         }
     }

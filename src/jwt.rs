@@ -26,7 +26,8 @@ fn decode_part(part: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
 }
 
-/// The `exp` claim (NumericDate, seconds; fractions allowed as in seed 004) in milliseconds.
+/// The `exp` claim (NumericDate, seconds; fractions allowed, as in the partner API's tokens:
+/// `docs/providers.md#partner-token-response`) in milliseconds.
 pub fn expiry_ms(token: &str) -> Option<u64> {
     let exp = decode_claims(token)?.get("exp")?.as_f64()?;
     (exp.is_finite() && exp > 0.0).then_some((exp * 1000.0) as u64)
@@ -37,8 +38,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_004_token_exp() {
-        // The payload of seed 004's example token (signature shortened).
+    fn partner_token_exp() {
+        // The payload of the partner API's example JWT (signature shortened).
         let payload = "eyJhdWQiOiI5YjFlODJhNy0wYTU5LTRlN2UtYWRkNS1iOWZmYTM3YWFkZTEiLCJqdGkiOiI4MTc1NWE2YTdkYWYwMzgyZjBmMjcyM2EyY2M5NTFmODMwZjUzM2FmYjQ2Yjc1ZDliOWE0Y2VhN2QyMTVlZTk5MjZhOTMyNTk1NjdjYmY3OCIsImlhdCI6MTcxMDIyMDAzMS41ODMxMTIsIm5iZiI6MTcxMDIyMDAzMS41ODMxMTQsImV4cCI6MTcxMDIyMzYzMS41Nzc0NzgsInN1YiI6IiIsInNjb3BlcyI6WyJib29raW5nczpjcmVhdGUiLCJib29raW5nczpkZWxldGUiXSwidXNlcl9pZCI6Ijg0MjkwMmRiLTU0ZTUtNDYxNC1iMzQ4LTAwMmU4Y2U1ZGExMiIsInBhcnRuZXJfaWQiOiJmMzExMjBlZS1iNWNiLTQxYzQtOTUyOS0yODhkMDJlOTFjZDYiLCJpc190ZXN0IjpmYWxzZX0";
         let token = format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{payload}.Lk-68XAooy");
         assert_eq!(expiry_ms(&token), Some(1_710_223_631_577));

@@ -1,6 +1,8 @@
-//! Token-response parsing (RFC 6749 §5.1 success, §5.2 errors) with the seeds' variations:
-//! seed 001's `created_at`, `expires_in` as a string, JWT-only expiry (seed 004), seed 000's
-//! `{message, errors[]}` error bodies, and non-JSON error pages.
+//! Token-response parsing (RFC 6749 §5.1 success, §5.2 errors) with the documented providers'
+//! variations: Optoro's `created_at` (`docs/providers.md#optoro-token-response`), `expires_in` as
+//! a string, JWT-only expiry (the partner API's JWTs carry `exp`:
+//! `docs/providers.md#partner-token-response`), Optoro's `{message, errors[]}` error bodies
+//! (`docs/providers.md#optoro-errors-and-retries`), and non-JSON error pages.
 
 use crate::error::{ErrorCode, TokenError};
 use crate::expiry::ExpiryPolicy;
@@ -149,8 +151,9 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Turns a non-2xx token-endpoint response into a typed error: RFC 6749 §5.2
-/// `{error, error_description}`, seed 000's `{message, errors[{field, code}]}`, or anything
-/// else (an HTML error page) by status alone.
+/// `{error, error_description}`, Optoro's `{message, errors[{field, code}]}`
+/// (`docs/providers.md#optoro-errors-and-retries`), or anything else (an HTML error page) by
+/// status alone.
 ///
 /// `secret_forms` (see [`crate::secret::secret_forms`]) are scrubbed from the body before
 /// anything is taken from it, so a provider echoing the client secret cannot leak even a

@@ -1,6 +1,7 @@
-// Tests of the test support code itself: the provider emulators enforce their seed documents,
-// oidc-provider issues client-credentials tokens, the demo-provider CLI works, and the Miniflare
-// harness (bindings, clock, log capture, shared KV) works with a stub Worker.
+// Tests of the test support code itself: the provider emulators enforce the providers'
+// documentation (docs/providers.md), oidc-provider issues client-credentials tokens, the
+// demo-provider CLI works, and the Miniflare harness (bindings, clock, log capture, shared KV)
+// works with a stub Worker.
 // Run: node --test tests/emulators.test.mjs
 
 import { test, describe, before, after } from 'node:test';
@@ -39,7 +40,7 @@ describe('provider emulators', () => {
   });
   const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 
-  test('optoro accepts the exact JSON body (seed 000/001 response shape)', async () => {
+  test('optoro accepts the exact JSON body (documented Optoro response shape)', async () => {
     const res = await post(emu.endpoints.optoro.token, optoroBody());
     assert.equal(res.status, 200);
     const j = await res.json();
@@ -103,7 +104,7 @@ describe('provider emulators', () => {
     assert.equal((await stream.arrayBuffer()).byteLength, 100000);
   });
 
-  test('optimum takes form parameters and returns a long-lived JWT (seed 002)', async () => {
+  test('optimum takes form parameters and returns a long-lived JWT (~355 days, as documented)', async () => {
     const res = await post(emu.endpoints.optimum.token, optimumForm(), FORM);
     assert.equal(res.status, 200);
     const j = await res.json();
@@ -132,7 +133,7 @@ describe('provider emulators', () => {
     assert.deepEqual([res.status, await res.json()], [400, { error: 'invalid_request' }]);
   });
 
-  test('partner requires Accept: application/json and a JSON body (seed 004)', async () => {
+  test('partner requires Accept: application/json and a JSON body (as the partner API documents)', async () => {
     let res = await post(emu.endpoints.partner.token, partnerBody(), { 'content-type': 'application/json' });
     assert.equal(res.status, 406);
     res = await post(emu.endpoints.partner.token, new URLSearchParams(JSON.parse(partnerBody())).toString(), { ...FORM, accept: 'application/json' });

@@ -1,7 +1,7 @@
 // The npm package as a user gets it: `npm pack` of pkg/ (built by .ci/build-npm), installed
 // offline into an empty temporary project, loaded there with `require('tokengate')` and with
-// `import ... from 'tokengate'`, and run against the provider emulators (one per seed dialect)
-// and oidc-provider. Run: node --test tests/npm.test.mjs
+// `import ... from 'tokengate'`, and run against the provider emulators (one per provider
+// dialect, docs/providers.md) and oidc-provider. Run: node --test tests/npm.test.mjs
 //
 // Every test closes the servers it started; the temporary project is removed at the end.
 
@@ -112,6 +112,65 @@ for (const [label, m] of [['require', viaRequire], ['import', viaImport]]) {
     });
   }
 }
+
+test('the shipped types compile in a strict TypeScript project (Node and web resolution)', () => {
+  const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
+  // A user's code against every exported type; two deliberate mistakes must be caught.
+  const source = `
+import { TokenClient, TokenError, buildTokenRequest, parseTokenResponse, cachePolicy, decodeJwtClaims } from 'tokengate';
+import type { TokenClientConfig, TokenCache, Token, TokenErrorCode, CachePolicy, TokenRequest } from 'tokengate';
+
+const cache: TokenCache = { get: async () => null, set: () => undefined, delete: async () => true };
+const config: TokenClientConfig = {
+  tokenUrl: 'https://auth.example/token', clientId: 'id', clientSecret: 'secret', authStyle: 'json_body',
+  retry: { maxAttempts: 2 }, timeoutMs: 1000, tokenParams: { a: 'b', n: 1 },
+};
+const client = new TokenClient(config, { cache, now: { now: () => Date.now() }, log: (event, fields) => void [event, fields] });
+export async function use(): Promise<number> {
+  const t: Token = await client.token();
+  const header: string = await client.authorizationHeader();
+  const res: Response = await client.fetch(new URL('https://api.example/x'), { method: 'POST', body: 'x' });
+  await client.invalidate();
+  client.free();
+  const req: TokenRequest = buildTokenRequest(config);
+  const parsed = parseTokenResponse(200, { 'content-type': 'application/json' }, '{}', Date.now(), { refreshSkewS: 5 });
+  const policy: CachePolicy = cachePolicy({ expiresAt: parsed.expiresAt }, Date.now());
+  const claims: Record<string, unknown> | null = decodeJwtClaims(t.accessToken);
+  try { await client.token(); } catch (e) {
+    if (e instanceof TokenError) { const code: TokenErrorCode = e.code; void code; }
+  }
+  return t.expiresAt + header.length + res.status + req.body.length + (policy.ttlSeconds ?? 0) + (claims ? 1 : 0);
+}
+`;
+  const mistakes = `
+import { TokenClient } from 'tokengate';
+new TokenClient({ tokenUrl: 'https://a/t', clientId: 'id' });
+new TokenClient({ tokenUrl: 'https://a/t', clientId: 'id', clientSecret: 's', authStyle: 'digest' });
+`;
+  const project = (name, compilerOptions, files) => {
+    const dir = path.join(tmp, name);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const [f, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, f), text);
+    fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
+      compilerOptions: {
+        strict: true, noEmit: true, skipLibCheck: false, lib: ['es2022', 'dom'], target: 'es2022', ...compilerOptions,
+      },
+      include: Object.keys(files),
+    }));
+    try {
+      execFileSync(process.execPath, [tsc, '-p', dir], { ...quiet, cwd: dir });
+      return '';
+    } catch (e) {
+      return `${e.stdout}${e.stderr}`;
+    }
+  };
+  for (const options of [{ module: 'nodenext', moduleResolution: 'nodenext' }, { module: 'esnext', moduleResolution: 'bundler' }]) {
+    assert.equal(project(`ts-ok-${options.moduleResolution}`, options, { 'use.ts': source }), '', JSON.stringify(options));
+    const out = project(`ts-bad-${options.moduleResolution}`, options, { 'bad.ts': mistakes });
+    assert.match(out, /clientSecret/, `${JSON.stringify(options)}: a missing clientSecret is a type error`);
+    assert.match(out, /"digest"/, `${JSON.stringify(options)}: an unknown authStyle is a type error`);
+  }
+});
 
 test('single flight: 100 concurrent token() calls make exactly one exchange', async (t) => {
   const p = await providers(t);

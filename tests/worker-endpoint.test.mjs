@@ -1,5 +1,6 @@
-// Issue 2's Worker tests, part 3: POST /oauth/token (seed 001 and RFC 6749), oidc-provider end
-// to end, /healthz and configuration errors.
+// Worker tests, the gateway's own token endpoint: POST /oauth/token (Optoro's JSON contract,
+// docs/providers.md#optoro-token-request, and the RFC 6749 forms), oidc-provider end to end,
+// /healthz and configuration errors.
 // Run: node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs
 
 import { test, before, after } from 'node:test';
@@ -16,7 +17,7 @@ after(() => emu?.close());
 /** TOKENGATE_PROVIDERS + secrets for the emulators, with per-provider overrides. */
 const config = (overrides = {}) => emu.gatewayConfig(overrides);
 
-test('token endpoint: seed 001 contract, RFC 6749 forms, only hashes in KV', async (t) => {
+test('token endpoint: the Optoro JSON contract, RFC 6749 forms, only hashes in KV', async (t) => {
   const special = { secret: `s p+e/c:i%a&l=${rand()}`, scopes: ['optoro', 'partner'], token_ttl_s: 900 };
   const gw = await start(t, { ...config(), clients: { [ALL.id]: { secret: ALL.secret, scopes: ALL.scopes }, special } });
   const post = (body, headers = JSON_HEADERS) => gw.fetch('/oauth/token', { method: 'POST', headers, body });

@@ -1,7 +1,7 @@
-// Issue 2's Worker tests, part 4: methods that must not be forwarded, methods that must be
-// forwarded verbatim, bounded token-request bodies, callers removed or narrowed after their
-// token was issued, path-parameter dot segments, Retry-After on a rate-limited exchange, and the
-// body-limit bounds.
+// Worker tests, hardening: methods that must not be forwarded, methods that must be forwarded
+// verbatim, bounded token-request bodies, callers removed or narrowed after their token was
+// issued, path-parameter dot segments, Retry-After on a rate-limited exchange, and the body-limit
+// bounds.
 // Run: node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs
 
 import { test, before, after } from 'node:test';

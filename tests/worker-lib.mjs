@@ -77,7 +77,7 @@ export async function start(t, opts = {}) {
   return gw;
 }
 
-/** POST /oauth/token with seed 001's JSON body; returns the access token. */
+/** POST /oauth/token with Optoro's JSON body (docs/providers.md#optoro-token-request); returns the access token. */
 export async function callerToken(gw, id = ALL.id, secret = ALL.secret) {
   const res = await gw.fetch('/oauth/token', {
     method: 'POST', headers: JSON_HEADERS,

@@ -1,5 +1,5 @@
-// Issue 2's Worker tests, part 2: the proxy route — caller tokens and scopes, routing, path
-// escapes, header rules, bodies and limits, timeouts.
+// Worker tests, the proxy route: caller tokens and scopes, routing, path escapes, header rules,
+// bodies and limits, timeouts.
 // Run: node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs
 
 import { test, before, after } from 'node:test';

@@ -1,6 +1,7 @@
-// Issue 2's Worker tests, part 1: the provider token cache — exchange, memory, KV, single-flight,
-// token-endpoint retries and cooldown, API 401 replay, expiry. Parts 2 and 3:
-// worker-proxy.test.mjs and worker-endpoint.test.mjs; the harness is worker-lib.mjs.
+// Worker tests, the provider token cache: exchange, memory, KV, single-flight, token-endpoint
+// retries and cooldown, API 401 replay, expiry. The proxy route is tested in
+// worker-proxy.test.mjs, the gateway's own token endpoint in worker-endpoint.test.mjs, hardening
+// in worker-hardening.test.mjs; the harness is worker-lib.mjs.
 // Run: node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs
 
 import { test, before, after } from 'node:test';
@@ -33,7 +34,8 @@ test('exchange, then memory hit', async (t) => {
   assert.equal(source(b.timing), 'memory');
   assert.equal(b.json.headers.authorization, `Bearer ${bearer}`);
   assert.equal(emu.exchanges('optoro') - before, 1);
-  // Each provider speaks its own dialect (the emulators enforce the seed documents).
+  // Each provider speaks its own dialect (the emulators enforce the provider's documentation,
+  // docs/providers.md).
   for (const p of ['optimum', 'partner']) {
     const r = await call(gw, tok, `/${p}/v1/x`);
     assert.equal(r.status, 200, `${p}: ${r.text}`);
@@ -160,7 +162,7 @@ test('invalid_client → 502, then a cooldown, then a new exchange', async (t) =
   const wrong = { OPTORO_CLIENT_SECRET: `wrong-${rand()}`, OPTIMUM_CLIENT_SECRET: `wrong-${rand()}` };
   const gw = await start(t, { providers, secrets: { ...secrets, ...wrong } });
   const tok = await callerToken(gw);
-  for (const p of ['optoro', 'optimum']) { // 401 invalid_client (seed 001) and 400 invalid_client (seed 002)
+  for (const p of ['optoro', 'optimum']) { // 401 invalid_client (Optoro) and 400 invalid_client (Optimum Automotive)
     const before = emu.exchanges(p);
     const a = await call(gw, tok, `/${p}/v1/cooldown`);
     assert.equal(a.status, 502, a.text);

@@ -18,7 +18,7 @@ const serveScript = path.join(repo, 'www/serve.mjs');
 const CHROMIUM = '/usr/bin/chromium';
 const MASK = '••••••••';
 
-// Seed 000's sample credentials (Optoro).
+// The sample credentials of Optoro's API guide (docs/providers.md#optoro-token-request).
 const OPTORO = {
   tokenUrl: 'https://auth.sandbox.optiturn.com/oauth/token',
   clientId: 'f2449833d49b9646a701d2423bef8ec9a49',
@@ -173,7 +173,7 @@ test('serve.mjs as a command: --port 0 prints the page URL and serves it on 127.
 test('the page loads the package with no console errors (screenshot: /tmp/www.png)', async () => {
   await withPage(async (page) => {
     assert.equal(await page.title(), 'tokengate — token response inspector and request preview');
-    // Both tools render on load: seed 001's example and the Optoro preset.
+    // Both tools render on load: Optoro's example response and the Optoro preset.
     await page.locator('#out-expires time').waitFor();
     await page.locator('#req-body').waitFor();
     const headings = await page.locator('h1, h2').allInnerTexts();
@@ -191,9 +191,9 @@ test('the page loads the package with no console errors (screenshot: /tmp/www.pn
   });
 });
 
-test('seed 001: expiry is created_at + 90000 s, with a KV TTL', async () => {
+test('Optoro: expiry is created_at + 90000 s, with a KV TTL', async () => {
   await withPage(async (page) => {
-    await page.getByRole('button', { name: 'Optoro (seed 001)' }).click();
+    await page.getByRole('button', { name: 'Optoro', exact: true }).click();
     const body = JSON.parse(await page.locator('#resp-body').inputValue());
     const nowS = Date.now() / 1000;
     assert.equal(body.expires_in, 90000);
@@ -218,9 +218,9 @@ test('seed 001: expiry is created_at + 90000 s, with a KV TTL', async () => {
   });
 });
 
-test('seed 002: a ~355-day lifetime is capped at 1 day (maxLifetimeS default)', async () => {
+test('Optimum Automotive: a ~355-day lifetime is capped at 1 day (maxLifetimeS default)', async () => {
   await withPage(async (page) => {
-    await page.getByRole('button', { name: 'Optimum Automotive (seed 002)' }).click();
+    await page.getByRole('button', { name: 'Optimum Automotive', exact: true }).click();
     assert.equal(await page.locator('#policy-max').inputValue(), '', 'the default policy applies');
     const lifetime = await text(page, '#out-lifetime');
     assert.match(lifetime, /^86400 s \(1 d\)/);
@@ -235,9 +235,9 @@ test('seed 002: a ~355-day lifetime is capped at 1 day (maxLifetimeS default)', 
   });
 });
 
-test('seed 004: a JWT access token shows its decoded (unverified) claims', async () => {
+test('partner API: a JWT access token shows its decoded (unverified) claims', async () => {
   await withPage(async (page) => {
-    await page.getByRole('button', { name: 'Partner JWT (seed 004)' }).click();
+    await page.getByRole('button', { name: 'Partner JWT', exact: true }).click();
     const body = JSON.parse(await page.locator('#resp-body').inputValue());
     assert.equal(body.access_token.split('.').length, 3);
     const claims = JSON.parse(await text(page, '#out-claims'));

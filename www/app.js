@@ -65,7 +65,7 @@ function instant(ms, nowMs, extra) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Examples of token responses from the seeds.
+// Examples of token responses from the providers' documentation (docs/providers.md).
 
 const b64url = (text) => {
   const bytes = new TextEncoder().encode(text);
@@ -74,7 +74,7 @@ const b64url = (text) => {
   return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 };
 
-/** A JWT-shaped token like seed 004's (same claims), valid for an hour from now. Unsigned. */
+/** A JWT-shaped token like the partner API's example (same claims), valid for an hour from now. Unsigned. */
 function partnerJwt(nowS) {
   const header = { typ: 'JWT', alg: 'RS256' };
   const claims = {
@@ -93,9 +93,9 @@ function partnerJwt(nowS) {
 }
 
 const EXAMPLES = {
-  // Seed 001 (Optoro Auth API, demoClientExample) with created_at = now; Optoro's 25 h tokens
-  // need maxLifetimeS 90000, as in the package README.
-  '001': () => ({
+  // Optoro's token endpoint spec (Auth API, demoClientExample) with created_at = now; Optoro's
+  // 25 h tokens need maxLifetimeS 90000, as in the package README.
+  optoro: () => ({
     status: 200,
     body: JSON.stringify(
       {
@@ -110,8 +110,8 @@ const EXAMPLES = {
     ),
     policy: { maxLifetimeS: 90000 },
   }),
-  // Seed 002 (Optimum Automotive IdentityServer): ~355-day tokens, capped by maxLifetimeS.
-  '002': () => ({
+  // Optimum Automotive (IdentityServer): ~355-day tokens, capped by maxLifetimeS.
+  optimum: () => ({
     status: 200,
     body: JSON.stringify(
       {
@@ -124,8 +124,8 @@ const EXAMPLES = {
     ),
     policy: {},
   }),
-  // Seed 004 (partner API): a 1 h JWT; built here with exp = now + 3600.
-  '004': () => ({
+  // The partner API: a 1 h JWT; built here with exp = now + 3600.
+  partner: () => ({
     status: 200,
     body: JSON.stringify(
       { token_type: 'Bearer', expires_in: 3600, access_token: partnerJwt(Math.floor(Date.now() / 1000)) },
@@ -134,7 +134,7 @@ const EXAMPLES = {
     ),
     policy: {},
   }),
-  // Seed 001's 401 example.
+  // The 401 example of Optoro's token endpoint spec.
   401: () => ({
     status: 401,
     body: JSON.stringify(
@@ -317,7 +317,7 @@ function loadExample(key) {
 // Preview the token request, secret masked.
 
 const PRESETS = {
-  // Seed 000/001: Optoro's documented sample credentials.
+  // Optoro: the sample credentials of Optoro's API guide, JSON body.
   optoro: {
     tokenUrl: 'https://auth.sandbox.optiturn.com/oauth/token',
     clientId: 'f2449833d49b9646a701d2423bef8ec9a49',
@@ -325,7 +325,7 @@ const PRESETS = {
     authStyle: 'json_body',
     scope: '',
   },
-  // Seed 002: IdentityServer, form parameters.
+  // Optimum Automotive: IdentityServer, form parameters.
   optimum: {
     tokenUrl: 'https://identityserver-preprod.optimum-automotive.com/connect/token',
     clientId: 'my-optimum-client',
@@ -333,7 +333,7 @@ const PRESETS = {
     authStyle: 'client_secret_post',
     scope: '',
   },
-  // Seed 004: JSON body, Accept: application/json.
+  // The partner API: JSON body, Accept: application/json.
   partner: {
     tokenUrl: 'https://partner.example/api/oauth/token',
     clientId: 'my-partner-client-id',
@@ -521,7 +521,7 @@ async function main() {
   }
   status.dataset.state = 'ready';
   status.textContent = 'tokengate loaded (WebAssembly, running locally).';
-  loadExample('001');
+  loadExample('optoro');
   loadPreset('optoro');
 }
 

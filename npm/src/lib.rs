@@ -208,8 +208,12 @@ impl Core {
 }
 
 impl Core {
-    /// A promise of `source.token()`'s token in the JS form `form` picks.
+    /// A promise of `source.token()`'s token in the JS form `form` picks. A token in memory is
+    /// served without entering the flow (no future, no copy of the token).
     fn serve(&self, form: impl FnOnce(&JsToken) -> JsValue + 'static) -> Promise {
+        if let Some(t) = self.source.memory_token() {
+            return Promise::resolve(&JsToken::of(&self.last, t, form));
+        }
         let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
         promise(async move {
             match source.token().await {

@@ -130,7 +130,7 @@ fn authenticate_right_wrong_unknown() {
     assert!(r.authenticate("nobody", &Secret::new("")).is_none());
 }
 
-// ---------------------------------------------------------------- JSON grant (seed 001)
+// ---------------------------------------------------------------- JSON grant (Optoro's)
 
 const JSON: Option<&str> = Some("application/json");
 
@@ -233,7 +233,7 @@ fn json_grant_type_password_is_invalid_value() {
 }
 
 #[test]
-fn validation_body_is_seed_000_shape_exactly() {
+fn validation_body_is_optoro_shape_exactly() {
     let e = json_grant(r#"{"grant_type":"client_credentials","client_id":"a"}"#).unwrap_err();
     assert_eq!(e.status(), 422);
     assert_eq!(
@@ -473,7 +473,7 @@ fn issue_token_shape_and_record() {
     assert_ne!(other.access_token, issued.access_token);
     assert!(!other.access_token.contains('+') && !other.access_token.contains('/'));
     assert!(other.access_token.contains('-') || other.access_token.contains('_'));
-    // Seed 001's 200 schema.
+    // Optoro's 200 schema (docs/providers.md#optoro-token-response).
     let v = serde_json::to_value(&issued).unwrap();
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();

@@ -1,4 +1,5 @@
-//! Provider configuration: one valid entry per seed, one test per error (each naming its key).
+//! Provider configuration: one valid entry per documented provider (Optoro, Optimum Automotive,
+//! the partner API; `docs/providers.md`), one test per error (each naming its key).
 
 use super::*;
 use serde_json::json;
@@ -36,10 +37,10 @@ fn assert_err(e: &ConfigError, provider: &str, key: &str, message_part: &str) {
     );
 }
 
-// ---------------------------------------------------------------- valid seeds
+// ---------------------------------------------------------------- valid provider entries
 
 #[test]
-fn optoro_seed_000_001() {
+fn optoro_entry() {
     let p = ProviderConfig::parse(
         "optoro",
         &json!({
@@ -77,7 +78,7 @@ fn optoro_seed_000_001() {
 }
 
 #[test]
-fn optimum_seed_002() {
+fn optimum_entry() {
     let p = ProviderConfig::parse(
         "optimum",
         &json!({
@@ -100,7 +101,7 @@ fn optimum_seed_002() {
 }
 
 #[test]
-fn partner_seed_004() {
+fn partner_entry() {
     let p = ProviderConfig::parse(
         "partner-1",
         &json!({

@@ -1,4 +1,4 @@
-//! Golden, byte-exact token requests for each seed's dialect.
+//! Golden, byte-exact token requests for each documented provider's dialect (`docs/providers.md`).
 
 use super::*;
 use crate::config::ProviderConfig;
@@ -25,8 +25,9 @@ fn body_str(req: &HttpRequest) -> &str {
     std::str::from_utf8(&req.body).unwrap()
 }
 
-/// Seed 001 (Optoro Auth API): JSON body with exactly grant_type, client_id and client_secret
-/// (`additionalProperties: false`), sample credentials from seed 000.
+/// Optoro (Auth API): JSON body with exactly grant_type, client_id and client_secret
+/// (`additionalProperties: false`), with the sample credentials of Optoro's API guide
+/// (`docs/providers.md#optoro-token-request`).
 #[test]
 fn optoro_json_body_golden() {
     let s = provider(
@@ -66,7 +67,8 @@ fn optoro_json_body_golden() {
     assert!(req.header("authorization").is_none());
 }
 
-/// Seed 002 (Optimum Automotive): client_id, client_secret and grant_type as form parameters.
+/// Optimum Automotive: client_id, client_secret and grant_type as form parameters
+/// (`docs/providers.md#optimum-token-request`).
 #[test]
 fn optimum_client_secret_post_golden() {
     let s = provider(
@@ -107,8 +109,8 @@ fn optimum_client_secret_post_golden() {
     assert!(req.header("authorization").is_none());
 }
 
-/// Seed 004 (partner API): `Accept: application/json`, `Content-Type: application/json`, JSON
-/// body `{grant_type, client_id, client_secret}`.
+/// The partner API: `Accept: application/json`, `Content-Type: application/json`, JSON body
+/// `{grant_type, client_id, client_secret}` (`docs/providers.md#partner-token-request`).
 #[test]
 fn partner_json_body_golden() {
     let s = provider(

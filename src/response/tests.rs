@@ -1,4 +1,5 @@
-//! Token-response fixtures from the seed documents, lifetime rules and error shapes.
+//! Token-response fixtures from the providers' documentation (`docs/providers.md`), lifetime
+//! rules and error shapes.
 
 use super::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,14 +28,16 @@ fn jwt(claims: Value) -> String {
     format!("{h}.{p}.c2lnbmF0dXJl")
 }
 
-const SEED_004_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiI5YjFlODJhNy0wYTU5LTRlN2UtYWRkNS1iOWZmYTM3YWFkZTEiLCJqdGkiOiI4MTc1NWE2YTdkYWYwMzgyZjBmMjcyM2EyY2M5NTFmODMwZjUzM2FmYjQ2Yjc1ZDliOWE0Y2VhN2QyMTVlZTk5MjZhOTMyNTk1NjdjYmY3OCIsImlhdCI6MTcxMDIyMDAzMS41ODMxMTIsIm5iZiI6MTcxMDIyMDAzMS41ODMxMTQsImV4cCI6MTcxMDIyMzYzMS41Nzc0NzgsInN1YiI6IiIsInNjb3BlcyI6WyJib29raW5nczpjcmVhdGUiLCJib29raW5nczpkZWxldGUiXSwidXNlcl9pZCI6Ijg0MjkwMmRiLTU0ZTUtNDYxNC1iMzQ4LTAwMmU4Y2U1ZGExMiIsInBhcnRuZXJfaWQiOiJmMzExMjBlZS1iNWNiLTQxYzQtOTUyOS0yODhkMDJlOTFjZDYiLCJpc190ZXN0IjpmYWxzZX0.Lk-68XAooy_B7hKuJwlNciIIlYjcL550iBVVUk6MW6dS36BCwCRJlSU7HuRjhTL1RSE0U4G3uM4bY4gdK0vdQESY2GuXUi8VkjpfV9WOUuwNBw8-PT5TXLFtAHGkWBoYNRTDJKw0KVcvplbLFONeGh5H-xfhHpSbxTPlpGhpHqv5K7QLIaQzSX5L6JGXreDhyS47d9PGmOnaEuRCJTVM-UCZ9lydv7iKmZX2_2osfNUGnb8NVGhchLY_S1dGWRnwQFng0_MlAHgriylzbAWXgXz9fQmAcnlfTKnMuVXrBU0Cm7WwOZDlMXr44cYAOSO1ed_Evq6DEqj_ebDXZhm0j_QXFrcbogxZiPttBiefalUHXqs_ZtGIDlvCz7C4ukDAf2_UMbLXOwuUMwFIfPzhge1cZ-5O6yQRl6CUJJqwHXBD_gt8IlBQnRECNfG5QQDjIxBh0S7WjCVRDjulrZ4t7WHLEIudeF64_StI0wZf6PNaNl62chFaVI7NNiGIY6vRxfLI-7ifzWjDcFY7d_883_CtSCd6srKW1bBIIHfLCQI5xijfZu3TCZLqDINWBoQAHQrxmMpp0-IJEL1y5cuzIjv01g1KxBRrvuOt_LYVW95IeuLSVB97T6t06bzj9M4a5GFusWlMO_CuBZ_O7TqjiFir9BnKe42wVmAHyVlpVRg";
+/// The partner API's example JWT (`docs/providers.md#partner-token-response`).
+const PARTNER_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiI5YjFlODJhNy0wYTU5LTRlN2UtYWRkNS1iOWZmYTM3YWFkZTEiLCJqdGkiOiI4MTc1NWE2YTdkYWYwMzgyZjBmMjcyM2EyY2M5NTFmODMwZjUzM2FmYjQ2Yjc1ZDliOWE0Y2VhN2QyMTVlZTk5MjZhOTMyNTk1NjdjYmY3OCIsImlhdCI6MTcxMDIyMDAzMS41ODMxMTIsIm5iZiI6MTcxMDIyMDAzMS41ODMxMTQsImV4cCI6MTcxMDIyMzYzMS41Nzc0NzgsInN1YiI6IiIsInNjb3BlcyI6WyJib29raW5nczpjcmVhdGUiLCJib29raW5nczpkZWxldGUiXSwidXNlcl9pZCI6Ijg0MjkwMmRiLTU0ZTUtNDYxNC1iMzQ4LTAwMmU4Y2U1ZGExMiIsInBhcnRuZXJfaWQiOiJmMzExMjBlZS1iNWNiLTQxYzQtOTUyOS0yODhkMDJlOTFjZDYiLCJpc190ZXN0IjpmYWxzZX0.Lk-68XAooy_B7hKuJwlNciIIlYjcL550iBVVUk6MW6dS36BCwCRJlSU7HuRjhTL1RSE0U4G3uM4bY4gdK0vdQESY2GuXUi8VkjpfV9WOUuwNBw8-PT5TXLFtAHGkWBoYNRTDJKw0KVcvplbLFONeGh5H-xfhHpSbxTPlpGhpHqv5K7QLIaQzSX5L6JGXreDhyS47d9PGmOnaEuRCJTVM-UCZ9lydv7iKmZX2_2osfNUGnb8NVGhchLY_S1dGWRnwQFng0_MlAHgriylzbAWXgXz9fQmAcnlfTKnMuVXrBU0Cm7WwOZDlMXr44cYAOSO1ed_Evq6DEqj_ebDXZhm0j_QXFrcbogxZiPttBiefalUHXqs_ZtGIDlvCz7C4ukDAf2_UMbLXOwuUMwFIfPzhge1cZ-5O6yQRl6CUJJqwHXBD_gt8IlBQnRECNfG5QQDjIxBh0S7WjCVRDjulrZ4t7WHLEIudeF64_StI0wZf6PNaNl62chFaVI7NNiGIY6vRxfLI-7ifzWjDcFY7d_883_CtSCd6srKW1bBIIHfLCQI5xijfZu3TCZLqDINWBoQAHQrxmMpp0-IJEL1y5cuzIjv01g1KxBRrvuOt_LYVW95IeuLSVB97T6t06bzj9M4a5GFusWlMO_CuBZ_O7TqjiFir9BnKe42wVmAHyVlpVRg";
 
-// ---------------------------------------------------------------- seed fixtures
+// ---------------------------------------------------------------- provider fixtures
 
-/// Seed 001's `demoClientExample`: created_at is sane, so it is the base time; the 25 h
-/// lifetime is capped at max_lifetime_s (86400 s) counted from receipt.
+/// The `demoClientExample` of Optoro's token endpoint spec
+/// (`docs/providers.md#optoro-token-response`): created_at is sane, so it is the base time; the
+/// 25 h lifetime is capped at max_lifetime_s (86400 s) counted from receipt.
 #[test]
-fn seed_001_demo_client_example() {
+fn optoro_demo_client_example() {
     let created = 1_656_518_368 * S;
     let now = created + 100 * S;
     let body = r#"{
@@ -61,9 +64,10 @@ fn seed_001_demo_client_example() {
     assert_eq!(t.expires_at_ms, created + 90_000 * S);
 }
 
-/// Seed 000's sample response (also 25 h, with created_at).
+/// The sample response of Optoro's API guide (also 25 h, with created_at;
+/// `docs/providers.md#optoro-token-response`).
 #[test]
-fn seed_000_sample() {
+fn optoro_sample_response() {
     let created = 1_683_235_103 * S;
     let now = created + 5 * S;
     let body = r#"{"access_token":"8xB2vvU4ytrl1zYQ_EdGUQrdFJmuCMck","token_type":"Bearer","expires_in":90000,"scope":"read write","created_at":1683235103}"#;
@@ -79,10 +83,11 @@ fn seed_000_sample() {
     assert_eq!(t.expires_at_ms, now + 86_400 * S);
 }
 
-/// Seed 002: ~355-day token, capped by the default max_lifetime_s (86400 s). Its example
-/// token is truncated (`...`), so it is not a JWT and gives no `exp`.
+/// Optimum Automotive's ~355-day token, capped by the default max_lifetime_s (86400 s). Its
+/// example token is truncated (`...`), so it is not a JWT and gives no `exp`
+/// (`docs/providers.md#optimum-token-response`).
 #[test]
-fn seed_002_long_lived_token_is_capped() {
+fn optimum_long_lived_token_is_capped() {
     let body = r#"{
       "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiNotyEt1dCI6Ikd9S2Vo2SFE4S1M2aXBVWjJ5...",
       "expires_in": 30734400,
@@ -100,19 +105,19 @@ fn seed_002_long_lived_token_is_capped() {
     assert_eq!(t.expires_at_ms, NOW + 30_734_400 * S);
 }
 
-/// Seed 004: `expires_in: 3600` and a JWT whose `exp` (1710223631.577478) is 6 ms earlier than
-/// iat + 3600 s: the earlier wins.
+/// The partner API's example: `expires_in: 3600` and a JWT whose `exp` (1710223631.577478) is
+/// 6 ms earlier than iat + 3600 s: the earlier wins (`docs/providers.md#partner-token-response`).
 #[test]
-fn seed_004_jwt_and_expires_in_earlier_wins() {
+fn partner_jwt_and_expires_in_earlier_wins() {
     let body = json!({
         "token_type": "Bearer",
         "expires_in": 3600,
-        "access_token": SEED_004_TOKEN,
+        "access_token": PARTNER_TOKEN,
     })
     .to_string();
     let now = 1_710_220_031_583; // the token's iat
     let t = parse_token_response(&ok(&body), now, &policy()).unwrap();
-    assert_eq!(t.access_token.expose(), SEED_004_TOKEN);
+    assert_eq!(t.access_token.expose(), PARTNER_TOKEN);
     assert_eq!(t.issued_at_ms, now);
     assert_eq!(t.expires_at_ms, 1_710_223_631_577);
     // Received later, expires_in from receipt is later still: the JWT exp stands.
@@ -356,7 +361,7 @@ fn rfc6749_invalid_grant_400() {
 }
 
 #[test]
-fn seed_000_validation_failed_422() {
+fn optoro_validation_failed_422() {
     let raw = r#"{
 "message": "Validation Failed",
 "errors":[

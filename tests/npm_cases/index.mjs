@@ -44,6 +44,15 @@ export function contextFor(pkg, extra = {}) {
   };
 }
 
+/** Runs `c` with context `ctx`, failing it if it has not settled after `ms`. */
+export function runCase(c, ctx, ms = 10_000) {
+  let timer;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the case did not settle within ${ms} ms`)), ms);
+  });
+  return Promise.race([c.run(ctx), limit]).finally(() => clearTimeout(timer));
+}
+
 /** Runs every case in order: `[{name, ok, error, ms, bug}]` (a browser page returns this). */
 export async function runAll(pkg, extra = {}, only = undefined) {
   const results = [];
@@ -51,7 +60,7 @@ export async function runAll(pkg, extra = {}, only = undefined) {
     if (only && !only.includes(c.name)) continue;
     const started = Date.now();
     try {
-      await c.run(contextFor(pkg, extra));
+      await runCase(c, contextFor(pkg, extra));
       results.push({ name: c.name, ok: true, error: null, ms: Date.now() - started, bug: c.bug ?? null });
     } catch (e) {
       const error = `${e?.name ?? 'Error'}: ${e?.message ?? e}\n${e?.stack ?? ''}`;

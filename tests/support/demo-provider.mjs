@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Demo provider for `make dev`: the three seed-provider emulators on a fixed port with fixed
-// demo credentials (client id `demo-client`, secret `demo-secret` for every provider).
+// Demo provider for `make dev`: the three provider emulators (Optoro, Optimum Automotive, the
+// partner API; docs/providers.md) on a fixed port with fixed demo credentials (client id
+// `demo-client`, secret `demo-secret` for every provider).
 //
 //   node tests/support/demo-provider.mjs [--port 8788] [--credentials-file <path>]
 //

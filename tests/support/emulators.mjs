@@ -1,12 +1,13 @@
 // Provider emulators for tokengate's tests: one node:http server on 127.0.0.1 emulating the
-// token endpoints and APIs of the three seed providers, each as strictly as its seed document:
+// token endpoints and APIs of the three documented providers, each as strictly as its
+// documentation (summarised in docs/providers.md):
 //
-//   optoro   (seeds 000 + 001)  POST /optoro/oauth/token        JSON body, exactly 3 keys
-//            API                ANY  /optoro/api/...
-//   optimum  (seed 002)         POST /optimum/connect/token     form parameters (IdentityServer)
-//            API                ANY  /optimum/api/...
-//   partner  (seed 004)         POST /partner/api/oauth/token   JSON body, Accept: application/json
-//            API                ANY  /partner/api/v1/...
+//   optoro   (Optoro)              POST /optoro/oauth/token        JSON body, exactly 3 keys
+//            API                   ANY  /optoro/api/...
+//   optimum  (Optimum Automotive)  POST /optimum/connect/token     form parameters (IdentityServer)
+//            API                   ANY  /optimum/api/...
+//   partner  (the partner API)     POST /partner/api/oauth/token   JSON body, Accept: application/json
+//            API                   ANY  /partner/api/v1/...
 //
 // API routes require `Authorization: Bearer <token issued by this emulator for that provider,
 // not revoked, not expired>` (scheme case-insensitive) and answer with an echo of the request.
@@ -220,7 +221,7 @@ export async function startProviders(opts = {}) {
         jti: crypto.randomUUID(), ...extraClaims,
       }, jwtKey, kid);
     } else {
-      const frac = (now % 1000) / 1000; // seed 004's claims are fractional seconds
+      const frac = (now % 1000) / 1000; // the partner API's claims are fractional seconds
       token = makeJwt({
         aud: credentials.partner.clientId, jti: crypto.randomBytes(40).toString('hex'),
         iat: nowS + frac, nbf: nowS + frac, exp: nowS + lifetime + frac, sub: '', scopes: [],
@@ -270,7 +271,7 @@ export async function startProviders(opts = {}) {
       if (params.getAll(k).length > 1) return sendJson(res, 400, { error: 'invalid_request' }); // RFC 6749 §3.2
     }
     const c = credentials.optimum;
-    // Seed 002: credentials are form parameters; an Authorization header is not looked at.
+    // Optimum Automotive: credentials are form parameters; an Authorization header is not looked at.
     if (params.get('client_id') !== c.clientId || params.get('client_secret') !== c.clientSecret) {
       return sendJson(res, 400, { error: 'invalid_client' });
     }
@@ -405,7 +406,7 @@ export async function startProviders(opts = {}) {
     scriptApi: (p, entries) => void check(p).apiScript.push(...entries),
     /** Every token issued so far for `p` becomes invalid (the API answers 401). */
     revokeAll: (p) => { for (const rec of (check(p), tokens[p].values())) rec.revoked = true; },
-    /** Overrides expires_in (and the JWT exp) of the next tokens of `p`; null restores the seed's value. */
+    /** Overrides expires_in (and the JWT exp) of the next tokens of `p`; null restores the documented value. */
     setLifetime: (p, seconds) => { check(p).lifetime = seconds; },
     /**
      * Builds a TOKENGATE_PROVIDERS object and the matching Worker secrets for these emulators:

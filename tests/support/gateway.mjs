@@ -208,7 +208,8 @@ export async function startGateway(opts = {}) {
 }
 
 /**
- * POSTs the seed-001 JSON body to the gateway's /oauth/token and returns the access_token.
+ * POSTs Optoro's JSON token-request body (docs/providers.md#optoro-token-request) to the
+ * gateway's /oauth/token and returns the access_token.
  * Throws (status and the gateway's error code, never the secret) on any other answer.
  */
 export async function issueCallerToken(gw, clientId, secret) {

@@ -102,15 +102,16 @@ fn parse(
 }
 
 #[wasm_bindgen_test]
-fn parse_token_response_seeds() {
+fn parse_token_response_providers() {
     register();
-    // Seed 001: created_at anchors the lifetime; 25 h needs maxLifetimeS ≥ 90000.
-    let seed_001 = json!({"access_token": "G0ybScDl_7CA3tWVou", "token_type": "Bearer",
+    // Optoro's demoClientExample: created_at anchors the lifetime; 25 h needs
+    // maxLifetimeS ≥ 90000.
+    let optoro = json!({"access_token": "G0ybScDl_7CA3tWVou", "token_type": "Bearer",
         "expires_in": 90000, "scope": "read write", "created_at": 1656518368});
     let t = parse(
         200,
         json!({}),
-        seed_001.clone(),
+        optoro.clone(),
         1_656_518_369_000.0,
         js(json!({"maxLifetimeS": 90000})),
     )
@@ -123,20 +124,20 @@ fn parse_token_response_seeds() {
     let t = parse(
         200,
         json!({}),
-        seed_001,
+        optoro,
         1_656_518_369_000.0,
         JsValue::UNDEFINED,
     )
     .unwrap();
     assert_eq!(t["expiresAt"], 1_656_518_369_000u64 + 86_400_000);
 
-    // Seed 002: a ~355-day token is capped.
-    let seed_002 =
+    // Optimum Automotive: a ~355-day token is capped.
+    let optimum =
         json!({"access_token": "eyJ0eXAi.x.y", "expires_in": 30734400, "token_type": "Bearer"});
     let t = parse(
         200,
         json!({}),
-        seed_002,
+        optimum,
         1_700_000_000_000.0,
         JsValue::UNDEFINED,
     )
@@ -144,20 +145,20 @@ fn parse_token_response_seeds() {
     assert_eq!(t["expiresAt"], 1_700_000_000_000u64 + 86_400_000);
     assert_eq!(t["scope"], Value::Null);
 
-    // Seed 004: the JWT's fractional exp is earlier than expires_in and wins.
-    let seed_004 =
+    // The partner API: the JWT's fractional exp is earlier than expires_in and wins.
+    let partner =
         json!({"token_type": "Bearer", "expires_in": 3600, "access_token": PARTNER_TOKEN});
     let t = parse(
         200,
         json!({}),
-        seed_004,
+        partner,
         1_710_220_031_583.0,
         JsValue::UNDEFINED,
     )
     .unwrap();
     assert_eq!(t["expiresAt"], 1_710_223_631_577u64);
 
-    // Errors: seed 001's 401, seed 000's 422 body, a 503 page, a 429 with Retry-After.
+    // Errors: Optoro's 401 and 422 bodies, a 503 page, a 429 with Retry-After.
     let e = parse(401, json!({}), json!({"error": "invalid_client", "error_description": "Client authentication failed due to unknown client"}), 0.0, JsValue::UNDEFINED).unwrap_err();
     assert_eq!(
         (
@@ -253,7 +254,7 @@ fn cache_policy_matches_core_table() {
 }
 
 #[wasm_bindgen_test]
-fn decode_jwt_claims_seed_004() {
+fn decode_jwt_claims_partner_token() {
     register();
     let claims = json_of(&decode_jwt_claims_js(PARTNER_TOKEN));
     assert_eq!(claims["exp"], 1_710_223_631.577_478);
