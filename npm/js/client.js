@@ -251,10 +251,14 @@ class DirectCall {
     return fetchFn(this.input, this.init);
   }
 
-  /** Throws the host's TypeError if `fetch` would refuse this request outright. */
+  /**
+   * Throws the host's TypeError if `fetch` would refuse this request outright. A stream body is
+   * stood in for by an empty stream, so the checks on it (a GET with a body, `duplex`) apply
+   * without touching the caller's stream.
+   */
   validate() {
     const { body, signal, ...rest } = this.init; // eslint-disable-line no-unused-vars
-    new Request(this.input, isStream(body) ? rest : { ...rest, body }); // eslint-disable-line no-new
+    new Request(this.input, { ...rest, body: isStream(body) ? new ReadableStream() : body }); // eslint-disable-line no-new
   }
 }
 
@@ -371,6 +375,7 @@ export class TokenClient {
         else outcome = error;
       } finally {
         clearTimeout(timer);
+        controller.release?.();
       }
       // What the core has declared final needs no decision (most calls end here).
       if (typeof outcome === 'number' && outcome < finalBelow) return response;
@@ -396,11 +401,17 @@ export class TokenClient {
 
 /**
  * A signal that aborts when `caller` or `controller` does. `AbortSignal.any` where the host has it
- * (Node >= 20.3, current browsers); elsewhere the caller's abort is forwarded by a listener.
+ * (Node >= 20.3, current browsers); elsewhere the caller's abort is forwarded by a listener
+ * that `controller.release()` removes.
  */
 function anySignal(caller, controller) {
   if (typeof AbortSignal.any === 'function') return AbortSignal.any([caller, controller.signal]);
-  caller.addEventListener('abort', () => controller.abort(caller.reason), { once: true });
+  const forward = () => controller.abort(caller.reason);
+  caller.addEventListener('abort', forward, { once: true });
+  // Removed when the attempt's headers are in (or it failed): a long-lived caller signal must
+  // not collect a listener per call. On such hosts the caller's abort then no longer cuts off a
+  // body still being read.
+  controller.release = () => caller.removeEventListener('abort', forward);
   return controller.signal;
 }
 

@@ -8,14 +8,16 @@ export class AssertionError extends Error {
   }
 }
 
-/** A short, JSON-ish rendering of `v` for messages (functions, errors and signals by kind). */
+/** A short, JSON-ish rendering of `v` for messages (class instances prefixed by their class). */
 export function show(v) {
   if (v instanceof Error) return `${v.name}: ${v.message}`;
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'function') return `[function ${v.name}]`;
+  const proto = typeof v === 'object' && v !== null ? Object.getPrototypeOf(v) : null;
+  const kind = proto && proto !== Object.prototype && proto !== Array.prototype ? `${proto.constructor?.name ?? 'object'} ` : '';
   try {
     const s = JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `${x}n` : x));
-    return s === undefined ? String(v) : s.length > 300 ? `${s.slice(0, 300)}…` : s;
+    return s === undefined ? String(v) : `${kind}${s.length > 300 ? `${s.slice(0, 300)}…` : s}`;
   } catch {
     return String(v);
   }

@@ -54,7 +54,6 @@ export const cases = [
     // A stream body that fetch refuses (no `duplex`, or on a GET) is the caller's mistake too:
     // the host's TypeError, before any token request, also when warm.
     name: 'a stream body fetch refuses throws the host TypeError, before a token request',
-    bug: 'DirectCall.validate() leaves a stream body out, so a missing duplex or a GET with a stream passes validation; fetch then refuses it and the call fails as TokenError `network` after a token exchange',
     async run({ MockProvider, client, assert, isHostTypeError }) {
       const mock = new MockProvider();
       const c = client(mock, { retry: { maxAttempts: 1 } });
@@ -218,11 +217,70 @@ export const cases = [
         await assert.rejects(call, (e) => e instanceof Error, String(call));
       }
       assert.equal(mock.apiCount, 1, 'nothing sent by a freed client');
+      try {
+        c.free(); // a second free() may throw, but only a plain Error
+      } catch (e) {
+        assert.ok(e instanceof Error, String(e));
+      }
       const other = client(mock);
       assert.equal((await other.fetch(API)).status, 200);
       const again = client(mock);
       again.free();
       assert.equal((await other.fetch(API)).status, 200, 'freeing another client does not disturb this one');
+    },
+  },
+  {
+    // The token exchange inside fetch: a 503 is retried; a hang is torn down at timeoutMs; a
+    // network failure, an oversized answer (its body cancelled) and a redirect (not followed)
+    // fail the call with their TokenError; the client recovers afterwards.
+    name: 'token endpoint failures inside fetch: retried, torn down, refused',
+    async run({ MockProvider, client, assert, isTokenError }) {
+      const mock = new MockProvider();
+      const c = client(mock, { retry: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 } });
+      mock.scriptToken({ status: 503, body: '<html>down</html>', headers: { 'content-type': 'text/html' } });
+      assert.equal((await c.fetch(API)).status, 200);
+      assert.deepEqual([mock.tokenCount, mock.apiCount], [2, 1]);
+      const one = client(mock, { timeoutMs: 50, retry: { maxAttempts: 1 } });
+      mock.scriptToken('hang');
+      const e = await assert.rejects(one.fetch(API), isTokenError('timeout'));
+      assert.deepEqual([e.message, e.retryable], ['timeout: token endpoint did not answer within 50 ms', true]);
+      assert.ok(mock.tokenRequests[2].signal.aborted && mock.aborted === 1, 'the exchange was torn down');
+      mock.scriptToken('refused');
+      const n = await assert.rejects(one.fetch(API), isTokenError('network'));
+      assert.equal(n.message, 'network: token endpoint unreachable: fetch failed (ECONNREFUSED)');
+      mock.scriptToken({ status: 200, body: 'x'.repeat(200_000), chunks: 4 });
+      const big = await assert.rejects(one.fetch(API), isTokenError('network'));
+      assert.match(big.message, /exceeds 65536 bytes/);
+      assert.equal(mock.cancelled, 1, 'the oversized body was cancelled');
+      mock.scriptToken({ status: 302, headers: { location: 'https://elsewhere.test/token' } });
+      await assert.rejects(one.fetch(API), (x) => x.code === 'invalid_response' && x.status === 302);
+      assert.equal(mock.tokenRequests.at(-1).redirect, 'manual');
+      assert.equal(mock.apiCount, 1, 'no API request without a token');
+      assert.equal((await one.fetch(API)).status, 200, 'the client recovers');
+    },
+  },
+  {
+    // options.log gets the events of fetch calls — a broken cache, a 401 that stands within
+    // the 30 s window — never a token or the secret; a throwing logger breaks nothing.
+    name: 'options.log: events without tokens; a throwing logger is harmless',
+    async run({ MockProvider, client, assert, SECRET }) {
+      const mock = new MockProvider();
+      const events = [];
+      const broken = { get: () => { throw new Error('down'); }, set: async () => { throw new Error('down'); }, delete: async () => {} };
+      const c = client(mock, {}, { cache: broken, log: (e, f) => events.push([e, f]) });
+      await (await c.fetch(API)).text();
+      mock.revokeAll();
+      await (await c.fetch(API)).text();
+      mock.revokeAll();
+      assert.equal((await c.fetch(API)).status, 401, 'within the 401 window');
+      const names = events.map(([e]) => e);
+      assert.ok(names.includes('store_error') && names.includes('api_401_not_refreshed'), names.join());
+      const text = JSON.stringify(events);
+      for (const s of ['tok-1', 'tok-2', SECRET]) assert.ok(!text.includes(s), `${s} in ${text}`);
+      let calls = 0;
+      const d = client(mock, {}, { cache: broken, log: () => { calls += 1; throw new Error('logger down'); } });
+      assert.equal((await d.fetch(API)).status, 200);
+      assert.ok(calls > 0, 'the logger was called');
     },
   },
 ];

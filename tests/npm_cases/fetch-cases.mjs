@@ -144,7 +144,8 @@ export const cases = [
   },
   {
     // 503 and 429 on a GET are retried (bodies of the discarded answers cancelled); POST and
-    // PATCH answers come back as they are; PUT, DELETE, OPTIONS (any case) are retried.
+    // PATCH (and unknown methods) answers come back as they are; PUT, DELETE, OPTIONS (any
+    // case) are retried.
     name: '429/5xx retried for idempotent methods only',
     async run({ MockProvider, client, assert }) {
       const mock = new MockProvider();
@@ -154,7 +155,7 @@ export const cases = [
       const res = await c.fetch(API);
       assert.deepEqual([res.status, (await res.json()).method], [200, 'GET']);
       assert.deepEqual([mock.apiCount, mock.cancelled], [3, 2]);
-      for (const method of ['POST', 'PATCH', 'post']) {
+      for (const method of ['POST', 'PATCH', 'post', 'PURGE']) {
         const before = mock.apiCount;
         mock.scriptApi({ status: 503, body: { busy: method } });
         const r = await c.fetch(API, { method, body: 'x' });

@@ -2,8 +2,7 @@
 // runner (tests/npm-fetch.test.mjs) and the Chromium runner (tests/npm-browser.test.mjs) import
 // this module, build a context from the package they loaded, and run every case.
 //
-// A case is `{name, run(ctx), bug?}`; `bug` marks a case that documents a known bug of the
-// package (the runners report it as a TODO: it runs, its failure does not fail the suite).
+// A case is `{name, run(ctx)}`.
 
 import * as assert from './assert.mjs';
 import { MockProvider, mapCache, hangingCache } from './mock.mjs';
@@ -53,7 +52,7 @@ export function runCase(c, ctx, ms = 10_000) {
   return Promise.race([c.run(ctx), limit]).finally(() => clearTimeout(timer));
 }
 
-/** Runs every case in order: `[{name, ok, error, ms, bug}]` (a browser page returns this). */
+/** Runs every case in order: `[{name, ok, error, ms}]` (a browser page returns this). */
 export async function runAll(pkg, extra = {}, only = undefined) {
   const results = [];
   for (const c of cases) {
@@ -61,10 +60,10 @@ export async function runAll(pkg, extra = {}, only = undefined) {
     const started = Date.now();
     try {
       await runCase(c, contextFor(pkg, extra));
-      results.push({ name: c.name, ok: true, error: null, ms: Date.now() - started, bug: c.bug ?? null });
+      results.push({ name: c.name, ok: true, error: null, ms: Date.now() - started });
     } catch (e) {
       const error = `${e?.name ?? 'Error'}: ${e?.message ?? e}\n${e?.stack ?? ''}`;
-      results.push({ name: c.name, ok: false, error, ms: Date.now() - started, bug: c.bug ?? null });
+      results.push({ name: c.name, ok: false, error, ms: Date.now() - started });
     }
   }
   return results;

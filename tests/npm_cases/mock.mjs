@@ -24,7 +24,7 @@ export class MockProvider {
   }
 
   /**
-   * Queues replies for the next token requests: `{status, body, headers, bodyDelayMs}`, or
+   * Queues replies for the next token requests: `{status, body, headers, bodyDelayMs, chunks}`, or
    * 'hang' (never answers; ends when the request's signal aborts), 'network' (a TypeError
    * like a failed connection) or 'refused' (Node's ECONNREFUSED shape).
    */
@@ -37,11 +37,15 @@ export class MockProvider {
   get tokenCount() { return this.tokenRequests.length; }
   get apiCount() { return this.apiRequests.length; }
 
-  /** A response whose body is a stream of `text` that counts a cancellation. */
-  respond(status, text, headers = { 'content-type': 'application/json' }, bodyDelayMs = 0, signal = undefined) {
-    const bytes = new TextEncoder().encode(text);
+  /**
+   * A response whose body is a stream of `text` (in `chunks` pieces) that counts a
+   * cancellation; with `bodyDelayMs` the body comes that long after the headers.
+   */
+  respond(status, text, headers = { 'content-type': 'application/json' }, bodyDelayMs = 0, signal = undefined, chunks = 1) {
+    const all = new TextEncoder().encode(text);
+    const size = Math.ceil(all.byteLength / chunks);
+    const parts = Array.from({ length: chunks }, (_, i) => all.subarray(i * size, (i + 1) * size));
     const mock = this;
-    let sent = false;
     let timer;
     const body = new ReadableStream({
       start(ctl) {
@@ -51,8 +55,8 @@ export class MockProvider {
         }
       },
       pull(ctl) {
-        if (sent) return ctl.close();
-        sent = true;
+        if (parts.length === 0) return ctl.close();
+        const bytes = parts.shift();
         if (!bodyDelayMs) return ctl.enqueue(bytes);
         return new Promise((resolve) => {
           timer = setTimeout(() => { ctl.enqueue(bytes); resolve(); }, bodyDelayMs);
@@ -101,7 +105,7 @@ export class MockProvider {
     if (entry === 'refused') throw refusedConnection();
     if (entry) {
       const text = typeof entry.body === 'string' ? entry.body : JSON.stringify(entry.body ?? {});
-      return this.respond(entry.status, text, entry.headers, entry.bodyDelayMs, signal);
+      return this.respond(entry.status, text, entry.headers, entry.bodyDelayMs, signal, entry.chunks);
     }
     if (isToken) {
       if (this.tokenDelayMs) await new Promise((r) => setTimeout(r, this.tokenDelayMs));

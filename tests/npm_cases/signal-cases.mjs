@@ -119,13 +119,19 @@ export const cases = [
   },
   {
     // The caller's abort in flight rejects with the caller's own reason, tears the attempt down
-    // and is never retried (string, URL and Request inputs); the token is left alone.
+    // and is never retried (string, URL and Request inputs, a POST); the token is left alone.
     name: 'the caller abort in flight is rethrown as is, never retried',
     async run({ MockProvider, client, assert }) {
       const mock = new MockProvider();
       const c = client(mock, { retry: { baseDelayMs: 0, maxDelayMs: 0 } });
       await c.token();
-      const inputs = [(s) => [API, { signal: s }], (s) => [new URL(API), { signal: s }], (s) => [new Request(API, { signal: s })]];
+      const inputs = [
+        (s) => [API, { signal: s }],
+        (s) => [new URL(API), { signal: s }],
+        (s) => [new Request(API, { signal: s })],
+        // A POST, whose failure would not be retried: the abort must still come back as is.
+        (s) => [API, { method: 'POST', body: 'x', signal: s }],
+      ];
       for (const [i, make] of inputs.entries()) {
         const before = mock.apiCount;
         const ctl = new AbortController();
@@ -140,7 +146,7 @@ export const cases = [
         await sleep(20);
         assert.equal(mock.apiCount, before + 1, 'not retried');
       }
-      assert.deepEqual([mock.aborted, mock.tokenCount], [3, 1]);
+      assert.deepEqual([mock.aborted, mock.tokenCount], [4, 1]);
       assert.equal((await c.fetch(API)).status, 200, 'the token is still good');
       assert.equal(mock.tokenCount, 1);
     },
@@ -218,6 +224,61 @@ export const cases = [
       await assert.rejects(pending, (e) => e === reason);
       assert.ok(Date.now() - started < 200);
       assert.deepEqual([mock.apiCount, mock.cancelled], [1, 1]);
+    },
+  },
+  {
+    // Where the host has no AbortSignal.any (Node < 20.3, older browsers) the caller's signal is
+    // forwarded by a listener: the caller's abort still ends an attempt with its reason, and
+    // our timeout still never aborts the caller's signal.
+    name: 'without AbortSignal.any the caller abort and the timeout still work',
+    async run({ MockProvider, client, assert, isTokenError }) {
+      const mock = new MockProvider();
+      const c = client(mock, { timeoutMs: 50, retry: { maxAttempts: 1 } });
+      await c.token();
+      const saved = Object.getOwnPropertyDescriptor(AbortSignal, 'any');
+      try {
+        Object.defineProperty(AbortSignal, 'any', { value: undefined, configurable: true, writable: true });
+        const caller = new AbortController();
+        mock.scriptApi('hang');
+        await assert.rejects(c.fetch(API, { signal: caller.signal }), isTokenError('timeout'));
+        assert.deepEqual([caller.signal.aborted, mock.aborted], [false, 1]);
+        const ctl = new AbortController();
+        mock.scriptApi('hang');
+        const pending = c.fetch(API, { signal: ctl.signal });
+        await until(() => mock.apiCount === 2, 'the request to go out');
+        const reason = new Error('stop');
+        ctl.abort(reason);
+        await assert.rejects(pending, (e) => e === reason);
+        assert.equal(mock.aborted, 2, 'the attempt was torn down');
+      } finally {
+        Object.defineProperty(AbortSignal, 'any', saved);
+      }
+    },
+  },
+  {
+    // Without AbortSignal.any, a long-lived caller signal (an app-wide shutdown signal) must
+    // not collect one listener per call that has ended.
+    name: 'without AbortSignal.any no listener is left on the caller signal after a call',
+    async run({ MockProvider, client, assert }) {
+      const mock = new MockProvider();
+      const c = client(mock);
+      await c.token();
+      const caller = new AbortController();
+      const live = new Set();
+      const { signal } = caller;
+      const add = signal.addEventListener.bind(signal);
+      const remove = signal.removeEventListener.bind(signal);
+      signal.addEventListener = (type, fn, opts) => { if (type === 'abort') live.add(fn); return add(type, fn, opts); };
+      signal.removeEventListener = (type, fn, opts) => { live.delete(fn); return remove(type, fn, opts); };
+      const saved = Object.getOwnPropertyDescriptor(AbortSignal, 'any');
+      try {
+        Object.defineProperty(AbortSignal, 'any', { value: undefined, configurable: true, writable: true });
+        for (let i = 0; i < 5; i += 1) await (await c.fetch(API, { signal })).text();
+      } finally {
+        Object.defineProperty(AbortSignal, 'any', saved);
+      }
+      assert.equal(mock.apiCount, 5);
+      assert.equal(live.size, 0, 'abort listeners left on the caller signal after 5 calls');
     },
   },
 ];
