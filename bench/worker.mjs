@@ -2,7 +2,8 @@
 // same run on the same machine: both run in workerd (Miniflare) and call the same local echo
 // API; only the ratio between them is meaningful (the machine is shared and noisy).
 //
-//   node bench/worker.mjs [--seconds 3] [--concurrency 16] [--rounds 2]
+//   node bench/worker.mjs [--seconds 3] [--concurrency 16] [--rounds 2] [--build DIR]
+//   (--build: another build of the Worker, to compare; default build/, as deployed)
 
 import { parseArgs } from 'node:util';
 import { Miniflare } from 'miniflare';
@@ -14,6 +15,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '2' },
+    build: { type: 'string', default: DEPLOYED_BUILD_DIR },
   },
 });
 const seconds = Number(values.seconds);
@@ -56,7 +58,7 @@ async function load(base, path, headers) {
 const providers = await startProviders();
 const { providers: config, secrets } = providers.gatewayConfig();
 const gw = await startGateway({
-  buildDir: DEPLOYED_BUILD_DIR,
+  buildDir: values.build,
   providers: config,
   secrets,
   clients: { bench: { secret: 'bench-secret', scopes: ['optoro'] } },

@@ -26,8 +26,9 @@ function bind() {
   }
 }
 
+/** The `config` TokenError about `key`, worded as the core words every configuration error. */
 function configError(key, message) {
-  return new TokenError('config', `invalid TokenClient config: \`${key}\` ${message}`, { retryable: false });
+  return core.configError(key, message);
 }
 
 const OPTION_KEYS = new Set(['fetch', 'cache', 'now', 'log']);
@@ -132,9 +133,9 @@ async function readLimited(response, limit) {
 /**
  * The token endpoint's transport, for the core: `{url, method, headers, body, timeoutMs, limit}`
  * → `{status, headers, body}`, or `{error: 'timeout' | 'too_large'}`, or
- * `{error: 'network', cause}` with what `fetch` threw. Redirects
- * are returned, never followed (they would carry the client credentials elsewhere); the timeout
- * covers the whole exchange and the body is capped at `limit` bytes.
+ * `{error: 'network', cause}` with what `fetch` threw. Redirects are returned, never followed
+ * (they would carry the client credentials elsewhere); the timeout covers the whole exchange
+ * and the body is capped at `limit` bytes.
  */
 async function sendTokenRequest(fetchFn, req) {
   const controller = new AbortController();
@@ -163,8 +164,8 @@ async function sendTokenRequest(fetchFn, req) {
 /**
  * The user's cache adapter, each call bounded by `timeoutMs`: a cache that never settles (a
  * Redis client queueing commands while disconnected) is a logged miss, not a hang (`timeout()`
- * gives the bound, `timeoutMs` of the config). A failure's
- * message never quotes `set`'s arguments (they hold the token): only the error's name.
+ * gives the bound, `timeoutMs` of the config). A failure's message never quotes `set`'s
+ * arguments (they hold the token): only the error's name.
  */
 function boundedCache(cache, timeout) {
   const call = (op, args) => new Promise((resolve, reject) => {
@@ -224,10 +225,10 @@ function copyHeaders(given) {
 
 /*
  * One `client.fetch` call, shaped once (DirectCall or NormalisedCall): `send(fetch, bearer,
- * signal)` sends one attempt, `validate()` throws what `fetch` would refuse. A string or `URL` input with a plain `init` is passed to `fetch` as it
- * is (its body, unless a stream, is read afresh by every attempt, so it can be replayed);
- * anything else is normalised once with the host's `Request`, whose body is buffered so it can
- * be replayed (a stream is sent once).
+ * signal)` sends one attempt, `validate()` throws what `fetch` would refuse. A string or `URL`
+ * input with a plain `init` is passed to `fetch` as it is (its body, unless a stream, is read
+ * afresh by every attempt, so it can be replayed); anything else is normalised once with the
+ * host's `Request`, whose body is buffered so it can be replayed (a stream is sent once).
  */
 function isDirect(input, init) {
   return (typeof input === 'string' || input instanceof URL) && (!given(init) || isPlainObject(init));

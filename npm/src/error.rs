@@ -104,3 +104,10 @@ pub(crate) fn plain_json(v: &JsValue, key: &str) -> Result<serde_json::Value, Js
 pub(crate) fn config_key_error(key: &str, message: &str) -> JsValue {
     config_error(&ConfigError::global(key, message))
 }
+
+/// The `config` `TokenError` about `key` (for the options the façade validates): one wording
+/// for every configuration error.
+#[wasm_bindgen(js_name = configError)]
+pub fn config_error_js(key: &str, message: &str) -> JsValue {
+    config_key_error(key, message)
+}

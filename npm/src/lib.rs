@@ -17,7 +17,7 @@ mod helpers;
 mod host;
 mod js_json;
 
-pub use error::set_error_class;
+pub use error::{config_error_js, set_error_class};
 pub use helpers::{
     build_token_request_js, cache_policy_js, decode_jwt_claims_js, parse_token_response_js,
 };
