@@ -229,6 +229,21 @@ fn basic_credentials(authorization: &str) -> Result<(String, Secret), GrantError
     Ok((dec(id), Secret::new(dec(secret))))
 }
 
+/// Refuses a token request that arrived over plain http from anywhere but this machine: the
+/// client secret has crossed the network in the clear (RFC 6749 §2.3.1 requires TLS), and a
+/// token issued in answer would too. The caller must rotate that secret; the gateway answers
+/// 400 `invalid_request` without looking at the credentials.
+pub fn check_transport(request_url: &url::Url) -> Result<(), GrantError> {
+    if request_url.scheme() == "https" || crate::config::is_loopback(request_url) {
+        Ok(())
+    } else {
+        Err(GrantError::OAuth(
+            "invalid_request",
+            "the token endpoint takes credentials over https only".into(),
+        ))
+    }
+}
+
 /// Parses a `POST /oauth/token` request.
 pub fn parse_grant(
     content_type: Option<&str>,
@@ -274,11 +289,14 @@ fn parse_json_grant(
             });
         }
     }
+    // The schema's checks (422): each key present when required, and a string. What the
+    // strings say is judged after: an empty or unknown grant_type is RFC 6749 §5.2's
+    // `unsupported_grant_type` (400), empty credentials a failed authentication (401).
     let mut get = |k: &str, required: bool| -> Option<String> {
         match obj.get(k) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::String(_)) | None if !required => None,
-            Some(Value::String(_)) | None => {
+            Some(Value::String(s)) => Some(s.clone()),
+            None if !required => None,
+            None => {
                 issues.push(FieldIssue {
                     field: k.into(),
                     code: "missing_field",
@@ -297,15 +315,6 @@ fn parse_json_grant(
     let grant_type = get("grant_type", true);
     let id = get("client_id", basic.is_none());
     let secret = get("client_secret", basic.is_none());
-    if grant_type
-        .as_deref()
-        .is_some_and(|g| g != "client_credentials")
-    {
-        issues.push(FieldIssue {
-            field: "grant_type".into(),
-            code: "invalid_value",
-        });
-    }
     if basic.is_some() && (id.is_some() || secret.is_some()) {
         issues.push(FieldIssue {
             field: if id.is_some() {
@@ -320,6 +329,9 @@ fn parse_json_grant(
     if !issues.is_empty() {
         return Err(GrantError::Validation(issues));
     }
+    if grant_type.as_deref() != Some("client_credentials") {
+        return Err(unsupported_grant_type());
+    }
     let is_basic = basic.is_some();
     let (client_id, client_secret) = match basic {
         Some(b) => b,
@@ -328,6 +340,9 @@ fn parse_json_grant(
             Secret::new(secret.unwrap_or_default()),
         ),
     };
+    if client_id.is_empty() || client_secret.expose().is_empty() {
+        return Err(GrantError::InvalidClient { basic: is_basic });
+    }
     Ok(GrantRequest {
         form: GrantForm::Json,
         basic: is_basic,
@@ -335,6 +350,13 @@ fn parse_json_grant(
         client_secret,
         scope: None,
     })
+}
+
+fn unsupported_grant_type() -> GrantError {
+    GrantError::OAuth(
+        "unsupported_grant_type",
+        "only client_credentials is supported".into(),
+    )
 }
 
 fn parse_form_grant(
@@ -353,14 +375,9 @@ fn parse_form_grant(
         }
     }
     match params.get("grant_type").map(String::as_str) {
-        None | Some("") => return Err(invalid("grant_type is required")),
+        None => return Err(invalid("grant_type is required")),
         Some("client_credentials") => {}
-        Some(_) => {
-            return Err(GrantError::OAuth(
-                "unsupported_grant_type",
-                "only client_credentials is supported".into(),
-            ))
-        }
+        Some(_) => return Err(unsupported_grant_type()),
     }
     let scope = params.get("scope").map(|s| {
         s.split(' ')
@@ -379,7 +396,7 @@ fn parse_form_grant(
                 "use one client authentication method, not two (RFC 6749 §2.3)",
             ))
         }
-        (None, Some(id), Some(secret)) => (id, Secret::new(secret)),
+        (None, Some(id), Some(secret)) if !secret.is_empty() => (id, Secret::new(secret)),
         (None, _, _) => return Err(GrantError::InvalidClient { basic: false }),
     };
     Ok(GrantRequest {

@@ -336,17 +336,22 @@ fn expiry_fields(f: &mut Fields<'_>) -> Result<ExpiryPolicy, FieldError> {
     Ok(expiry)
 }
 
+/// Whether `url`'s host is this machine (127.0.0.1, localhost, [::1]): the one place plain
+/// http may carry credentials.
+pub fn is_loopback(url: &Url) -> bool {
+    matches!(
+        url.host_str(),
+        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+    )
+}
+
 /// Validates an endpoint URL: https, or http for loopback hosts only; no credentials, no
 /// fragment.
 pub fn parse_endpoint(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("is not a valid absolute URL ({e})"))?;
-    let loopback = matches!(
-        url.host_str(),
-        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
-    );
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if is_loopback(&url) => {}
         "http" => {
             return Err("must use https (http is allowed only for 127.0.0.1 and localhost)".into())
         }

@@ -56,6 +56,14 @@ pub enum GatewayError {
         /// The provider's `timeout_ms`.
         timeout_ms: u64,
     },
+    /// 502: the API answered with a status no HTTP response to the caller can carry (below
+    /// 200 or above 599, e.g. 999).
+    UpstreamStatus {
+        /// The provider id.
+        provider: String,
+        /// The status it sent.
+        status: u16,
+    },
     /// `POST /oauth/token` refused the request.
     Grant(GrantError),
 }
@@ -84,6 +92,7 @@ impl GatewayError {
             GatewayError::Upstream {
                 error, timeout_ms, ..
             } => upstream_status(error.to_token_error(*timeout_ms).code),
+            GatewayError::UpstreamStatus { .. } => 502,
             GatewayError::Grant(g) => g.status(),
         }
     }
@@ -104,6 +113,7 @@ impl GatewayError {
             GatewayError::Upstream {
                 error, timeout_ms, ..
             } => error.to_token_error(*timeout_ms).code.as_str(),
+            GatewayError::UpstreamStatus { .. } => "invalid_response",
             GatewayError::Grant(_) => "invalid_request",
         }
     }
@@ -139,6 +149,9 @@ impl GatewayError {
                     error.to_token_error(*timeout_ms)
                 )
             }
+            GatewayError::UpstreamStatus { provider, status } => format!(
+                "provider `{provider}` API answered with HTTP status {status}, which cannot be passed on"
+            ),
             GatewayError::Grant(g) => g
                 .body()
                 .get("error_description")
@@ -305,6 +318,16 @@ mod tests {
                 504,
                 "timeout",
                 "provider `optoro` API: timeout: the API did not answer within 10000 ms",
+                vec![],
+            ),
+            (
+                GatewayError::UpstreamStatus {
+                    provider: "optoro".into(),
+                    status: 999,
+                },
+                502,
+                "invalid_response",
+                "provider `optoro` API answered with HTTP status 999, which cannot be passed on",
                 vec![],
             ),
             (

@@ -19,7 +19,7 @@ export const PTOK = 'tg:v1:ptok:';
 export const CTOK = 'tg:v1:ctok:';
 
 // Everything the final sweep looks at, and everything it looks for.
-export const sweep = { bodies: [], logs: [], secrets: new Set(), providerTokens: new Set(), callerTokens: new Set() };
+export const sweep = { bodies: [], headers: [], logs: [], secrets: new Set(), providerTokens: new Set(), callerTokens: new Set() };
 
 /** The default caller: may call every emulated provider. */
 export const ALL = { id: 'svc-all', secret: `caller-${rand()}+/:%& "x`, scopes: ['optoro', 'optimum', 'partner'] };
@@ -27,8 +27,10 @@ export const ALL = { id: 'svc-all', secret: `caller-${rand()}+/:%& "x`, scopes: 
 /** Provider emulators on this file's clock. */
 export const startEmulators = () => startProviders({ clock });
 
-function recordBody(where, status, text) {
+/** Records a response for the sweep: its body, and its headers as one more text to search. */
+function recordBody(where, status, text, headers) {
   sweep.bodies.push({ where, status, text });
+  if (headers) sweep.headers.push({ where, status, text: JSON.stringify(headers) });
   if (where.endsWith('/oauth/token') && status === 200) {
     try { sweep.callerTokens.add(JSON.parse(text).access_token); } catch { /* not JSON */ }
   }
@@ -64,11 +66,13 @@ export async function start(t, opts = {}) {
   for (const v of Object.values(opts.secrets ?? {})) sweep.secrets.add(v);
   const gw = await startGateway({ clock, ...opts, key, clients });
   const dispatch = gw.fetch;
-  gw.fetch = async (p, init) => {
-    const res = await dispatch(p, init);
-    recordBody(p, res.status, await res.clone().text());
+  const recorded = (send) => async (p, init) => {
+    const res = await send(p, init);
+    recordBody(p, res.status, await res.clone().text(), [...res.headers]);
     return res;
   };
+  gw.fetch = recorded(dispatch);
+  gw.fetchHttp = recorded(gw.fetchHttp);
   defer(t, async () => {
     await gw.settleLogs(30);
     sweep.logs.push(...gw.logs);
@@ -106,7 +110,7 @@ export function raw(gw, { method = 'GET', path, headers = {}, body }) {
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        recordBody(path, res.statusCode, text);
+        recordBody(path, res.statusCode, text, res.headers);
         resolve({ status: res.statusCode, headers: res.headers, text });
       });
       res.on('error', reject);
@@ -121,10 +125,11 @@ export const ptokKeys = async (gw) => (await gw.kv.list({ prefix: PTOK })).keys.
 
 /**
  * Registers the file's last test: no provider client secret, caller secret, provider access
- * token or issued caller token in any response body or log line the file's tests collected.
+ * token or issued caller token in any response body, response header or log line the file's
+ * tests collected.
  */
 export function sweepTest(getEmu, { minBodies = 10, minLogs = 10 } = {}) {
-  test('no secret or token in any response body or log line', () => {
+  test('no secret or token in any response body, response header or log line', () => {
     const emu = getEmu();
     for (const p of ['optoro', 'optimum', 'partner']) {
       sweep.secrets.add(emu.credentials[p].clientSecret);
@@ -156,6 +161,12 @@ export function sweepTest(getEmu, { minBodies = 10, minLogs = 10 } = {}) {
       } catch { /* not JSON */ }
       for (const [kind, form, v] of needles) {
         if (v !== own && hay.includes(form)) leaks.push(`${kind} in the ${status} body of ${redact(where)}`);
+      }
+    }
+    assert.ok(sweep.headers.length >= minBodies, 'the sweep saw the response headers');
+    for (const { where, status, text } of sweep.headers) {
+      for (const [kind, form] of needles) {
+        if (text.includes(form)) leaks.push(`${kind} in the headers of the ${status} response to ${redact(where)}`);
       }
     }
     for (const line of sweep.logs) {

@@ -201,11 +201,6 @@ fn json_missing_client_secret() {
         validation(r#"{"grant_type":"client_credentials","client_id":"a"}"#),
         [("client_secret".to_string(), "missing_field")]
     );
-    // Empty strings count as missing.
-    assert_eq!(
-        validation(r#"{"grant_type":"client_credentials","client_id":"a","client_secret":""}"#),
-        [("client_secret".to_string(), "missing_field")]
-    );
     assert_eq!(
         validation("{}"),
         [
@@ -214,6 +209,28 @@ fn json_missing_client_secret() {
             ("client_secret".to_string(), "missing_field"),
         ]
     );
+    // null is present with the wrong type.
+    assert_eq!(
+        validation(r#"{"grant_type":"client_credentials","client_id":null,"client_secret":"b"}"#),
+        [("client_id".to_string(), "invalid_type")]
+    );
+}
+
+#[test]
+fn json_empty_credentials_are_a_failed_authentication() {
+    for body in [
+        r#"{"grant_type":"client_credentials","client_id":"a","client_secret":""}"#,
+        r#"{"grant_type":"client_credentials","client_id":"","client_secret":"b"}"#,
+        r#"{"grant_type":"client_credentials","client_id":"","client_secret":""}"#,
+    ] {
+        let e = json_grant(body).unwrap_err();
+        assert_eq!(e, GrantError::InvalidClient { basic: false }, "{body}");
+        assert_eq!(e.status(), 401);
+    }
+    // Basic with an empty secret: the challenge is repeated.
+    let auth = format!("Basic {}", STANDARD.encode("svc-a:"));
+    let e = parse_grant(JSON, Some(&auth), br#"{"grant_type":"client_credentials"}"#).unwrap_err();
+    assert_eq!(e, GrantError::InvalidClient { basic: true });
 }
 
 #[test]
@@ -225,10 +242,17 @@ fn json_number_client_id_is_invalid_type() {
 }
 
 #[test]
-fn json_grant_type_password_is_invalid_value() {
+fn json_empty_or_unknown_grant_type_is_unsupported() {
+    for grant in ["password", "", "CLIENT_CREDENTIALS", "client_credentials "] {
+        let body = format!(r#"{{"grant_type":"{grant}","client_id":"a","client_secret":"b"}}"#);
+        let e = json_grant(&body).unwrap_err();
+        assert_eq!(e.status(), 400, "{grant:?}");
+        assert_eq!(e.body()["error"], "unsupported_grant_type", "{grant:?}");
+    }
+    // A wrong type is still the schema's business.
     assert_eq!(
-        validation(r#"{"grant_type":"password","client_id":"a","client_secret":"b"}"#),
-        [("grant_type".to_string(), "invalid_value")]
+        validation(r#"{"grant_type":1,"client_id":"a","client_secret":"b"}"#),
+        [("grant_type".to_string(), "invalid_type")]
     );
 }
 
@@ -378,11 +402,21 @@ fn form_unsupported_grant_type() {
     );
     assert_eq!(e.status(), 400);
     assert_eq!(e.body()["error"], "unsupported_grant_type");
+    // Present but empty: unsupported as well; absent: a malformed request.
+    let e = parse_grant(FORM, None, b"grant_type=&client_id=a&client_secret=s").unwrap_err();
+    assert!(
+        matches!(e, GrantError::OAuth("unsupported_grant_type", _)),
+        "{e:?}"
+    );
     let e = parse_grant(FORM, None, b"client_id=a&client_secret=s").unwrap_err();
     assert!(
         matches!(e, GrantError::OAuth("invalid_request", _)),
         "{e:?}"
     );
+    // An empty secret in the body is a failed authentication.
+    let e = parse_grant(FORM, None, b"grant_type=client_credentials&client_id=a&client_secret=")
+        .unwrap_err();
+    assert_eq!(e, GrantError::InvalidClient { basic: false });
 }
 
 #[test]
@@ -621,4 +655,21 @@ fn issued_token_json_is_its_serde_form() {
     let caller = caller_a();
     let (issued, _) = issue_token(&caller, None, [7; 32], NOW).unwrap();
     assert_eq!(issued.to_json(), serde_json::to_value(&issued).unwrap());
+}
+
+#[test]
+fn token_requests_need_https_except_on_this_machine() {
+    let url = |u: &str| url::Url::parse(u).unwrap();
+    for ok in [
+        "https://gateway.example/oauth/token",
+        "http://127.0.0.1:8787/oauth/token",
+        "http://localhost/oauth/token",
+        "http://[::1]:8787/oauth/token",
+    ] {
+        assert_eq!(check_transport(&url(ok)), Ok(()), "{ok}");
+    }
+    for refused in ["http://gateway.example/oauth/token", "http://127.0.0.2/oauth/token"] {
+        let e = check_transport(&url(refused)).unwrap_err();
+        assert_eq!((e.status(), e.body()["error"].as_str()), (400, Some("invalid_request")));
+    }
 }

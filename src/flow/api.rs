@@ -89,13 +89,14 @@ where
 
 /// Calls an API with a bearer token from `source`: `send(token)` performs one attempt of a
 /// `method` request whose body can (`replayable`) or cannot be sent again. Returns the response
-/// to hand to the caller and where the token it carried came from.
+/// to hand to the caller, where the token it carried came from, and that token (so the
+/// response can be checked for an echo of it).
 pub async fn call_api<T, S, R, Resp, F, Fut>(
     source: &TokenSource<T, S, R>,
     method: &str,
     replayable: bool,
     mut send: F,
-) -> Result<(Resp, TokenOrigin), CallError>
+) -> Result<(Resp, TokenOrigin, Secret), CallError>
 where
     T: Transport + 'static,
     S: TokenStore + 'static,
@@ -130,12 +131,12 @@ where
                     source.forget_refused(&token).await;
                 }
                 return result
-                    .map(|r| (r.response, origin))
+                    .map(|r| (r.response, origin, token))
                     .map_err(CallError::Transport);
             }
             Action::Fail(_) => {
                 return result
-                    .map(|r| (r.response, origin))
+                    .map(|r| (r.response, origin, token))
                     .map_err(CallError::Transport)
             }
         }

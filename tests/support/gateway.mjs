@@ -173,7 +173,9 @@ export async function startGateway(opts = {}) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   return {
     /** Dispatches a request to the Worker: fetch('/oauth/token', { method: 'POST', ... }). */
-    fetch: (p, init) => mf.dispatchFetch(`http://gateway.test${p}`, init),
+    fetch: (p, init) => mf.dispatchFetch(`https://gateway.test${p}`, init),
+    /** The same over plain http (the token endpoint refuses that from anywhere but 127.0.0.1). */
+    fetchHttp: (p, init) => mf.dispatchFetch(`http://gateway.test${p}`, init),
     /** The TOKENGATE_KV namespace (get/put/list/delete) from Node. */
     kv,
     /** Captured log lines (Worker stdout/stderr and Miniflare warnings), oldest first. */

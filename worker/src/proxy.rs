@@ -16,7 +16,7 @@ use tokengate::gateway_error::GatewayError;
 use tokengate::proxy::{downstream_headers, upstream_headers, upstream_url};
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
-use worker::{Headers, Request, Response, Result};
+use worker::{Headers, Request, Response, ResponseBody, Result};
 
 /// Bodies up to this size are buffered so a 401 or a retry can replay them.
 pub const REPLAY_LIMIT: u64 = 1024 * 1024;
@@ -153,13 +153,25 @@ async fn proxy(
     let result = forward(provider, &method, upstream.as_str(), &forwarded, body).await;
     let elapsed = gw.rt.now_ms().saturating_sub(started);
     match result {
-        Ok((resp, origin)) => {
+        Ok((resp, origin, token)) => {
+            let status = resp.status_code();
             log_event(
                 "proxy",
-                json!({"provider": provider_id, "method": method, "status": resp.status_code(),
+                json!({"provider": provider_id, "method": method, "status": status,
                        "token_source": origin.as_str(), "ms": elapsed, "client_id": record.client_id}),
             );
-            respond(resp, origin).map(Ok)
+            if !(200..=599).contains(&status) {
+                // A Workers Response cannot carry it (and a 1xx is no final answer): the body
+                // is cancelled, the caller gets a 502.
+                if let ResponseBody::Stream(body) = resp.body() {
+                    let _ = body.cancel();
+                }
+                return Ok(Err(GatewayError::UpstreamStatus {
+                    provider: provider_id.to_string(),
+                    status,
+                }));
+            }
+            respond(resp, origin, &token).map(Ok)
         }
         Err(e) => {
             let e = GatewayError::Upstream {
@@ -183,7 +195,7 @@ async fn forward(
     url: &str,
     forwarded: &[(String, String)],
     body: Body,
-) -> std::result::Result<(Response, TokenOrigin), CallError> {
+) -> std::result::Result<(Response, TokenOrigin, Secret), CallError> {
     let replayable = !matches!(body, Body::Stream(_));
     let (bytes, mut stream) = match body {
         Body::None => (None, None),
@@ -222,17 +234,15 @@ async fn forward(
 }
 
 /// The caller's response: upstream status and body (streamed), the headers the core lets
-/// through, plus `Server-Timing`.
-fn respond(resp: Response, origin: TokenOrigin) -> Result<Response> {
+/// through (none that echoes `token`), a private `Cache-Control` and `Server-Timing`.
+fn respond(resp: Response, origin: TokenOrigin, token: &Secret) -> Result<Response> {
     let status = resp.status_code();
-    let out = headers(&downstream_headers(
-        resp.headers().entries().collect(),
-        origin,
-    ))?;
-    let sys: web_sys::Response = resp.into();
+    let upstream = resp.headers().entries().collect();
+    let out = headers(&downstream_headers(upstream, origin, token))?;
     let builder = Response::builder().with_status(status).with_headers(out);
-    Ok(match sys.body() {
-        Some(b) if !matches!(status, 101 | 204 | 205 | 304) => builder.stream(b),
+    // The upstream body stream itself, not a rebuilt Response around it.
+    Ok(match resp.body() {
+        ResponseBody::Stream(b) if !matches!(status, 204 | 205 | 304) => builder.stream(b.clone()),
         _ => builder.empty(),
     })
 }

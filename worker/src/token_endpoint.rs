@@ -8,7 +8,7 @@ use crate::respond::{error, json_response};
 use crate::runtime::{log_event, random_bytes};
 use crate::transport::read_limited;
 use serde_json::json;
-use tokengate::callers::{issue_token, parse_grant, GrantError};
+use tokengate::callers::{check_transport, issue_token, parse_grant, GrantError};
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
 use worker::{Request, Response, Result};
@@ -18,6 +18,10 @@ const MAX_GRANT_BODY: usize = 16 * 1024;
 
 /// Handles the token request.
 pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
+    if let Err(e) = check_transport(&req.url()?) {
+        log_event("token_refused", json!({"reason": "plain http"}));
+        return error(&GatewayError::Grant(e));
+    }
     let content_type = req.headers().get("content-type")?;
     let authorization = req.headers().get("authorization")?;
     let declared = req

@@ -34,7 +34,11 @@ fn run_api(
     }));
     assert!(replies.borrow().is_empty(), "unused scripted replies");
     let used = used.borrow().clone();
-    (result, used)
+    // The token handed back is the one the returned response was fetched with.
+    if let Ok((_, _, token)) = &result {
+        assert_eq!(Some(token.expose()), used.last().map(String::as_str));
+    }
+    (result.map(|(r, origin, _)| (r, origin)), used)
 }
 
 #[test]
