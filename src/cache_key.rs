@@ -1,6 +1,7 @@
 //! Cache keys for provider tokens. A key changes whenever anything that shapes the token
-//! changes — provider, endpoint, client, auth style, scope, audience, resource, extra params —
-//! and when the client secret is rotated (via a one-way fingerprint). It never contains the
+//! changes — provider, endpoint, client, auth style, scope, audience, resource, extra params,
+//! extra headers — and when the client secret is rotated (via a one-way fingerprint), so two
+//! configurations never share a token (one with another scope, say). It never contains the
 //! secret. The fingerprint is an HMAC under a deployment key (the Worker derives it from
 //! `TOKENGATE_KEY`), so someone who can list the KV namespace cannot test guesses of a weak
 //! client secret offline.
@@ -11,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// KV key prefix of provider tokens.
-pub const TOKEN_KEY_PREFIX: &str = "tg:v1:ptok:";
+pub const TOKEN_KEY_PREFIX: &str = "tg:v2:ptok:";
 
 /// The cache key of `settings`'s token for provider `provider`; `pepper` keys the secret's
 /// fingerprint.
@@ -27,7 +28,7 @@ pub fn token_cache_key(
         h.update((v.len() as u64).to_be_bytes());
         h.update(v.as_bytes());
     };
-    field("tokengate/v1");
+    field("tokengate/v2");
     field(provider);
     field(settings.token_url.as_str());
     field(&settings.client_id);
@@ -35,9 +36,13 @@ pub fn token_cache_key(
     for v in [&settings.scope, &settings.audience, &settings.resource] {
         field(v.as_deref().unwrap_or("\u{0}"));
     }
-    for (k, v) in &settings.token_params {
-        field(k);
-        field(v);
+    // Each map counted first, so no pair can move from one map to the other.
+    for map in [&settings.token_params, &settings.token_headers] {
+        field(&map.len().to_string());
+        for (k, v) in map {
+            field(k);
+            field(v);
+        }
     }
     field(&secret_fingerprint(secret, pepper));
     format!("{TOKEN_KEY_PREFIX}{}", hex::encode(h.finalize()))
@@ -79,6 +84,13 @@ mod tests {
             token_cache_key("p", &settings(json!({"audience": "x"})), &s, b""),
             token_cache_key("p", &settings(json!({"resource": "https://r"})), &s, b""),
             token_cache_key("p", &settings(json!({"tokenParams": {"a": "b"}})), &s, b""),
+            token_cache_key("p", &settings(json!({"tokenHeaders": {"a": "b"}})), &s, b""),
+            token_cache_key(
+                "p",
+                &settings(json!({"tokenHeaders": {"X-Tenant": "2"}})),
+                &s,
+                b"",
+            ),
             token_cache_key("p", &settings(json!({"clientId": "abd"})), &s, b""),
             token_cache_key("p", &settings(json!({"authStyle": "json_body"})), &s, b""),
             token_cache_key(
@@ -92,6 +104,10 @@ mod tests {
         ];
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(v, &base, "variant {i}");
+            // Pairwise too: the same pair as a parameter or as a header is another key.
+            for (j, w) in variants.iter().enumerate().skip(i + 1) {
+                assert_ne!(v, w, "variants {i} and {j}");
+            }
         }
         // Timeouts and retry policy do not shape the token: same key.
         assert_eq!(
@@ -112,6 +128,7 @@ mod tests {
         assert_eq!(key, GOLDEN);
     }
 
+    /// Computed independently (Python's `hashlib`/`hmac` over the same length-prefixed fields).
     const GOLDEN: &str =
-        "tg:v1:ptok:e97676351721ac28cb56d12b079200f6db50b83f66da030b85079a894c9db443";
+        "tg:v2:ptok:3400abe807d19e863bd9dbf156c9ddff472cbd028012660db20838dc5d995184";
 }

@@ -7,9 +7,9 @@
 //! errors, which add the provider and key at fault.
 
 use crate::api_call::CallError;
-use crate::callers::GrantError;
 use crate::config::ConfigError;
 use crate::error::{ErrorCode, TokenError};
+use crate::grant::GrantError;
 use crate::proxy::PathError;
 use serde_json::{json, Value};
 
@@ -64,6 +64,11 @@ pub enum GatewayError {
         /// The status it sent.
         status: u16,
     },
+    /// 429: too many failed authentications of this client id; refused for `retry_after_s`.
+    TooManyFailures {
+        /// Seconds until the client id is accepted again.
+        retry_after_s: u64,
+    },
     /// `POST /oauth/token` refused the request.
     Grant(GrantError),
 }
@@ -93,6 +98,7 @@ impl GatewayError {
                 error, timeout_ms, ..
             } => upstream_status(error.to_token_error(*timeout_ms).code),
             GatewayError::UpstreamStatus { .. } => 502,
+            GatewayError::TooManyFailures { .. } => 429,
             GatewayError::Grant(g) => g.status(),
         }
     }
@@ -114,6 +120,7 @@ impl GatewayError {
                 error, timeout_ms, ..
             } => error.to_token_error(*timeout_ms).code.as_str(),
             GatewayError::UpstreamStatus { .. } => "invalid_response",
+            GatewayError::TooManyFailures { .. } => "too_many_attempts",
             GatewayError::Grant(_) => "invalid_request",
         }
     }
@@ -151,6 +158,9 @@ impl GatewayError {
             }
             GatewayError::UpstreamStatus { provider, status } => format!(
                 "provider `{provider}` API answered with HTTP status {status}, which cannot be passed on"
+            ),
+            GatewayError::TooManyFailures { retry_after_s } => format!(
+                "too many failed authentications of this client; try again in {retry_after_s} s"
             ),
             GatewayError::Grant(g) => g
                 .body()
@@ -192,6 +202,9 @@ impl GatewayError {
             )],
             GatewayError::TokenEndpointMethod => vec![("Allow", "POST".into())],
             GatewayError::Unavailable(_) => vec![("Retry-After", "1".into())],
+            GatewayError::TooManyFailures { retry_after_s } => {
+                vec![("Retry-After", retry_after_s.to_string())]
+            }
             GatewayError::Upstream { error, .. } => match error.as_ref() {
                 CallError::Token(TokenError {
                     retry_after_ms: Some(ms),
@@ -329,6 +342,13 @@ mod tests {
                 "invalid_response",
                 "provider `optoro` API answered with HTTP status 999, which cannot be passed on",
                 vec![],
+            ),
+            (
+                GatewayError::TooManyFailures { retry_after_s: 42 },
+                429,
+                "too_many_attempts",
+                "too many failed authentications of this client; try again in 42 s",
+                vec![("Retry-After", "42")],
             ),
             (
                 upstream(CallError::Transport(TransportError::Network("refused".into()))),

@@ -10,10 +10,11 @@
 //! - Retries of token exchanges: [`retry`]; what to do after each attempt of an API call:
 //!   [`api_call`], a sans-IO state machine both shells drive.
 //! - The gateway's HTTP rules: where a proxied request may go and which headers cross
-//!   ([`proxy`]), its callers and their tokens ([`callers`]), every error it answers with
-//!   ([`gateway_error`]).
-//! - Cache keys ([`cache_key`]), sealing of cached tokens ([`seal`]), secrets that never print
-//!   ([`secret`]), unverified JWT claims ([`jwt`]).
+//!   ([`proxy`]), its callers ([`callers`]), their token requests ([`grant`]) and the tokens
+//!   it issues them ([`caller_tokens`]), every error it answers with ([`gateway_error`]).
+//! - Bounded per-isolate memory and the failed-authentication limiter ([`limits`]).
+//! - The subkeys of `TOKENGATE_KEY` ([`keys`]), cache keys ([`cache_key`]), sealing of what KV
+//!   holds ([`seal`]), secrets that never print ([`secret`]), unverified JWT claims ([`jwt`]).
 //! - [`flow`]: the async wiring — memory cache → store → exchange with retries, and API calls
 //!   driven by [`api_call`] — generic over the [`flow::Transport`], [`flow::TokenStore`] and
 //!   [`flow::Runtime`] traits each shell implements.
@@ -25,6 +26,7 @@
 
 pub mod api_call;
 pub mod cache_key;
+pub mod caller_tokens;
 pub mod callers;
 pub mod config;
 pub mod dialect;
@@ -32,8 +34,11 @@ pub mod error;
 pub mod expiry;
 pub mod flow;
 pub mod gateway_error;
+pub mod grant;
 pub mod http;
 pub mod jwt;
+pub mod keys;
+pub mod limits;
 pub mod proxy;
 pub mod response;
 pub mod retry;

@@ -71,7 +71,11 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
     if decoded.chars().any(|c| separator(c) || c.is_control()) {
         return Err(PathError::Unsafe);
     }
-    let bare = decoded.split(';').next().unwrap_or("").trim_end_matches(' ');
+    let bare = decoded
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(' ');
     let dot = |c: char| c == '.' || DOT_LOOKALIKES.contains(&c);
     if !bare.is_empty() && bare.chars().all(dot) {
         return Err(PathError::Unsafe);
@@ -119,7 +123,10 @@ const SPOOFABLE_REQUEST: &[&str] = &[
 pub fn forward_request_header(name: &str, connection: Option<&str>) -> bool {
     let n = name.to_ascii_lowercase();
     !(HOP_BY_HOP.contains(&n.as_str())
-        || matches!(n.as_str(), "authorization" | "cookie" | "host" | "content-length")
+        || matches!(
+            n.as_str(),
+            "authorization" | "cookie" | "host" | "content-length"
+        )
         || SPOOFABLE_REQUEST.contains(&n.as_str())
         || n.starts_with("cf-")
         || n.starts_with("x-forwarded-")
@@ -305,7 +312,11 @@ mod tests {
             "a%7fb",
             "a%c2%85b",
         ] {
-            assert_eq!(upstream_url(&base(), p, None), Err(PathError::Unsafe), "{p}");
+            assert_eq!(
+                upstream_url(&base(), p, None),
+                Err(PathError::Unsafe),
+                "{p}"
+            );
         }
     }
 
@@ -371,7 +382,12 @@ mod tests {
         ] {
             assert!(!forward_response_header(h, None), "{h}");
         }
-        for h in ["content-type", "etag", "retry-after", "x-ratelimit-remaining"] {
+        for h in [
+            "content-type",
+            "etag",
+            "retry-after",
+            "x-ratelimit-remaining",
+        ] {
             assert!(forward_response_header(h, None), "{h}");
         }
     }

@@ -156,16 +156,24 @@ fn truncate(s: &str, max: usize) -> String {
 /// status alone.
 ///
 /// `secret_forms` (see [`crate::secret::secret_forms`]) are scrubbed from the body before
-/// anything is taken from it, so a provider echoing the client secret cannot leak even a
-/// truncated piece of it.
+/// anything is taken from it, and from every JSON string after decoding (where `\/` or
+/// `\u0073` may have spelled the secret), so a provider echoing the client secret cannot leak
+/// even a truncated piece of it.
 pub fn error_from_response(
     resp: &HttpResponse,
     now_ms: u64,
     secret_forms: &[String],
 ) -> TokenError {
     let status = resp.status;
-    let scrubbed = scrub(&String::from_utf8_lossy(&resp.body), secret_forms);
-    let json: Option<Value> = serde_json::from_str(&scrubbed).ok();
+    let mut scrubbed = scrub(&String::from_utf8_lossy(&resp.body), secret_forms);
+    let mut json: Option<Value> = serde_json::from_str(&scrubbed).ok();
+    if let Some(j) = json.as_mut() {
+        if scrub_json(j, secret_forms) {
+            // The raw body spelled the secret in an escaped form: keep the decoded, scrubbed
+            // document instead.
+            scrubbed = j.to_string();
+        }
+    }
     let field = |k: &str| {
         json.as_ref()
             .and_then(|j| j.get(k))
@@ -222,6 +230,44 @@ pub fn error_from_response(
             .header("retry-after")
             .and_then(|v| parse_retry_after(v, now_ms)),
         raw_body: (!raw.is_empty()).then_some(raw),
+    }
+}
+
+/// Scrubs `forms` from every string (and object key) of `v`; whether anything was replaced.
+fn scrub_json(v: &mut Value, forms: &[String]) -> bool {
+    match v {
+        Value::String(s) => {
+            let clean = scrub(s, forms);
+            let changed = clean != *s;
+            *s = clean;
+            changed
+        }
+        Value::Array(items) => {
+            // Every item, not just until the first change.
+            let mut changed = false;
+            for item in items {
+                changed |= scrub_json(item, forms);
+            }
+            changed
+        }
+        Value::Object(map) => {
+            let mut changed = false;
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for k in keys {
+                let clean = scrub(&k, forms);
+                if clean != k {
+                    changed = true;
+                    if let Some(mut item) = map.remove(&k) {
+                        scrub_json(&mut item, forms);
+                        map.insert(clean, item);
+                    }
+                } else if let Some(item) = map.get_mut(&k) {
+                    changed |= scrub_json(item, forms);
+                }
+            }
+            changed
+        }
+        _ => false,
     }
 }
 

@@ -77,7 +77,8 @@ test('token endpoint: the Optoro JSON contract, RFC 6749 forms, only hashes in K
   assert.equal((await call(gw, form.access_token, '/optoro/v1/x')).status, 200);
   assert.equal((await call(gw, viaBasic.access_token, '/optoro/v1/x')).status, 403);
 
-  // KV holds each issued token's SHA-256 only.
+  // KV holds each issued token's SHA-256 only, and a sealed record: neither the token, nor the
+  // client id or scopes, are readable there.
   const issued = [ok, form, viaBasic].map((o) => o.access_token);
   const { keys } = await gw.kv.list();
   const ctok = keys.map((k) => k.name).filter((k) => k.startsWith(CTOK));
@@ -88,8 +89,10 @@ test('token endpoint: the Optoro JSON contract, RFC 6749 forms, only hashes in K
       assert.ok(!name.includes(tok) && !value.includes(tok), `token stored in clear under ${name}`);
     }
     if (name.startsWith(CTOK)) {
-      const rec = JSON.parse(value);
-      assert.deepEqual(Object.keys(rec).sort(), ['client_id', 'expires_at_ms', 'scopes']);
+      assert.ok(!value.includes(ALL.id) && !value.includes('special') && !value.includes('optoro'), `${name} is readable`);
+      assert.throws(() => JSON.parse(value), 'the record is not plain JSON');
+      // 12-byte nonce, ciphertext and 16-byte tag, base64.
+      assert.ok(Buffer.from(value, 'base64').length > 12 + 16 + 20);
     }
   }
 });

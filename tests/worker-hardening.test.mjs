@@ -6,6 +6,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import {
   ALL, JSON_HEADERS, rand, tempDir, startEmulators, start, callerToken, call, raw, sweepTest,
 } from './worker-lib.mjs';
@@ -59,19 +60,20 @@ test('POST /oauth/token reads at most 16 KiB', async (t) => {
 
 test('a caller removed or narrowed after issue loses access at once', async (t) => {
   const dir = tempDir(t);
+  const key = crypto.randomBytes(32).toString('base64'); // one deployment: one TOKENGATE_KEY
   const b = { secret: `b-${rand()}`, scopes: ['optoro', 'partner'] };
   const everyone = { [ALL.id]: { secret: ALL.secret, scopes: ALL.scopes } };
-  const gw1 = await start(t, { ...config(), kvPersist: dir, clients: { ...everyone, b } });
+  const gw1 = await start(t, { ...config(), kvPersist: dir, key, clients: { ...everyone, b } });
   const tok = await callerToken(gw1, 'b', b.secret);
   assert.equal((await call(gw1, tok, '/optoro/v1/x')).status, 200);
 
-  const narrowed = await start(t, { ...config(), kvPersist: dir, clients: { ...everyone, b: { ...b, scopes: ['partner'] } } });
+  const narrowed = await start(t, { ...config(), kvPersist: dir, key, clients: { ...everyone, b: { ...b, scopes: ['partner'] } } });
   const f = await call(narrowed, tok, '/optoro/v1/x');
   assert.equal(f.status, 403);
   assert.equal(f.json.error, 'insufficient_scope');
   assert.equal((await call(narrowed, tok, '/partner/x')).status, 200);
 
-  const removed = await start(t, { ...config(), kvPersist: dir, clients: everyone });
+  const removed = await start(t, { ...config(), kvPersist: dir, key, clients: everyone });
   const g = await call(removed, tok, '/partner/x');
   assert.equal(g.status, 401);
   assert.equal(g.json.error, 'invalid_token');

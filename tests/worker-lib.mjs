@@ -15,8 +15,8 @@ export const clock = makeClock();
 export const FAST_RETRY = { max_attempts: 4, base_delay_ms: 1, max_delay_ms: 20 };
 export const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json' };
 export const FORM = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-export const PTOK = 'tg:v1:ptok:';
-export const CTOK = 'tg:v1:ctok:';
+export const PTOK = 'tg:v2:ptok:';
+export const CTOK = 'tg:v2:ctok:';
 
 // Everything the final sweep looks at, and everything it looks for.
 export const sweep = { bodies: [], headers: [], logs: [], secrets: new Set(), providerTokens: new Set(), callerTokens: new Set() };

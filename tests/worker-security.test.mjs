@@ -117,4 +117,19 @@ test('path segments that decode to a step up, a separator or a control character
   }
 });
 
+test('a provider echoing the client secret in JSON escapes: scrubbed once decoded, in the answer and the logs', async (t) => {
+  const gw = await start(t, config());
+  const tok = await callerToken(gw);
+  const secret = emu.credentials.optoro.clientSecret;
+  const escaped = [...secret].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+  const body = `{"error":"invalid_client","error_description":"unknown secret ${escaped}"}`;
+  emu.script('optoro', [{ status: 401, body, headers: { 'content-type': 'application/json' } }]);
+  const r = await call(gw, tok, '/optoro/v1/x');
+  assert.equal(r.status, 502);
+  assert.equal(r.json.error, 'invalid_client');
+  assert.match(r.json.error_description, /unknown secret \[redacted\]/);
+  assert.ok(!r.text.includes(secret));
+  // The logs are in the sweep below, with the secret among its needles.
+});
+
 sweepTest(() => emu, { minBodies: 8, minLogs: 5 });

@@ -55,7 +55,7 @@ test('KV hit from a fresh instance on the same storage; a rotated key is only a 
   assert.equal(source((await call(gwA, tokA, '/partner/bookings')).timing), 'exchange');
   const keys = await ptokKeys(gwA);
   assert.equal(keys.length, 1);
-  assert.match(keys[0], /^tg:v1:ptok:[0-9a-f]{64}$/);
+  assert.match(keys[0], /^tg:v2:ptok:[0-9a-f]{64}$/);
   const sealed = await gwA.kv.get(keys[0]);
   for (const tok of emu.issuedTokens('partner')) assert.ok(!sealed.includes(tok), 'KV value is sealed');
 

@@ -26,12 +26,12 @@
 
 #![no_main]
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tokengate::callers::{parse_grant, GrantError, GrantForm, GrantRequest};
 use tokengate::secret::Secret;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 
 fn media_type(ct: Option<&str>) -> String {
     ct.unwrap_or("")
@@ -63,13 +63,19 @@ fuzz_target!(|data: &[u8]| {
 
     // The same request with its client secret (body field or Basic password) replaced by a
     // marker found nowhere else: the marker must not show in the outcome.
-    if !data.windows(SENTINEL.len()).any(|w| w == SENTINEL.as_bytes()) {
+    if !data
+        .windows(SENTINEL.len())
+        .any(|w| w == SENTINEL.as_bytes())
+    {
         let (auth2, body2) = with_sentinel(ct, auth, body);
         let shown = match parse_grant(ct, auth2.as_deref(), &body2) {
             Ok(g) => format!("{g:?}"),
             Err(e) => format!("{e:?} {}", e.body()),
         };
-        assert!(!shown.contains(SENTINEL), "the client secret shows: {shown}");
+        assert!(
+            !shown.contains(SENTINEL),
+            "the client secret shows: {shown}"
+        );
     }
 });
 
@@ -86,7 +92,10 @@ fn with_sentinel(ct: Option<&str>, auth: Option<&str>, body: &[u8]) -> (Option<S
                 .and_then(|d| String::from_utf8(d).ok())
                 .and_then(|t| t.split_once(':').map(|(id, _)| id.to_string()))
                 .unwrap_or_else(|| "fuzz-id".into());
-            Some(format!("Basic {}", STANDARD.encode(format!("{id}:{SENTINEL}"))))
+            Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{id}:{SENTINEL}"))
+            ))
         }
         other => other.map(str::to_string),
     };
@@ -118,7 +127,10 @@ fn with_sentinel(ct: Option<&str>, auth: Option<&str>, body: &[u8]) -> (Option<S
 
 fn check_grant(g: &GrantRequest, ct: Option<&str>, auth: Option<&str>, body: &[u8]) {
     assert!(!g.client_id.is_empty(), "empty client id accepted");
-    assert!(!g.client_secret.expose().is_empty(), "empty secret accepted");
+    assert!(
+        !g.client_secret.expose().is_empty(),
+        "empty secret accepted"
+    );
     assert_eq!(g.basic, is_basic(auth), "basic flag");
     match g.form {
         GrantForm::Json => {
@@ -127,10 +139,7 @@ fn check_grant(g: &GrantRequest, ct: Option<&str>, auth: Option<&str>, body: &[u
             if !g.basic {
                 let v: Value = serde_json::from_slice(body).expect("accepted JSON parses");
                 assert_eq!(v["client_id"].as_str(), Some(g.client_id.as_str()));
-                assert_eq!(
-                    v["client_secret"].as_str(),
-                    Some(g.client_secret.expose())
-                );
+                assert_eq!(v["client_secret"].as_str(), Some(g.client_secret.expose()));
                 assert_eq!(v["grant_type"].as_str(), Some("client_credentials"));
             }
         }
@@ -150,13 +159,20 @@ fn check_grant(g: &GrantRequest, ct: Option<&str>, auth: Option<&str>, body: &[u
     }
     let mut other = g.clone();
     other.client_secret = Secret::new("x");
-    assert_eq!(format!("{g:?}"), format!("{other:?}"), "Debug shows the secret");
+    assert_eq!(
+        format!("{g:?}"),
+        format!("{other:?}"),
+        "Debug shows the secret"
+    );
 }
 
 /// application/x-www-form-urlencoded decoding of one name or value, done by hand: `+` is a
 /// space, then percent-decoding, then lossy UTF-8.
 fn decode_form(s: &[u8]) -> String {
-    let plus: Vec<u8> = s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let plus: Vec<u8> = s
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
     percent_encoding::percent_decode(&plus)
         .decode_utf8_lossy()
         .into_owned()

@@ -129,8 +129,14 @@ fn check_endpoint(url: &Url, what: &str) {
         url.scheme() == "https" || (url.scheme() == "http" && loopback),
         "{what} {url}"
     );
-    assert!(url.host_str().is_some_and(|h| !h.is_empty()), "{what} {url}");
-    assert!(url.username().is_empty() && url.password().is_none(), "{what} {url}");
+    assert!(
+        url.host_str().is_some_and(|h| !h.is_empty()),
+        "{what} {url}"
+    );
+    assert!(
+        url.username().is_empty() && url.password().is_none(),
+        "{what} {url}"
+    );
     assert!(url.fragment().is_none(), "{what} {url}");
 }
 
@@ -181,7 +187,11 @@ fn check_provider(p: &ProviderConfig) {
     match tokengate::proxy::upstream_url(&p.api_base, "x", Some("a=1")) {
         Ok(u) => {
             assert_eq!(u.origin(), p.api_base.origin());
-            assert!(u.path().starts_with(p.api_base.path()), "{u} under {}", p.api_base);
+            assert!(
+                u.path().starts_with(p.api_base.path()),
+                "{u} under {}",
+                p.api_base
+            );
         }
         Err(e) => panic!("accepted api_base {} refuses a plain path: {e}", p.api_base),
     }
@@ -214,12 +224,18 @@ fn check_settings(s: &TokenSettings) {
     check_expiry(&s.expiry);
     let r = &s.retry;
     assert!((1..=10).contains(&r.max_attempts), "{r:?}");
-    assert!(r.base_delay_ms <= r.max_delay_ms && r.max_delay_ms <= 300_000, "{r:?}");
+    assert!(
+        r.base_delay_ms <= r.max_delay_ms && r.max_delay_ms <= 300_000,
+        "{r:?}"
+    );
     assert!((1..=300_000).contains(&s.timeout_ms));
 }
 
 fn check_expiry(e: &ExpiryPolicy) {
     assert!(e.refresh_skew_s <= 86_400, "{e:?}");
     assert!((1..=31_622_400).contains(&e.max_lifetime_s), "{e:?}");
-    assert!((1..=e.max_lifetime_s).contains(&e.default_lifetime_s), "{e:?}");
+    assert!(
+        (1..=e.max_lifetime_s).contains(&e.default_lifetime_s),
+        "{e:?}"
+    );
 }

@@ -68,7 +68,7 @@ struct Input<'a> {
 
 fn parse_input(data: &[u8]) -> Input<'_> {
     let mut rest = data;
-    let mut line = |rest: &mut &[u8]| -> Option<String> {
+    let line = |rest: &mut &[u8]| -> Option<String> {
         if rest.is_empty() {
             return None;
         }
@@ -188,7 +188,8 @@ fuzz_target!(|data: &[u8]| {
 
     // Unverified JWT claims, of the body and of every header value.
     let body_text = String::from_utf8_lossy(&resp.body);
-    for text in std::iter::once(body_text.as_ref()).chain(resp.headers.iter().map(|(_, v)| v.as_str()))
+    for text in
+        std::iter::once(body_text.as_ref()).chain(resp.headers.iter().map(|(_, v)| v.as_str()))
     {
         check_jwt(text);
     }

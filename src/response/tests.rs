@@ -484,6 +484,36 @@ fn an_echoed_secret_is_scrubbed_before_truncation() {
 }
 
 #[test]
+fn a_secret_spelled_with_json_escapes_is_scrubbed_after_decoding() {
+    let secret = crate::secret::Secret::new("pa/ss+word-42");
+    let forms = crate::secret::secret_forms("cid", &secret);
+    // `\/` and `\uXXXX` spellings, in the fields tokengate reads and elsewhere.
+    let escaped = r#"pa\/ss+word-42"#;
+    let unicode = r#"\u0070\u0061/ss+word-42"#;
+    for spelled in [escaped, unicode] {
+        let body = format!(
+            r#"{{"error":"invalid_client","error_description":"bad secret {spelled}","debug":{{"sent":"{spelled}","{spelled}":1}}}}"#
+        );
+        let e = error_from_response(&resp(401, &[], &body), NOW, &forms);
+        let all = format!(
+            "{} {:?} {:?} {e}",
+            e.description, e.provider_error, e.raw_body
+        );
+        assert!(!all.contains("ss+word-42"), "{spelled}: {all}");
+        assert_eq!(e.description, "bad secret [redacted]");
+        let raw: serde_json::Value = serde_json::from_str(e.raw_body.as_deref().unwrap()).unwrap();
+        assert_eq!(raw["debug"]["sent"], "[redacted]");
+        assert_eq!(raw["debug"]["[redacted]"], 1);
+    }
+    // Optoro's validation body: its field names and codes are scrubbed too.
+    let body = format!(
+        r#"{{"message":"Validation Failed","errors":[{{"field":"{escaped}","code":"x"}}]}}"#
+    );
+    let e = error_from_response(&resp(422, &[], &body), NOW, &forms);
+    assert_eq!(e.description, "[redacted]: x");
+}
+
+#[test]
 fn access_tokens_must_be_header_safe() {
     for bad in ["AT-1\nX-Injected: 1", "AT 1", "AT\u{0}1", "AT-é"] {
         let body =

@@ -154,7 +154,7 @@ export const cases = [
       assert.deepEqual(cache.log.map((l) => l[0]), ['get', 'set']);
       const [, key, ttl] = cache.log[1];
       assert.equal(ttl, 3540, 'TTL: lifetime minus the refresh skew');
-      assert.ok(key.startsWith('tg:v1:ptok:') && !key.includes(SECRET), key);
+      assert.ok(key.startsWith('tg:v2:ptok:') && !key.includes(SECRET), key);
       const second = client(mock, {}, { cache });
       mock.revokeAll();
       const res = await second.fetch(API);

@@ -2,18 +2,21 @@
 //! [`ConfigError`] naming the provider and the key or secret at fault; no secret value is ever
 //! part of it.
 
-use crate::kv::KvTokenStore;
-use crate::runtime::WorkerRuntime;
+use crate::kv::{self, KvTokenStore};
+use crate::runtime::{log_event, WorkerRuntime};
 use crate::transport::FetchTransport;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use tokengate::cache_key::token_cache_key;
-use tokengate::callers::{CallerRegistry, CallerTokenRecord};
+use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
+use tokengate::callers::CallerRegistry;
 use tokengate::config::{parse_providers, ConfigError, ProviderConfig};
-use tokengate::flow::TokenSource;
-use tokengate::seal::SealKey;
+use tokengate::flow::{Runtime, TokenSource};
+use tokengate::gateway_error::GatewayError;
+use tokengate::keys::Keys;
+use tokengate::limits::{BoundedMap, FailureLimiter};
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::kv::KvStore;
@@ -36,6 +39,12 @@ pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
 pub const MAX_BODY_CAP: u64 = 100 * 1024 * 1024;
 /// Default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Caller-token records remembered per isolate.
+pub const CALLER_CACHE_LIMIT: usize = 10_000;
+/// Failed authentications per client id and window before `POST /oauth/token` answers 429.
+pub const MAX_AUTH_FAILURES: u32 = 10;
+/// The window of [`MAX_AUTH_FAILURES`], milliseconds.
+pub const AUTH_FAILURE_WINDOW_MS: u64 = 60_000;
 
 /// The token source type the Worker uses.
 pub type Source = TokenSource<FetchTransport, KvTokenStore, WorkerRuntime>;
@@ -56,6 +65,8 @@ pub struct Gateway {
     pub callers: CallerRegistry,
     /// KV namespace (caller tokens are stored here as hashes).
     pub kv: KvStore,
+    /// The subkeys of `TOKENGATE_KEY`.
+    pub keys: Rc<Keys>,
     /// Runtime shared by all token sources.
     pub rt: WorkerRuntime,
     /// Request body limit.
@@ -63,8 +74,12 @@ pub struct Gateway {
     /// The test clock, when bound (test builds only).
     #[cfg(feature = "test-clock")]
     pub clock: Option<worker::Fetcher>,
-    /// Verified caller tokens by hash (never the token itself).
-    pub caller_cache: RefCell<HashMap<String, CallerTokenRecord>>,
+    /// Opened caller-token records by KV key (the token's hash, never the token).
+    pub caller_cache: RefCell<BoundedMap<String, CallerTokenRecord>>,
+    /// Failed authentications at `POST /oauth/token`, per registered client id.
+    pub auth_failures: RefCell<FailureLimiter>,
+    /// The caller ledger, once loaded and reconciled by this isolate.
+    pub ledger: RefCell<Option<Rc<CallerLedger>>>,
 }
 
 fn binding(env: &Env, name: &str) -> Option<JsValue> {
@@ -130,11 +145,12 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         )
     })?;
     let configs = parse_providers(&json_var(env, PROVIDERS_VAR)?)?;
-    let seal = Rc::new(SealKey::from_base64(
+    let keys = Rc::new(Keys::from_base64(
         KEY_SECRET,
         &secret(env, KEY_SECRET, None)?,
     )?);
-    let callers = CallerRegistry::parse(CLIENTS_SECRET, &secret(env, CLIENTS_SECRET, None)?)?;
+    let callers =
+        CallerRegistry::parse(CLIENTS_SECRET, &secret(env, CLIENTS_SECRET, None)?, &keys)?;
     for caller in callers.iter() {
         if let Some(s) = caller
             .scopes
@@ -150,7 +166,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     let rt = WorkerRuntime::default();
     let store = KvTokenStore {
         kv: kv.clone(),
-        key: seal.clone(),
+        keys: keys.clone(),
     };
     let mut providers = BTreeMap::new();
     for config in configs {
@@ -159,7 +175,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
             &config.id,
             &config.token,
             &client_secret,
-            seal.cache_pepper(),
+            keys.cache_pepper(),
         );
         let source = TokenSource::new(
             &config.id,
@@ -176,10 +192,44 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         providers,
         callers,
         kv,
+        keys,
         rt,
         max_body_bytes: max_body_bytes(env)?,
         #[cfg(feature = "test-clock")]
         clock: env.service(CLOCK_BINDING).ok(),
-        caller_cache: RefCell::default(),
+        caller_cache: RefCell::new(BoundedMap::new(CALLER_CACHE_LIMIT)),
+        auth_failures: RefCell::new(FailureLimiter::new(
+            MAX_AUTH_FAILURES,
+            AUTH_FAILURE_WINDOW_MS,
+            CALLER_CACHE_LIMIT,
+        )),
+        ledger: RefCell::default(),
     })
+}
+
+impl Gateway {
+    /// The caller ledger, reconciled with this isolate's registry: loaded from KV (and written
+    /// back when the registry changed it) by the first request that needs it. A KV failure is
+    /// an [`GatewayError::Unavailable`]; the next request tries again.
+    pub async fn ledger(&self) -> Result<Rc<CallerLedger>, GatewayError> {
+        if let Some(l) = self.ledger.borrow().as_ref() {
+            return Ok(l.clone());
+        }
+        let unavailable = |op: &str, e: String| {
+            log_event("store_error", json!({"op": op, "error": e}));
+            GatewayError::Unavailable("the token store is unavailable")
+        };
+        let stored = kv::ledger(&self.kv, &self.keys)
+            .await
+            .map_err(|e| unavailable("get_ledger", e))?;
+        let (ledger, changed) = stored.reconcile(&self.callers, self.rt.now_ms());
+        if changed {
+            kv::put_ledger(&self.kv, &ledger, &self.keys)
+                .await
+                .map_err(|e| unavailable("put_ledger", e))?;
+        }
+        let ledger = Rc::new(ledger);
+        *self.ledger.borrow_mut() = Some(ledger.clone());
+        Ok(ledger)
+    }
 }

@@ -1,35 +1,44 @@
-//! Workers KV, the gateway's one store: provider tokens sealed at rest (the flow's
-//! [`TokenStore`]), and the records of caller tokens the gateway issued, under the SHA-256 of
-//! each token.
+//! Workers KV, the gateway's one store: provider tokens (the flow's [`TokenStore`]), the
+//! records of the caller tokens the gateway issued (under the SHA-256 of each token), and the
+//! caller ledger. Everything is sealed with the seal subkey of `TOKENGATE_KEY`, bound to its KV
+//! key.
 
 use crate::runtime::random_bytes;
 use std::rc::Rc;
-use tokengate::callers::{caller_token_key, CallerTokenRecord};
+use tokengate::caller_tokens::{
+    caller_token_key, open_record, seal_record, CallerLedger, CallerTokenRecord, LEDGER_KEY,
+};
 use tokengate::flow::TokenStore;
-use tokengate::seal::SealKey;
+use tokengate::keys::Keys;
 use worker::kv::KvStore;
 
-/// Provider tokens in Workers KV, sealed by `TOKENGATE_KEY` (AES-256-GCM, the KV key as
-/// associated data). A value that does not open (rotated key, tampering) is a miss.
+/// Provider tokens in Workers KV, sealed (AES-256-GCM, the KV key as associated data). A value
+/// that does not open (rotated key, tampering) is a miss.
 #[derive(Clone)]
 pub struct KvTokenStore {
     /// The namespace.
     pub kv: KvStore,
-    /// The at-rest key.
-    pub key: Rc<SealKey>,
+    /// The subkeys of `TOKENGATE_KEY`.
+    pub keys: Rc<Keys>,
+}
+
+fn nonce() -> Result<[u8; 12], String> {
+    random_bytes().ok_or_else(|| "no randomness for the nonce".to_string())
 }
 
 impl TokenStore for KvTokenStore {
     async fn get(&self, key: &str) -> Result<Option<String>, String> {
         let sealed = self.kv.get(key).text().await.map_err(|e| e.to_string())?;
         Ok(sealed
-            .and_then(|s| self.key.open(key.as_bytes(), &s))
+            .and_then(|s| self.keys.seal().open(key.as_bytes(), &s))
             .and_then(|b| String::from_utf8(b).ok()))
     }
 
     async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
-        let nonce = random_bytes().ok_or("no randomness for the nonce")?;
-        let sealed = self.key.seal(nonce, key.as_bytes(), value.as_bytes());
+        let sealed = self
+            .keys
+            .seal()
+            .seal(nonce()?, key.as_bytes(), value.as_bytes());
         self.kv
             .put(key, sealed)
             .map_err(|e| e.to_string())?
@@ -44,27 +53,51 @@ impl TokenStore for KvTokenStore {
     }
 }
 
-/// The record of caller token `token`: `Ok(None)` when KV has none (unknown or expired) or it
-/// does not parse; `Err` when KV failed.
-pub async fn caller_record(kv: &KvStore, key: &str) -> Result<Option<CallerTokenRecord>, String> {
-    let text = kv.get(key).text().await.map_err(|e| e.to_string())?;
-    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+/// The record of the caller token under KV key `key`: `Ok(None)` when KV has none (unknown or
+/// expired) or it does not open; `Err` when KV failed.
+pub async fn caller_record(
+    kv: &KvStore,
+    key: &str,
+    keys: &Keys,
+) -> Result<Option<CallerTokenRecord>, String> {
+    let sealed = kv.get(key).text().await.map_err(|e| e.to_string())?;
+    Ok(sealed.and_then(|s| open_record(&s, key, keys)))
 }
 
-/// Stores the record of a newly issued caller token for `ttl_s` seconds; returns its KV key.
+/// Stores the sealed record of a newly issued caller token for `ttl_s` seconds; returns its KV
+/// key.
 pub async fn put_caller_record(
     kv: &KvStore,
     token: &str,
     record: &CallerTokenRecord,
+    keys: &Keys,
     ttl_s: u64,
 ) -> Result<String, String> {
     let key = caller_token_key(token);
-    let value = serde_json::to_string(record).map_err(|e| e.to_string())?;
-    kv.put(&key, value)
+    let sealed = seal_record(record, &key, keys, nonce()?);
+    kv.put(&key, sealed)
         .map_err(|e| e.to_string())?
         .expiration_ttl(ttl_s)
         .execute()
         .await
         .map_err(|e| e.to_string())?;
     Ok(key)
+}
+
+/// The caller ledger as KV holds it (empty when there is none yet, or it does not open: a
+/// rotated `TOKENGATE_KEY` has revoked every caller token anyway).
+pub async fn ledger(kv: &KvStore, keys: &Keys) -> Result<CallerLedger, String> {
+    let sealed = kv.get(LEDGER_KEY).text().await.map_err(|e| e.to_string())?;
+    Ok(sealed
+        .and_then(|s| CallerLedger::open(&s, keys))
+        .unwrap_or_default())
+}
+
+/// Writes the caller ledger back (no TTL: it forgets old removals itself).
+pub async fn put_ledger(kv: &KvStore, ledger: &CallerLedger, keys: &Keys) -> Result<(), String> {
+    kv.put(LEDGER_KEY, ledger.seal(keys, nonce()?))
+        .map_err(|e| e.to_string())?
+        .execute()
+        .await
+        .map_err(|e| e.to_string())
 }

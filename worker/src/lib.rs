@@ -77,6 +77,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     #[cfg(feature = "test-clock")]
     sync_clock(gw).await;
+    // Every isolate reconciles the caller ledger before anything else, so that a caller missing
+    // from this configuration is remembered as removed (its earlier tokens stay revoked if it
+    // comes back). A KV failure is logged; the proxy then answers 503 until it loads.
+    let _ = gw.ledger().await;
     let path = req.path();
     match (req.method(), path.as_str()) {
         (Method::Get, "/healthz") => json_response(

@@ -9,8 +9,9 @@ use crate::runtime::log_event;
 use crate::transport::{read_limited, send_with_timeout, Outgoing};
 use serde_json::json;
 use tokengate::api_call::CallError;
-use tokengate::callers::CallerTokenRecord;
-use tokengate::callers::{authorize, caller_token_key, looks_like_issued_token, parse_bearer};
+use tokengate::caller_tokens::{
+    authorize, caller_token_key, parse_bearer, verify_tag, CallerTokenRecord,
+};
 use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin};
 use tokengate::gateway_error::GatewayError;
 use tokengate::proxy::{downstream_headers, upstream_headers, upstream_url};
@@ -20,8 +21,6 @@ use worker::{Headers, Request, Response, ResponseBody, Result};
 
 /// Bodies up to this size are buffered so a 401 or a retry can replay them.
 pub const REPLAY_LIMIT: u64 = 1024 * 1024;
-/// Caller tokens remembered per isolate.
-const CALLER_CACHE_LIMIT: usize = 10_000;
 /// Methods never forwarded: TRACE/TRACK echo the request — with the provider token in it —
 /// back to the caller (RFC 9110 §9.3.8); CONNECT opens a tunnel.
 const REFUSED_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
@@ -32,39 +31,25 @@ enum Body {
     Stream(web_sys::ReadableStream),
 }
 
-/// The record of a caller token, from this isolate's memo or KV.
-async fn caller(
-    gw: &Gateway,
-    token: &str,
-    now: u64,
-) -> std::result::Result<CallerTokenRecord, GatewayError> {
+/// The record of caller token `token`: its tag checked first (a made-up bearer costs no KV
+/// read), then from this isolate's memo or KV (sealed: a record KV holds in clear, or under
+/// another token's key, does not open).
+async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRecord, GatewayError> {
     let unknown = GatewayError::InvalidToken("the token is unknown or expired");
-    if !looks_like_issued_token(token) {
+    if !verify_tag(token, &gw.keys) {
         return Err(unknown);
     }
     let key = caller_token_key(token);
-    let cached = gw.caller_cache.borrow().get(&key).cloned();
-    let record = match cached {
-        Some(r) => r,
-        None => {
-            // An outage of the store is not the caller's fault: 503, not 401.
-            let record = caller_record(&gw.kv, &key).await.map_err(|e| {
-                log_event("store_error", json!({"op": "get_caller_token", "error": e}));
-                GatewayError::Unavailable("the token store is unavailable")
-            })?;
-            let record = record.ok_or(unknown.clone())?;
-            let mut cache = gw.caller_cache.borrow_mut();
-            if cache.len() >= CALLER_CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(key.clone(), record.clone());
-            record
-        }
-    };
-    if record.expires_at_ms <= now {
-        gw.caller_cache.borrow_mut().remove(&key);
-        return Err(unknown);
+    if let Some(r) = gw.caller_cache.borrow().get(&key) {
+        return Ok(r.clone());
     }
+    // An outage of the store is not the caller's fault: 503, not 401.
+    let record = caller_record(&gw.kv, &key, &gw.keys).await.map_err(|e| {
+        log_event("store_error", json!({"op": "get_caller_token", "error": e}));
+        GatewayError::Unavailable("the token store is unavailable")
+    })?;
+    let record = record.ok_or(unknown)?;
+    gw.caller_cache.borrow_mut().insert(key, record.clone());
     Ok(record)
 }
 
@@ -123,13 +108,32 @@ async fn proxy(
             "a tokengate bearer token is required (POST /oauth/token)",
         )));
     };
-    let record = match caller(gw, token, started).await {
+    let record = match caller(gw, token).await {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    let provider = match authorize(&gw.callers, &record, provider_id, &gw.providers) {
-        Ok(p) => p,
+    let ledger = match gw.ledger().await {
+        Ok(l) => l,
         Err(e) => return Ok(Err(e)),
+    };
+    let authorized = authorize(
+        &gw.callers,
+        &ledger,
+        &record,
+        started,
+        provider_id,
+        &gw.providers,
+    );
+    let provider = match authorized {
+        Ok(p) => p,
+        Err(e) => {
+            if matches!(e, GatewayError::InvalidToken(_)) {
+                gw.caller_cache
+                    .borrow_mut()
+                    .remove(&caller_token_key(token));
+            }
+            return Ok(Err(e));
+        }
     };
     let upstream = match upstream_url(&provider.config.api_base, rest, url.query()) {
         Ok(u) => u,

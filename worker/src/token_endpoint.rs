@@ -8,9 +8,10 @@ use crate::respond::{error, json_response};
 use crate::runtime::{log_event, random_bytes};
 use crate::transport::read_limited;
 use serde_json::json;
-use tokengate::callers::{check_transport, issue_token, parse_grant, GrantError};
+use tokengate::caller_tokens::issue_token;
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
+use tokengate::grant::{check_transport, parse_grant, GrantError};
 use worker::{Request, Response, Result};
 
 /// Largest token request body read.
@@ -40,30 +41,60 @@ pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
         Ok(g) => g,
         Err(e) => return error(&GatewayError::Grant(e)),
     };
+    let now = gw.rt.now_ms();
+    // Guessing a registered caller's secret: limited per client id (unknown ids have none to
+    // guess, and are not remembered).
+    let registered = gw.callers.get(&grant.client_id).is_some();
+    if registered {
+        if let Err(ms) = gw.auth_failures.borrow().check(&grant.client_id, now) {
+            log_event(
+                "caller_auth_refused",
+                json!({"client_id": grant.client_id, "reason": "too many failures"}),
+            );
+            return error(&GatewayError::TooManyFailures {
+                retry_after_s: ms.div_ceil(1000),
+            });
+        }
+    }
     let Some(caller) = gw
         .callers
         .authenticate(&grant.client_id, &grant.client_secret)
     else {
-        log_event("caller_auth_failed", json!({"route": "token"}));
+        if registered {
+            gw.auth_failures.borrow_mut().failed(&grant.client_id, now);
+        }
+        let client_id: String = grant.client_id.chars().take(128).collect();
+        log_event(
+            "caller_auth_failed",
+            json!({"route": "token", "client_id": client_id, "registered": registered}),
+        );
         let refused = GrantError::InvalidClient { basic: grant.basic };
         return error(&GatewayError::Grant(refused));
     };
+    gw.auth_failures.borrow_mut().succeeded(&caller.client_id);
     let Some(random) = random_bytes() else {
         return error(&GatewayError::Unavailable("no randomness to issue a token"));
     };
-    let now = gw.rt.now_ms();
-    let (issued, record) = match issue_token(caller, grant.scope.as_deref(), random, now) {
+    let (issued, record) = match issue_token(caller, grant.scope.as_deref(), random, now, &gw.keys)
+    {
         Ok(x) => x,
         Err(e) => return error(&GatewayError::Grant(e)),
     };
-    let key =
-        match put_caller_record(&gw.kv, &issued.access_token, &record, caller.token_ttl_s).await {
-            Ok(key) => key,
-            Err(e) => {
-                log_event("store_error", json!({"op": "put_caller_token", "error": e}));
-                return error(&GatewayError::Unavailable("could not record the token"));
-            }
-        };
+    let stored = put_caller_record(
+        &gw.kv,
+        &issued.access_token,
+        &record,
+        &gw.keys,
+        caller.token_ttl_s,
+    )
+    .await;
+    let key = match stored {
+        Ok(key) => key,
+        Err(e) => {
+            log_event("store_error", json!({"op": "put_caller_token", "error": e}));
+            return error(&GatewayError::Unavailable("could not record the token"));
+        }
+    };
     gw.caller_cache.borrow_mut().insert(key, record);
     log_event(
         "token_issued",

@@ -220,6 +220,26 @@ async fn invalid_client_error_shape() {
         .as_str()
         .unwrap()
         .contains("bad secret [redacted]"));
+
+    // The same secret spelled with JSON escapes (`\uXXXX` for every character): scrubbed once
+    // decoded.
+    let escaped: String = SECRET
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let mock = MockProvider::new();
+    let c = core(&mock, json!({}));
+    let body =
+        format!(r#"{{"error":"invalid_request","error_description":"bad secret {escaped}"}}"#);
+    mock.script_token(js(json!({"status": 400, "body": body})));
+    let shape = assert_token_error(&err(c.token()).await, "invalid_request");
+    assert!(
+        shape["text"]
+            .as_str()
+            .unwrap()
+            .contains("bad secret [redacted]"),
+        "{shape}"
+    );
 }
 
 #[wasm_bindgen_test]

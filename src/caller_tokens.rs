@@ -1,0 +1,352 @@
+//! The tokens the gateway issues to its callers, what Workers KV holds for each, and when one
+//! is still good.
+//!
+//! - **The token**: `tg_` and base64url of 32 random bytes followed by a 16-byte tag, an HMAC
+//!   of those bytes under the token-MAC subkey of `TOKENGATE_KEY` ([`crate::keys`]). A bearer
+//!   whose tag does not verify is refused before any KV read, so a flood of made-up tokens
+//!   costs no KV reads (RFC 6750 §5.2 wants tokens unguessable; the tag makes them checkable).
+//! - **The record**: under `tg:v2:ctok:` and the token's SHA-256 (never the token), sealed with
+//!   AES-256-GCM under the seal subkey with the KV key as associated data ([`crate::seal`]).
+//!   Write access to the KV namespace alone cannot mint a token, extend one, or move a record
+//!   to another token.
+//! - **Validity** ([`authorize`]), on every use: the caller is still registered, under the
+//!   registration the token was issued to (rotating its secret revokes its tokens), it has
+//!   not been removed since the token was issued (the [`CallerLedger`] remembers removals, so
+//!   removing a caller and adding it back revokes its earlier tokens), and the token is not
+//!   past its expiry nor past its issue time plus the caller's current `token_ttl_s`.
+
+use crate::callers::{Caller, CallerRegistry};
+use crate::gateway_error::GatewayError;
+use crate::grant::GrantError;
+use crate::keys::Keys;
+use crate::secret::ct_eq_bytes;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// KV key prefix of issued caller tokens (followed by the token's SHA-256, hex).
+pub const CALLER_TOKEN_PREFIX: &str = "tg:v2:ctok:";
+/// Prefix of every issued token, so leaked ones are recognisable by secret scanners.
+pub const TOKEN_PREFIX: &str = "tg_";
+/// The KV key of the [`CallerLedger`].
+pub const LEDGER_KEY: &str = "tg:v2:callers";
+/// The longest life of a caller token, ms (`token_ttl_s` is at most 86400).
+pub const MAX_TOKEN_LIFE_MS: u64 = 86_400_000;
+
+const RANDOM_LEN: usize = 32;
+const TAG_LEN: usize = 16;
+/// base64url, unpadded, of random ‖ tag.
+const ENCODED_LEN: usize = (RANDOM_LEN + TAG_LEN) * 4 / 3;
+
+/// What KV holds (sealed) for an issued token, under [`caller_token_key`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerTokenRecord {
+    /// The caller it was issued to.
+    pub client_id: String,
+    /// The caller's registration fingerprint then ([`crate::callers::registration_fingerprint`]).
+    pub registration: String,
+    /// Provider ids it may call.
+    pub scopes: Vec<String>,
+    /// Issue time, ms since the epoch.
+    pub issued_at_ms: u64,
+    /// Expiry, ms since the epoch.
+    pub expires_at_ms: u64,
+}
+
+/// The successful token response (Optoro's 200 schema, `docs/providers.md#optoro-token-response`).
+#[derive(Clone, Debug, Serialize)]
+pub struct IssuedToken {
+    /// The opaque token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until expiry.
+    pub expires_in: u64,
+    /// Granted provider ids, space-separated.
+    pub scope: String,
+    /// Issue time, seconds since the epoch.
+    pub created_at: u64,
+}
+
+impl IssuedToken {
+    /// The response body.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+fn tag(keys: &Keys, random: &[u8]) -> [u8; TAG_LEN] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(keys.token_mac()).expect("HMAC takes any key");
+    mac.update(b"tokengate/v1/caller-token\0");
+    mac.update(random);
+    let full = mac.finalize().into_bytes();
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(&full[..TAG_LEN]);
+    out
+}
+
+/// Issues a token for `caller` from 32 random bytes at `now_ms`. `requested` narrows the scope;
+/// asking for a provider the caller may not use is `invalid_scope` (RFC 6749 §5.2).
+pub fn issue_token(
+    caller: &Caller,
+    requested: Option<&[String]>,
+    random: [u8; RANDOM_LEN],
+    now_ms: u64,
+    keys: &Keys,
+) -> Result<(IssuedToken, CallerTokenRecord), GrantError> {
+    let scopes = match requested {
+        None => caller.scopes.clone(),
+        Some(req) => {
+            if let Some(bad) = req.iter().find(|s| !caller.scopes.contains(s)) {
+                return Err(GrantError::OAuth(
+                    "invalid_scope",
+                    format!("scope `{bad}` is not granted to this client"),
+                ));
+            }
+            if req.is_empty() {
+                caller.scopes.clone()
+            } else {
+                req.to_vec()
+            }
+        }
+    };
+    let mut raw = random.to_vec();
+    raw.extend_from_slice(&tag(keys, &random));
+    let access_token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
+    let record = CallerTokenRecord {
+        client_id: caller.client_id.clone(),
+        registration: caller.registration.clone(),
+        scopes: scopes.clone(),
+        issued_at_ms: now_ms,
+        expires_at_ms: now_ms + caller.token_ttl_s * 1000,
+    };
+    let issued = IssuedToken {
+        access_token,
+        token_type: "Bearer",
+        expires_in: caller.token_ttl_s,
+        scope: scopes.join(" "),
+        created_at: now_ms / 1000,
+    };
+    Ok((issued, record))
+}
+
+/// Whether `token` is one this deployment issued, by its shape and tag alone (constant-time
+/// comparison; no I/O). A made-up or altered bearer fails here, before any KV read.
+pub fn verify_tag(token: &str, keys: &Keys) -> bool {
+    let Some(rest) = token.strip_prefix(TOKEN_PREFIX) else {
+        return false;
+    };
+    if rest.len() != ENCODED_LEN {
+        return false;
+    }
+    let Ok(raw) = URL_SAFE_NO_PAD.decode(rest) else {
+        return false;
+    };
+    let (random, given) = raw.split_at(RANDOM_LEN);
+    ct_eq_bytes(&tag(keys, random), given)
+}
+
+/// The KV key of an issued token: its SHA-256, never the token.
+pub fn caller_token_key(token: &str) -> String {
+    format!(
+        "{CALLER_TOKEN_PREFIX}{}",
+        hex::encode(Sha256::digest(token.as_bytes()))
+    )
+}
+
+/// The sealed KV value of `record` under `kv_key` (`nonce`: 12 random bytes).
+pub fn seal_record(
+    record: &CallerTokenRecord,
+    kv_key: &str,
+    keys: &Keys,
+    nonce: [u8; 12],
+) -> String {
+    let plain = serde_json::to_vec(record).expect("a record serialises");
+    keys.seal().seal(nonce, kv_key.as_bytes(), &plain)
+}
+
+/// The record sealed under `kv_key`, or `None` when it does not open (another key, another
+/// KV key, tampering, the old unsealed format) or does not parse.
+pub fn open_record(sealed: &str, kv_key: &str, keys: &Keys) -> Option<CallerTokenRecord> {
+    let plain = keys.seal().open(kv_key.as_bytes(), sealed)?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// Whether the holder of a token with `record` may call provider `provider_id`, one of
+/// `providers`, at `now_ms`; returns the provider. In this order: the token must still be good
+/// (401 `invalid_token`: see the module documentation), the provider must exist (404), and
+/// both the token and the caller's current registration must grant it (narrowing a caller's
+/// scopes applies to tokens already issued: 403).
+pub fn authorize<'a, P>(
+    registry: &CallerRegistry,
+    ledger: &CallerLedger,
+    record: &CallerTokenRecord,
+    now_ms: u64,
+    provider_id: &str,
+    providers: &'a BTreeMap<String, P>,
+) -> Result<&'a P, GatewayError> {
+    let caller = check_record(registry, ledger, record, now_ms)?;
+    let provider = providers
+        .get(provider_id)
+        .ok_or_else(|| GatewayError::NotFound(format!("unknown provider `{provider_id}`")))?;
+    let granted = |scopes: &[String]| scopes.iter().any(|s| s == provider_id);
+    if granted(&record.scopes) && granted(&caller.scopes) {
+        Ok(provider)
+    } else {
+        Err(GatewayError::InsufficientScope {
+            provider: provider_id.to_string(),
+        })
+    }
+}
+
+/// The caller of a still-good token, or why it is no longer good.
+pub fn check_record<'a>(
+    registry: &'a CallerRegistry,
+    ledger: &CallerLedger,
+    record: &CallerTokenRecord,
+    now_ms: u64,
+) -> Result<&'a Caller, GatewayError> {
+    let caller = registry
+        .get(&record.client_id)
+        .ok_or(GatewayError::InvalidToken(
+            "the client is no longer registered",
+        ))?;
+    if !ct_eq_bytes(
+        caller.registration.as_bytes(),
+        record.registration.as_bytes(),
+    ) {
+        return Err(GatewayError::InvalidToken(
+            "the client's secret has changed since the token was issued",
+        ));
+    }
+    if ledger
+        .removed_at(&record.client_id)
+        .is_some_and(|removed| record.issued_at_ms <= removed)
+    {
+        return Err(GatewayError::InvalidToken(
+            "the client was removed after the token was issued",
+        ));
+    }
+    let capped = record
+        .issued_at_ms
+        .saturating_add(caller.token_ttl_s * 1000)
+        .min(record.expires_at_ms);
+    if now_ms >= capped {
+        return Err(GatewayError::InvalidToken(
+            "the token is unknown or expired",
+        ));
+    }
+    Ok(caller)
+}
+
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).
+pub fn parse_bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}
+
+/// What tokengate remembers about its callers across deployments, in KV under [`LEDGER_KEY`]
+/// (sealed): each registration it has seen, and when a caller was seen removed. A token issued
+/// before its caller's removal stays revoked when the caller is added back.
+///
+/// Each isolate reconciles the ledger with the registry it loaded ([`CallerLedger::reconcile`])
+/// before serving a caller. A removal is noticed only by an isolate that starts while the
+/// caller is absent, i.e. when a configuration without it was deployed and served a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerLedger {
+    callers: BTreeMap<String, LedgerEntry>,
+}
+
+/// One caller in the [`CallerLedger`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Its registration fingerprint when last seen registered.
+    pub registration: String,
+    /// When it was last seen removed, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_at_ms: Option<u64>,
+    /// Whether it is registered now.
+    pub present: bool,
+}
+
+impl CallerLedger {
+    /// The ledger after loading `registry` at `now_ms`, and whether it changed (and must be
+    /// written back). A caller missing from the registry is marked removed (once); a caller
+    /// present again keeps its removal time, which revokes what was issued before it. Entries
+    /// of callers removed longer ago than any token lives are dropped.
+    pub fn reconcile(&self, registry: &CallerRegistry, now_ms: u64) -> (CallerLedger, bool) {
+        let mut next = BTreeMap::new();
+        for (id, e) in &self.callers {
+            if registry.get(id).is_some() {
+                continue;
+            }
+            let removed_at_ms = if e.present {
+                now_ms
+            } else {
+                e.removed_at_ms.unwrap_or(now_ms)
+            };
+            if now_ms.saturating_sub(removed_at_ms) > MAX_TOKEN_LIFE_MS {
+                continue; // everything it was issued has expired
+            }
+            next.insert(
+                id.clone(),
+                LedgerEntry {
+                    registration: e.registration.clone(),
+                    removed_at_ms: Some(removed_at_ms),
+                    present: false,
+                },
+            );
+        }
+        for caller in registry.iter() {
+            let removed_at_ms = self
+                .callers
+                .get(&caller.client_id)
+                .and_then(|e| e.removed_at_ms)
+                .filter(|at| now_ms.saturating_sub(*at) <= MAX_TOKEN_LIFE_MS);
+            next.insert(
+                caller.client_id.clone(),
+                LedgerEntry {
+                    registration: caller.registration.clone(),
+                    removed_at_ms,
+                    present: true,
+                },
+            );
+        }
+        let next = CallerLedger { callers: next };
+        let changed = next != *self;
+        (next, changed)
+    }
+
+    /// When `client_id` was last seen removed.
+    pub fn removed_at(&self, client_id: &str) -> Option<u64> {
+        self.callers.get(client_id).and_then(|e| e.removed_at_ms)
+    }
+
+    /// The sealed KV value (`nonce`: 12 random bytes).
+    pub fn seal(&self, keys: &Keys, nonce: [u8; 12]) -> String {
+        let plain = serde_json::to_vec(self).expect("a ledger serialises");
+        keys.seal().seal(nonce, LEDGER_KEY.as_bytes(), &plain)
+    }
+
+    /// The ledger sealed in `sealed`, or `None` when it does not open or parse.
+    pub fn open(sealed: &str, keys: &Keys) -> Option<CallerLedger> {
+        let plain = keys.seal().open(LEDGER_KEY.as_bytes(), sealed)?;
+        serde_json::from_slice(&plain).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;
