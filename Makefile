@@ -11,14 +11,17 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 WASM_BINDGEN_BIN = $(shell command -v wasm-bindgen)
 export WASM_BINDGEN_BIN
 
-.PHONY: dev test bench bench-worker bench-npm setup setup-browser worker worker-test npm-pkg lint \
-  test-native test-worker test-npm clean
+.PHONY: dev test bench bench-worker bench-npm setup setup-browser setup-schemathesis worker worker-test \
+  npm-pkg lint test-native test-worker test-npm fuzz clean
 
 setup: node_modules/.installed
 	@.ci/setup-tools rust
 
 setup-browser:
 	@.ci/setup-tools chromium
+
+setup-schemathesis:
+	@.ci/setup-tools schemathesis
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -47,8 +50,8 @@ lint: setup
 test-native: setup
 	cargo test --workspace
 
-test-worker: worker worker-test
-	node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs
+test-worker: worker worker-test setup-schemathesis
+	node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs tests/schemathesis.test.mjs
 
 test-npm: npm-pkg setup-browser
 	wasm-pack test --node npm --test node

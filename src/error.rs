@@ -21,6 +21,9 @@ pub enum ErrorCode {
     Network,
     /// The configuration is invalid.
     Config,
+    /// The provider is not being called right now: it asked for a pause (a long `Retry-After`)
+    /// or kept failing (see [`crate::pressure`]); `retry_after_ms` says for how long.
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -35,6 +38,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Network => "network",
             ErrorCode::Config => "config",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -79,6 +83,7 @@ impl TokenError {
                 | ErrorCode::ServerError
                 | ErrorCode::Timeout
                 | ErrorCode::Network
+                | ErrorCode::TemporarilyUnavailable
         )
     }
 }

@@ -73,11 +73,12 @@ pub enum GatewayError {
     Grant(GrantError),
 }
 
-/// The status of an upstream failure with `code`: 504 for a timeout, 502 for anything else
-/// (RFC 9110 §15.6.3, §15.6.5).
+/// The status of an upstream failure with `code`: 504 for a timeout, 503 while the provider is
+/// not being called ([`crate::pressure`]), 502 for anything else (RFC 9110 §15.6.3–§15.6.5).
 pub fn upstream_status(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::Timeout => 504,
+        ErrorCode::TemporarilyUnavailable => 503,
         _ => 502,
     }
 }

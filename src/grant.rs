@@ -179,6 +179,14 @@ fn parse_json_grant(
     let obj = value.as_object().ok_or_else(|| {
         GrantError::Malformed("Malformed request. The JSON payload must be an object.".into())
     })?;
+    // A member given twice means whatever each reader makes of it (the last one wins here, the
+    // first elsewhere): refused, as RFC 6749 §3.2 refuses a repeated form parameter.
+    if let Some(k) = repeated_member(body) {
+        return Err(GrantError::OAuth(
+            "invalid_request",
+            format!("member `{k}` is repeated"),
+        ));
+    }
     let mut issues = Vec::new();
     // additionalProperties: false (docs/providers.md#optoro-token-request)
     for k in obj.keys() {
@@ -250,6 +258,33 @@ fn parse_json_grant(
         client_secret,
         scope: None,
     })
+}
+
+/// The first top-level member name of the JSON object `body` that occurs twice.
+fn repeated_member(body: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Names;
+    impl<'de> Visitor<'de> for Names {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut repeated = None;
+            while let Some(k) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(k.clone()) && repeated.is_none() {
+                    repeated = Some(k);
+                }
+            }
+            Ok(repeated)
+        }
+    }
+    serde_json::Deserializer::from_slice(body)
+        .deserialize_map(Names)
+        .ok()
+        .flatten()
 }
 
 fn unsupported_grant_type() -> GrantError {

@@ -7,8 +7,9 @@
 //!
 //! - Provider configuration and its validation: [`config`]; the token request of each dialect:
 //!   [`dialect`]; token-response parsing: [`response`]; expiry and cache TTLs: [`expiry`].
-//! - Retries of token exchanges: [`retry`]; what to do after each attempt of an API call:
-//!   [`api_call`], a sans-IO state machine both shells drive.
+//! - Retries of token exchanges: [`retry`]; when not to call a provider at all (a long
+//!   `Retry-After`, a circuit breaker): [`pressure`]; what to do after each attempt of an API
+//!   call: [`api_call`], a sans-IO state machine both shells drive.
 //! - The gateway's HTTP rules: where a proxied request may go and which headers cross
 //!   ([`proxy`]), its callers ([`callers`]), their token requests ([`grant`]) and the tokens
 //!   it issues them ([`caller_tokens`]), every error it answers with ([`gateway_error`]).
@@ -39,6 +40,7 @@ pub mod http;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
+pub mod pressure;
 pub mod proxy;
 pub mod response;
 pub mod retry;

@@ -6,8 +6,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import {
-  ALL, JSON_HEADERS, start, startEmulators, callerToken, call, raw, sweepTest, source,
+  ALL, JSON_HEADERS, clock, tempDir, start, startEmulators, callerToken, call, raw, sweepTest, source,
 } from './worker-lib.mjs';
 
 let emu;
@@ -130,6 +131,108 @@ test('a provider echoing the client secret in JSON escapes: scrubbed once decode
   assert.match(r.json.error_description, /unknown secret \[redacted\]/);
   assert.ok(!r.text.includes(secret));
   // The logs are in the sweep below, with the secret among its needles.
+});
+
+test('a long Retry-After from the token endpoint pauses every isolate; a valid token in KV is still served', async (t) => {
+  const dir = tempDir(t);
+  const key = crypto.randomBytes(32).toString('base64');
+  const gwA = await start(t, { ...config(), kvPersist: dir, key });
+  const tokA = await callerToken(gwA);
+  // optimum's token is fetched (and put in KV) before trouble starts.
+  assert.equal((await call(gwA, tokA, '/optimum/x')).status, 200);
+  emu.reset();
+  emu.script('optoro', [{ status: 429, headers: { 'retry-after': '120' }, body: { error: 'slow_down' } }]);
+  const first = await call(gwA, tokA, '/optoro/v1/x');
+  assert.equal(first.status, 502);
+  assert.equal(first.json.error, 'rate_limited');
+  // Within the pause: 503 with the rest of it, the provider not asked, in this isolate and in
+  // a fresh one of the same deployment.
+  clock.advance(20_000);
+  const gwB = await start(t, { ...config(), kvPersist: dir, key });
+  for (const gw of [gwA, gwB]) {
+    const r = await call(gw, await callerToken(gw), '/optoro/v1/x');
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.json.error, 'temporarily_unavailable');
+    const wait = Number(r.res.headers.get('retry-after'));
+    assert.ok(wait >= 99 && wait <= 101, String(wait));
+  }
+  assert.equal(emu.exchanges('optoro'), 1, 'one exchange: the one that was told to wait');
+  // optimum's token, valid in KV, is served by the fresh isolate all along.
+  const o = await call(gwB, await callerToken(gwB), '/optimum/x');
+  assert.equal(o.status, 200);
+  assert.equal(source(o.timing), 'kv');
+  // After the pause the provider is asked again.
+  clock.advance(101_000);
+  const after = await call(gwA, tokA, '/optoro/v1/x');
+  assert.equal(after.status, 200, after.text);
+  assert.equal(emu.exchanges('optoro'), 2);
+});
+
+test('a failing token endpoint opens the circuit: 503 without calling it, then one probe', async (t) => {
+  const gw = await start(t, config({ partner: { retry: { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 5 } } }));
+  const tok = await callerToken(gw);
+  emu.reset();
+  emu.script('partner', [{ status: 502 }, { status: 502 }, { status: 502 }]);
+  for (let i = 0; i < 3; i++) assert.equal((await call(gw, tok, '/partner/x')).status, 502);
+  const open = await call(gw, tok, '/partner/x');
+  assert.equal(open.status, 503);
+  assert.equal(open.json.error, 'temporarily_unavailable');
+  assert.equal(emu.exchanges('partner'), 3, 'not called while open');
+  clock.advance(31_000); // past the 30 s (the isolate's clock may run a few ms behind)
+  const probe = await call(gw, tok, '/partner/x');
+  assert.equal(probe.status, 200, probe.text);
+  assert.equal(emu.exchanges('partner'), 4);
+});
+
+test('a body of unknown length is counted as it streams: 413 past max_body_bytes, never buffered whole', async (t) => {
+  const MiB = 1024 * 1024;
+  const gw = await start(t, { ...config(), vars: { max_body_bytes: 3 * MiB } });
+  const tok = await callerToken(gw);
+  /** A chunked upload (no Content-Length) of `size` random bytes, 64 KiB at a time. */
+  const upload = (size) => {
+    const bytes = crypto.randomBytes(size);
+    let at = 0;
+    const body = new ReadableStream({
+      pull(c) {
+        if (at >= size) return c.close();
+        c.enqueue(bytes.subarray(at, at + 64 * 1024));
+        at += 64 * 1024;
+      },
+    });
+    return { bytes, body };
+  };
+  const send = (body) => call(gw, tok, '/optoro/v1/upload', { method: 'PUT', body, duplex: 'half' });
+  emu.reset();
+  // Up to 1 MiB: buffered (and replayable); up to the limit: streamed, byte-exact.
+  for (const size of [200 * 1024, 2 * MiB]) {
+    const { bytes, body } = upload(size);
+    const r = await send(body);
+    assert.equal(r.status, 200, r.text);
+    // The API's echo: what arrived, byte for byte.
+    assert.equal(r.json.bodyBytes, size);
+    assert.equal(r.json.bodySha256, crypto.createHash('sha256').update(bytes).digest('hex'));
+  }
+  // Only up to 1 MiB is held: a longer chunked body is streamed, so a 401 to it is returned
+  // as it is rather than replayed (a buffered body would have been sent twice).
+  emu.scriptApi('optoro', [{ status: 401, body: { error: 'invalid_token' } }]);
+  const streamed = await send(upload(2 * MiB).body);
+  assert.equal(streamed.status, 401, streamed.text);
+  const small = upload(100 * 1024);
+  emu.scriptApi('optoro', [{ status: 401, body: { error: 'invalid_token' } }]);
+  clock.advance(31_000); // past the 401 refresh window of the 401 above
+  const replayed = await send(small.body);
+  assert.equal(replayed.status, 200, 'a buffered body is replayed after a 401');
+  assert.equal(replayed.json.bodyBytes, 100 * 1024);
+  // Past the limit: 413, and the provider never got the whole body.
+  const before = emu.apiRequests('optoro').length;
+  const over = await send(upload(5 * MiB).body);
+  assert.equal(over.status, 413, over.text);
+  assert.equal(over.json.error, 'request_too_large');
+  // The upstream request was torn down part way, not ended as if complete.
+  const got = emu.apiRequests('optoro').slice(before);
+  assert.deepEqual(got, [], 'the provider received a (truncated) request as complete');
+  // The isolate goes on serving.
+  assert.equal((await call(gw, tok, '/optoro/v1/after')).status, 200);
 });
 
 sweepTest(() => emu, { minBodies: 8, minLogs: 5 });

@@ -1,6 +1,6 @@
 //! Fuzz target `grant_request`: the `POST /oauth/token` request parser.
 //!
-//! Feeds `tokengate::callers::parse_grant` an arbitrary `Content-Type`, `Authorization` and
+//! Feeds `tokengate::grant::parse_grant` an arbitrary `Content-Type`, `Authorization` and
 //! body. Input layout (readable, so the seeds are real requests):
 //!
 //! ```text
@@ -30,7 +30,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tokengate::callers::{parse_grant, GrantError, GrantForm, GrantRequest};
+use tokengate::grant::{parse_grant, GrantError, GrantForm, GrantRequest};
 use tokengate::secret::Secret;
 
 fn media_type(ct: Option<&str>) -> String {

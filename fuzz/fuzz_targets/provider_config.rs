@@ -21,15 +21,19 @@
 //! - the `clientSecret` of an npm config never appears in the error about that config;
 //! - every accepted caller has a 1–128 character id without control characters, at least one
 //!   valid provider id as scope and a token TTL of 60 ..= 86 400 s, and a token can be issued
-//!   to it whose record expires after exactly that TTL.
+//!   to it whose record names it and its registration and expires after exactly that TTL, and
+//!   whose tag verifies.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tokengate::callers::{issue_token, CallerRegistry};
+use std::sync::{Once, OnceLock};
+use tokengate::caller_tokens::{issue_token, verify_tag};
+use tokengate::callers::CallerRegistry;
 use tokengate::config::{parse_providers, validate_provider_id, ProviderConfig, RESERVED_IDS};
 use tokengate::expiry::ExpiryPolicy;
+use tokengate::keys::Keys;
 use tokengate::secret::Secret;
 use tokengate::TokenSettings;
 use url::Url;
@@ -39,7 +43,38 @@ const NOW_MS: u64 = 1_700_000_000_000;
 /// that check.
 const SENTINEL: &str = "Zq9-fuzz-client-secret-7Yw";
 
+/// Finding F-3 (FUZZING.md), open: `url` with the core's ASCII-only `idna_adapter` 1.0.0 pin
+/// panics on a `debug_assert!` for a host with an ASCII capital and a non-ASCII character
+/// (`https://Dé/`, `http://D%DD/`) — in builds with debug assertions (tests, fuzzing, wasm-pack
+/// `--dev`); release builds get an `IdnaError`. While this is `true`, a panic raised inside
+/// `idna_adapter` ends the input quietly; every other panic is still a crash. Set it to `false`
+/// once the configuration parsers are fixed (reproducer: fuzz/artifacts/provider_config/).
+const F3_OPEN: bool = true;
+
+/// Lets a panic inside `idna_adapter` unwind (to the `catch_unwind` below) instead of
+/// aborting, while F-3 is open.
+fn tolerate_f3() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let libfuzzer_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_idna = info
+                .location()
+                .is_some_and(|l| l.file().contains("idna_adapter"));
+            if !(F3_OPEN && in_idna) {
+                libfuzzer_hook(info);
+            }
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    tolerate_f3();
+    // Only an F-3 panic reaches this catch: libFuzzer's hook aborts on any other.
+    let _ = std::panic::catch_unwind(|| fuzz_one(data));
+});
+
+fn fuzz_one(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         check_callers(text);
     }
@@ -95,10 +130,16 @@ fuzz_target!(|data: &[u8]| {
         Ok(p) => check_expiry(&p),
         Err(e) => drop(e.to_string()),
     }
-});
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| Keys::derive(&[7; 32]))
+}
 
 fn check_callers(text: &str) {
-    let Ok(registry) = CallerRegistry::parse("TOKENGATE_CLIENTS", text) else {
+    let keys = keys();
+    let Ok(registry) = CallerRegistry::parse("TOKENGATE_CLIENTS", text, keys) else {
         return;
     };
     for caller in registry.iter() {
@@ -114,12 +155,16 @@ fn check_callers(text: &str) {
         assert!(registry
             .authenticate(id, &Secret::new("not the secret"))
             .is_none_or(|c| c.client_id == *id));
-        let (issued, record) = issue_token(caller, None, [7; 32], NOW_MS).expect("issue");
+        let (issued, record) = issue_token(caller, None, [7; 32], NOW_MS, keys).expect("issue");
+        assert_eq!(record.client_id, *id);
+        assert_eq!(record.registration, caller.registration);
+        assert_eq!(record.issued_at_ms, NOW_MS);
         assert_eq!(record.expires_at_ms, NOW_MS + caller.token_ttl_s * 1000);
         assert_eq!(record.scopes, caller.scopes);
-        assert!(tokengate::callers::looks_like_issued_token(
-            &issued.access_token
-        ));
+        assert!(
+            verify_tag(&issued.access_token, keys),
+            "issued token fails its tag"
+        );
     }
 }
 

@@ -105,7 +105,7 @@ export interface CachePolicy {
 /** Machine-readable error codes. */
 export type TokenErrorCode =
   | "invalid_client" | "invalid_request" | "rate_limited" | "server_error"
-  | "invalid_response" | "timeout" | "network" | "config";
+  | "invalid_response" | "timeout" | "network" | "config" | "temporarily_unavailable";
 
 /** Every error the package throws. Never holds the client secret or a token. */
 export declare class TokenError extends Error {

@@ -219,7 +219,9 @@ fn a_token_stops_being_good() {
     // At its expiry.
     assert_eq!(
         check(&reg, &empty, &record, NOW + 600_000),
-        Err(GatewayError::InvalidToken("the token is unknown or expired"))
+        Err(GatewayError::InvalidToken(
+            "the token is unknown or expired"
+        ))
     );
     // A clock slightly behind the issuing isolate's is no reason to refuse.
     assert!(check(&reg, &empty, &record, NOW - 50).is_ok());

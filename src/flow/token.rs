@@ -6,7 +6,8 @@ use super::{Runtime, TokenStore, Transport, TransportError};
 use crate::api_call::RefusedToken;
 use crate::dialect::build_token_request;
 use crate::error::{ErrorCode, TokenError};
-use crate::expiry::{is_fresh, kv_ttl_s};
+use crate::expiry::{is_fresh, kv_ttl_s, KV_MIN_TTL_S};
+use crate::pressure::{Pressure, PressurePolicy};
 use crate::response::{error_from_response, parse_token_response, Token};
 use crate::retry::{Decision, Outcome};
 use crate::secret::Secret;
@@ -46,7 +47,6 @@ impl TokenOrigin {
 
 type SharedAcquire = Shared<LocalBoxFuture<'static, Result<(Token, TokenOrigin), TokenError>>>;
 
-#[derive(Default)]
 struct State {
     /// The token in use; an `Rc` so a shell can hold it and tell it from a replacement.
     memory: Option<Rc<Token>>,
@@ -57,6 +57,21 @@ struct State {
     rejected: Option<Secret>,
     /// When an API 401 last caused a refresh.
     refreshed_on_401_at: Option<u64>,
+    /// Whether the token endpoint may be called ([`crate::pressure`]).
+    pressure: Pressure,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            memory: None,
+            inflight: None,
+            cooldown: None,
+            rejected: None,
+            refreshed_on_401_at: None,
+            pressure: Pressure::new(PressurePolicy::default()),
+        }
+    }
 }
 
 /// Held by the request that runs an exchange: if that request is cancelled before the exchange
@@ -290,12 +305,8 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
 
 impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
     async fn acquire(&self) -> Result<(Token, TokenOrigin), TokenError> {
+        // A valid token in the store is served whatever state the provider is in.
         let now = self.rt.now_ms();
-        if let Some((until, err)) = &self.state.borrow().cooldown {
-            if now < *until {
-                return Err(err.clone());
-            }
-        }
         match self.store.get(&self.key).await {
             Ok(Some(v)) => match serde_json::from_str::<Token>(&v) {
                 Ok(t)
@@ -315,17 +326,52 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
             Ok(None) => {}
             Err(e) => self.log_store_error("get", &e),
         }
+        if let Some((until, err)) = &self.state.borrow().cooldown {
+            if now < *until {
+                return Err(err.clone());
+            }
+        }
+        // A pause another isolate learnt (through the store) counts here too.
+        if let Ok(Some(v)) = self.store.get(&self.hold_key()).await {
+            if let Ok(until) = v.trim().parse::<u64>() {
+                self.state.borrow_mut().pressure.hold(until);
+            }
+        }
+        let admitted = self.state.borrow_mut().pressure.admit(self.rt.now_ms());
+        if let Err(e) = admitted {
+            self.rt.log(
+                "token_exchange_held",
+                json!({"provider": self.name, "reason": e.description,
+                       "retry_after_ms": e.retry_after_ms}),
+            );
+            return Err(e);
+        }
         let started = self.rt.now_ms();
         let token = match self.exchange().await {
             Ok(t) => t,
             Err(e) => {
+                let now = self.rt.now_ms();
                 if e.code == ErrorCode::InvalidClient {
-                    let until = self.rt.now_ms() + INVALID_CLIENT_COOLDOWN_MS;
+                    let until = now + INVALID_CLIENT_COOLDOWN_MS;
                     self.state.borrow_mut().cooldown = Some((until, e.clone()));
+                }
+                let max_delay = self.settings.retry.max_delay_ms;
+                let held = self.state.borrow_mut().pressure.failed(&e, now, max_delay);
+                if let Some(until) = held {
+                    // Shared with the other isolates; KV keeps nothing under 60 s.
+                    let ttl = until.saturating_sub(now).div_ceil(1000).max(KV_MIN_TTL_S);
+                    if let Err(se) = self
+                        .store
+                        .put(&self.hold_key(), until.to_string(), ttl)
+                        .await
+                    {
+                        self.log_store_error("put_hold", &se);
+                    }
                 }
                 return Err(e);
             }
         };
+        self.state.borrow_mut().pressure.succeeded();
         let now = self.rt.now_ms();
         let ms = now.saturating_sub(started);
         {
@@ -407,6 +453,11 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                 Decision::Stop => return Err(err),
             }
         }
+    }
+
+    /// Where the store keeps a pause the provider asked for (the time it ends, epoch ms).
+    fn hold_key(&self) -> String {
+        format!("{}:hold", self.key)
     }
 
     fn log_store_error(&self, op: &str, error: &str) {

@@ -369,3 +369,27 @@ fn token_requests_need_https_except_on_this_machine() {
         );
     }
 }
+
+#[test]
+fn a_json_member_given_twice_is_refused() {
+    for body in [
+        r#"{"grant_type":"client_credentials","client_id":"nobody","client_secret":"s","client_id":"svc-a"}"#,
+        r#"{"grant_type":"password","grant_type":"client_credentials","client_id":"a","client_secret":"s"}"#,
+        r#"{"grant_type":"client_credentials","client_id":"a","client_secret":"s","client_secret":"s"}"#,
+    ] {
+        let e = json_grant(body).unwrap_err();
+        assert_eq!(e.status(), 400, "{body}");
+        assert_eq!(e.body()["error"], "invalid_request", "{body}");
+        assert!(e.body()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("is repeated"));
+    }
+    // Nested repeats do not matter (the fields are strings anyway: a type error).
+    assert_eq!(
+        validation(
+            r#"{"grant_type":"client_credentials","client_id":{"a":1,"a":2},"client_secret":"s"}"#
+        ),
+        [("client_id".to_string(), "invalid_type")]
+    );
+}

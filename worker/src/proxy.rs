@@ -6,8 +6,11 @@ use crate::config::{Gateway, Provider};
 use crate::kv::caller_record;
 use crate::respond::{error, headers};
 use crate::runtime::log_event;
-use crate::transport::{read_limited, send_with_timeout, Outgoing};
+use crate::transport::{send_with_timeout, Outgoing};
+use futures::StreamExt;
 use serde_json::json;
+use std::cell::Cell;
+use std::rc::Rc;
 use tokengate::api_call::CallError;
 use tokengate::caller_tokens::{
     authorize, caller_token_key, parse_bearer, verify_tag, CallerTokenRecord,
@@ -53,13 +56,20 @@ async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRec
     Ok(record)
 }
 
-/// Reads the request body within `limit`: `Err(())` means it is too large. A declared length
-/// over [`REPLAY_LIMIT`] streams; anything else is buffered (a body of unknown length must be
-/// counted before anything is sent, to honour the limit).
+/// Reads the request body within `limit`: `Err(())` means it is too large and nothing has
+/// been sent. A body of up to [`REPLAY_LIMIT`] bytes is buffered (it can be replayed after a
+/// 401 or a retry); a longer one streams. A declared length is checked before anything is
+/// read; a body of unknown length (chunked) is buffered up to [`REPLAY_LIMIT`], and past that
+/// streams through a byte counter that errors the stream (so the upstream request is aborted)
+/// once it exceeds `limit`: it sets `exceeded` and aborts `abort` (the upstream request's
+/// controller), so the provider sees a torn-down request, never a truncated one that looks
+/// complete. At most [`REPLAY_LIMIT`] bytes are ever held.
 async fn read_body(
     req: &mut Request,
     method: &str,
     limit: u64,
+    exceeded: &Rc<Cell<bool>>,
+    abort: &web_sys::AbortController,
 ) -> Result<std::result::Result<Body, ()>> {
     if matches!(method, "GET" | "HEAD") || req.inner().body().is_none() {
         return Ok(Ok(Body::None));
@@ -75,10 +85,40 @@ async fn read_body(
         }
         _ => {}
     }
-    Ok(read_limited(req.stream().ok(), limit as usize)
-        .await?
-        .map(Body::Bytes)
-        .ok_or(()))
+    let mut stream = req.stream()?;
+    let mut head = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        head.extend_from_slice(&chunk?);
+        if head.len() as u64 > REPLAY_LIMIT {
+            break;
+        }
+    }
+    let seen = head.len() as u64;
+    if seen <= REPLAY_LIMIT {
+        return Ok(Ok(Body::Bytes(head)));
+    }
+    if seen > limit {
+        return Ok(Err(()));
+    }
+    // The head, then the rest as it arrives, counted.
+    let exceeded = exceeded.clone();
+    let abort = abort.clone();
+    let mut total = 0u64;
+    let counted = futures::stream::once(async move { Ok::<Vec<u8>, worker::Error>(head) })
+        .chain(stream)
+        .map(move |chunk| {
+            let chunk = chunk.map_err(|e| JsValue::from_str(&e.to_string()))?;
+            total += chunk.len() as u64;
+            if total > limit {
+                exceeded.set(true);
+                abort.abort();
+                return Err(JsValue::from_str("the request body exceeds max_body_bytes"));
+            }
+            Ok(js_sys::Uint8Array::from(chunk.as_slice()).into())
+        });
+    Ok(Ok(Body::Stream(
+        wasm_streams::ReadableStream::from_stream(counted).into_raw(),
+    )))
 }
 
 /// Handles a proxied request.
@@ -143,7 +183,10 @@ async fn proxy(
     if REFUSED_METHODS.contains(&method.as_str()) {
         return Ok(Err(GatewayError::MethodNotForwarded(method)));
     }
-    let body = match read_body(&mut req, &method, gw.max_body_bytes).await? {
+    let exceeded = Rc::new(Cell::new(false));
+    let body_abort = web_sys::AbortController::new()?;
+    let read = read_body(&mut req, &method, gw.max_body_bytes, &exceeded, &body_abort).await?;
+    let body = match read {
         Ok(b) => b,
         Err(()) => {
             return Ok(Err(GatewayError::BodyTooLarge {
@@ -154,7 +197,15 @@ async fn proxy(
     let incoming: Vec<(String, String)> = req.headers().entries().collect();
     let forwarded = upstream_headers(incoming, &provider.config.api_headers);
 
-    let result = forward(provider, &method, upstream.as_str(), &forwarded, body).await;
+    let result = forward(
+        provider,
+        &method,
+        upstream.as_str(),
+        &forwarded,
+        body,
+        &body_abort,
+    )
+    .await;
     let elapsed = gw.rt.now_ms().saturating_sub(started);
     match result {
         Ok((resp, origin, token)) => {
@@ -176,6 +227,17 @@ async fn proxy(
                 }));
             }
             respond(resp, origin, &token).map(Ok)
+        }
+        Err(_) if exceeded.get() => {
+            // The counted body stopped the upstream request part way.
+            log_event(
+                "proxy_error",
+                json!({"provider": provider_id, "method": method, "status": 413,
+                       "error": "request_too_large", "ms": elapsed, "client_id": record.client_id}),
+            );
+            Ok(Err(GatewayError::BodyTooLarge {
+                limit: gw.max_body_bytes,
+            }))
         }
         Err(e) => {
             let e = GatewayError::Upstream {
@@ -199,6 +261,7 @@ async fn forward(
     url: &str,
     forwarded: &[(String, String)],
     body: Body,
+    body_abort: &web_sys::AbortController,
 ) -> std::result::Result<(Response, TokenOrigin, Secret), CallError> {
     let replayable = !matches!(body, Body::Stream(_));
     let (bytes, mut stream) = match body {
@@ -213,10 +276,11 @@ async fn forward(
             let _ = headers.append(k, v);
         }
         let _ = headers.set("Authorization", &format!("Bearer {}", token.expose()));
-        let body: Option<JsValue> = match (&bytes, stream.take()) {
-            (Some(b), _) => Some(js_sys::Uint8Array::from(b.as_slice()).into()),
-            (None, Some(s)) => Some(s.into()),
-            (None, None) => None,
+        // A stream is sent once, under the controller its byte counter aborts.
+        let (body, abort): (Option<JsValue>, _) = match (&bytes, stream.take()) {
+            (Some(b), _) => (Some(js_sys::Uint8Array::from(b.as_slice()).into()), None),
+            (None, Some(s)) => (Some(s.into()), Some(body_abort.clone())),
+            (None, None) => (None, None),
         };
         async move {
             let out = Outgoing {
@@ -225,7 +289,7 @@ async fn forward(
                 headers: &headers,
                 body,
             };
-            let resp = send_with_timeout(out, timeout).await?;
+            let resp = send_with_timeout(out, timeout, abort).await?;
             let retry_after = resp.headers().get("retry-after").ok().flatten();
             Ok(ApiReply {
                 status: resp.status_code(),

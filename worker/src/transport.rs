@@ -46,14 +46,21 @@ async fn fetch_once(
 }
 
 /// Runs `work` (which passes the signal to its fetch) within `timeout_ms`, aborting it on
-/// timeout.
-async fn timed<T, F, Fut>(timeout_ms: u64, work: F) -> Result<T, TransportError>
+/// timeout. `controller`: one the caller may abort too (else a new one).
+async fn timed<T, F, Fut>(
+    timeout_ms: u64,
+    controller: Option<web_sys::AbortController>,
+    work: F,
+) -> Result<T, TransportError>
 where
     F: FnOnce(web_sys::AbortSignal) -> Fut,
     Fut: std::future::Future<Output = Result<T, TransportError>>,
 {
-    let controller = web_sys::AbortController::new()
-        .map_err(|_| TransportError::Network("AbortController is unavailable".into()))?;
+    let controller = match controller {
+        Some(c) => c,
+        None => web_sys::AbortController::new()
+            .map_err(|_| TransportError::Network("AbortController is unavailable".into()))?,
+    };
     let work = Box::pin(work(controller.signal()));
     let timer = Delay::from(Duration::from_millis(timeout_ms));
     match select(work, timer).await {
@@ -66,12 +73,14 @@ where
 }
 
 /// Sends `out`, waiting at most `timeout_ms` for the response headers. Redirects are returned,
-/// never followed.
+/// never followed. `abort`: a controller that also aborts the request (the proxy's body
+/// counter uses it to tear the request down when the body runs over its limit).
 pub async fn send_with_timeout(
     out: Outgoing<'_>,
     timeout_ms: u64,
+    abort: Option<web_sys::AbortController>,
 ) -> Result<Response, TransportError> {
-    timed(timeout_ms, |signal| async move {
+    timed(timeout_ms, abort, |signal| async move {
         fetch_once(&out, &signal).await
     })
     .await
@@ -114,7 +123,7 @@ impl Transport for FetchTransport {
         };
         // The timeout covers the whole exchange, body included, and the body is capped: a
         // token endpoint that trickles or floods cannot hold an exchange (and its waiters).
-        timed(timeout_ms, |signal| async move {
+        timed(timeout_ms, None, |signal| async move {
             let mut resp = fetch_once(&out, &signal).await?;
             let status = resp.status_code();
             let headers = resp

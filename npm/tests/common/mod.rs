@@ -255,7 +255,7 @@ async fn cache_adapter_round_trip() {
     assert_eq!(log[1][0], "set");
     assert_eq!(log[1][2], 3_540, "TTL: lifetime minus the refresh skew");
     let key = log[1][1].as_str().unwrap().to_string();
-    assert!(key.starts_with("tg:v1:ptok:") && !key.contains(SECRET));
+    assert!(key.starts_with("tg:v2:ptok:") && !key.contains(SECRET));
 
     // A second client (another process, in real life) finds the token in the cache.
     let second = core_with(&mock, json!({}), &host);

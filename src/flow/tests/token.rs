@@ -34,8 +34,8 @@ fn exchange_then_memory_hit() {
     assert_eq!(h.transport.calls(), 1);
     assert_eq!(
         h.store.0.gets.get(),
-        1,
-        "a memory hit does not touch the store"
+        2,
+        "the token and the pause before the exchange; a memory hit does not touch the store"
     );
     let ev = h.rt.events("token_exchange");
     assert_eq!(ev.len(), 1);
@@ -60,7 +60,9 @@ fn store_hit_on_a_second_source_sharing_the_store() {
     // Then from its own memory.
     let (_, origin) = h2.token().unwrap();
     assert_eq!(origin, TokenOrigin::Memory);
-    assert_eq!(h2.store.0.gets.get(), 2, "one get by each source");
+    // The first source read the token and the pause before its exchange; the second only
+    // the token.
+    assert_eq!(h2.store.0.gets.get(), 3, "one token get by each source");
     h2.assert_logs_clean();
 }
 
@@ -132,7 +134,11 @@ fn hundred_concurrent_tokens_share_one_exchange() {
         assert_eq!(origin, TokenOrigin::Exchange { ms: 0 });
     }
     assert_eq!(h.transport.calls(), 1);
-    assert_eq!(h.store.0.gets.get(), 1, "one store lookup too");
+    assert_eq!(
+        h.store.0.gets.get(),
+        2,
+        "one store lookup (token, pause) too"
+    );
     assert_eq!(h.store.puts().len(), 1);
     // After the flight lands, calls are memory hits.
     assert_eq!(h.token().unwrap().1, TokenOrigin::Memory);
@@ -297,6 +303,71 @@ fn rate_limited_with_too_long_retry_after_is_not_retried() {
     assert_eq!(e.retry_after_ms, Some(3_600_000));
     assert_eq!(h.transport.calls(), 1);
     assert!(h.rt.sleeps().is_empty());
+}
+
+#[test]
+fn a_long_retry_after_pauses_exchanges_here_and_in_other_isolates() {
+    let h = Harness::new();
+    h.transport
+        .reply(429, &[("retry-after", "120")], "slow down");
+    assert_eq!(h.token().unwrap_err().code, ErrorCode::RateLimited);
+    assert_eq!(h.transport.calls(), 1);
+    // The pause is shared through the store (KV keeps nothing under 60 s: here 120 s).
+    let hold = format!("{}:hold", h.key);
+    let put = h
+        .store
+        .puts()
+        .into_iter()
+        .find(|(k, _, _)| *k == hold)
+        .unwrap();
+    assert_eq!((put.1, put.2), ((T0 + 120_000).to_string(), 120));
+    // Within it: 503-style errors, the provider not called, here or in another isolate.
+    h.advance(20_000);
+    let other = Harness::sharing(&h.clock, &h.store);
+    for src in [&h, &other] {
+        let e = src.token().unwrap_err();
+        assert_eq!(e.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(e.retry_after_ms, Some(100_000));
+        assert!(e.retryable());
+    }
+    assert_eq!(h.transport.calls() + other.transport.calls(), 1);
+    assert_eq!(h.rt.events("token_exchange_held").len(), 1);
+    // A valid token another isolate put in the store meanwhile is served all the same.
+    let third = Harness::sharing(&h.clock, &h.store);
+    let token = json!({"access_token": TOKEN_B, "token_type": "Bearer",
+        "issued_at_ms": T0, "expires_at_ms": T0 + 3_600_000});
+    block_on(h.store.put(&h.key, token.to_string(), 3_000)).unwrap();
+    assert_eq!(third.token().unwrap().0.access_token.expose(), TOKEN_B);
+    // After the pause, the provider is asked again.
+    let fourth = Harness::sharing(&h.clock, &FakeStore::new(&h.clock));
+    h.advance(100_000);
+    h.transport.token(TOKEN_A, 3600);
+    assert_eq!(h.token().unwrap().0.access_token.expose(), TOKEN_B);
+    fourth.transport.token(TOKEN_A, 3600);
+    assert_eq!(fourth.token().unwrap().0.access_token.expose(), TOKEN_A);
+}
+
+#[test]
+fn a_failing_token_endpoint_opens_the_circuit_then_probes() {
+    let h = Harness::new();
+    // Three failed exchanges (four attempts each, the retry policy's default).
+    for _ in 0..3 {
+        for _ in 0..4 {
+            h.transport.reply(502, &[], "bad gateway");
+        }
+        assert_eq!(h.token().unwrap_err().code, ErrorCode::ServerError);
+    }
+    assert_eq!(h.transport.calls(), 12);
+    // Open: no call for 30 s.
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::TemporarilyUnavailable);
+    assert_eq!(h.transport.calls(), 12);
+    // Then one probe: it succeeds and closes the circuit.
+    h.advance(e.retry_after_ms.unwrap());
+    h.transport.token(TOKEN_A, 3600);
+    assert_eq!(h.token().unwrap().0.access_token.expose(), TOKEN_A);
+    assert_eq!(h.transport.calls(), 13);
+    h.assert_logs_clean();
 }
 
 #[test]
