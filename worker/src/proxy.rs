@@ -87,18 +87,19 @@ async fn read_body(
     }
     let mut stream = req.stream()?;
     let mut head = Vec::new();
+    let hold = REPLAY_LIMIT.min(limit);
     while let Some(chunk) = stream.next().await {
         head.extend_from_slice(&chunk?);
-        if head.len() as u64 > REPLAY_LIMIT {
+        if head.len() as u64 > hold {
             break;
         }
     }
     let seen = head.len() as u64;
-    if seen <= REPLAY_LIMIT {
-        return Ok(Ok(Body::Bytes(head)));
-    }
     if seen > limit {
         return Ok(Err(()));
+    }
+    if seen <= REPLAY_LIMIT {
+        return Ok(Ok(Body::Bytes(head)));
     }
     // The head, then the rest as it arrives, counted.
     let exceeded = exceeded.clone();
