@@ -151,15 +151,17 @@ export const cases = [
       const cache = mapCache();
       const first = client(mock, {}, { cache });
       assert.equal((await (await first.fetch(API)).json()).token, 'tok-1');
-      assert.deepEqual(cache.log.map((l) => l[0]), ['get', 'set']);
-      const [, key, ttl] = cache.log[1];
+      // The token, then (before exchanging) a pause another process may have recorded.
+      assert.deepEqual(cache.log.map((l) => l[0]), ['get', 'get', 'set']);
+      const [, key, ttl] = cache.log[2];
+      assert.equal(cache.log[1][1], `${key}:hold`);
       assert.equal(ttl, 3540, 'TTL: lifetime minus the refresh skew');
       assert.ok(key.startsWith('tg:v2:ptok:') && !key.includes(SECRET), key);
       const second = client(mock, {}, { cache });
       mock.revokeAll();
       const res = await second.fetch(API);
       assert.deepEqual([res.status, (await res.json()).token], [200, 'tok-2']);
-      assert.deepEqual(cache.log.slice(2).map((l) => l[0]), ['get', 'delete', 'get', 'set']);
+      assert.deepEqual(cache.log.slice(3).map((l) => l[0]), ['get', 'delete', 'get', 'get', 'set']);
       assert.ok(!cache.map.get(key).includes('tok-1') && cache.map.get(key).includes('tok-2'));
       const third = client(mock, {}, { cache });
       assert.equal((await third.token()).accessToken, 'tok-2');
@@ -233,7 +235,7 @@ export const cases = [
     // The token exchange inside fetch: a 503 is retried; a hang is torn down at timeoutMs; a
     // network failure, an oversized answer (its body cancelled) and a redirect (not followed)
     // fail the call with their TokenError; the client recovers afterwards.
-    name: 'token endpoint failures inside fetch: retried, torn down, refused',
+    name: 'token endpoint failures inside fetch: retried, torn down, refused, then paused',
     async run({ MockProvider, client, assert, isTokenError }) {
       const mock = new MockProvider();
       const c = client(mock, { retry: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 } });
@@ -252,6 +254,14 @@ export const cases = [
       const big = await assert.rejects(one.fetch(API), isTokenError('network'));
       assert.match(big.message, /exceeds 65536 bytes/);
       assert.equal(mock.cancelled, 1, 'the oversized body was cancelled');
+      // Three failed exchanges in a row (timeout, refused, oversized) open the circuit: the
+      // endpoint is left alone for 30 s, then probed once.
+      const asked = mock.tokenCount;
+      const paused = await assert.rejects(one.fetch(API), isTokenError('temporarily_unavailable'));
+      assert.ok(paused.retryable && paused.retryAfterMs > 0 && paused.retryAfterMs <= 30_000, paused.message);
+      assert.equal(mock.tokenCount, asked, 'not called while the circuit is open');
+      mock.advance(30_000);
+      // The probe meets a redirect: not followed.
       mock.scriptToken({ status: 302, headers: { location: 'https://elsewhere.test/token' } });
       await assert.rejects(one.fetch(API), (x) => x.code === 'invalid_response' && x.status === 302);
       assert.equal(mock.tokenRequests.at(-1).redirect, 'manual');
