@@ -348,6 +348,20 @@ pub fn is_loopback(url: &Url) -> bool {
 /// Validates an endpoint URL: https, or http for loopback hosts only; no credentials, no
 /// fragment.
 pub fn parse_endpoint(s: &str) -> Result<Url, String> {
+    // Host names are plain ASCII (the IDNA tables are left out of the wasm): a percent-encoded
+    // or non-ASCII host is refused before the URL parser would try to map it.
+    let after_scheme = s.split_once(':').map_or(s, |(_, rest)| rest);
+    let authority = after_scheme
+        .trim_start_matches(['/', '\\'])
+        .split(['/', '\\', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('%') || !authority.is_ascii() {
+        return Err(
+            "has a host that is not plain ASCII (give an international name in its xn-- form)"
+                .into(),
+        );
+    }
     let url = Url::parse(s).map_err(|e| format!("is not a valid absolute URL ({e})"))?;
     match url.scheme() {
         "https" => {}

@@ -475,3 +475,25 @@ fn expiry_policy_alone_or_in_a_whole_config() {
         "policy"
     );
 }
+
+#[test]
+fn hosts_are_plain_ascii() {
+    for bad in [
+        "http:D%bd",
+        "https://DD%DD/x",
+        "https://a%2eexample.com/",
+        "https://bücher.example/token",
+        "https://user@exa%6dple.com/",
+    ] {
+        let e = parse_endpoint(bad).unwrap_err();
+        assert!(e.contains("not plain ASCII"), "{bad}: {e}");
+    }
+    for good in [
+        "https://xn--bcher-kva.example/token",
+        "https://auth.example.com/oauth/token?x=%41",
+        "http://127.0.0.1:8788/optoro/oauth/token",
+        "https://API.Example.com/a%20b",
+    ] {
+        assert!(parse_endpoint(good).is_ok(), "{good}");
+    }
+}
