@@ -2,6 +2,7 @@
 #   make dev    run the gateway locally with a demo provider and print curl lines
 #   make test   run every test
 #   make bench  run the benchmarks
+#   make fuzz   fuzz the core's parsers and the API-call machine (long; see FUZZING.md)
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -71,6 +72,11 @@ bench-worker: worker
 # timeout guarantee, and CPU per call (bench/npm.mjs); only ratios within one run are meaningful.
 bench-npm: npm-pkg
 	node bench/npm.mjs
+
+# cargo-fuzz on the stable toolchain (RUSTC_BOOTSTRAP=1), 2.5 million runs per target by
+# default; FUZZ_ARGS="60s" for a time budget per target instead, or "60s proxy_path".
+fuzz:
+	.ci/fuzz $(FUZZ_ARGS)
 
 dev: worker
 	@.ci/dev
