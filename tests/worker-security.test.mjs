@@ -235,4 +235,24 @@ test('a body of unknown length is counted as it streams: 413 past max_body_bytes
   assert.equal((await call(gw, tok, '/optoro/v1/after')).status, 200);
 });
 
+test('log_level: warn keeps refusals and errors, drops the line per request; a bad value is a config error', async (t) => {
+  const gw = await start(t, { ...config(), vars: { log_level: 'warn' } });
+  const tok = await callerToken(gw);
+  assert.equal((await call(gw, tok, '/optoro/v1/ok')).status, 200);
+  emu.scriptApi('optoro', [{ status: 999 }]);
+  assert.equal((await call(gw, tok, '/optoro/v1/odd')).status, 502);
+  await gw.fetch('/oauth/token', {
+    method: 'POST', headers: JSON_HEADERS,
+    body: JSON.stringify({ grant_type: 'client_credentials', client_id: 'nobody', client_secret: 'x' }),
+  });
+  await gw.settleLogs(50);
+  const events = gw.jsonLogs().map((l) => l.event);
+  for (const quiet of ['proxy', 'token_issued']) assert.ok(!events.includes(quiet), `${quiet} logged at warn`);
+  for (const loud of ['caller_auth_failed', 'proxy_error']) assert.ok(events.includes(loud), `${loud} missing: ${events}`);
+  const bad = await start(t, { ...config(), vars: { log_level: 'verbose' } });
+  const res = await bad.fetch('/healthz');
+  assert.equal(res.status, 500);
+  assert.equal((await res.json()).key, 'log_level');
+});
+
 sweepTest(() => emu, { minBodies: 8, minLogs: 5 });

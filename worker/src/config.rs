@@ -3,7 +3,7 @@
 //! part of it.
 
 use crate::kv::{self, KvTokenStore};
-use crate::runtime::{log_event, WorkerRuntime};
+use crate::runtime::{log_event, set_log_level, LogLevel, WorkerRuntime};
 use crate::transport::FetchTransport;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -32,6 +32,8 @@ pub const CLIENTS_SECRET: &str = "TOKENGATE_CLIENTS";
 pub const KEY_SECRET: &str = "TOKENGATE_KEY";
 /// Request body limit variable.
 pub const MAX_BODY_VAR: &str = "max_body_bytes";
+/// Log level variable.
+pub const LOG_LEVEL_VAR: &str = "log_level";
 /// The test suites' clock service binding, read only by a build with feature `test-clock`.
 #[cfg(feature = "test-clock")]
 pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
@@ -136,8 +138,21 @@ fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
     }
 }
 
+fn log_level(env: &Env) -> Result<LogLevel, ConfigError> {
+    let Some(v) = binding(env, LOG_LEVEL_VAR) else {
+        return Ok(LogLevel::Info);
+    };
+    v.as_string()
+        .as_deref()
+        .and_then(LogLevel::parse)
+        .ok_or_else(|| {
+            ConfigError::global(LOG_LEVEL_VAR, "must be \"info\", \"warn\" or \"error\"")
+        })
+}
+
 /// Builds the gateway, or the first configuration error.
 pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
+    set_log_level(log_level(env)?);
     let kv = env.kv(KV_BINDING).map_err(|_| {
         ConfigError::global(
             KV_BINDING,

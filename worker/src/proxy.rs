@@ -211,22 +211,28 @@ async fn proxy(
     match result {
         Ok((resp, origin, token)) => {
             let status = resp.status_code();
-            log_event(
-                "proxy",
-                json!({"provider": provider_id, "method": method, "status": status,
-                       "token_source": origin.as_str(), "ms": elapsed, "client_id": record.client_id}),
-            );
             if !(200..=599).contains(&status) {
                 // A Workers Response cannot carry it (and a 1xx is no final answer): the body
                 // is cancelled, the caller gets a 502.
                 if let ResponseBody::Stream(body) = resp.body() {
                     let _ = body.cancel();
                 }
+                log_event(
+                    "proxy_error",
+                    json!({"provider": provider_id, "method": method, "status": 502,
+                           "upstream_status": status, "error": "invalid_response",
+                           "ms": elapsed, "client_id": record.client_id}),
+                );
                 return Ok(Err(GatewayError::UpstreamStatus {
                     provider: provider_id.to_string(),
                     status,
                 }));
             }
+            log_event(
+                "proxy",
+                json!({"provider": provider_id, "method": method, "status": status,
+                       "token_source": origin.as_str(), "ms": elapsed, "client_id": record.client_id}),
+            );
             respond(resp, origin, &token).map(Ok)
         }
         Err(_) if exceeded.get() => {

@@ -65,8 +65,57 @@ impl Runtime for WorkerRuntime {
     }
 }
 
-/// Writes one JSON line: `{"event": …, …fields}`. Callers pass no secret or token.
+/// How much the Worker logs (`log_level`): every event at or above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Everything, one line per proxied request and per issued token included (the default).
+    Info,
+    /// Refusals and trouble: failed authentications, held or failed exchanges, 401s that
+    /// stand.
+    Warn,
+    /// Errors only: the store, the configuration, proxied requests that failed.
+    Error,
+}
+
+impl LogLevel {
+    /// The `log_level` spelling.
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s {
+            "info" => Some(LogLevel::Info),
+            "warn" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+
+    /// The level of `event` (with its `fields`).
+    fn of(event: &str, fields: &Value) -> LogLevel {
+        match event {
+            "store_error" | "config_error" | "clock_error" | "panic" | "proxy_error" => {
+                LogLevel::Error
+            }
+            "proxy" | "token_issued" => LogLevel::Info,
+            "token_exchange" if fields.get("ok") == Some(&Value::Bool(true)) => LogLevel::Info,
+            _ => LogLevel::Warn,
+        }
+    }
+}
+
+thread_local! {
+    static LOG_LEVEL: std::cell::Cell<LogLevel> = const { std::cell::Cell::new(LogLevel::Info) };
+}
+
+/// Sets the level below which events are not written (from the configuration).
+pub fn set_log_level(level: LogLevel) {
+    LOG_LEVEL.with(|l| l.set(level));
+}
+
+/// Writes one JSON line: `{"event": …, …fields}`, unless the event is below the configured
+/// level. Callers pass no secret or token.
 pub fn log_event(event: &str, fields: Value) {
+    if LogLevel::of(event, &fields) < LOG_LEVEL.with(|l| l.get()) {
+        return;
+    }
     let mut line = json!({ "event": event });
     if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), fields) {
         obj.extend(extra);
