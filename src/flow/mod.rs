@@ -15,7 +15,9 @@ pub use api::{call_api, decide, ApiReply};
 pub use token::{TokenOrigin, TokenSource, INVALID_CLIENT_COOLDOWN_MS};
 
 use crate::http::{HttpRequest, HttpResponse};
+use futures::future::LocalBoxFuture;
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Sends one HTTP request without following redirects (a token endpoint must never redirect
 /// credentials elsewhere), reading at most [`crate::http::MAX_TOKEN_RESPONSE_BYTES`] of the
@@ -67,15 +69,24 @@ pub trait Runtime {
     /// Emits one structured event; `fields` never hold secrets or tokens.
     fn log(&self, event: &str, fields: Value);
 
-    /// How a caller that finds another caller's exchange in flight waits for it. `None` (the
-    /// default): it awaits the shared future. `Some(ms)`: it checks the shared result every
-    /// `ms` milliseconds with [`Runtime::sleep`] and never registers a waker. Workers need the
-    /// latter: a waker fired by the request that ran the exchange resumes the waiting request
-    /// inside the other request's I/O context, and workerd cancels a request that waits on no
-    /// I/O of its own as hung.
-    fn flight_poll_ms(&self) -> Option<u64> {
+    /// How callers that find another caller's exchange in flight wait for it. `None` (the
+    /// default): they await the shared exchange, which any of them may drive. `Some`: a
+    /// [`FlightSignal`] made by the caller that starts the exchange (in its context), which it
+    /// raises when the exchange ends; the others wait for the signal and never poll the
+    /// exchange. Workers need the latter: a waker fired by the request that ran the exchange
+    /// would resume a waiting request inside the other request's I/O context.
+    fn flight_signal(&self) -> Option<Rc<dyn FlightSignal>> {
         None
     }
+}
+
+/// The wake-up of an exchange's waiters (see [`Runtime::flight_signal`]).
+pub trait FlightSignal {
+    /// Wakes every waiter, now and later.
+    fn raise(&self);
+    /// Waits until the signal is raised, `max_ms` pass, or it can never be raised (the
+    /// request that made it is gone); the waiter then looks at the exchange itself.
+    fn wait(&self, max_ms: u64) -> LocalBoxFuture<'static, ()>;
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! retries, one exchange at a time however many callers wait, a cooldown after
 //! `invalid_client`, and what an API's 401 does to the cached token.
 
-use super::{Runtime, TokenStore, Transport, TransportError};
+use super::{FlightSignal, Runtime, TokenStore, Transport, TransportError};
 use crate::api_call::RefusedToken;
 use crate::dialect::build_token_request;
 use crate::error::{ErrorCode, TokenError};
@@ -47,10 +47,18 @@ impl TokenOrigin {
 
 type SharedAcquire = Shared<LocalBoxFuture<'static, Result<(Token, TokenOrigin), TokenError>>>;
 
+/// An exchange in flight: the shared future, and the wake-up of its waiters when the runtime
+/// has one ([`Runtime::flight_signal`]).
+#[derive(Clone)]
+struct Flight {
+    fut: SharedAcquire,
+    signal: Option<Rc<dyn FlightSignal>>,
+}
+
 struct State {
     /// The token in use; an `Rc` so a shell can hold it and tell it from a replacement.
     memory: Option<Rc<Token>>,
-    inflight: Option<SharedAcquire>,
+    inflight: Option<Flight>,
     cooldown: Option<(u64, TokenError)>,
     /// A token the API refused: a store read returning it (KV deletes propagate slowly) is a
     /// miss. Cleared by the next successful exchange.
@@ -75,21 +83,29 @@ impl Default for State {
 }
 
 /// Held by the request that runs an exchange: if that request is cancelled before the exchange
-/// ends, the abandoned flight is released so a waiting request starts a new one at once.
+/// ends, the abandoned flight is released and its waiters woken, so one of them starts a new
+/// one at once.
 struct FlightGuard<'a> {
     state: &'a RefCell<State>,
-    flight: &'a SharedAcquire,
+    flight: &'a Flight,
 }
 
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
-        if self.flight.peek().is_some() {
+        if self.flight.fut.peek().is_some() {
             return;
         }
         if let Ok(mut st) = self.state.try_borrow_mut() {
-            if st.inflight.as_ref().is_some_and(|f| f.ptr_eq(self.flight)) {
+            if st
+                .inflight
+                .as_ref()
+                .is_some_and(|f| f.fut.ptr_eq(&self.flight.fut))
+            {
                 st.inflight = None;
             }
+        }
+        if let Some(s) = &self.flight.signal {
+            s.raise();
         }
     }
 }
@@ -164,7 +180,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     /// exchange (single-flight). A failed exchange caches nothing.
     pub async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
         loop {
-            let (fut, joined) = {
+            let (flight, joined) = {
                 let mut st = self.inner.state.borrow_mut();
                 let now = self.inner.rt.now_ms();
                 if let Some(t) = st.memory.as_ref().filter(|t| self.fresh(t, now)) {
@@ -174,63 +190,78 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
                     Some(f) => (f.clone(), true),
                     None => {
                         let inner = self.inner.clone();
+                        let signal = inner.rt.flight_signal();
+                        let raise = signal.clone();
                         let f = async move {
                             let r = inner.acquire().await;
                             inner.state.borrow_mut().inflight = None;
+                            if let Some(s) = raise {
+                                s.raise();
+                            }
                             r
                         }
                         .boxed_local()
                         .shared();
-                        st.inflight = Some(f.clone());
-                        (f, false)
+                        let flight = Flight { fut: f, signal };
+                        st.inflight = Some(flight.clone());
+                        (flight, false)
                     }
                 }
             };
-            let poll_ms = match self.inner.rt.flight_poll_ms() {
-                Some(ms) if joined => ms.max(1),
-                // In polling mode only the leader drives the flight: if its request is cancelled
-                // the guard releases the flight. Otherwise every waiter drives it.
-                Some(_) => {
-                    let _guard = FlightGuard {
-                        state: &self.inner.state,
-                        flight: &fut,
-                    };
-                    return fut.clone().await;
-                }
-                None => return fut.await,
+            let Some(signal) = flight.signal.clone() else {
+                // Every caller drives the shared exchange.
+                return flight.fut.await;
             };
-            // Poll the flight's result without ever polling the flight. A flight released by
-            // its cancelled request, or one that outlived every attempt it could make, is
-            // replaced by a new one.
+            if !joined {
+                // Only the caller that started it drives the exchange; if its request is
+                // cancelled, the guard releases the flight and wakes the waiters.
+                let _guard = FlightGuard {
+                    state: &self.inner.state,
+                    flight: &flight,
+                };
+                return flight.fut.clone().await;
+            }
+            // A waiter: wait for the signal, never poll the exchange. A flight released by its
+            // cancelled request, one whose signal broke, or one that outlived every attempt it
+            // could make, is replaced by a new one.
             let s = &self.inner.settings;
             let bound_ms = u64::from(s.retry.max_attempts.max(1))
                 * (s.timeout_ms + s.retry.max_delay_ms)
                 + 1_000;
-            let mut waited_ms = 0;
-            loop {
-                if let Some(r) = fut.peek() {
-                    return r.clone();
-                }
-                let abandoned = !self
-                    .inner
-                    .state
-                    .borrow()
-                    .inflight
-                    .as_ref()
-                    .is_some_and(|f| f.ptr_eq(&fut));
-                if abandoned {
-                    break;
-                }
-                if waited_ms > bound_ms {
-                    let mut st = self.inner.state.borrow_mut();
-                    if st.inflight.as_ref().is_some_and(|f| f.ptr_eq(&fut)) {
-                        st.inflight = None;
-                    }
-                    break;
-                }
-                self.inner.rt.sleep(poll_ms).await;
-                waited_ms += poll_ms;
+            if let Some(r) = flight.fut.peek() {
+                return r.clone();
             }
+            if !self.is_inflight(&flight) {
+                continue;
+            }
+            signal.wait(bound_ms).await;
+            if let Some(r) = flight.fut.peek() {
+                return r.clone();
+            }
+            // Raised without a result (its request let go of it), timed out, or broken: the
+            // flight is abandoned, and the next round starts a new one.
+            self.release(&flight);
+        }
+    }
+
+    fn is_inflight(&self, flight: &Flight) -> bool {
+        self.inner
+            .state
+            .borrow()
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.fut.ptr_eq(&flight.fut))
+    }
+
+    /// Lets go of `flight` if it is still the one in flight, so the next caller starts anew.
+    fn release(&self, flight: &Flight) {
+        let mut st = self.inner.state.borrow_mut();
+        if st
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.fut.ptr_eq(&flight.fut))
+        {
+            st.inflight = None;
         }
     }
 

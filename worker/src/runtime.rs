@@ -1,9 +1,12 @@
 //! The Worker's runtime for the flow: the clock, backoff jitter from the platform's CSPRNG,
-//! sleeping on a Workers timer, and structured logs (one JSON line per event).
+//! sleeping on a Workers timer, the wake-up of requests waiting for another's token exchange,
+//! and structured logs (one JSON line per event).
 
+use futures::future::{select, LocalBoxFuture};
 use serde_json::{json, Value};
+use std::rc::Rc;
 use std::time::Duration;
-use tokengate::flow::Runtime;
+use tokengate::flow::{FlightSignal, Runtime};
 use worker::Delay;
 
 /// Clock, jitter, sleep and logs. The clock is `Date.now()`; a test build (feature
@@ -59,9 +62,44 @@ impl Runtime for WorkerRuntime {
         log_event(event, fields);
     }
 
-    fn flight_poll_ms(&self) -> Option<u64> {
-        // Each request waits on its own timer, in its own I/O context (see the trait).
-        Some(5)
+    fn flight_signal(&self) -> Option<Rc<dyn FlightSignal>> {
+        JsSignal::new().map(|s| Rc::new(s) as Rc<dyn FlightSignal>)
+    }
+}
+
+/// The wake-up of an exchange's waiters: a JavaScript promise made by the request that starts
+/// the exchange (in its I/O context) and resolved by it when the exchange ends. Each waiter
+/// awaits it with its own `then` (so it resumes in its own context, as workerd requires)
+/// beside its own timer (so a waiter is never without I/O of its own). If the leader's request
+/// is torn down, the promise can never settle: the waiter's timer or the promise's rejection
+/// ends the wait, and the waiter starts a new exchange.
+struct JsSignal {
+    promise: js_sys::Promise,
+    resolve: js_sys::Function,
+}
+
+impl JsSignal {
+    fn new() -> Option<Self> {
+        let mut resolve = None;
+        let promise = js_sys::Promise::new(&mut |res, _| resolve = Some(res));
+        Some(JsSignal {
+            promise,
+            resolve: resolve?,
+        })
+    }
+}
+
+impl FlightSignal for JsSignal {
+    fn raise(&self) {
+        let _ = self.resolve.call0(&wasm_bindgen::JsValue::UNDEFINED);
+    }
+
+    fn wait(&self, max_ms: u64) -> LocalBoxFuture<'static, ()> {
+        let settled = wasm_bindgen_futures::JsFuture::from(self.promise.clone());
+        let timer = Delay::from(Duration::from_millis(max_ms));
+        Box::pin(async move {
+            let _ = select(settled, timer).await;
+        })
     }
 }
 

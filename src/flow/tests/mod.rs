@@ -227,13 +227,36 @@ impl TokenStore for FakeStore {
     }
 }
 
+/// A wake-up like the Worker's: a gate every waiter waits on, counting waits and raises.
+#[derive(Default)]
+struct FakeSignal {
+    gate: Gate,
+    waits: Cell<usize>,
+    raises: Cell<usize>,
+}
+
+impl FlightSignal for FakeSignal {
+    fn raise(&self) {
+        self.raises.set(self.raises.get() + 1);
+        self.gate.open();
+    }
+
+    fn wait(&self, _max_ms: u64) -> futures::future::LocalBoxFuture<'static, ()> {
+        self.waits.set(self.waits.get() + 1);
+        Box::pin(self.gate.wait())
+    }
+}
+
 #[derive(Clone)]
 struct FakeRuntime(Rc<RtState>);
 
 struct RtState {
     clock: Clock,
-    /// `Some(ms)`: behave like the Worker runtime (waiters poll; sleeps yield once).
-    flight_poll: Cell<Option<u64>>,
+    /// Behave like the Worker runtime: waiters wait on a signal the leader raises; sleeps yield
+    /// once.
+    signalled: Cell<bool>,
+    /// Every signal made, to count waits and raises.
+    signals: RefCell<Vec<Rc<FakeSignal>>>,
     sleeps: RefCell<Vec<u64>>,
     logs: RefCell<Vec<(String, Value)>>,
 }
@@ -242,7 +265,8 @@ impl FakeRuntime {
     fn new(clock: &Clock) -> Self {
         FakeRuntime(Rc::new(RtState {
             clock: clock.clone(),
-            flight_poll: Cell::new(None),
+            signalled: Cell::new(false),
+            signals: RefCell::default(),
             sleeps: RefCell::default(),
             logs: RefCell::default(),
         }))
@@ -277,14 +301,19 @@ impl Runtime for FakeRuntime {
     async fn sleep(&self, ms: u64) {
         self.0.sleeps.borrow_mut().push(ms);
         self.0.clock.set(self.0.clock.get() + ms);
-        if self.0.flight_poll.get().is_some() {
+        if self.0.signalled.get() {
             // A real timer lets other tasks run meanwhile.
             YieldOnce::default().await;
         }
     }
 
-    fn flight_poll_ms(&self) -> Option<u64> {
-        self.0.flight_poll.get()
+    fn flight_signal(&self) -> Option<Rc<dyn FlightSignal>> {
+        if !self.0.signalled.get() {
+            return None;
+        }
+        let s = Rc::new(FakeSignal::default());
+        self.0.signals.borrow_mut().push(s.clone());
+        Some(s)
     }
 
     fn log(&self, event: &str, fields: Value) {

@@ -145,10 +145,10 @@ fn hundred_concurrent_tokens_share_one_exchange() {
 }
 
 #[test]
-fn polling_waiters_share_one_exchange() {
-    // The Worker's mode: waiters check the flight's result on their own timer and never poll it.
+fn signalled_waiters_share_one_exchange() {
+    // The Worker's mode: only the leader drives the exchange; waiters wait on its signal.
     let h = Harness::new();
-    h.rt.0.flight_poll.set(Some(5));
+    h.rt.0.signalled.set(true);
     h.transport.token(TOKEN_A, 3600);
     let gate = Gate::default();
     *h.transport.0.gate.borrow_mut() = Some(gate.clone());
@@ -165,15 +165,21 @@ fn polling_waiters_share_one_exchange() {
         assert_eq!(r.unwrap().0.access_token.expose(), TOKEN_A);
     }
     assert_eq!(h.transport.calls(), 1);
-    let polls = h.rt.sleeps();
-    assert!(polls.len() >= 99, "the 99 waiters polled: {}", polls.len());
-    assert!(polls.iter().all(|&ms| ms == 5));
+    let signals = h.rt.0.signals.borrow();
+    assert_eq!(signals.len(), 1, "one signal for the one flight");
+    assert_eq!(
+        signals[0].waits.get(),
+        99,
+        "each waiter waited once, no polling"
+    );
+    assert_eq!(signals[0].raises.get(), 1);
+    assert!(h.rt.sleeps().is_empty(), "no timer");
 }
 
 #[test]
 fn a_flight_whose_request_vanished_is_replaced_at_once() {
     let h = Harness::new();
-    h.rt.0.flight_poll.set(Some(5));
+    h.rt.0.signalled.set(true);
     h.transport.token(TOKEN_A, 3600);
     let gate = Gate::default();
     *h.transport.0.gate.borrow_mut() = Some(gate.clone());
@@ -185,9 +191,10 @@ fn a_flight_whose_request_vanished_is_replaced_at_once() {
     let mut waiter = Box::pin(h.source.token());
     assert!(waiter.as_mut().poll(&mut cx).is_pending());
     assert_eq!(h.transport.calls(), 1);
-    // The leader's request is cancelled mid-flight: the waiter starts a new exchange at its
-    // next poll instead of waiting out the old one.
+    // The leader's request is cancelled mid-flight: its guard wakes the waiter, which starts a
+    // new exchange at once instead of waiting out the old one.
     drop(leader);
+    assert_eq!(h.rt.0.signals.borrow()[0].raises.get(), 1);
     *h.transport.0.gate.borrow_mut() = None;
     let (t, origin) = block_on(waiter).unwrap();
     assert_eq!(t.access_token.expose(), TOKEN_A);
@@ -197,8 +204,7 @@ fn a_flight_whose_request_vanished_is_replaced_at_once() {
         2,
         "a new flight replaced the abandoned one"
     );
-    let waited: u64 = h.rt.sleeps().iter().sum();
-    assert!(waited <= 10, "waited {waited} ms");
+    assert!(h.rt.sleeps().is_empty(), "no waiting out");
 }
 
 #[test]
