@@ -15,6 +15,12 @@ use std::collections::BTreeMap;
 /// Default lifetime of an issued token, seconds.
 pub const DEFAULT_CALLER_TTL_S: u64 = 3600;
 
+/// SHA-256 of the empty string (FIPS 180-4; `sha256sum < /dev/null`).
+const EMPTY_SHA256: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
 /// One registered caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -72,6 +78,14 @@ impl CallerRegistry {
             let mut secret_sha256 = [0u8; 32];
             hex::decode_to_slice(raw.secret_sha256.trim(), &mut secret_sha256)
                 .map_err(|_| err("secret_sha256 must be 64 hex digits".into()))?;
+            // Empty credentials are refused before they are checked (RFC 6749 §2.3.1): a
+            // registration that only the empty secret matches could never authenticate.
+            if secret_sha256 == EMPTY_SHA256 {
+                return Err(err(
+                    "secret_sha256 is the SHA-256 of the empty string; register a real secret"
+                        .into(),
+                ));
+            }
             if raw.scopes.is_empty() {
                 return Err(err("scopes must name at least one provider".into()));
             }

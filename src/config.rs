@@ -350,6 +350,11 @@ pub fn is_loopback(url: &Url) -> bool {
 pub fn parse_endpoint(s: &str) -> Result<Url, String> {
     // Host names are plain ASCII (the IDNA tables are left out of the wasm): a percent-encoded
     // or non-ASCII host is refused before the URL parser would try to map it.
+    // The URL parser silently drops tabs and newlines and trims spaces and controls: a value
+    // holding any is refused rather than read as something other than what it says.
+    if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain whitespace or control characters".into());
+    }
     let after_scheme = s.split_once(':').map_or(s, |(_, rest)| rest);
     let authority = after_scheme
         .trim_start_matches(['/', '\\'])

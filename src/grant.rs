@@ -324,6 +324,11 @@ fn parse_form_grant(
     let body_secret = params.get("client_secret").cloned();
     let is_basic = basic.is_some();
     let (client_id, client_secret) = match (basic, body_id, body_secret) {
+        // RFC 6749 §2.3.1: a Basic client id or secret that is empty authenticates no one
+        // (the JSON body answers the same).
+        (Some((id, s)), _, None) if id.is_empty() || s.expose().is_empty() => {
+            return Err(GrantError::InvalidClient { basic: true })
+        }
         (Some(b), None, None) => b,
         (Some((id, s)), Some(bid), None) if bid == id => (id, s),
         (Some(_), _, _) => {

@@ -38,6 +38,11 @@ const SEPARATOR_LOOKALIKES: &[char] = &['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{
 /// §5.2.4 would remove a dot segment and climb out of the base. The joined URL is then
 /// re-parsed and must keep the base's origin and path prefix.
 pub fn upstream_url(api_base: &Url, rest: &str, query: Option<&str>) -> Result<Url, PathError> {
+    // `rest` is a path: a raw `?` or `#` would move what follows out of it when the joined URL
+    // is parsed, past the segment checks below.
+    if rest.contains(['?', '#']) {
+        return Err(PathError::Unsafe);
+    }
     for seg in rest.split('/') {
         check_segment(seg)?;
     }
@@ -311,6 +316,13 @@ mod tests {
             "a%0a/b",
             "a%7fb",
             "a%c2%85b",
+            // A raw `?` or `#` would end the path early when the URL is parsed (the query
+            // has its own argument), leaving what is before it unchecked as a segment.
+            "%EF%BC%8E%EF%BC%8E?x",
+            "\0%EF%BC%8E%EF%BC%8E?x",
+            "a?b",
+            "a#b",
+            "..#",
         ] {
             assert_eq!(
                 upstream_url(&base(), p, None),

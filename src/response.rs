@@ -85,12 +85,18 @@ pub fn parse_token_response(
     match obj.get("token_type") {
         None => {}
         Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(t)) => {
+        // The value is named only when it looks like a token type (RFC 6749 §7.1: a short
+        // name), never as arbitrary provider text.
+        Some(Value::String(t))
+            if t.len() <= 20
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
             return Err(invalid(&format!(
-                "token_type `{}` is not supported; only Bearer",
-                truncate(t, 32)
+                "token_type `{t}` is not supported; only Bearer"
             )))
         }
+        Some(Value::String(_)) => return Err(invalid("token_type is not supported; only Bearer")),
         Some(_) => return Err(invalid("token_type is not a string")),
     }
     let expires_in_s = match obj.get("expires_in") {
@@ -141,12 +147,17 @@ fn number(v: &Value) -> Option<f64> {
     (n.is_finite() && n >= 0.0).then_some(n)
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    let cleaned: String = s.chars().filter(|c| !c.is_control()).collect();
-    if cleaned.chars().count() <= max {
-        cleaned
+/// A provider's free text made safe to show: control characters dropped, then every spelling
+/// of the client secret replaced (in that order, so a secret split by a control character is
+/// found whole), then cut to `max` characters (after the scrub, so no piece of a secret
+/// survives at the cut).
+fn clean_text(s: &str, max: usize, secret_forms: &[String]) -> String {
+    let visible: String = s.chars().filter(|c| !c.is_control()).collect();
+    let scrubbed = scrub(&visible, secret_forms);
+    if scrubbed.chars().count() <= max {
+        scrubbed
     } else {
-        cleaned.chars().take(max).collect::<String>() + "…"
+        scrubbed.chars().take(max).collect::<String>() + "…"
     }
 }
 
@@ -174,16 +185,14 @@ pub fn error_from_response(
             scrubbed = j.to_string();
         }
     }
-    let field = |k: &str| {
-        json.as_ref()
-            .and_then(|j| j.get(k))
-            .and_then(Value::as_str)
-            .map(|s| truncate(s, 200))
-    };
+    let text = |k: &str| json.as_ref().and_then(|j| j.get(k)).and_then(Value::as_str);
+    let field = |k: &str| text(k).map(|s| clean_text(s, 200, secret_forms));
     let mut provider_error = field("error");
     let mut description = field("error_description");
     if provider_error.is_none() {
         if let Some(message) = field("message") {
+            // Optoro's `errors[{field, code}]`, joined before they are cleaned: a secret the
+            // provider split across two strings is whole again in the joined text.
             let details: Vec<String> = json
                 .as_ref()
                 .and_then(|j| j.get("errors"))
@@ -194,13 +203,13 @@ pub fn error_from_response(
                         .map(|e| {
                             let f = e.get("field").and_then(Value::as_str).unwrap_or("?");
                             let c = e.get("code").and_then(Value::as_str).unwrap_or("?");
-                            truncate(&format!("{f}: {c}"), 80)
+                            format!("{f}: {c}")
                         })
                         .collect()
                 })
                 .unwrap_or_default();
             if description.is_none() && !details.is_empty() {
-                description = Some(details.join(", "));
+                description = Some(clean_text(&details.join(", "), 400, secret_forms));
             }
             provider_error = Some(message);
         }

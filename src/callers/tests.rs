@@ -52,6 +52,18 @@ fn registry_bad_hex() {
 }
 
 #[test]
+fn registry_refuses_the_hash_of_the_empty_secret() {
+    let empty = hex::encode(Sha256::digest(b""));
+    for spelling in [empty.clone(), empty.to_uppercase()] {
+        let e = reg_err(&format!(
+            r#"{{"svc": {{"secret_sha256": "{spelling}", "scopes": ["optoro"]}}}}"#
+        ));
+        assert_eq!(e.key, "TOKENGATE_CLIENTS.svc");
+        assert!(e.message.contains("empty string"), "{e}");
+    }
+}
+
+#[test]
 fn registry_empty_scopes() {
     let e = reg_err(&format!(
         r#"{{"svc": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": []}}}}"#

@@ -497,3 +497,23 @@ fn hosts_are_plain_ascii() {
         assert!(parse_endpoint(good).is_ok(), "{good}");
     }
 }
+
+#[test]
+fn endpoints_with_whitespace_or_controls_are_refused() {
+    // The URL parser would drop the tab and read `https://d%bd/` (or trim the space): the
+    // value would not say what is used.
+    for bad in [
+        "https:\t//D%bd/",
+        "https://auth.example.com/\ttoken",
+        " https://auth.example.com/token",
+        "https://auth.example.com/token\n",
+        "https://auth.exa mple.com/token",
+        "https://auth.example.com/\u{0}",
+    ] {
+        let e = parse_endpoint(bad).unwrap_err();
+        assert_eq!(
+            e, "must not contain whitespace or control characters",
+            "{bad:?}"
+        );
+    }
+}

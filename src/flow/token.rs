@@ -10,7 +10,7 @@ use crate::expiry::{is_fresh, kv_ttl_s, KV_MIN_TTL_S};
 use crate::pressure::{Pressure, PressurePolicy};
 use crate::response::{error_from_response, parse_token_response, Token};
 use crate::retry::{Decision, Outcome};
-use crate::secret::Secret;
+use crate::secret::{scrub, Secret};
 use crate::TokenSettings;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use serde_json::json;
@@ -435,7 +435,13 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
             let now = self.rt.now_ms();
             let (err, outcome) = match result {
                 Ok(resp) if (200..=299).contains(&resp.status) => {
-                    let parsed = parse_token_response(&resp, now, &self.settings.expiry);
+                    // A 2xx the core cannot use names what was wrong; a provider that echoed
+                    // the secret into it must not see it repeated.
+                    let parsed =
+                        parse_token_response(&resp, now, &self.settings.expiry).map_err(|mut e| {
+                            e.description = scrub(&e.description, &self.secret_forms);
+                            e
+                        });
                     self.rt.log(
                         "token_exchange",
                         json!({"provider": self.name, "attempt": attempt, "status": resp.status,

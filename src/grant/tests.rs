@@ -316,7 +316,10 @@ fn bad_basic_is_401_with_challenge() {
         "Basic !!!not-base64!!!",
         "Basic bm9jb2xvbg==", // "nocolon"
         "Basic",
-        "Basic //79", // invalid UTF-8 after decoding
+        "Basic //79",     // invalid UTF-8 after decoding
+        "Basic c3ZqLWE6", // "svj-a:": an empty secret
+        "Basic Og==",     // ":": empty id and secret
+        "Basic OnM=",     // ":s": an empty id
     ] {
         let e = parse_grant(FORM, Some(auth), b"grant_type=client_credentials").unwrap_err();
         assert_eq!(e, GrantError::InvalidClient { basic: true }, "{auth}");

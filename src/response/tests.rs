@@ -514,6 +514,56 @@ fn a_secret_spelled_with_json_escapes_is_scrubbed_after_decoding() {
 }
 
 #[test]
+fn a_secret_split_by_controls_or_across_strings_is_still_scrubbed() {
+    let secret = crate::secret::Secret::new("k3y: v4l, x");
+    let forms = crate::secret::secret_forms("cid", &secret);
+    // A control character inside the echo, dropped for display: the secret is whole again
+    // and must be scrubbed then.
+    let body = r#"{"error":"invalid_client","error_description":"secret k3y: v\u0001\u00014l, x is wrong"}"#;
+    let e = error_from_response(&resp(401, &[], body), NOW, &forms);
+    assert_eq!(e.description, "secret [redacted] is wrong");
+    // Optoro's `errors[]` pairs, each harmless alone, joined into the secret.
+    let body = r#"{"message":"Validation Failed","errors":[{"field":"k3y","code":"v4l, x"}]}"#;
+    let e = error_from_response(&resp(422, &[], body), NOW, &forms);
+    assert_eq!(e.description, "[redacted]");
+    assert_eq!(e.provider_error.as_deref(), Some("Validation Failed"));
+}
+
+#[test]
+fn an_unsupported_token_type_is_named_only_when_it_looks_like_one() {
+    let parse = |t: &str| {
+        let body = json!({"access_token": "AT", "token_type": t, "expires_in": 60});
+        parse_token_response(
+            &resp(200, &[], &body.to_string()),
+            NOW,
+            &ExpiryPolicy::default(),
+        )
+        .unwrap_err()
+        .description
+    };
+    assert_eq!(
+        parse("mac"),
+        "token_type `mac` is not supported; only Bearer"
+    );
+    assert_eq!(
+        parse("N_A"),
+        "token_type `N_A` is not supported; only Bearer"
+    );
+    for odd in [
+        "a secret with spaces",
+        "x".repeat(21).as_str(),
+        "a\u{1}b",
+        "é",
+    ] {
+        assert_eq!(
+            parse(odd),
+            "token_type is not supported; only Bearer",
+            "{odd:?}"
+        );
+    }
+}
+
+#[test]
 fn access_tokens_must_be_header_safe() {
     for bad in ["AT-1\nX-Injected: 1", "AT 1", "AT\u{0}1", "AT-é"] {
         let body =

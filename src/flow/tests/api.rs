@@ -267,6 +267,21 @@ fn a_provider_echoing_the_secret_is_redacted() {
     assert!(!e.to_string().contains(SECRET));
 }
 
+#[test]
+fn a_2xx_naming_the_secret_as_its_token_type_is_redacted() {
+    // A token_type that looks like one is named in the error; when it is the secret, the
+    // error must not repeat it.
+    let h = Harness::new();
+    let body = format!(r#"{{"access_token":"AT","token_type":"{SECRET}","expires_in":60}}"#);
+    h.transport.reply(200, &[], &body);
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidResponse);
+    assert_eq!(
+        e.description,
+        "token_type `[redacted]` is not supported; only Bearer"
+    );
+}
+
 // ---------------------------------------------------------------- decide
 
 #[test]
