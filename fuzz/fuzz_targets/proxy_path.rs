@@ -29,6 +29,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
 use tokengate::proxy::upstream_url;
 use url::Url;
 
@@ -47,7 +48,7 @@ const BASES: &[&str] = &[
 /// `true`, such raw inputs get only the origin and prefix checks; set it to `false` once
 /// `upstream_url` refuses them; `TOKENGATE_FUZZ_STRICT=1` replays the reproducer in
 /// fuzz/artifacts/proxy_path/ as the crash it is.
-const F2_OPEN: bool = true;
+const F2_OPEN: bool = false;
 
 /// Whether known open findings are skipped: yes, unless `TOKENGATE_FUZZ_STRICT` is set (to
 /// replay their reproducers).
@@ -60,7 +61,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let base = Url::parse(BASES[pick as usize % BASES.len()]).expect("base");
+    static PARSED: OnceLock<Vec<Url>> = OnceLock::new();
+    let bases = PARSED.get_or_init(|| BASES.iter().map(|b| Url::parse(b).expect("base")).collect());
+    let base = &bases[pick as usize % bases.len()];
     let text = String::from_utf8_lossy(rest);
     let (rest, query) = match text.split_once('\n') {
         Some((r, q)) => (r, Some(q)),
@@ -69,11 +72,12 @@ fuzz_target!(|data: &[u8]| {
 
     // The strings as given.
     let known_f2 = F2_OPEN && skip_known() && rest.contains(['?', '#']);
-    check(&base, rest, query, !known_f2);
-    assert!(
-        upstream_url(&base, rest, query).is_err() || !rest.split('/').any(|s| s == ".."),
-        "a `..` segment was accepted: {rest:?}"
-    );
+    if check(base, rest, query, !known_f2) {
+        assert!(
+            !rest.split('/').any(|s| s == ".."),
+            "a `..` segment was accepted: {rest:?}"
+        );
+    }
 
     // The strings as the Worker gets them: the path after `/{provider}/` and the query of the
     // parsed request URL.
@@ -85,15 +89,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = Url::parse(&gateway) {
         let path = request.path().trim_start_matches('/');
         if let Some(("p", rest)) = path.split_once('/') {
-            check(&base, rest, request.query(), true);
+            check(base, rest, request.query(), true);
         }
     }
 });
 
 /// The invariants of one `upstream_url` call; `segments`: also check the path segments.
-fn check(base: &Url, rest: &str, query: Option<&str>, segments: bool) {
+/// Whether it was `Ok`.
+fn check(base: &Url, rest: &str, query: Option<&str>, segments: bool) -> bool {
     let Ok(url) = upstream_url(base, rest, query) else {
-        return;
+        return false;
     };
     assert_eq!(url.origin(), base.origin(), "{url} from {rest:?} {query:?}");
     assert_eq!(url.scheme(), base.scheme());
@@ -111,6 +116,7 @@ fn check(base: &Url, rest: &str, query: Option<&str>, segments: bool) {
     }
     let reparsed = Url::parse(url.as_str()).expect("an Ok URL re-parses");
     assert_eq!(reparsed, url, "unstable serialisation");
+    true
 }
 
 /// Characters servers normalise to `.` or to a separator (Unicode compatibility forms), as

@@ -25,23 +25,27 @@
 //!   the JSON round trip it makes through the store;
 //! - an error from `error_from_response` carries the status, at most 512 characters of raw body
 //!   (none for an empty body), the parsed `Retry-After`, 5xx/429/3xx codes as documented when
-//!   the body names no client error, and no spelling of the client secret in
-//!   `provider_error`, `description` or `raw_body` (however the body escapes it);
+//!   the body names no client error, and no spelling of the client secret (as is,
+//!   form-urlencoded, JSON-escaped, in HTTP Basic credentials) in `provider_error`,
+//!   `description` or `raw_body`, however the body escapes it;
 //! - `decode_claims` only accepts three dot-separated parts, and `expiry_ms` is a finite
 //!   positive `exp` of those claims.
 //!
-//! Known open finding F-1 (FUZZING.md) is let through while `F1_OPEN` is `true` (see there),
-//! unless the environment sets `TOKENGATE_FUZZ_STRICT`, which replays its reproducer as a crash.
+//! Known open findings F-1 and F-5 (FUZZING.md) are let through while `F1_OPEN` and `F5_OPEN`
+//! are `true` (see there), unless the environment sets `TOKENGATE_FUZZ_STRICT`, which replays
+//! their reproducers as crashes.
 
 #![no_main]
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use tokengate::error::ErrorCode;
 use tokengate::expiry::ExpiryPolicy;
 use tokengate::http::HttpResponse;
 use tokengate::response::{error_from_response, parse_token_response, Token};
 use tokengate::retry::parse_retry_after;
-use tokengate::secret::{secret_forms, Secret};
+use tokengate::secret::{scrub, secret_forms, Secret};
 
 const DEFAULT_NOW_MS: u64 = 1_700_000_000_000;
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -64,10 +68,11 @@ const CREDENTIALS: &[(&str, &str)] = &[
 /// Finding F-1 (FUZZING.md), open: `error_from_response` scrubs the secret from the JSON-decoded
 /// strings but then drops their control characters, so `a\u0001b…` in an error body leaks the
 /// secret `ab…` into `description`. While this is `true`, the secret check of `provider_error`
-/// and `description` skips bodies whose JSON strings hold control characters (`raw_body` is
-/// still checked). Set it to `false` once fixed; `TOKENGATE_FUZZ_STRICT=1` replays the
-/// reproducer in fuzz/artifacts/token_response/ as the crash it is.
-const F1_OPEN: bool = true;
+/// and `description` skips bodies whose JSON strings (once the raw scrub is done) hold control
+/// characters (`raw_body` is still checked). Set it to `false` once fixed;
+/// `TOKENGATE_FUZZ_STRICT=1` replays the reproducers in fuzz/artifacts/token_response/ as the
+/// crashes they are.
+const F1_OPEN: bool = false;
 
 /// Whether known open findings are skipped: yes, unless `TOKENGATE_FUZZ_STRICT` is set (to
 /// replay their reproducers).
@@ -76,8 +81,26 @@ fn skip_known() -> bool {
     *SKIP.get_or_init(|| std::env::var_os("TOKENGATE_FUZZ_STRICT").is_none())
 }
 
-/// Whether any string (or key) of the JSON document `body` holds a control character.
-fn json_has_control_chars(body: &[u8]) -> bool {
+/// Finding F-5 (FUZZING.md), open: the `field: code` pairs of Optoro's `errors[]` are scrubbed
+/// one string at a time and then joined into `description`, so a secret split across them
+/// (`{"field": "k3y", "code": "v4l, x"}` for `k3y: v4l, x`) is put back together. While this is
+/// `true`, `description` is not checked when it is built from `errors[]`. Set it to `false`
+/// once fixed; `TOKENGATE_FUZZ_STRICT=1` replays the reproducer as a crash.
+const F5_OPEN: bool = false;
+
+/// Whether `error_from_response` builds the description of the JSON document `text` from
+/// Optoro's `errors[]`: no `error`, a `message`, no `error_description`.
+fn description_from_errors(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| {
+        !v["error"].is_string()
+            && v["message"].is_string()
+            && !v["error_description"].is_string()
+            && v["errors"].is_array()
+    })
+}
+
+/// Whether any string (or key) of the JSON document `text` holds a control character.
+fn json_has_control_chars(text: &str) -> bool {
     fn walk(v: &serde_json::Value) -> bool {
         match v {
             serde_json::Value::String(s) => s.chars().any(char::is_control),
@@ -88,8 +111,7 @@ fn json_has_control_chars(body: &[u8]) -> bool {
             _ => false,
         }
     }
-    serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(body))
-        .is_ok_and(|v| walk(&v))
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| walk(&v))
 }
 
 struct Input<'a> {
@@ -142,6 +164,17 @@ fn parse_input(data: &[u8]) -> Input<'_> {
         headers,
         body: rest,
     }
+}
+
+/// The spellings of `secret` a provider could echo, computed here independently of
+/// `secret_forms` (which the target is given, as the shells do): as is, form-urlencoded,
+/// JSON-escaped (without the enclosing quotes) and as HTTP Basic credentials with `client_id`.
+fn spellings(client_id: &str, secret: &str) -> Vec<String> {
+    let form = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let json = serde_json::to_string(secret).expect("a string serialises");
+    let json = json[1..json.len() - 1].to_string();
+    let basic = STANDARD.encode(format!("{}:{}", form(client_id), form(secret)));
+    vec![secret.to_string(), form(secret), json, basic]
 }
 
 /// Whether `form` can only occur in scrubbed text where the text itself had it: it shares no
@@ -204,18 +237,23 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = (e.to_string(), format!("{e:?}"));
     if !secret.is_empty() {
-        let known_f1 = F1_OPEN && skip_known() && json_has_control_chars(&resp.body);
+        // The body as `error_from_response` parses it: after the raw scrub, which can make
+        // JSON of what was not.
+        let parsed = scrub(&String::from_utf8_lossy(&resp.body), &forms);
+        let known_f1 = F1_OPEN && skip_known() && json_has_control_chars(&parsed);
+        let known_f5 = F5_OPEN && skip_known() && description_from_errors(&parsed);
+        let provider_error = e.provider_error.as_deref().unwrap_or("");
         let shown = [
             e.raw_body.as_deref().unwrap_or(""),
-            if known_f1 {
+            if known_f1 { "" } else { provider_error },
+            if known_f1 || known_f5 {
                 ""
             } else {
-                e.provider_error.as_deref().unwrap_or("")
+                &e.description
             },
-            if known_f1 { "" } else { e.description.as_str() },
         ];
-        for form in forms.iter().chain([&secret.to_string()]) {
-            if form.len() >= 4 && checkable(form) {
+        for form in spellings(client_id, secret) {
+            if form.len() >= 4 && checkable(&form) {
                 for text in shown {
                     assert!(
                         !text.contains(form.as_str()),
