@@ -25,7 +25,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { fork } from 'node:child_process';
+import { median, quantile, startChild } from './support.mjs';
 import os from 'node:os';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -58,14 +58,6 @@ const REFRESH_SKEW_MS = 60_000; // tokengate's default refreshSkewS, used by the
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-const median = (xs) => quantile(xs, 0.5);
-function quantile(xs, q) {
-  const s = Float64Array.from(xs).sort();
-  if (s.length === 0) return NaN;
-  const i = (s.length - 1) * q;
-  const lo = Math.floor(i);
-  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (i - lo);
-}
 const fmtUs = (us) => (us < 10 ? `${us.toFixed(3)} µs` : `${us.toFixed(1)} µs`);
 const versionOf = (name) =>
   JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
@@ -94,58 +86,6 @@ function loadTokengate() {
   const require = createRequire(manifest);
   const mod = require('tokengate');
   return { mod, version: JSON.parse(readFileSync(manifest, 'utf8')).version, entry: require.resolve('tokengate') };
-}
-
-/**
- * Starts `file` (a bench/ module) as a child process and waits for its { type: 'ready', ... }
- * message. Returns { info, call(op, ...args), close() }: `close` asks the child to stop its
- * server (op 'close', which resolves to the op's result) and kills it if it has not exited 3 s
- * later.
- */
-function startChild(file) {
-  const child = fork(fileURLToPath(new URL(file, import.meta.url)), [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [],
-  });
-  const pending = new Map();
-  let nextId = 1;
-  const exited = new Promise((res) => child.once('exit', res));
-  const failAll = (err) => { for (const p of pending.values()) p.reject(err); pending.clear(); };
-  return new Promise((resolveStart, rejectStart) => {
-    child.once('error', rejectStart);
-    exited.then((code) => {
-      const err = new Error(`${file} exited (${code})`);
-      rejectStart(err); // no-op once ready
-      failAll(err);
-    });
-    child.on('message', (m) => {
-      if (m.type === 'ready') {
-        const call = (op, ...args) => new Promise((res, rej) => {
-          const id = nextId++;
-          pending.set(id, { resolve: res, reject: rej });
-          child.send({ id, op, args });
-        });
-        let closing = null;
-        const close = () => (closing ??= (async () => {
-          if (child.exitCode !== null || child.signalCode !== null) return null;
-          const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-          try {
-            return await call('close').catch(() => null);
-          } finally {
-            await exited;
-            clearTimeout(timer);
-          }
-        })());
-        const { type, ...info } = m;
-        return resolveStart({ info, call, close });
-      }
-      const p = pending.get(m.id);
-      if (!p) return;
-      pending.delete(m.id);
-      if ('error' in m) p.reject(new Error(`${file}: ${m.error}`));
-      else p.resolve(m.result);
-    });
-  });
 }
 
 // ---- setup -----------------------------------------------------------------------------------

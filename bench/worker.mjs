@@ -1,109 +1,412 @@
-// Throughput of the gateway's cached path against a bare passthrough Worker, measured in the
-// same run on the same machine: both run in workerd (Miniflare) and call the same local echo
-// API; only the ratio between them is meaningful (the machine is shared and noisy).
+// The Worker benchmark: tokengate's cached proxy path, cold bursts and cold start, beside two
+// baselines measured in the same run on the same machine, all three in workerd (Miniflare) and
+// calling the same local API (bench/api-server.mjs, its own process):
 //
-//   node bench/worker.mjs [--seconds 3] [--concurrency 16] [--rounds 2] [--build DIR]
-//   (--build: another build of the Worker, to compare; default build/, as deployed)
+//   passthrough   bench/baseline/passthrough.js: adds a fixed provider bearer and forwards
+//   hand-written  bench/baseline/handwritten.js: the gateway a competent user writes by hand
+//   tokengate     build/ (`make worker`), as deployed, default configuration
+//
+// Only ratios within one run mean anything (the machine is shared and noisy); nothing here
+// passes or fails on a number.
+//
+//   node bench/worker.mjs [--seconds 3] [--rounds 3] [--concurrency 1,16,64] [--burst 1000]
+//                         [--burst-rounds 3] [--cold-rounds 3] [--build DIR] [--json FILE]
 
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
 import { startProviders } from '../tests/support/emulators.mjs';
-import { startGateway, issueCallerToken, DEPLOYED_BUILD_DIR } from '../tests/support/gateway.mjs';
+import {
+  startGateway, issueCallerToken, DEPLOYED_BUILD_DIR, makeTempDir, removeDir, sha256Hex,
+} from '../tests/support/gateway.mjs';
+import { cpuMs, median, quantile, startChild, workerdPids } from './support.mjs';
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '3' },
-    concurrency: { type: 'string', default: '16' },
-    rounds: { type: 'string', default: '2' },
-    build: { type: 'string', default: DEPLOYED_BUILD_DIR },
-  },
-});
-const seconds = Number(values.seconds);
-const concurrency = Number(values.concurrency);
-const rounds = Number(values.rounds);
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const WORKERS = ['passthrough', 'hand-written', 'tokengate'];
+const CALLER_ID = 'bench';
+const CALLER_SECRET = 'bench-secret';
+const COMPAT_DATE = '2025-01-01';
 
-const PASSTHROUGH = `
-export default {
-  async fetch(request, env) {
-    const url = new URL(request.url);
-    const rest = url.pathname.replace(/^\\/optoro\\//, '');
-    const headers = new Headers(request.headers);
-    headers.set('authorization', 'Bearer ' + env.TOKEN);
-    return fetch(env.API_BASE + rest + url.search, { method: request.method, headers, redirect: 'manual' });
-  },
-};`;
+/** Drains workerd's stdout/stderr without keeping it (log lines must not cost the bench). */
+const discardStdio = (stdout, stderr) => { stdout.resume(); stderr.resume(); };
 
-async function load(base, path, headers) {
+/**
+ * The shared pieces: the provider emulator (token endpoint, in this process: one exchange per
+ * fresh instance), the API server (own process) and a caller token for each gateway.
+ */
+async function startFixture(buildDir, gatewayVars) {
+  const providers = await startProviders();
+  const api = await startChild('./api-server.mjs');
+  const { providers: config, secrets } = providers.gatewayConfig();
+  const optoro = { ...config.optoro, api_base: `${api.info.url}/` };
+  const creds = providers.credentials.optoro;
+  const fixture = {
+    providers,
+    api,
+    creds,
+    optoro,
+    secrets,
+    buildDir,
+    gatewayVars,
+    key: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64'),
+    callerToken: null, // issued per KV storage by seedCallers
+    handwrittenToken: `hw-${Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url')}`,
+    async close() {
+      await api.close();
+      await providers.close();
+    },
+  };
+  return fixture;
+}
+
+/**
+ * A fresh instance of one of the three workers; `kvDir` shares KV between instances. Returns
+ * { url, close, pid } (pid: its workerd process, for CPU accounting; undefined off Linux).
+ */
+async function startWorker(name, fx, kvDir) {
+  const before = new Set(workerdPids());
+  const w = await startWorkerProcess(name, fx, kvDir);
+  w.pid = workerdPids().find((p) => !before.has(p));
+  return w;
+}
+
+async function startWorkerProcess(name, fx, kvDir) {
+  const api = fx.optoro.api_base;
+  if (name === 'tokengate') {
+    const gw = await startGateway({
+      buildDir: fx.buildDir,
+      providers: { optoro: fx.optoro },
+      secrets: fx.secrets,
+      key: fx.key,
+      clients: { [CALLER_ID]: { secret: CALLER_SECRET, scopes: ['optoro'] } },
+      vars: fx.gatewayVars,
+      kvPersist: kvDir,
+      miniflare: { handleRuntimeStdio: discardStdio },
+    });
+    return { url: gw.url.replace(/\/$/, ''), gw, close: () => gw.close() };
+  }
+  const common = {
+    modules: true,
+    compatibilityDate: COMPAT_DATE,
+    cf: false,
+    host: '127.0.0.1',
+    handleRuntimeStdio: discardStdio,
+  };
+  const mf = name === 'passthrough'
+    ? new Miniflare({
+      ...common,
+      scriptPath: path.join(here, 'baseline/passthrough.js'),
+      bindings: { API_BASE: api, TOKEN: fx.passthroughToken },
+    })
+    : new Miniflare({
+      ...common,
+      scriptPath: path.join(here, 'baseline/handwritten.js'),
+      kvNamespaces: ['KV'],
+      ...(kvDir ? { kvPersist: kvDir } : {}),
+      bindings: {
+        API_BASE: api,
+        TOKEN_URL: fx.optoro.token_url,
+        CLIENT_ID: fx.creds.clientId,
+        CLIENT_SECRET: fx.creds.clientSecret,
+      },
+    });
+  const url = (await mf.ready).href.replace(/\/$/, '');
+  return { url, mf, close: () => mf.dispose() };
+}
+
+/** The Authorization header each worker's callers send. */
+function authFor(name, fx) {
+  if (name === 'tokengate') return `Bearer ${fx.callerToken}`;
+  if (name === 'hand-written') return `Bearer ${fx.handwrittenToken}`;
+  return undefined;
+}
+
+/**
+ * Gives each gateway's KV (in `kvDir`) a valid caller token without serving a request on the
+ * instance that will be measured: tokengate issues one on a throw-away instance sharing the
+ * storage (and key); the hand-written gateway's record is written straight into its KV.
+ */
+async function seedCallers(fx, kvDir) {
+  const gw = await startWorker('tokengate', fx, kvDir);
+  try {
+    fx.callerToken = await issueCallerToken(gw.gw, CALLER_ID, CALLER_SECRET);
+  } finally {
+    await gw.close();
+  }
+  const hw = await startWorker('hand-written', fx, kvDir);
+  try {
+    const kv = await hw.mf.getKVNamespace('KV');
+    await kv.put(`caller:${sha256Hex(fx.handwrittenToken)}`, JSON.stringify({
+      scopes: ['optoro'], exp: Date.now() + 3_600_000,
+    }));
+  } finally {
+    await hw.close();
+  }
+}
+
+/** One HTTP GET over `agent`; resolves to [status, ms]. */
+function get(agent, url, auth) {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, headers: auth ? { authorization: auth } : {} }, (res) => {
+      res.on('data', () => {});
+      res.on('end', () => resolve([res.statusCode, performance.now() - t0]));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+/**
+ * Closed-loop load: `concurrency` clients, each sending its next request when one returns.
+ * `cpuUs`: the workerd process's CPU time per request (µs), which the machine's other load
+ * disturbs far less than throughput.
+ */
+async function load(url, auth, concurrency, seconds, pid) {
+  const cpu0 = pid ? cpuMs(pid) : null;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies = [];
-  let count = 0;
-  let errors = 0;
+  let ok = 0;
+  let other = 0;
   const until = performance.now() + seconds * 1000;
-  const worker = async () => {
+  const client = async (i) => {
+    let n = 0;
     while (performance.now() < until) {
-      const t0 = performance.now();
-      const res = await fetch(base + path, { headers });
-      await res.arrayBuffer();
-      latencies.push(performance.now() - t0);
-      if (res.status === 200) count++;
-      else errors++;
+      const [status, ms] = await get(agent, `${url}/optoro/v1/items/${i}-${n++}?page=1`, auth);
+      latencies.push(ms);
+      if (status === 200) ok++;
+      else other++;
     }
   };
   const start = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await Promise.all(Array.from({ length: concurrency }, (_, i) => client(i)));
   const elapsed = (performance.now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { rps: count / elapsed, p50: latencies[Math.floor(latencies.length / 2)], errors };
+  agent.destroy();
+  const cpu1 = pid ? cpuMs(pid) : null;
+  const cpuUs = cpu0 !== null && cpu1 !== null ? ((cpu1 - cpu0) * 1000) / latencies.length : NaN;
+  return { rps: ok / elapsed, latencies, other, cpuUs };
 }
 
-const providers = await startProviders();
-const { providers: config, secrets } = providers.gatewayConfig();
-const gw = await startGateway({
-  buildDir: values.build,
-  providers: config,
-  secrets,
-  clients: { bench: { secret: 'bench-secret', scopes: ['optoro'] } },
-});
-// A provider token for the passthrough, straight from the emulator.
-const creds = providers.credentials.optoro;
-const tokenRes = await fetch(config.optoro.token_url, {
-  method: 'POST',
-  headers: { 'content-type': 'application/json', accept: 'application/json' },
-  body: JSON.stringify({ grant_type: 'client_credentials', client_id: creds.clientId, client_secret: creds.clientSecret }),
-});
-const providerToken = (await tokenRes.json()).access_token;
-const bare = new Miniflare({
-  modules: true,
-  script: PASSTHROUGH,
-  compatibilityDate: '2025-01-01',
-  bindings: { API_BASE: config.optoro.api_base.replace(/\/?$/, '/'), TOKEN: providerToken },
-  cf: false,
-  host: '127.0.0.1',
-});
-try {
-  const bareUrl = (await bare.ready).href.replace(/\/$/, '');
-  const callerToken = await issueCallerToken(gw, 'bench', 'bench-secret');
-  const auth = { authorization: `Bearer ${callerToken}` };
-  // Warm both: the gateway's first call exchanges, later ones hit memory.
-  for (const [b, h] of [[gw.url, auth], [bareUrl, {}]]) {
-    const r = await fetch(`${b}/optoro/bench`, { headers: h });
-    if (r.status !== 200) throw new Error(`warm-up got HTTP ${r.status}`);
-    await r.arrayBuffer();
+/**
+ * Steady state: every worker warm (its first request exchanged or loaded the token), then for
+ * each concurrency `rounds` interleaved rounds (the order rotates per round).
+ */
+async function steady(fx, opts) {
+  const kvDir = makeTempDir('tokengate-bench-');
+  const running = {};
+  try {
+    await seedCallers(fx, kvDir);
+    for (const name of WORKERS) running[name] = await startWorker(name, fx, kvDir);
+    for (const name of WORKERS) {
+      const [status] = await get(undefined, `${running[name].url}/optoro/warm`, authFor(name, fx));
+      if (status !== 200) throw new Error(`${name}: warm-up got HTTP ${status}`);
+    }
+    const results = [];
+    for (const c of opts.concurrency) {
+      const acc = Object.fromEntries(WORKERS.map((n) => [n, { rps: [], cpu: [], latencies: [], other: 0 }]));
+      for (let r = 0; r < opts.rounds; r++) {
+        const order = WORKERS.map((_, i) => WORKERS[(i + r) % WORKERS.length]);
+        for (const name of order) {
+          const w = running[name];
+          const res = await load(w.url, authFor(name, fx), c, opts.seconds, w.pid);
+          acc[name].rps.push(res.rps);
+          acc[name].cpu.push(res.cpuUs);
+          for (const ms of res.latencies) acc[name].latencies.push(ms);
+          acc[name].other += res.other;
+        }
+      }
+      for (const name of WORKERS) {
+        const a = acc[name];
+        results.push({
+          worker: name,
+          concurrency: c,
+          rps: median(a.rps),
+          rpsRounds: a.rps,
+          cpuUs: median(a.cpu),
+          p50: quantile(a.latencies, 0.5),
+          p99: quantile(a.latencies, 0.99),
+          requests: a.latencies.length,
+          non200: a.other,
+          latencies: c === opts.plotConcurrency ? a.latencies : undefined,
+        });
+      }
+    }
+    return results;
+  } finally {
+    for (const w of Object.values(running)) await w.close();
+    removeDir(kvDir);
   }
+}
+
+/**
+ * Cold burst: `n` concurrent requests to a fresh instance (nothing served yet, no provider
+ * token anywhere) of each gateway; total time until the last response, and the exchanges the
+ * provider saw.
+ */
+async function burst(fx, opts) {
   const rows = [];
-  for (let i = 0; i < rounds; i++) {
-    rows.push({ name: 'passthrough', ...(await load(bareUrl, '/optoro/bench?x=1', {})) });
-    rows.push({ name: 'tokengate (cached)', ...(await load(gw.url, '/optoro/bench?x=1', auth)) });
+  for (let r = 0; r < opts.burstRounds; r++) {
+    for (const name of ['hand-written', 'tokengate']) {
+      const kvDir = makeTempDir('tokengate-burst-');
+      try {
+        await seedCallers(fx, kvDir);
+        const w = await startWorker(name, fx, kvDir);
+        try {
+          const before = fx.providers.exchanges('optoro');
+          const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+          const auth = authFor(name, fx);
+          const t0 = performance.now();
+          const res = await Promise.all(Array.from(
+            { length: opts.burst },
+            (_, i) => get(agent, `${w.url}/optoro/v1/items/${i}`, auth),
+          ));
+          const ms = performance.now() - t0;
+          agent.destroy();
+          rows.push({
+            worker: name,
+            ms,
+            ok: res.filter(([s]) => s === 200).length,
+            exchanges: fx.providers.exchanges('optoro') - before,
+          });
+        } finally {
+          await w.close();
+        }
+      } finally {
+        removeDir(kvDir);
+      }
+    }
   }
-  const sum = (n) => rows.filter((r) => r.name === n).reduce((a, r) => a + r.rps, 0);
-  const ratio = sum('tokengate (cached)') / sum('passthrough');
-  console.log(`worker throughput, ${concurrency} concurrent, ${seconds}s x ${rounds} rounds each`);
-  console.log('name                 req/s     p50 ms  non-200');
-  for (const r of rows) {
-    console.log(`${r.name.padEnd(20)} ${r.rps.toFixed(0).padStart(6)}  ${r.p50.toFixed(2).padStart(8)}  ${r.errors}`);
+  return rows;
+}
+
+/**
+ * Cold start: from `new Miniflare(...)` (workerd starting, the Worker loading) to the end of the
+ * first proxied response, which also fetches the provider token (an exchange for the
+ * gateways). Split into "ready" (workerd listening) and "first response".
+ */
+async function coldStart(fx, opts) {
+  const rows = [];
+  for (let r = 0; r < opts.coldRounds; r++) {
+    for (const name of WORKERS) {
+      const kvDir = makeTempDir('tokengate-cold-');
+      try {
+        await seedCallers(fx, kvDir);
+        const t0 = performance.now();
+        const w = await startWorker(name, fx, kvDir);
+        const ready = performance.now() - t0;
+        try {
+          const [status] = await get(undefined, `${w.url}/optoro/first`, authFor(name, fx));
+          const total = performance.now() - t0;
+          if (status !== 200) throw new Error(`${name}: first request got HTTP ${status}`);
+          rows.push({ worker: name, ready, total });
+        } finally {
+          await w.close();
+        }
+      } finally {
+        removeDir(kvDir);
+      }
+    }
   }
-  console.log(`ratio tokengate/passthrough: ${ratio.toFixed(3)} (gateway token exchanges: ${providers.exchanges('optoro') - 1})`);
-} finally {
-  await bare.dispose();
-  await gw.close();
-  await providers.close();
+  return rows;
+}
+
+/** Runs the whole Worker benchmark; returns plain data (see bench/run.mjs for the report). */
+export async function runWorkerBench(opts) {
+  const fx = await startFixture(opts.build, opts.gatewayVars);
+  try {
+    // The passthrough's fixed token, straight from the provider (not counted for the gateways).
+    const res = await fetch(fx.optoro.token_url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({
+        grant_type: 'client_credentials', client_id: fx.creds.clientId, client_secret: fx.creds.clientSecret,
+      }),
+    });
+    fx.passthroughToken = (await res.json()).access_token;
+    const log = opts.log ?? (() => {});
+    log('steady state…');
+    const steadyRows = await steady(fx, opts);
+    log('cold bursts…');
+    const burstRows = await burst(fx, opts);
+    log('cold starts…');
+    const coldRows = await coldStart(fx, opts);
+    const apiCounts = await fx.api.call('counts');
+    return { steady: steadyRows, burst: burstRows, cold: coldRows, apiCounts };
+  } finally {
+    await fx.close();
+  }
+}
+
+export const DEFAULTS = {
+  seconds: 3,
+  rounds: 3,
+  concurrency: [1, 16, 64],
+  plotConcurrency: 16,
+  burst: 1000,
+  burstRounds: 3,
+  coldRounds: 3,
+  build: DEPLOYED_BUILD_DIR,
+};
+
+/** Command-line options shared with bench/run.mjs. */
+export function parseWorkerArgs(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      seconds: { type: 'string', default: String(DEFAULTS.seconds) },
+      rounds: { type: 'string', default: String(DEFAULTS.rounds) },
+      concurrency: { type: 'string', default: DEFAULTS.concurrency.join(',') },
+      burst: { type: 'string', default: String(DEFAULTS.burst) },
+      'burst-rounds': { type: 'string', default: String(DEFAULTS.burstRounds) },
+      'cold-rounds': { type: 'string', default: String(DEFAULTS.coldRounds) },
+      build: { type: 'string', default: DEFAULTS.build },
+      var: { type: 'string', multiple: true, default: [] },
+      json: { type: 'string' },
+    },
+  });
+  const int = (k, v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${k} must be a positive number`);
+    return n;
+  };
+  const concurrency = values.concurrency.split(',').map((c) => int('concurrency', c));
+  const gatewayVars = {};
+  for (const kv of values.var) {
+    const i = kv.indexOf('=');
+    if (i < 1) throw new Error(`--var takes NAME=VALUE, got ${kv}`);
+    gatewayVars[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return {
+    seconds: int('seconds', values.seconds),
+    rounds: int('rounds', values.rounds),
+    concurrency,
+    plotConcurrency: concurrency.includes(DEFAULTS.plotConcurrency) ? DEFAULTS.plotConcurrency : concurrency[0],
+    burst: int('burst', values.burst),
+    burstRounds: int('burst-rounds', values['burst-rounds']),
+    coldRounds: int('cold-rounds', values['cold-rounds']),
+    build: path.resolve(values.build),
+    gatewayVars,
+    json: values.json,
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const opts = parseWorkerArgs(process.argv.slice(2));
+  const data = await runWorkerBench({ ...opts, log: (m) => console.error(m) });
+  for (const r of data.steady) {
+    console.log(`${r.worker.padEnd(13)} c=${String(r.concurrency).padStart(3)} ${r.rps.toFixed(0).padStart(6)} req/s ` +
+      `p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms cpu ${r.cpuUs.toFixed(0)} µs/req non-200 ${r.non200}`);
+  }
+  for (const r of data.burst) {
+    console.log(`burst ${r.worker.padEnd(13)} ${r.ms.toFixed(0)} ms, ${r.ok} ok, ${r.exchanges} exchange(s)`);
+  }
+  for (const r of data.cold) {
+    console.log(`cold  ${r.worker.padEnd(13)} ready ${r.ready.toFixed(0)} ms, first response ${r.total.toFixed(0)} ms`);
+  }
+  if (opts.json) {
+    fs.writeFileSync(opts.json, JSON.stringify(data, (k, v) => (k === 'latencies' ? undefined : v), 2));
+  }
 }

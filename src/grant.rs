@@ -133,8 +133,10 @@ fn basic_credentials(authorization: &str) -> Result<(String, Secret), GrantError
 /// client secret has crossed the network in the clear (RFC 6749 §2.3.1 requires TLS), and a
 /// token issued in answer would too. The caller must rotate that secret; the gateway answers
 /// 400 `invalid_request` without looking at the credentials.
-pub fn check_transport(request_url: &url::Url) -> Result<(), GrantError> {
-    if request_url.scheme() == "https" || crate::config::is_loopback(request_url) {
+pub fn check_transport(request_url: &str) -> Result<(), GrantError> {
+    let secure = url::Url::parse(request_url)
+        .is_ok_and(|u| u.scheme() == "https" || crate::config::is_loopback(&u));
+    if secure {
         Ok(())
     } else {
         Err(GrantError::OAuth(

@@ -62,6 +62,24 @@ pub fn upstream_url(api_base: &Url, rest: &str, query: Option<&str>) -> Result<U
     Ok(url)
 }
 
+/// The path (still percent-encoded, from its first `/`) and the query (without `?`) of a
+/// request URL as the platform serialises it (WHATWG URL: a special scheme, `//`, the host, a
+/// path that is never empty, `?` and `#` encoded everywhere but where they start the query and
+/// the fragment) — read off the string, without parsing it again.
+pub fn split_request_url(url: &str) -> (&str, Option<&str>) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let rest = rest.split('#').next().unwrap_or("");
+    let Some(slash) = rest.find(['/', '?']) else {
+        return ("/", None);
+    };
+    let target = &rest[slash..];
+    match target.split_once('?') {
+        Some((path, query)) => (if path.is_empty() { "/" } else { path }, Some(query)),
+        None => (target, None),
+    }
+}
+
 fn check_segment(seg: &str) -> Result<(), PathError> {
     // An encoded `%` (`%25`), or an escape that only a second decoding reveals (`%%32e` is
     // `%2e` once decoded): a server that decodes twice would see what this check did not.
@@ -270,6 +288,26 @@ mod tests {
         assert!(u.path().starts_with("/v1/"));
         let u = upstream_url(&base(), "//evil.example/x", None).unwrap();
         assert_eq!(u.host_str(), Some("api.example.com"));
+    }
+
+    #[test]
+    fn request_urls_split_like_the_url_parser() {
+        for url in [
+            "https://gateway.test/optoro/v1/items?page=2&x=%20",
+            "https://gateway.test/optoro/v1/items",
+            "https://gateway.test/",
+            "https://gateway.test",
+            "https://gateway.test?q=1",
+            "http://127.0.0.1:8787/optoro/a%2Fb/c?",
+            "https://gateway.test/optoro/x?a=1#frag",
+            "https://gateway.test/optoro/%3F/x?q=%23",
+            "https://user:pw@gateway.test:8443/p/q;r?s=t",
+        ] {
+            let parsed = Url::parse(url).unwrap();
+            let (path, query) = split_request_url(parsed.as_str());
+            assert_eq!(path, parsed.path(), "{url}");
+            assert_eq!(query, parsed.query(), "{url}");
+        }
     }
 
     #[test]

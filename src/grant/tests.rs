@@ -352,20 +352,20 @@ fn other_authorization_schemes_are_ignored() {
 
 #[test]
 fn token_requests_need_https_except_on_this_machine() {
-    let url = |u: &str| url::Url::parse(u).unwrap();
     for ok in [
         "https://gateway.example/oauth/token",
         "http://127.0.0.1:8787/oauth/token",
         "http://localhost/oauth/token",
         "http://[::1]:8787/oauth/token",
     ] {
-        assert_eq!(check_transport(&url(ok)), Ok(()), "{ok}");
+        assert_eq!(check_transport(ok), Ok(()), "{ok}");
     }
     for refused in [
         "http://gateway.example/oauth/token",
         "http://127.0.0.2/oauth/token",
+        "not a url",
     ] {
-        let e = check_transport(&url(refused)).unwrap_err();
+        let e = check_transport(refused).unwrap_err();
         assert_eq!(
             (e.status(), e.body()["error"].as_str()),
             (400, Some("invalid_request"))

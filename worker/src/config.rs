@@ -2,6 +2,7 @@
 //! [`ConfigError`] naming the provider and the key or secret at fault; no secret value is ever
 //! part of it.
 
+use crate::js::KvNamespace;
 use crate::kv::{self, KvTokenStore};
 use crate::runtime::{log_event, set_log_level, LogLevel, WorkerRuntime};
 use crate::transport::FetchTransport;
@@ -19,7 +20,6 @@ use tokengate::keys::Keys;
 use tokengate::limits::{BoundedMap, FailureLimiter};
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
-use worker::kv::KvStore;
 use worker::Env;
 
 /// KV namespace binding.
@@ -66,7 +66,7 @@ pub struct Gateway {
     /// The gateway's callers.
     pub callers: CallerRegistry,
     /// KV namespace (caller tokens are stored here as hashes).
-    pub kv: KvStore,
+    pub kv: KvNamespace,
     /// The subkeys of `TOKENGATE_KEY`.
     pub keys: Rc<Keys>,
     /// Runtime shared by all token sources.
@@ -118,8 +118,12 @@ fn json_var(env: &Env, name: &str) -> Result<Value, ConfigError> {
             .map_err(|e| ConfigError::global(name, format!("is not valid JSON ({e})")));
     }
     // A `[vars]` table arrives as a plain object of strings, numbers and tables.
-    env.object_var::<Value>(name)
-        .map_err(|_| ConfigError::global(name, "must be a table of providers"))
+    js_sys::JSON::stringify(&v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .filter(Value::is_object)
+        .ok_or_else(|| ConfigError::global(name, "must be a table of providers"))
 }
 
 fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
@@ -153,7 +157,7 @@ fn log_level(env: &Env) -> Result<LogLevel, ConfigError> {
 /// Builds the gateway, or the first configuration error.
 pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     set_log_level(log_level(env)?);
-    let kv = env.kv(KV_BINDING).map_err(|_| {
+    let kv = KvNamespace::from_env(env, KV_BINDING).ok_or_else(|| {
         ConfigError::global(
             KV_BINDING,
             "KV namespace binding is missing (kv_namespaces in wrangler.toml)",
@@ -223,12 +227,17 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
 }
 
 impl Gateway {
+    /// The caller ledger, if this isolate has loaded it already.
+    pub fn loaded_ledger(&self) -> Option<Rc<CallerLedger>> {
+        self.ledger.borrow().clone()
+    }
+
     /// The caller ledger, reconciled with this isolate's registry: loaded from KV (and written
     /// back when the registry changed it) by the first request that needs it. A KV failure is
     /// an [`GatewayError::Unavailable`]; the next request tries again.
     pub async fn ledger(&self) -> Result<Rc<CallerLedger>, GatewayError> {
-        if let Some(l) = self.ledger.borrow().as_ref() {
-            return Ok(l.clone());
+        if let Some(l) = self.loaded_ledger() {
+            return Ok(l);
         }
         let unavailable = |op: &str, e: String| {
             log_event("store_error", json!({"op": op, "error": e}));

@@ -3,6 +3,7 @@
 //! caller ledger. Everything is sealed with the seal subkey of `TOKENGATE_KEY`, bound to its KV
 //! key.
 
+use crate::js::KvNamespace;
 use crate::runtime::random_bytes;
 use std::rc::Rc;
 use tokengate::caller_tokens::{
@@ -10,14 +11,13 @@ use tokengate::caller_tokens::{
 };
 use tokengate::flow::TokenStore;
 use tokengate::keys::Keys;
-use worker::kv::KvStore;
 
 /// Provider tokens in Workers KV, sealed (AES-256-GCM, the KV key as associated data). A value
 /// that does not open (rotated key, tampering) is a miss.
 #[derive(Clone)]
 pub struct KvTokenStore {
     /// The namespace.
-    pub kv: KvStore,
+    pub kv: KvNamespace,
     /// The subkeys of `TOKENGATE_KEY`.
     pub keys: Rc<Keys>,
 }
@@ -28,7 +28,7 @@ fn nonce() -> Result<[u8; 12], String> {
 
 impl TokenStore for KvTokenStore {
     async fn get(&self, key: &str) -> Result<Option<String>, String> {
-        let sealed = self.kv.get(key).text().await.map_err(|e| e.to_string())?;
+        let sealed = self.kv.get(key).await?;
         Ok(sealed
             .and_then(|s| self.keys.seal().open(key.as_bytes(), &s))
             .and_then(|b| String::from_utf8(b).ok()))
@@ -39,35 +39,29 @@ impl TokenStore for KvTokenStore {
             .keys
             .seal()
             .seal(nonce()?, key.as_bytes(), value.as_bytes());
-        self.kv
-            .put(key, sealed)
-            .map_err(|e| e.to_string())?
-            .expiration_ttl(ttl_s)
-            .execute()
-            .await
-            .map_err(|e| e.to_string())
+        self.kv.put(key, &sealed, Some(ttl_s)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), String> {
-        self.kv.delete(key).await.map_err(|e| e.to_string())
+        self.kv.delete(key).await
     }
 }
 
 /// The record of the caller token under KV key `key`: `Ok(None)` when KV has none (unknown or
 /// expired) or it does not open; `Err` when KV failed.
 pub async fn caller_record(
-    kv: &KvStore,
+    kv: &KvNamespace,
     key: &str,
     keys: &Keys,
 ) -> Result<Option<CallerTokenRecord>, String> {
-    let sealed = kv.get(key).text().await.map_err(|e| e.to_string())?;
+    let sealed = kv.get(key).await?;
     Ok(sealed.and_then(|s| open_record(&s, key, keys)))
 }
 
 /// Stores the sealed record of a newly issued caller token for `ttl_s` seconds; returns its KV
 /// key.
 pub async fn put_caller_record(
-    kv: &KvStore,
+    kv: &KvNamespace,
     token: &str,
     record: &CallerTokenRecord,
     keys: &Keys,
@@ -75,29 +69,24 @@ pub async fn put_caller_record(
 ) -> Result<String, String> {
     let key = caller_token_key(token);
     let sealed = seal_record(record, &key, keys, nonce()?);
-    kv.put(&key, sealed)
-        .map_err(|e| e.to_string())?
-        .expiration_ttl(ttl_s)
-        .execute()
-        .await
-        .map_err(|e| e.to_string())?;
+    kv.put(&key, &sealed, Some(ttl_s)).await?;
     Ok(key)
 }
 
 /// The caller ledger as KV holds it (empty when there is none yet, or it does not open: a
 /// rotated `TOKENGATE_KEY` has revoked every caller token anyway).
-pub async fn ledger(kv: &KvStore, keys: &Keys) -> Result<CallerLedger, String> {
-    let sealed = kv.get(LEDGER_KEY).text().await.map_err(|e| e.to_string())?;
+pub async fn ledger(kv: &KvNamespace, keys: &Keys) -> Result<CallerLedger, String> {
+    let sealed = kv.get(LEDGER_KEY).await?;
     Ok(sealed
         .and_then(|s| CallerLedger::open(&s, keys))
         .unwrap_or_default())
 }
 
 /// Writes the caller ledger back (no TTL: it forgets old removals itself).
-pub async fn put_ledger(kv: &KvStore, ledger: &CallerLedger, keys: &Keys) -> Result<(), String> {
-    kv.put(LEDGER_KEY, ledger.seal(keys, nonce()?))
-        .map_err(|e| e.to_string())?
-        .execute()
-        .await
-        .map_err(|e| e.to_string())
+pub async fn put_ledger(
+    kv: &KvNamespace,
+    ledger: &CallerLedger,
+    keys: &Keys,
+) -> Result<(), String> {
+    kv.put(LEDGER_KEY, &ledger.seal(keys, nonce()?), None).await
 }

@@ -2,11 +2,15 @@
 //! `ANY /{provider}/{path}`, around the `tokengate` core. Configuration is parsed once per
 //! isolate; a bad configuration answers every request with a 500 naming the key at fault.
 //!
-//! One file per binding, in the workers-rs manner: `kv.rs` (Workers KV), `transport.rs`
-//! (`fetch`), `runtime.rs` (clock, timers, randomness, logs); `config.rs` reads `Env`; the
-//! handlers are `token_endpoint.rs` and `proxy.rs`; `respond.rs` writes every gateway error.
+//! One file per binding, in the workers-rs manner: `js.rs` (the platform's KV, `fetch`,
+//! headers, responses and streams, bound directly), `kv.rs` (the store on Workers KV),
+//! `transport.rs` (`fetch` with a timeout), `runtime.rs` (clock, timers, randomness, logs);
+//! `config.rs` reads `Env`; the handlers are `token_endpoint.rs` and `proxy.rs`; `respond.rs`
+//! writes every gateway error. Requests and responses stay the platform's own objects
+//! (`web_sys`): nothing is converted that a handler does not read.
 
 mod config;
+mod js;
 mod kv;
 mod proxy;
 mod respond;
@@ -21,7 +25,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use tokengate::config::ConfigError;
 use tokengate::gateway_error::GatewayError;
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use tokengate::proxy::split_request_url;
+use worker::{event, Context, Env, Result};
 
 thread_local! {
     static GATEWAY: RefCell<Option<Rc<std::result::Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
@@ -69,7 +74,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
     let gw = gateway(&env);
     let gw = match &*gw {
         Ok(gw) => gw,
@@ -80,16 +85,20 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     // Every isolate reconciles the caller ledger before anything else, so that a caller missing
     // from this configuration is remembered as removed (its earlier tokens stay revoked if it
     // comes back). A KV failure is logged; the proxy then answers 503 until it loads.
-    let _ = gw.ledger().await;
-    let path = req.path();
-    match (req.method(), path.as_str()) {
-        (Method::Get, "/healthz") => json_response(
+    if gw.loaded_ledger().is_none() {
+        let _ = gw.ledger().await;
+    }
+    let url = req.url();
+    let (path, query) = split_request_url(&url);
+    let method = req.method();
+    match (method.as_str(), path) {
+        ("GET", "/healthz") => json_response(
             200,
             &json!({"status": "ok", "providers": gw.providers.len()}),
             &[],
         ),
-        (Method::Post, "/oauth/token") => token_endpoint::handle(gw, req).await,
+        ("POST", "/oauth/token") => token_endpoint::handle(gw, &url, req).await,
         (_, "/oauth/token") => respond::error(&GatewayError::TokenEndpointMethod),
-        _ => proxy::handle(gw, req).await,
+        _ => proxy::handle(gw, req, method, path, query).await,
     }
 }

@@ -3,9 +3,10 @@
 //! rule (scope, path, headers, retries, errors) is the core's; this file moves bytes.
 
 use crate::config::{Gateway, Provider};
+use crate::js;
 use crate::kv::caller_record;
-use crate::respond::{error, headers};
-use crate::runtime::log_event;
+use crate::respond::error;
+use crate::runtime::{log_event, LogLine};
 use crate::transport::{send_with_timeout, Outgoing};
 use futures::StreamExt;
 use serde_json::json;
@@ -15,12 +16,12 @@ use tokengate::api_call::CallError;
 use tokengate::caller_tokens::{
     authorize, caller_token_key, parse_bearer, verify_tag, CallerTokenRecord,
 };
-use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin};
+use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin, TransportError};
 use tokengate::gateway_error::GatewayError;
 use tokengate::proxy::{downstream_headers, upstream_headers, upstream_url};
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
-use worker::{Headers, Request, Response, ResponseBody, Result};
+use worker::Result;
 
 /// Bodies up to this size are buffered so a 401 or a retry can replay them.
 pub const REPLAY_LIMIT: u64 = 1024 * 1024;
@@ -34,17 +35,18 @@ enum Body {
     Stream(web_sys::ReadableStream),
 }
 
-/// The record of caller token `token`: its tag checked first (a made-up bearer costs no KV
-/// read), then from this isolate's memo or KV (sealed: a record KV holds in clear, or under
-/// another token's key, does not open).
+/// The record of caller token `token`: from this isolate's memo (keyed by the token's hash: a
+/// hit is a token this gateway issued), else its tag is checked (a made-up bearer costs no KV
+/// read) and the record read from KV (sealed: a record KV holds in clear, or under another
+/// token's key, does not open).
 async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRecord, GatewayError> {
-    let unknown = GatewayError::InvalidToken("the token is unknown or expired");
-    if !verify_tag(token, &gw.keys) {
-        return Err(unknown);
-    }
     let key = caller_token_key(token);
     if let Some(r) = gw.caller_cache.borrow().get(&key) {
         return Ok(r.clone());
+    }
+    let unknown = GatewayError::InvalidToken("the token is unknown or expired");
+    if !verify_tag(token, &gw.keys) {
+        return Err(unknown);
     }
     // An outage of the store is not the caller's fault: 503, not 401.
     let record = caller_record(&gw.kv, &key, &gw.keys).await.map_err(|e| {
@@ -65,31 +67,27 @@ async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRec
 /// controller), so the provider sees a torn-down request, never a truncated one that looks
 /// complete. At most [`REPLAY_LIMIT`] bytes are ever held.
 async fn read_body(
-    req: &mut Request,
+    req: &web_sys::Request,
     method: &str,
     limit: u64,
     exceeded: &Rc<Cell<bool>>,
     abort: &web_sys::AbortController,
 ) -> Result<std::result::Result<Body, ()>> {
-    if matches!(method, "GET" | "HEAD") || req.inner().body().is_none() {
+    let Some(raw) = req.body().filter(|_| !matches!(method, "GET" | "HEAD")) else {
         return Ok(Ok(Body::None));
-    }
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    };
+    let declared =
+        js::header(&req.headers(), "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(n) if n > limit => return Ok(Err(())),
-        Some(n) if n > REPLAY_LIMIT => {
-            return Ok(Ok(req.inner().body().map_or(Body::None, Body::Stream)));
-        }
+        Some(n) if n > REPLAY_LIMIT => return Ok(Ok(Body::Stream(raw))),
         _ => {}
     }
-    let mut stream = req.stream()?;
+    let mut stream = Box::pin(js::chunks(raw));
     let mut head = Vec::new();
     let hold = REPLAY_LIMIT.min(limit);
     while let Some(chunk) = stream.next().await {
-        head.extend_from_slice(&chunk?);
+        head.extend_from_slice(&chunk.map_err(worker::Error::RustError)?);
         if head.len() as u64 > hold {
             break;
         }
@@ -105,10 +103,10 @@ async fn read_body(
     let exceeded = exceeded.clone();
     let abort = abort.clone();
     let mut total = 0u64;
-    let counted = futures::stream::once(async move { Ok::<Vec<u8>, worker::Error>(head) })
+    let counted = futures::stream::once(async move { Ok::<Vec<u8>, String>(head) })
         .chain(stream)
         .map(move |chunk| {
-            let chunk = chunk.map_err(|e| JsValue::from_str(&e.to_string()))?;
+            let chunk = chunk.map_err(|e| JsValue::from_str(&e))?;
             total += chunk.len() as u64;
             if total > limit {
                 exceeded.set(true);
@@ -122,9 +120,15 @@ async fn read_body(
     )))
 }
 
-/// Handles a proxied request.
-pub async fn handle(gw: &Gateway, req: Request) -> Result<Response> {
-    match proxy(gw, req).await? {
+/// Handles a proxied request: `path` (from its first `/`) and `query` are the request URL's.
+pub async fn handle(
+    gw: &Gateway,
+    req: web_sys::Request,
+    method: String,
+    path: &str,
+    query: Option<&str>,
+) -> Result<web_sys::Response> {
+    match proxy(gw, req, method, path, query).await? {
         Ok(resp) => Ok(resp),
         Err(e) => error(&e),
     }
@@ -132,18 +136,21 @@ pub async fn handle(gw: &Gateway, req: Request) -> Result<Response> {
 
 async fn proxy(
     gw: &Gateway,
-    mut req: Request,
-) -> Result<std::result::Result<Response, GatewayError>> {
+    req: web_sys::Request,
+    method: String,
+    path: &str,
+    query: Option<&str>,
+) -> Result<std::result::Result<web_sys::Response, GatewayError>> {
     let started = gw.rt.now_ms();
-    let url = req.url()?;
-    let path = url.path().trim_start_matches('/').to_string();
-    let (provider_id, rest) = path.split_once('/').unwrap_or((path.as_str(), ""));
+    let path = path.trim_start_matches('/');
+    let (provider_id, rest) = path.split_once('/').unwrap_or((path, ""));
     if provider_id.is_empty() {
         return Ok(Err(GatewayError::NotFound(
             "no such route; proxied paths are /{provider}/{path}".into(),
         )));
     }
-    let authorization = req.headers().get("authorization")?;
+    let incoming = req.headers();
+    let authorization = js::header(&incoming, "authorization");
     let Some(token) = parse_bearer(authorization.as_deref()) else {
         return Ok(Err(GatewayError::InvalidToken(
             "a tokengate bearer token is required (POST /oauth/token)",
@@ -153,9 +160,12 @@ async fn proxy(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    let ledger = match gw.ledger().await {
-        Ok(l) => l,
-        Err(e) => return Ok(Err(e)),
+    let ledger = match gw.loaded_ledger() {
+        Some(l) => l,
+        None => match gw.ledger().await {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(e)),
+        },
     };
     let authorized = authorize(
         &gw.callers,
@@ -176,17 +186,17 @@ async fn proxy(
             return Ok(Err(e));
         }
     };
-    let upstream = match upstream_url(&provider.config.api_base, rest, url.query()) {
+    let upstream = match upstream_url(&provider.config.api_base, rest, query) {
         Ok(u) => u,
         Err(e) => return Ok(Err(GatewayError::Path(e))),
     };
-    let method = req.inner().method().to_ascii_uppercase();
+    let method = method.to_ascii_uppercase();
     if REFUSED_METHODS.contains(&method.as_str()) {
         return Ok(Err(GatewayError::MethodNotForwarded(method)));
     }
     let exceeded = Rc::new(Cell::new(false));
     let body_abort = web_sys::AbortController::new()?;
-    let read = read_body(&mut req, &method, gw.max_body_bytes, &exceeded, &body_abort).await?;
+    let read = read_body(&req, &method, gw.max_body_bytes, &exceeded, &body_abort).await?;
     let body = match read {
         Ok(b) => b,
         Err(()) => {
@@ -195,8 +205,7 @@ async fn proxy(
             }))
         }
     };
-    let incoming: Vec<(String, String)> = req.headers().entries().collect();
-    let forwarded = upstream_headers(incoming, &provider.config.api_headers);
+    let forwarded = upstream_headers(js::header_pairs(&incoming), &provider.config.api_headers);
 
     let result = forward(
         provider,
@@ -208,40 +217,46 @@ async fn proxy(
     )
     .await;
     let elapsed = gw.rt.now_ms().saturating_sub(started);
+    let line = |event: &'static str, status: u16| {
+        LogLine::new(event)
+            .str("provider", provider_id)
+            .str("method", &method)
+            .num("status", status.into())
+    };
     match result {
         Ok((resp, origin, token)) => {
-            let status = resp.status_code();
+            let status = resp.status();
             if !(200..=599).contains(&status) {
                 // A Workers Response cannot carry it (and a 1xx is no final answer): the body
                 // is cancelled, the caller gets a 502.
-                if let ResponseBody::Stream(body) = resp.body() {
+                if let Some(body) = resp.body() {
                     let _ = body.cancel();
                 }
-                log_event(
-                    "proxy_error",
-                    json!({"provider": provider_id, "method": method, "status": 502,
-                           "upstream_status": status, "error": "invalid_response",
-                           "ms": elapsed, "client_id": record.client_id}),
-                );
+                line("proxy_error", 502)
+                    .num("upstream_status", status.into())
+                    .str("error", "invalid_response")
+                    .num("ms", elapsed)
+                    .str("client_id", &record.client_id)
+                    .write();
                 return Ok(Err(GatewayError::UpstreamStatus {
                     provider: provider_id.to_string(),
                     status,
                 }));
             }
-            log_event(
-                "proxy",
-                json!({"provider": provider_id, "method": method, "status": status,
-                       "token_source": origin.as_str(), "ms": elapsed, "client_id": record.client_id}),
-            );
+            line("proxy", status)
+                .str("token_source", origin.as_str())
+                .num("ms", elapsed)
+                .str("client_id", &record.client_id)
+                .write();
             respond(resp, origin, &token).map(Ok)
         }
         Err(_) if exceeded.get() => {
             // The counted body stopped the upstream request part way.
-            log_event(
-                "proxy_error",
-                json!({"provider": provider_id, "method": method, "status": 413,
-                       "error": "request_too_large", "ms": elapsed, "client_id": record.client_id}),
-            );
+            line("proxy_error", 413)
+                .str("error", "request_too_large")
+                .num("ms", elapsed)
+                .str("client_id", &record.client_id)
+                .write();
             Ok(Err(GatewayError::BodyTooLarge {
                 limit: gw.max_body_bytes,
             }))
@@ -252,11 +267,11 @@ async fn proxy(
                 error: Box::new(e),
                 timeout_ms: provider.config.token.timeout_ms,
             };
-            log_event(
-                "proxy_error",
-                json!({"provider": provider_id, "method": method, "status": e.status(),
-                       "error": e.code(), "ms": elapsed, "client_id": record.client_id}),
-            );
+            line("proxy_error", e.status())
+                .str("error", e.code())
+                .num("ms", elapsed)
+                .str("client_id", &record.client_id)
+                .write();
             Ok(Err(e))
         }
     }
@@ -269,7 +284,7 @@ async fn forward(
     forwarded: &[(String, String)],
     body: Body,
     body_abort: &web_sys::AbortController,
-) -> std::result::Result<(Response, TokenOrigin, Secret), CallError> {
+) -> std::result::Result<(web_sys::Response, TokenOrigin, Secret), CallError> {
     let replayable = !matches!(body, Body::Stream(_));
     let (bytes, mut stream) = match body {
         Body::None => (None, None),
@@ -277,12 +292,17 @@ async fn forward(
         Body::Stream(s) => (None, Some(s)),
     };
     let timeout = provider.config.token.timeout_ms;
+    let forwarded = js::HeaderLines::from_pairs(forwarded);
     call_api(&provider.source, method, replayable, |token: Secret| {
-        let headers = Headers::new();
-        for (k, v) in forwarded {
-            let _ = headers.append(k, v);
-        }
-        let _ = headers.set("Authorization", &format!("Bearer {}", token.expose()));
+        // Names and values came from the platform's own Headers or a checked configuration;
+        // the token is visible ASCII (checked when it was received).
+        let headers = forwarded.as_ref().ok().and_then(|lines| {
+            let mut lines = lines.clone();
+            lines
+                .push("authorization", &format!("Bearer {}", token.expose()))
+                .ok()?;
+            js::headers_from(&lines).ok()
+        });
         // A stream is sent once, under the controller its byte counter aborts.
         let (body, abort): (Option<JsValue>, _) = match (&bytes, stream.take()) {
             (Some(b), _) => (Some(js_sys::Uint8Array::from(b.as_slice()).into()), None),
@@ -290,6 +310,8 @@ async fn forward(
             (None, None) => (None, None),
         };
         async move {
+            let headers =
+                headers.ok_or_else(|| TransportError::Network("Headers is unavailable".into()))?;
             let out = Outgoing {
                 method,
                 url,
@@ -297,9 +319,9 @@ async fn forward(
                 body,
             };
             let resp = send_with_timeout(out, timeout, abort).await?;
-            let retry_after = resp.headers().get("retry-after").ok().flatten();
+            let retry_after = js::header(&resp.headers(), "retry-after");
             Ok(ApiReply {
-                status: resp.status_code(),
+                status: resp.status(),
                 retry_after,
                 response: resp,
             })
@@ -310,14 +332,21 @@ async fn forward(
 
 /// The caller's response: upstream status and body (streamed), the headers the core lets
 /// through (none that echoes `token`), a private `Cache-Control` and `Server-Timing`.
-fn respond(resp: Response, origin: TokenOrigin, token: &Secret) -> Result<Response> {
-    let status = resp.status_code();
-    let upstream = resp.headers().entries().collect();
-    let out = headers(&downstream_headers(upstream, origin, token))?;
-    let builder = Response::builder().with_status(status).with_headers(out);
+fn respond(
+    resp: web_sys::Response,
+    origin: TokenOrigin,
+    token: &Secret,
+) -> Result<web_sys::Response> {
+    let status = resp.status();
+    let out = js::headers(&downstream_headers(
+        js::header_pairs(&resp.headers()),
+        origin,
+        token,
+    ))?;
     // The upstream body stream itself, not a rebuilt Response around it.
-    Ok(match resp.body() {
-        ResponseBody::Stream(b) if !matches!(status, 204 | 205 | 304) => builder.stream(b.clone()),
-        _ => builder.empty(),
-    })
+    let body = resp
+        .body()
+        .filter(|_| !matches!(status, 204 | 205 | 304))
+        .map(JsValue::from);
+    Ok(js::response(status, &out, body.as_ref())?)
 }

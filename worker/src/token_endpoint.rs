@@ -3,39 +3,45 @@
 //! an issued token is stored.
 
 use crate::config::Gateway;
+use crate::js;
 use crate::kv::put_caller_record;
 use crate::respond::{error, json_response};
 use crate::runtime::{log_event, random_bytes};
-use crate::transport::read_limited;
 use serde_json::json;
 use tokengate::caller_tokens::issue_token;
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
 use tokengate::grant::{check_transport, parse_grant, GrantError};
-use worker::{Request, Response, Result};
+use worker::Result;
 
 /// Largest token request body read.
 const MAX_GRANT_BODY: usize = 16 * 1024;
 
 /// Handles the token request.
-pub async fn handle(gw: &Gateway, mut req: Request) -> Result<Response> {
-    if let Err(e) = check_transport(&req.url()?) {
+pub async fn handle(gw: &Gateway, url: &str, req: web_sys::Request) -> Result<web_sys::Response> {
+    if let Err(e) = check_transport(url) {
         log_event("token_refused", json!({"reason": "plain http"}));
         return error(&GatewayError::Grant(e));
     }
-    let content_type = req.headers().get("content-type")?;
-    let authorization = req.headers().get("authorization")?;
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    let headers = req.headers();
+    let content_type = js::header(&headers, "content-type");
+    let authorization = js::header(&headers, "authorization");
+    let declared =
+        js::header(&headers, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_GRANT_BODY) {
         return error(&GatewayError::GrantTooLarge);
     }
     // Read at most MAX_GRANT_BODY bytes: an unauthenticated caller must not make the isolate
     // buffer an arbitrarily large body.
-    let Some(body) = read_limited(req.stream().ok(), MAX_GRANT_BODY).await? else {
-        return error(&GatewayError::GrantTooLarge);
+    let body = match js::read_limited(req.body(), MAX_GRANT_BODY).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return error(&GatewayError::GrantTooLarge),
+        Err(_) => {
+            return error(&GatewayError::Grant(GrantError::OAuth(
+                "invalid_request",
+                "the request body could not be read".into(),
+            )))
+        }
     };
     let grant = match parse_grant(content_type.as_deref(), authorization.as_deref(), &body) {
         Ok(g) => g,

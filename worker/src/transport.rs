@@ -1,13 +1,13 @@
 //! `fetch`: one outgoing request with a timeout, redirects returned and never followed; the
-//! token-endpoint transport of the flow on top of it; bounded body reads.
+//! token-endpoint transport of the flow on top of it.
 
+use crate::js;
 use futures::future::{select, Either};
-use futures::StreamExt;
 use std::time::Duration;
 use tokengate::flow::{Transport, TransportError};
 use tokengate::http::{HttpRequest, HttpResponse, MAX_TOKEN_RESPONSE_BYTES};
 use wasm_bindgen::JsValue;
-use worker::{ByteStream, Delay, Fetch, Headers, Response};
+use worker::Delay;
 
 /// `fetch` with a timeout and `redirect: "manual"`, for token requests.
 #[derive(Clone, Copy, Default)]
@@ -20,29 +20,34 @@ pub struct Outgoing<'a> {
     /// Absolute URL.
     pub url: &'a str,
     /// Headers.
-    pub headers: &'a Headers,
+    pub headers: &'a web_sys::Headers,
     /// Body, if any.
     pub body: Option<JsValue>,
 }
 
-async fn fetch_once(
+fn build_request(
     out: &Outgoing<'_>,
     signal: &web_sys::AbortSignal,
-) -> Result<Response, TransportError> {
+) -> Result<web_sys::Request, TransportError> {
     let init = web_sys::RequestInit::new();
     init.set_method(out.method);
-    init.set_headers(&out.headers.0);
+    init.set_headers(out.headers);
     if let Some(b) = &out.body {
         init.set_body(b);
     }
     init.set_redirect(web_sys::RequestRedirect::Manual);
     init.set_signal(Some(signal));
-    let req = web_sys::Request::new_with_str_and_init(out.url, &init)
-        .map_err(|_| TransportError::Network("the request could not be built".into()))?;
-    Fetch::Request(req.into())
-        .send()
+    web_sys::Request::new_with_str_and_init(out.url, &init)
+        .map_err(|_| TransportError::Network("the request could not be built".into()))
+}
+
+async fn fetch_once(
+    out: &Outgoing<'_>,
+    signal: &web_sys::AbortSignal,
+) -> Result<web_sys::Response, TransportError> {
+    js::fetch(&build_request(out, signal)?)
         .await
-        .map_err(|e| TransportError::Network(e.to_string()))
+        .map_err(|e| TransportError::Network(js::message(&e)))
 }
 
 /// Runs `work` (which passes the signal to its fetch) within `timeout_ms`, aborting it on
@@ -79,28 +84,19 @@ pub async fn send_with_timeout(
     out: Outgoing<'_>,
     timeout_ms: u64,
     abort: Option<web_sys::AbortController>,
-) -> Result<Response, TransportError> {
-    timed(timeout_ms, abort, |signal| async move {
-        fetch_once(&out, &signal).await
-    })
-    .await
-}
-
-/// Reads a body stream, giving up past `limit` bytes (`None`).
-pub async fn read_limited(
-    stream: Option<ByteStream>,
-    limit: usize,
-) -> worker::Result<Option<Vec<u8>>> {
-    let mut buf = Vec::new();
-    if let Some(mut stream) = stream {
-        while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk?);
-            if buf.len() > limit {
-                return Ok(None);
-            }
-        }
-    }
-    Ok(Some(buf))
+) -> Result<web_sys::Response, TransportError> {
+    let controller = match abort {
+        Some(c) => c,
+        None => web_sys::AbortController::new()
+            .map_err(|_| TransportError::Network("AbortController is unavailable".into()))?,
+    };
+    let request = build_request(&out, &controller.signal())?;
+    js::fetch_within(&request, timeout_ms, &controller)
+        .await
+        .map_err(|f| match f {
+            js::FetchFailure::Timeout => TransportError::Timeout,
+            js::FetchFailure::Failed(e) => TransportError::Network(js::message(&e)),
+        })
 }
 
 impl Transport for FetchTransport {
@@ -109,7 +105,8 @@ impl Transport for FetchTransport {
         req: HttpRequest,
         timeout_ms: u64,
     ) -> Result<HttpResponse, TransportError> {
-        let headers = Headers::new();
+        let headers = web_sys::Headers::new()
+            .map_err(|_| TransportError::Network("Headers is unavailable".into()))?;
         for (k, v) in &req.headers {
             headers
                 .append(k, v)
@@ -124,14 +121,13 @@ impl Transport for FetchTransport {
         // The timeout covers the whole exchange, body included, and the body is capped: a
         // token endpoint that trickles or floods cannot hold an exchange (and its waiters).
         timed(timeout_ms, None, |signal| async move {
-            let mut resp = fetch_once(&out, &signal).await?;
-            let status = resp.status_code();
-            let headers = resp
-                .headers()
-                .entries()
+            let resp = fetch_once(&out, &signal).await?;
+            let status = resp.status();
+            let headers = js::header_pairs(&resp.headers())
+                .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
-            let body = read_limited(resp.stream().ok(), MAX_TOKEN_RESPONSE_BYTES)
+            let body = js::read_limited(resp.body(), MAX_TOKEN_RESPONSE_BYTES)
                 .await
                 .map_err(|e| TransportError::Network(format!("reading the response failed: {e}")))?
                 .ok_or_else(|| {

@@ -1,0 +1,53 @@
+// The few platform calls the Worker makes per proxied request, each done in one step on the
+// JavaScript side so that the request crosses between WebAssembly and JavaScript a handful of
+// times rather than once per header or per timer callback.
+
+const TIMEOUT = Symbol('tokengate.timeout');
+
+/**
+ * Resolves with fetch(request)'s response, or rejects with what fetch rejected with; after
+ * `ms` without response headers, aborts `controller` (whose signal the request carries) and
+ * rejects with the timeout marker instead. The body is not under the deadline.
+ */
+export function fetchWithin(request, ms, controller) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      controller.abort();
+      reject(TIMEOUT);
+    }, ms);
+    fetch(request).then(
+      (response) => {
+        clearTimeout(timer);
+        resolve(response);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Whether fetchWithin rejected because its deadline passed. */
+export function isTimeout(error) {
+  return error === TIMEOUT;
+}
+
+/**
+ * Every header of `headers` as one string: name, LF, value, LF, and so on (names lower-case,
+ * as Headers iterates them). Neither a name nor a value can hold a LF (Fetch: a header value
+ * has no CR, LF or NUL), so the string splits back unambiguously.
+ */
+export function headerLines(headers) {
+  let out = '';
+  for (const [name, value] of headers) out += `${name}\n${value}\n`;
+  return out;
+}
+
+/** Headers from a string of headerLines' form; throws (TypeError) on a name or value Headers refuses. */
+export function headersFromLines(lines) {
+  const headers = new Headers();
+  const parts = lines.split('\n');
+  for (let i = 0; i + 1 < parts.length; i += 2) headers.append(parts[i], parts[i + 1]);
+  return headers;
+}

@@ -1,0 +1,251 @@
+//! The platform, bound directly: Workers KV, `fetch`, `Headers`, `Response` and body streams,
+//! one `wasm-bindgen` import each, so that a proxied request crosses into JavaScript only for
+//! what it needs (no `request.cf` object, no wrapper types built per request).
+
+use futures::StreamExt;
+use js_sys::{Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen]
+extern "C" {
+    /// A Workers KV namespace binding.
+    #[derive(Clone)]
+    pub type KvNamespace;
+
+    #[wasm_bindgen(method, catch, js_name = get)]
+    fn get_text(this: &KvNamespace, key: &str) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = put)]
+    fn put_with(
+        this: &KvNamespace,
+        key: &str,
+        value: &str,
+        options: &Object,
+    ) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = delete)]
+    fn delete_key(this: &KvNamespace, key: &str) -> Result<Promise, JsValue>;
+
+    /// The global `fetch`.
+    #[wasm_bindgen(catch, js_name = fetch)]
+    fn global_fetch(request: &web_sys::Request) -> Result<Promise, JsValue>;
+}
+
+#[wasm_bindgen(module = "/js/platform.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = fetchWithin)]
+    fn fetch_within_js(
+        request: &web_sys::Request,
+        ms: f64,
+        controller: &web_sys::AbortController,
+    ) -> Promise;
+
+    #[wasm_bindgen(js_name = isTimeout)]
+    fn is_timeout(error: &JsValue) -> bool;
+
+    #[wasm_bindgen(js_name = headerLines)]
+    fn header_lines(headers: &web_sys::Headers) -> String;
+
+    #[wasm_bindgen(catch, js_name = headersFromLines)]
+    fn headers_from_lines(lines: &str) -> Result<web_sys::Headers, JsValue>;
+}
+
+/// How a [`fetch_within`] ended without a response.
+pub enum FetchFailure {
+    /// No response headers within the deadline (the request was aborted).
+    Timeout,
+    /// What `fetch` rejected with.
+    Failed(JsValue),
+}
+
+/// `fetch(request)`, waiting at most `ms` for the response headers: past that, `controller`
+/// (whose signal `request` carries) is aborted. The body is not under the deadline.
+pub async fn fetch_within(
+    request: &web_sys::Request,
+    ms: u64,
+    controller: &web_sys::AbortController,
+) -> Result<web_sys::Response, FetchFailure> {
+    match JsFuture::from(fetch_within_js(request, ms as f64, controller)).await {
+        Ok(resp) => Ok(resp.unchecked_into()),
+        Err(e) if is_timeout(&e) => Err(FetchFailure::Timeout),
+        Err(e) => Err(FetchFailure::Failed(e)),
+    }
+}
+
+/// What a JavaScript error says (its `message`, or the value as a string), for logs.
+pub fn message(e: &JsValue) -> String {
+    if let Some(s) = e.as_string() {
+        return s;
+    }
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| "a JavaScript error".into())
+}
+
+async fn settle(p: Result<Promise, JsValue>) -> Result<JsValue, String> {
+    JsFuture::from(p.map_err(|e| message(&e))?)
+        .await
+        .map_err(|e| message(&e))
+}
+
+impl KvNamespace {
+    /// The namespace bound as `name` in `env`, if that binding is a KV namespace.
+    pub fn from_env(env: &JsValue, name: &str) -> Option<KvNamespace> {
+        let v = Reflect::get(env, &JsValue::from_str(name)).ok()?;
+        let get = Reflect::get(&v, &JsValue::from_str("get")).ok()?;
+        get.is_function().then(|| v.unchecked_into())
+    }
+
+    /// The text under `key`, `None` when there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        Ok(settle(self.get_text(key)).await?.as_string())
+    }
+
+    /// Stores `value` under `key`, for `ttl_s` seconds (`None`: no expiry).
+    pub async fn put(&self, key: &str, value: &str, ttl_s: Option<u64>) -> Result<(), String> {
+        let options = Object::new();
+        if let Some(ttl) = ttl_s {
+            Reflect::set(
+                &options,
+                &JsValue::from_str("expirationTtl"),
+                &JsValue::from_f64(ttl as f64),
+            )
+            .map_err(|e| message(&e))?;
+        }
+        settle(self.put_with(key, value, &options)).await.map(drop)
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), String> {
+        settle(self.delete_key(key)).await.map(drop)
+    }
+}
+
+/// `fetch(request)`: the response, or the error it rejected with.
+pub async fn fetch(request: &web_sys::Request) -> Result<web_sys::Response, JsValue> {
+    let resp = JsFuture::from(global_fetch(request)?).await?;
+    Ok(resp.unchecked_into())
+}
+
+/// Header lines: `name LF value LF` per header, the form [`headers_from`] builds `Headers`
+/// from in one call. A name or value holding a LF cannot be a header (Fetch forbids it, and it
+/// would shift the pairs): it is refused.
+#[derive(Clone, Default)]
+pub struct HeaderLines(String);
+
+impl HeaderLines {
+    /// Adds a header.
+    pub fn push(&mut self, name: &str, value: &str) -> Result<(), JsValue> {
+        if name.contains('\n') || value.contains('\n') {
+            return Err(JsValue::from_str("a header cannot hold a line break"));
+        }
+        self.0.push_str(name);
+        self.0.push('\n');
+        self.0.push_str(value);
+        self.0.push('\n');
+        Ok(())
+    }
+
+    /// Lines from pairs.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, JsValue> {
+        let mut lines = HeaderLines::default();
+        for (k, v) in pairs {
+            lines.push(k.as_ref(), v.as_ref())?;
+        }
+        Ok(lines)
+    }
+}
+
+/// `Headers` holding `lines` (a name or value the platform refuses is an error).
+pub fn headers_from(lines: &HeaderLines) -> Result<web_sys::Headers, JsValue> {
+    headers_from_lines(&lines.0)
+}
+
+/// Headers from pairs (a name or value the platform refuses is an error).
+pub fn headers<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+) -> Result<web_sys::Headers, JsValue> {
+    headers_from(&HeaderLines::from_pairs(pairs)?)
+}
+
+/// Every header as (name, value), names lower-case as the platform gives them: read in one
+/// call.
+pub fn header_pairs(headers: &web_sys::Headers) -> Vec<(String, String)> {
+    let lines = header_lines(headers);
+    let mut parts = lines.split('\n');
+    let mut out = Vec::new();
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        out.push((name.to_string(), value.to_string()));
+    }
+    out
+}
+
+/// One header's value.
+pub fn header(headers: &web_sys::Headers, name: &str) -> Option<String> {
+    headers.get(name).ok().flatten()
+}
+
+/// A response of `status` with `headers` and `body` (a stream, bytes or nothing).
+pub fn response(
+    status: u16,
+    headers: &web_sys::Headers,
+    body: Option<&JsValue>,
+) -> Result<web_sys::Response, JsValue> {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(headers);
+    match body {
+        Some(b) => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(b.unchecked_ref()), &init)
+        }
+        None => web_sys::Response::new_with_opt_str_and_init(None, &init),
+    }
+}
+
+/// A response whose body is `text`.
+pub fn text_response(
+    status: u16,
+    headers: &web_sys::Headers,
+    text: &str,
+) -> Result<web_sys::Response, JsValue> {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(headers);
+    web_sys::Response::new_with_opt_str_and_init(Some(text), &init)
+}
+
+/// The chunks of a body stream, as byte vectors.
+pub fn chunks(
+    body: web_sys::ReadableStream,
+) -> impl futures::Stream<Item = Result<Vec<u8>, String>> {
+    wasm_streams::ReadableStream::from_raw(body.unchecked_into())
+        .into_stream()
+        .map(|chunk| {
+            let chunk = chunk.map_err(|e| message(&e))?;
+            chunk
+                .dyn_into::<Uint8Array>()
+                .map(|a| a.to_vec())
+                .map_err(|_| "a body chunk is not bytes".to_string())
+        })
+}
+
+/// Reads a body stream whole, giving up past `limit` bytes (`Ok(None)`).
+pub async fn read_limited(
+    body: Option<web_sys::ReadableStream>,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut buf = Vec::new();
+    let Some(body) = body else {
+        return Ok(Some(buf));
+    };
+    let mut stream = Box::pin(chunks(body));
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+        if buf.len() > limit {
+            return Ok(None);
+        }
+    }
+    Ok(Some(buf))
+}
