@@ -8,10 +8,12 @@
 //! thread.
 
 mod api;
+mod flight;
 mod token;
 
 pub use crate::http::TransportError;
 pub use api::{call_api, decide, ApiReply};
+pub use flight::SingleFlight;
 pub use token::{TokenOrigin, TokenSource, INVALID_CLIENT_COOLDOWN_MS};
 
 use crate::http::{HttpRequest, HttpResponse};

@@ -2,7 +2,8 @@
 //! retries, one exchange at a time however many callers wait, a cooldown after
 //! `invalid_client`, and what an API's 401 does to the cached token.
 
-use super::{FlightSignal, Runtime, TokenStore, Transport, TransportError};
+use super::flight::SingleFlight;
+use super::{Runtime, TokenStore, Transport, TransportError};
 use crate::api_call::RefusedToken;
 use crate::dialect::build_token_request;
 use crate::error::{ErrorCode, TokenError};
@@ -12,7 +13,7 @@ use crate::response::{error_from_response, parse_token_response, Token};
 use crate::retry::{Decision, Outcome};
 use crate::secret::{scrub, Secret};
 use crate::TokenSettings;
-use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use futures::future::FutureExt;
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -45,20 +46,11 @@ impl TokenOrigin {
     }
 }
 
-type SharedAcquire = Shared<LocalBoxFuture<'static, Result<(Token, TokenOrigin), TokenError>>>;
-
-/// An exchange in flight: the shared future, and the wake-up of its waiters when the runtime
-/// has one ([`Runtime::flight_signal`]).
-#[derive(Clone)]
-struct Flight {
-    fut: SharedAcquire,
-    signal: Option<Rc<dyn FlightSignal>>,
-}
+type Acquired = Result<(Token, TokenOrigin), TokenError>;
 
 struct State {
     /// The token in use; an `Rc` so a shell can hold it and tell it from a replacement.
     memory: Option<Rc<Token>>,
-    inflight: Option<Flight>,
     cooldown: Option<(u64, TokenError)>,
     /// A token the API refused: a store read returning it (KV deletes propagate slowly) is a
     /// miss. Cleared by the next successful exchange.
@@ -73,39 +65,10 @@ impl Default for State {
     fn default() -> Self {
         State {
             memory: None,
-            inflight: None,
             cooldown: None,
             rejected: None,
             refreshed_on_401_at: None,
             pressure: Pressure::new(PressurePolicy::default()),
-        }
-    }
-}
-
-/// Held by the request that runs an exchange: if that request is cancelled before the exchange
-/// ends, the abandoned flight is released and its waiters woken, so one of them starts a new
-/// one at once.
-struct FlightGuard<'a> {
-    state: &'a RefCell<State>,
-    flight: &'a Flight,
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        if self.flight.fut.peek().is_some() {
-            return;
-        }
-        if let Ok(mut st) = self.state.try_borrow_mut() {
-            if st
-                .inflight
-                .as_ref()
-                .is_some_and(|f| f.fut.ptr_eq(&self.flight.fut))
-            {
-                st.inflight = None;
-            }
-        }
-        if let Some(s) = &self.flight.signal {
-            s.raise();
         }
     }
 }
@@ -120,6 +83,8 @@ struct Inner<T, S, R> {
     store: S,
     rt: R,
     state: RefCell<State>,
+    /// The store lookup and exchange under way, shared by every caller (single-flight).
+    flight: SingleFlight<Acquired>,
 }
 
 /// Tokens of one provider configuration. Cheap to clone; clones share the cache.
@@ -157,6 +122,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
                 store,
                 rt,
                 state: RefCell::default(),
+                flight: SingleFlight::new(),
             }),
         }
     }
@@ -179,90 +145,26 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     /// A fresh token and where it came from. Concurrent callers share one store lookup and one
     /// exchange (single-flight). A failed exchange caches nothing.
     pub async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
-        loop {
-            let (flight, joined) = {
-                let mut st = self.inner.state.borrow_mut();
-                let now = self.inner.rt.now_ms();
-                if let Some(t) = st.memory.as_ref().filter(|t| self.fresh(t, now)) {
-                    return Ok((Token::clone(t), TokenOrigin::Memory));
-                }
-                match &st.inflight {
-                    Some(f) => (f.clone(), true),
-                    None => {
-                        let inner = self.inner.clone();
-                        let signal = inner.rt.flight_signal();
-                        let raise = signal.clone();
-                        let f = async move {
-                            let r = inner.acquire().await;
-                            inner.state.borrow_mut().inflight = None;
-                            if let Some(s) = raise {
-                                s.raise();
-                            }
-                            r
-                        }
-                        .boxed_local()
-                        .shared();
-                        let flight = Flight { fut: f, signal };
-                        st.inflight = Some(flight.clone());
-                        (flight, false)
-                    }
-                }
-            };
-            let Some(signal) = flight.signal.clone() else {
-                // Every caller drives the shared exchange.
-                return flight.fut.await;
-            };
-            if !joined {
-                // Only the caller that started it drives the exchange; if its request is
-                // cancelled, the guard releases the flight and wakes the waiters.
-                let _guard = FlightGuard {
-                    state: &self.inner.state,
-                    flight: &flight,
-                };
-                return flight.fut.clone().await;
-            }
-            // A waiter: wait for the signal, never poll the exchange. A flight released by its
-            // cancelled request, one whose signal broke, or one that outlived every attempt it
-            // could make, is replaced by a new one.
-            let s = &self.inner.settings;
-            let bound_ms = u64::from(s.retry.max_attempts.max(1))
-                * (s.timeout_ms + s.retry.max_delay_ms)
-                + 1_000;
-            if let Some(r) = flight.fut.peek() {
-                return r.clone();
-            }
-            if !self.is_inflight(&flight) {
-                continue;
-            }
-            signal.wait(bound_ms).await;
-            if let Some(r) = flight.fut.peek() {
-                return r.clone();
-            }
-            // Raised without a result (its request let go of it), timed out, or broken: the
-            // flight is abandoned, and the next round starts a new one.
-            self.release(&flight);
-        }
-    }
-
-    fn is_inflight(&self, flight: &Flight) -> bool {
+        let s = &self.inner.settings;
+        // A waiter gives up on an exchange that outlived every attempt it could make.
+        let bound_ms =
+            u64::from(s.retry.max_attempts.max(1)) * (s.timeout_ms + s.retry.max_delay_ms) + 1_000;
+        let memory = || {
+            let st = self.inner.state.borrow();
+            let now = self.inner.rt.now_ms();
+            st.memory
+                .as_ref()
+                .filter(|t| self.fresh(t, now))
+                .map(|t| Ok((Token::clone(t), TokenOrigin::Memory)))
+        };
+        let start = || {
+            let inner = self.inner.clone();
+            async move { inner.acquire().await }.boxed_local()
+        };
         self.inner
-            .state
-            .borrow()
-            .inflight
-            .as_ref()
-            .is_some_and(|f| f.fut.ptr_eq(&flight.fut))
-    }
-
-    /// Lets go of `flight` if it is still the one in flight, so the next caller starts anew.
-    fn release(&self, flight: &Flight) {
-        let mut st = self.inner.state.borrow_mut();
-        if st
-            .inflight
-            .as_ref()
-            .is_some_and(|f| f.fut.ptr_eq(&flight.fut))
-        {
-            st.inflight = None;
-        }
+            .flight
+            .run(&self.inner.rt, bound_ms, memory, start)
+            .await
     }
 
     /// What memory says about `token`, which the API has just refused with 401 (see

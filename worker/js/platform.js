@@ -51,3 +51,18 @@ export function headersFromLines(lines) {
   for (let i = 0; i + 1 < parts.length; i += 2) headers.append(parts[i], parts[i + 1]);
   return headers;
 }
+
+/**
+ * Resolves (with nothing) when `promise` settles or `ms` pass, whichever is first; the timer
+ * is cleared when the promise wins. A request waiting for another's token exchange awaits this.
+ */
+export function settledWithin(promise, ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });
+}

@@ -6,15 +6,16 @@ use crate::js::KvNamespace;
 use crate::kv::{self, KvTokenStore};
 use crate::runtime::{log_event, set_log_level, LogLevel, WorkerRuntime};
 use crate::transport::FetchTransport;
+use futures::FutureExt;
 use serde_json::{json, Value};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use tokengate::cache_key::token_cache_key;
 use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
 use tokengate::callers::CallerRegistry;
 use tokengate::config::{parse_providers, ConfigError, ProviderConfig};
-use tokengate::flow::{Runtime, TokenSource};
+use tokengate::flow::{Runtime, SingleFlight, TokenSource};
 use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
 use tokengate::limits::{BoundedMap, FailureLimiter};
@@ -41,12 +42,18 @@ pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
 pub const MAX_BODY_CAP: u64 = 100 * 1024 * 1024;
 /// Default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// How long a request waits for another's ledger load before loading it itself.
+pub const LEDGER_WAIT_MS: u64 = 10_000;
 /// Caller-token records remembered per isolate.
 pub const CALLER_CACHE_LIMIT: usize = 10_000;
 /// Failed authentications per client id and window before `POST /oauth/token` answers 429.
 pub const MAX_AUTH_FAILURES: u32 = 10;
 /// The window of [`MAX_AUTH_FAILURES`], milliseconds.
 pub const AUTH_FAILURE_WINDOW_MS: u64 = 60_000;
+
+/// A caller-token record load: the record (`None`: unknown, expired or not ours), or the
+/// store's failure.
+pub type CallerLoad = Result<Option<CallerTokenRecord>, GatewayError>;
 
 /// The token source type the Worker uses.
 pub type Source = TokenSource<FetchTransport, KvTokenStore, WorkerRuntime>;
@@ -64,7 +71,7 @@ pub struct Gateway {
     /// Providers by id.
     pub providers: BTreeMap<String, Provider>,
     /// The gateway's callers.
-    pub callers: CallerRegistry,
+    pub callers: Rc<CallerRegistry>,
     /// KV namespace (caller tokens are stored here as hashes).
     pub kv: KvNamespace,
     /// The subkeys of `TOKENGATE_KEY`.
@@ -77,11 +84,17 @@ pub struct Gateway {
     #[cfg(feature = "test-clock")]
     pub clock: Option<worker::Fetcher>,
     /// Opened caller-token records by KV key (the token's hash, never the token).
-    pub caller_cache: RefCell<BoundedMap<String, CallerTokenRecord>>,
+    pub caller_cache: Rc<RefCell<BoundedMap<String, CallerTokenRecord>>>,
+    /// Caller-token record loads under way, by KV key: a token's concurrent first requests on
+    /// this isolate read its record once. An entry lives while its load does.
+    pub caller_loads: RefCell<HashMap<String, SingleFlight<CallerLoad>>>,
     /// Failed authentications at `POST /oauth/token`, per registered client id.
     pub auth_failures: RefCell<FailureLimiter>,
     /// The caller ledger, once loaded and reconciled by this isolate.
-    pub ledger: RefCell<Option<Rc<CallerLedger>>>,
+    pub ledger: Rc<RefCell<Option<Rc<CallerLedger>>>>,
+    /// Its load, shared by the requests that need it meanwhile (a cold isolate's first burst
+    /// reads KV once, not once per request).
+    pub ledger_flight: SingleFlight<Result<Rc<CallerLedger>, GatewayError>>,
 }
 
 fn binding(env: &Env, name: &str) -> Option<JsValue> {
@@ -209,20 +222,22 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     }
     Ok(Gateway {
         providers,
-        callers,
+        callers: Rc::new(callers),
         kv,
         keys,
         rt,
         max_body_bytes: max_body_bytes(env)?,
         #[cfg(feature = "test-clock")]
         clock: env.service(CLOCK_BINDING).ok(),
-        caller_cache: RefCell::new(BoundedMap::new(CALLER_CACHE_LIMIT)),
+        caller_cache: Rc::new(RefCell::new(BoundedMap::new(CALLER_CACHE_LIMIT))),
+        caller_loads: RefCell::default(),
         auth_failures: RefCell::new(FailureLimiter::new(
             MAX_AUTH_FAILURES,
             AUTH_FAILURE_WINDOW_MS,
             CALLER_CACHE_LIMIT,
         )),
-        ledger: RefCell::default(),
+        ledger: Rc::default(),
+        ledger_flight: SingleFlight::new(),
     })
 }
 
@@ -233,27 +248,41 @@ impl Gateway {
     }
 
     /// The caller ledger, reconciled with this isolate's registry: loaded from KV (and written
-    /// back when the registry changed it) by the first request that needs it. A KV failure is
-    /// an [`GatewayError::Unavailable`]; the next request tries again.
+    /// back when the registry changed it) by the first request that needs it, while requests
+    /// arriving meanwhile wait for that load. A KV failure is an [`GatewayError::Unavailable`]
+    /// for the requests that waited on it; the next request tries again.
     pub async fn ledger(&self) -> Result<Rc<CallerLedger>, GatewayError> {
-        if let Some(l) = self.loaded_ledger() {
-            return Ok(l);
-        }
-        let unavailable = |op: &str, e: String| {
-            log_event("store_error", json!({"op": op, "error": e}));
-            GatewayError::Unavailable("the token store is unavailable")
+        let ready = || self.loaded_ledger().map(Ok);
+        let start = || {
+            let (kv, keys, callers, rt) = (
+                self.kv.clone(),
+                self.keys.clone(),
+                self.callers.clone(),
+                self.rt.clone(),
+            );
+            let loaded = self.ledger.clone();
+            async move {
+                let unavailable = |op: &str, e: String| {
+                    log_event("store_error", json!({"op": op, "error": e}));
+                    GatewayError::Unavailable("the token store is unavailable")
+                };
+                let stored = kv::ledger(&kv, &keys)
+                    .await
+                    .map_err(|e| unavailable("get_ledger", e))?;
+                let (ledger, changed) = stored.reconcile(&callers, rt.now_ms());
+                if changed {
+                    kv::put_ledger(&kv, &ledger, &keys)
+                        .await
+                        .map_err(|e| unavailable("put_ledger", e))?;
+                }
+                let ledger = Rc::new(ledger);
+                *loaded.borrow_mut() = Some(ledger.clone());
+                Ok(ledger)
+            }
+            .boxed_local()
         };
-        let stored = kv::ledger(&self.kv, &self.keys)
+        self.ledger_flight
+            .run(&self.rt, LEDGER_WAIT_MS, ready, start)
             .await
-            .map_err(|e| unavailable("get_ledger", e))?;
-        let (ledger, changed) = stored.reconcile(&self.callers, self.rt.now_ms());
-        if changed {
-            kv::put_ledger(&self.kv, &ledger, &self.keys)
-                .await
-                .map_err(|e| unavailable("put_ledger", e))?;
-        }
-        let ledger = Rc::new(ledger);
-        *self.ledger.borrow_mut() = Some(ledger.clone());
-        Ok(ledger)
     }
 }

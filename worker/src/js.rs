@@ -45,11 +45,19 @@ extern "C" {
     #[wasm_bindgen(js_name = isTimeout)]
     fn is_timeout(error: &JsValue) -> bool;
 
+    #[wasm_bindgen(js_name = settledWithin)]
+    fn settled_within_js(promise: &Promise, ms: f64) -> Promise;
+
     #[wasm_bindgen(js_name = headerLines)]
     fn header_lines(headers: &web_sys::Headers) -> String;
 
     #[wasm_bindgen(catch, js_name = headersFromLines)]
     fn headers_from_lines(lines: &str) -> Result<web_sys::Headers, JsValue>;
+}
+
+/// Waits until `promise` settles or `ms` pass, whichever is first.
+pub async fn settled_within(promise: &Promise, ms: u64) {
+    let _ = JsFuture::from(settled_within_js(promise, ms as f64)).await;
 }
 
 /// How a [`fetch_within`] ended without a response.

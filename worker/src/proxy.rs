@@ -8,7 +8,7 @@ use crate::kv::caller_record;
 use crate::respond::error;
 use crate::runtime::{log_event, LogLine};
 use crate::transport::{send_with_timeout, Outgoing};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -23,6 +23,9 @@ use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::Result;
 
+/// How long a request waits for another's load of the same caller-token record before
+/// loading it itself.
+const CALLER_LOAD_WAIT_MS: u64 = 10_000;
 /// Bodies up to this size are buffered so a 401 or a retry can replay them.
 pub const REPLAY_LIMIT: u64 = 1024 * 1024;
 /// Methods never forwarded: TRACE/TRACK echo the request — with the provider token in it —
@@ -48,14 +51,44 @@ async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRec
     if !verify_tag(token, &gw.keys) {
         return Err(unknown);
     }
-    // An outage of the store is not the caller's fault: 503, not 401.
-    let record = caller_record(&gw.kv, &key, &gw.keys).await.map_err(|e| {
-        log_event("store_error", json!({"op": "get_caller_token", "error": e}));
-        GatewayError::Unavailable("the token store is unavailable")
-    })?;
-    let record = record.ok_or(unknown)?;
-    gw.caller_cache.borrow_mut().insert(key, record.clone());
-    Ok(record)
+    let flight = gw
+        .caller_loads
+        .borrow_mut()
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let ready = || {
+        gw.caller_cache
+            .borrow()
+            .get(&key)
+            .cloned()
+            .map(|r| Ok(Some(r)))
+    };
+    let start = || {
+        let (kv, keys, cache, key) = (
+            gw.kv.clone(),
+            gw.keys.clone(),
+            gw.caller_cache.clone(),
+            key.clone(),
+        );
+        async move {
+            // An outage of the store is not the caller's fault: 503, not 401.
+            let record = caller_record(&kv, &key, &keys).await.map_err(|e| {
+                log_event("store_error", json!({"op": "get_caller_token", "error": e}));
+                GatewayError::Unavailable("the token store is unavailable")
+            })?;
+            if let Some(r) = &record {
+                cache.borrow_mut().insert(key, r.clone());
+            }
+            Ok(record)
+        }
+        .boxed_local()
+    };
+    let loaded = flight.run(&gw.rt, CALLER_LOAD_WAIT_MS, ready, start).await;
+    if !flight.is_running() {
+        gw.caller_loads.borrow_mut().remove(&key);
+    }
+    loaded?.ok_or(unknown)
 }
 
 /// Reads the request body within `limit`: `Err(())` means it is too large and nothing has
@@ -224,8 +257,7 @@ async fn proxy(
             .num("status", status.into())
     };
     match result {
-        Ok((resp, origin, token)) => {
-            let status = resp.status();
+        Ok(((resp, status), origin, token)) => {
             if !(200..=599).contains(&status) {
                 // A Workers Response cannot carry it (and a 1xx is no final answer): the body
                 // is cancelled, the caller gets a 502.
@@ -248,7 +280,7 @@ async fn proxy(
                 .num("ms", elapsed)
                 .str("client_id", &record.client_id)
                 .write();
-            respond(resp, origin, &token).map(Ok)
+            respond(resp, status, origin, &token).map(Ok)
         }
         Err(_) if exceeded.get() => {
             // The counted body stopped the upstream request part way.
@@ -284,7 +316,7 @@ async fn forward(
     forwarded: &[(String, String)],
     body: Body,
     body_abort: &web_sys::AbortController,
-) -> std::result::Result<(web_sys::Response, TokenOrigin, Secret), CallError> {
+) -> std::result::Result<((web_sys::Response, u16), TokenOrigin, Secret), CallError> {
     let replayable = !matches!(body, Body::Stream(_));
     let (bytes, mut stream) = match body {
         Body::None => (None, None),
@@ -319,11 +351,12 @@ async fn forward(
                 body,
             };
             let resp = send_with_timeout(out, timeout, abort).await?;
+            let status = resp.status();
             let retry_after = js::header(&resp.headers(), "retry-after");
             Ok(ApiReply {
-                status: resp.status(),
+                status,
                 retry_after,
-                response: resp,
+                response: (resp, status),
             })
         }
     })
@@ -334,10 +367,10 @@ async fn forward(
 /// through (none that echoes `token`), a private `Cache-Control` and `Server-Timing`.
 fn respond(
     resp: web_sys::Response,
+    status: u16,
     origin: TokenOrigin,
     token: &Secret,
 ) -> Result<web_sys::Response> {
-    let status = resp.status();
     let out = js::headers(&downstream_headers(
         js::header_pairs(&resp.headers()),
         origin,

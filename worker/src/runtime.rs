@@ -2,7 +2,7 @@
 //! sleeping on a Workers timer, the wake-up of requests waiting for another's token exchange,
 //! and structured logs (one JSON line per event).
 
-use futures::future::{select, LocalBoxFuture};
+use futures::future::LocalBoxFuture;
 use serde_json::{json, Value};
 use std::rc::Rc;
 use std::time::Duration;
@@ -95,11 +95,8 @@ impl FlightSignal for JsSignal {
     }
 
     fn wait(&self, max_ms: u64) -> LocalBoxFuture<'static, ()> {
-        let settled = wasm_bindgen_futures::JsFuture::from(self.promise.clone());
-        let timer = Delay::from(Duration::from_millis(max_ms));
-        Box::pin(async move {
-            let _ = select(settled, timer).await;
-        })
+        let promise = self.promise.clone();
+        Box::pin(async move { crate::js::settled_within(&promise, max_ms).await })
     }
 }
 

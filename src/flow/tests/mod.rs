@@ -418,4 +418,5 @@ fn assert_token_request(req: &HttpRequest, timeout_ms: u64) {
 }
 
 mod api;
+mod flight;
 mod token;
