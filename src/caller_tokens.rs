@@ -23,7 +23,7 @@ use crate::secret::ct_eq_bytes;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -42,8 +42,9 @@ const TAG_LEN: usize = 16;
 /// base64url, unpadded, of random ‖ tag.
 const ENCODED_LEN: usize = (RANDOM_LEN + TAG_LEN) * 4 / 3;
 
-/// What KV holds (sealed) for an issued token, under [`caller_token_key`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What KV holds (sealed) for an issued token, under [`caller_token_key`]: JSON
+/// `{client_id, registration, scopes, issued_at_ms, expires_at_ms}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallerTokenRecord {
     /// The caller it was issued to.
     pub client_id: String,
@@ -172,15 +173,36 @@ pub fn seal_record(
     keys: &Keys,
     nonce: [u8; 12],
 ) -> String {
-    let plain = serde_json::to_vec(record).expect("a record serialises");
-    keys.seal().seal(nonce, kv_key.as_bytes(), &plain)
+    let plain = json!({
+        "client_id": record.client_id,
+        "registration": record.registration,
+        "scopes": record.scopes,
+        "issued_at_ms": record.issued_at_ms,
+        "expires_at_ms": record.expires_at_ms,
+    })
+    .to_string();
+    keys.seal().seal(nonce, kv_key.as_bytes(), plain.as_bytes())
 }
 
 /// The record sealed under `kv_key`, or `None` when it does not open (another key, another
 /// KV key, tampering, the old unsealed format) or does not parse.
 pub fn open_record(sealed: &str, kv_key: &str, keys: &Keys) -> Option<CallerTokenRecord> {
     let plain = keys.seal().open(kv_key.as_bytes(), sealed)?;
-    serde_json::from_slice(&plain).ok()
+    let v: Value = serde_json::from_slice(&plain).ok()?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let ms = |k: &str| v.get(k).and_then(Value::as_u64);
+    Some(CallerTokenRecord {
+        client_id: text("client_id")?,
+        registration: text("registration")?,
+        scopes: v
+            .get("scopes")?
+            .as_array()?
+            .iter()
+            .map(|s| s.as_str().map(str::to_string))
+            .collect::<Option<_>>()?,
+        issued_at_ms: ms("issued_at_ms")?,
+        expires_at_ms: ms("expires_at_ms")?,
+    })
 }
 
 /// Whether the holder of a token with `record` may call provider `provider_id`, one of
@@ -265,18 +287,19 @@ pub fn parse_bearer(authorization: Option<&str>) -> Option<&str> {
 /// Each isolate reconciles the ledger with the registry it loaded ([`CallerLedger::reconcile`])
 /// before serving a caller. A removal is noticed only by an isolate that starts while the
 /// caller is absent, i.e. when a configuration without it was deployed and served a request.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Sealed JSON: `{"callers": {"<client id>": {registration, removed_at_ms?, present}}}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallerLedger {
     callers: BTreeMap<String, LedgerEntry>,
 }
 
 /// One caller in the [`CallerLedger`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {
     /// Its registration fingerprint when last seen registered.
     pub registration: String,
     /// When it was last seen removed, ms since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at_ms: Option<u64>,
     /// Whether it is registered now.
     pub present: bool,
@@ -337,14 +360,37 @@ impl CallerLedger {
 
     /// The sealed KV value (`nonce`: 12 random bytes).
     pub fn seal(&self, keys: &Keys, nonce: [u8; 12]) -> String {
-        let plain = serde_json::to_vec(self).expect("a ledger serialises");
-        keys.seal().seal(nonce, LEDGER_KEY.as_bytes(), &plain)
+        let mut callers = serde_json::Map::new();
+        for (id, e) in &self.callers {
+            let mut entry = json!({"registration": e.registration, "present": e.present});
+            if let (Some(at), Some(obj)) = (e.removed_at_ms, entry.as_object_mut()) {
+                obj.insert("removed_at_ms".into(), Value::from(at));
+            }
+            callers.insert(id.clone(), entry);
+        }
+        let plain = json!({ "callers": callers }).to_string();
+        keys.seal()
+            .seal(nonce, LEDGER_KEY.as_bytes(), plain.as_bytes())
     }
 
     /// The ledger sealed in `sealed`, or `None` when it does not open or parse.
     pub fn open(sealed: &str, keys: &Keys) -> Option<CallerLedger> {
         let plain = keys.seal().open(LEDGER_KEY.as_bytes(), sealed)?;
-        serde_json::from_slice(&plain).ok()
+        let v: Value = serde_json::from_slice(&plain).ok()?;
+        let mut callers = BTreeMap::new();
+        for (id, e) in v.get("callers")?.as_object()? {
+            let removed_at_ms = match e.get("removed_at_ms") {
+                None | Some(Value::Null) => None,
+                Some(at) => Some(at.as_u64()?),
+            };
+            let entry = LedgerEntry {
+                registration: e.get("registration")?.as_str()?.to_string(),
+                removed_at_ms,
+                present: e.get("present")?.as_bool()?,
+            };
+            callers.insert(id.clone(), entry);
+        }
+        Some(CallerLedger { callers })
     }
 }
 

@@ -7,7 +7,6 @@ use crate::config::{validate_provider_id, ConfigError};
 use crate::keys::Keys;
 use crate::secret::{ct_eq_bytes, Secret};
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -54,12 +53,52 @@ pub struct CallerRegistry {
     callers: BTreeMap<String, Caller>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One entry of the registry as written: `{secret_sha256, scopes, token_ttl_s?}`, nothing else
+/// (a misspelt key, or a plain `secret`, is refused rather than ignored).
 struct RawCaller {
     secret_sha256: String,
     scopes: Vec<String>,
     token_ttl_s: Option<u64>,
+}
+
+impl RawCaller {
+    fn parse(v: &Value) -> Result<RawCaller, String> {
+        let obj = v.as_object().ok_or("must be an object")?;
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "secret_sha256" | "scopes" | "token_ttl_s"))
+        {
+            return Err(format!(
+                "unknown field `{k}`, expected `secret_sha256`, `scopes` or `token_ttl_s`"
+            ));
+        }
+        let secret_sha256 = match obj.get("secret_sha256") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err("secret_sha256 must be a string".into()),
+            None => return Err("missing field `secret_sha256`".into()),
+        };
+        let scopes = match obj.get("scopes") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|s| s.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("scopes must be an array of provider ids")?,
+            Some(_) => return Err("scopes must be an array of provider ids".into()),
+            None => return Err("missing field `scopes`".into()),
+        };
+        let token_ttl_s = match obj.get("token_ttl_s") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or("token_ttl_s must be a whole number of seconds")?,
+            ),
+        };
+        Ok(RawCaller {
+            secret_sha256,
+            scopes,
+            token_ttl_s,
+        })
+    }
 }
 
 impl CallerRegistry {
@@ -74,7 +113,7 @@ impl CallerRegistry {
             if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
                 return Err(err("client id must be 1-128 printable characters".into()));
             }
-            let raw: RawCaller = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
+            let raw = RawCaller::parse(&v).map_err(err)?;
             let mut secret_sha256 = [0u8; 32];
             hex::decode_to_slice(raw.secret_sha256.trim(), &mut secret_sha256)
                 .map_err(|_| err("secret_sha256 must be 64 hex digits".into()))?;

@@ -507,13 +507,16 @@ impl<'a> Fields<'a> {
         let obj = v
             .as_object()
             .ok_or_else(|| self.error(key, "must be an object of strings"))?;
-        obj.iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                Value::Number(n) => Ok((k.clone(), n.to_string())),
-                _ => Err(self.error(key, format!("value of `{k}` must be a string"))),
-            })
-            .collect()
+        let mut out = BTreeMap::new();
+        for (k, v) in obj {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return Err(self.error(key, format!("value of `{k}` must be a string"))),
+            };
+            out.insert(k.clone(), value);
+        }
+        Ok(out)
     }
 
     fn headers(&mut self, key: &str) -> Result<BTreeMap<String, String>, FieldError> {

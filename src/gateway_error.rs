@@ -71,6 +71,9 @@ pub enum GatewayError {
     },
     /// `POST /oauth/token` refused the request.
     Grant(GrantError),
+    /// 500 `server_error` (RFC 6749 §4.1.2.1): the platform failed while the gateway built its
+    /// answer (the Worker logs what it threw).
+    Internal,
 }
 
 /// The status of an upstream failure with `code`: 504 for a timeout, 503 while the provider is
@@ -101,6 +104,7 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => 502,
             GatewayError::TooManyFailures { .. } => 429,
             GatewayError::Grant(g) => g.status(),
+            GatewayError::Internal => 500,
         }
     }
 
@@ -123,6 +127,7 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => "invalid_response",
             GatewayError::TooManyFailures { .. } => "too_many_attempts",
             GatewayError::Grant(_) => "invalid_request",
+            GatewayError::Internal => "server_error",
         }
     }
 
@@ -169,6 +174,7 @@ impl GatewayError {
                 .and_then(Value::as_str)
                 .unwrap_or("the token request was refused")
                 .to_string(),
+            GatewayError::Internal => "the gateway failed to answer; try again".into(),
         }
     }
 
@@ -350,6 +356,13 @@ mod tests {
                 "too_many_attempts",
                 "too many failed authentications of this client; try again in 42 s",
                 vec![("Retry-After", "42")],
+            ),
+            (
+                GatewayError::Internal,
+                500,
+                "server_error",
+                "the gateway failed to answer; try again",
+                vec![],
             ),
             (
                 upstream(CallError::Transport(TransportError::Network("refused".into()))),

@@ -10,14 +10,12 @@ use crate::http::HttpResponse;
 use crate::jwt;
 use crate::retry::parse_retry_after;
 use crate::secret::{scrub, Secret};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A provider access token with its validity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
     /// The bearer token.
-    #[serde(with = "secret_serde")]
     pub access_token: Secret,
     /// Always `Bearer` (normalised).
     pub token_type: String,
@@ -26,20 +24,43 @@ pub struct Token {
     /// When it expires, ms since the epoch.
     pub expires_at_ms: u64,
     /// Granted scope, if the provider said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
 
-mod secret_serde {
-    use crate::secret::Secret;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
-        ser.serialize_str(s.expose())
+impl Token {
+    /// The token as the shared store keeps it: `{access_token, token_type, issued_at_ms,
+    /// expires_at_ms, scope?}` (JSON; sealed by the shell that stores it).
+    pub fn to_stored(&self) -> String {
+        let mut v = serde_json::json!({
+            "access_token": self.access_token.expose(),
+            "token_type": self.token_type,
+            "issued_at_ms": self.issued_at_ms,
+            "expires_at_ms": self.expires_at_ms,
+        });
+        if let (Some(scope), Some(obj)) = (&self.scope, v.as_object_mut()) {
+            obj.insert("scope".into(), Value::from(scope.as_str()));
+        }
+        v.to_string()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
-        String::deserialize(de).map(Secret::new)
+    /// A token written by [`Token::to_stored`]; `None` for anything else. (Read by hand from a
+    /// JSON tree rather than derived: the wasm builds carry no deserializer of their own for it.)
+    pub fn from_stored(s: &str) -> Option<Token> {
+        let v: Value = serde_json::from_str(s).ok()?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let ms = |k: &str| v.get(k).and_then(Value::as_u64);
+        let scope = match v.get("scope") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return None,
+        };
+        Some(Token {
+            access_token: Secret::new(text("access_token")?),
+            token_type: text("token_type")?,
+            issued_at_ms: ms("issued_at_ms")?,
+            expires_at_ms: ms("expires_at_ms")?,
+            scope,
+        })
     }
 }
 
@@ -141,7 +162,9 @@ pub fn parse_token_response(
 fn number(v: &Value) -> Option<f64> {
     let n = match v {
         Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        // A number in a string, read by the JSON number parser (as strict as JSON's grammar,
+        // and one float parser in the wasm builds rather than two).
+        Value::String(s) => serde_json::from_str::<Value>(s.trim()).ok()?.as_f64()?,
         _ => return None,
     };
     (n.is_finite() && n >= 0.0).then_some(n)

@@ -38,10 +38,10 @@ pub fn secret_forms(client_id: &str, secret: &Secret) -> Vec<String> {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{form}"));
     let mut forms = vec![raw.to_string(), form, json, basic];
     forms.retain(|f| f.len() >= 4);
-    forms.sort();
+    // Longest first, so a form containing another is replaced whole; equal forms end up side
+    // by side for dedup.
+    forms.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     forms.dedup();
-    // Longest first, so a form containing another is replaced whole.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     forms
 }
 

@@ -160,9 +160,11 @@ fn headers_of(headers: &JsValue) -> Vec<(String, String)> {
         .filter_map(|pair| {
             let pair: js_sys::Array = pair.unchecked_into();
             let value = pair.get(1);
-            let value = value
-                .as_string()
-                .or_else(|| value.as_f64().map(|n| n.to_string()))?;
+            let value = value.as_string().or_else(|| {
+                // A number is spelled the way JavaScript spells it.
+                let n = value.dyn_ref::<js_sys::Number>()?;
+                n.to_string_with_radix(10).ok().map(String::from)
+            })?;
             Some((pair.get(0).as_string()?.to_ascii_lowercase(), value))
         })
         .collect()

@@ -145,8 +145,23 @@ fn records_are_sealed_and_bound_to_their_key() {
         open_record(std::str::from_utf8(&altered).unwrap(), &key, &keys()),
         None
     );
-    let clear = serde_json::to_string(&record).unwrap();
+    let clear = json!({
+        "client_id": record.client_id, "registration": record.registration,
+        "scopes": record.scopes, "issued_at_ms": record.issued_at_ms,
+        "expires_at_ms": record.expires_at_ms,
+    })
+    .to_string();
     assert_eq!(open_record(&clear, &key, &keys()), None);
+    // What the seal holds is that JSON document (a store filled by an earlier release opens).
+    let plain = keys().seal().open(key.as_bytes(), &sealed).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&plain).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&clear).unwrap()
+    );
+    let resealed = keys()
+        .seal()
+        .seal([9; 12], key.as_bytes(), clear.as_bytes());
+    assert_eq!(open_record(&resealed, &key, &keys()), Some(record.clone()));
 }
 
 #[test]
@@ -288,4 +303,28 @@ fn the_ledger_remembers_removals() {
     assert_eq!(CallerLedger::open(&sealed, &keys()), Some(l3.clone()));
     assert_eq!(CallerLedger::open(&sealed, &Keys::derive(&[4; 32])), None);
     assert_eq!(CallerLedger::open("{}", &keys()), None);
+    // The sealed document's shape: l3 holds svc-a removed and present again, svc-b present.
+    let plain = keys().seal().open(LEDGER_KEY.as_bytes(), &sealed).unwrap();
+    let doc: Value = serde_json::from_slice(&plain).unwrap();
+    let a = &doc["callers"]["svc-a"];
+    assert_eq!(a["present"], true);
+    assert!(a["removed_at_ms"].is_u64(), "{doc}");
+    assert!(a["registration"].is_string(), "{doc}");
+    assert!(
+        doc["callers"]["svc-b"].get("removed_at_ms").is_none(),
+        "{doc}"
+    );
+    let seal_doc = |d: &str| {
+        keys()
+            .seal()
+            .seal([8; 12], LEDGER_KEY.as_bytes(), d.as_bytes())
+    };
+    for bad in [
+        r#"{"callers": []}"#,
+        r#"{"callers": {"x": {"registration": "r", "present": "yes"}}}"#,
+        r#"{"callers": {"x": {"registration": 1, "present": true}}}"#,
+        r#"{"callers": {"x": {"registration": "r", "present": true, "removed_at_ms": -5}}}"#,
+    ] {
+        assert_eq!(CallerLedger::open(&seal_doc(bad), &keys()), None, "{bad}");
+    }
 }

@@ -112,6 +112,35 @@ fn registry_unknown_key() {
     assert_eq!(e.key, "TOKENGATE_CLIENTS.svc");
     assert!(e.message.contains("unknown field `secret`"), "{e}");
     assert!(!e.to_string().contains("plain"), "{e}");
+    for (entry, message) in [
+        (
+            r#"{"scopes": ["optoro"]}"#.to_string(),
+            "missing field `secret_sha256`",
+        ),
+        (
+            format!(r#"{{"secret_sha256": "{CALLER_SECRET_SHA256}"}}"#),
+            "missing field `scopes`",
+        ),
+        (
+            format!(r#"{{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": "optoro"}}"#),
+            "scopes must be an array of provider ids",
+        ),
+        (
+            r#"{"secret_sha256": 7, "scopes": ["optoro"]}"#.to_string(),
+            "secret_sha256 must be a string",
+        ),
+        (
+            format!(
+                r#"{{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro"], "token_ttl_s": "600"}}"#
+            ),
+            "token_ttl_s must be a whole number of seconds",
+        ),
+        ("[]".to_string(), "must be an object"),
+    ] {
+        let e = reg_err(&format!(r#"{{"svc": {entry}}}"#));
+        assert_eq!(e.key, "TOKENGATE_CLIENTS.svc", "{entry}");
+        assert_eq!(e.message, message, "{entry}");
+    }
     let e = reg_err("[1, 2]");
     assert_eq!(
         e.to_string(),

@@ -241,7 +241,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
         // A valid token in the store is served whatever state the provider is in.
         let now = self.rt.now_ms();
         match self.store.get(&self.key).await {
-            Ok(Some(v)) => match serde_json::from_str::<Token>(&v) {
+            Ok(Some(v)) => match Token::from_stored(&v).ok_or(()) {
                 Ok(t)
                     if self
                         .state
@@ -319,7 +319,7 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
             token.expires_at_ms,
             now,
         ) {
-            let value = serde_json::to_string(&token).expect("a token serialises");
+            let value = token.to_stored();
             if let Err(e) = self.store.put(&self.key, value, ttl).await {
                 self.log_store_error("put", &e);
             }

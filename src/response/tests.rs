@@ -307,8 +307,31 @@ fn success_debug_never_shows_the_token() {
     .unwrap();
     assert!(!format!("{t:?}").contains("SECRET-TOKEN-123"));
     // Serialisation (the cached form) round-trips it.
-    let v = serde_json::to_string(&t).unwrap();
-    assert_eq!(serde_json::from_str::<Token>(&v).unwrap(), t);
+    let v = t.to_stored();
+    assert_eq!(Token::from_stored(&v).unwrap(), t);
+    let scoped = Token {
+        scope: Some("read write".into()),
+        ..t.clone()
+    };
+    assert_eq!(Token::from_stored(&scoped.to_stored()).unwrap(), scoped);
+    // The stored shape (a store filled by an earlier release reads the same way).
+    let stored: Value = serde_json::from_str(&scoped.to_stored()).unwrap();
+    assert_eq!(
+        stored,
+        json!({"access_token": "SECRET-TOKEN-123", "token_type": "Bearer",
+               "issued_at_ms": t.issued_at_ms, "expires_at_ms": t.expires_at_ms,
+               "scope": "read write"})
+    );
+    for bad in [
+        "",
+        "[]",
+        r#"{"access_token":1,"token_type":"Bearer","issued_at_ms":1,"expires_at_ms":2}"#,
+        r#"{"access_token":"a","token_type":"Bearer","issued_at_ms":-1,"expires_at_ms":2}"#,
+        r#"{"access_token":"a","token_type":"Bearer","issued_at_ms":1}"#,
+        r#"{"access_token":"a","token_type":"Bearer","issued_at_ms":1,"expires_at_ms":2,"scope":3}"#,
+    ] {
+        assert_eq!(Token::from_stored(bad), None, "{bad}");
+    }
 }
 
 // ---------------------------------------------------------------- error bodies

@@ -143,9 +143,10 @@ fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
     let Some(v) = binding(env, MAX_BODY_VAR) else {
         return Ok(DEFAULT_MAX_BODY_BYTES);
     };
-    let n = v
-        .as_f64()
-        .or_else(|| v.as_string().and_then(|s| s.trim().parse::<f64>().ok()));
+    let n = v.as_f64().or_else(|| {
+        v.as_string()
+            .and_then(|s| serde_json::from_str::<f64>(s.trim()).ok())
+    });
     match n {
         Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= MAX_BODY_CAP as f64 => Ok(n as u64),
         _ => Err(ConfigError::global(

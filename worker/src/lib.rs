@@ -22,11 +22,12 @@ use config::Gateway;
 use respond::json_response;
 use serde_json::json;
 use std::cell::RefCell;
+use std::convert::Infallible;
 use std::rc::Rc;
 use tokengate::config::ConfigError;
 use tokengate::gateway_error::GatewayError;
 use tokengate::proxy::split_request_url;
-use worker::{event, Context, Env, Result};
+use worker::{event, Context, Env};
 
 thread_local! {
     static GATEWAY: RefCell<Option<Rc<std::result::Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
@@ -73,9 +74,33 @@ fn start() {
     }));
 }
 
+/// The fetch handler. It cannot fail: what the platform throws while a response is built
+/// becomes a logged 500 with the gateway's JSON error body.
 #[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
-    let gw = gateway(&env);
+async fn fetch(
+    req: web_sys::Request,
+    env: Env,
+    _ctx: Context,
+) -> Result<web_sys::Response, Infallible> {
+    let answered = match handle(req, &env).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            runtime::log_event("internal_error", json!({"error": js::message(&e)}));
+            respond::error(&GatewayError::Internal)
+        }
+    };
+    // Even the 500 could not be built: a bare one (`new Response(null, {status: 500})` cannot
+    // throw; if the platform could not make a response at all, there is nothing to answer).
+    Ok(answered.unwrap_or_else(|_| {
+        let init = web_sys::ResponseInit::new();
+        init.set_status(500);
+        web_sys::Response::new_with_opt_str_and_init(None, &init)
+            .unwrap_or_else(|_| std::process::abort())
+    }))
+}
+
+async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Response> {
+    let gw = gateway(env);
     let gw = match &*gw {
         Ok(gw) => gw,
         Err(e) => return respond::error(&GatewayError::Config(e.clone())),

@@ -5,7 +5,7 @@
 use crate::config::{Gateway, Provider};
 use crate::js;
 use crate::kv::caller_record;
-use crate::respond::error;
+use crate::respond::{error, Result};
 use crate::runtime::{log_event, LogLine};
 use crate::transport::{send_with_timeout, Outgoing};
 use futures::{FutureExt, StreamExt};
@@ -21,7 +21,6 @@ use tokengate::gateway_error::GatewayError;
 use tokengate::proxy::{downstream_headers, upstream_headers, upstream_url};
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
-use worker::Result;
 
 /// How long a request waits for another's load of the same caller-token record before
 /// loading it itself.
@@ -120,7 +119,7 @@ async fn read_body(
     let mut head = Vec::new();
     let hold = REPLAY_LIMIT.min(limit);
     while let Some(chunk) = stream.next().await {
-        head.extend_from_slice(&chunk.map_err(worker::Error::RustError)?);
+        head.extend_from_slice(&chunk.map_err(|e| JsValue::from_str(&e))?);
         if head.len() as u64 > hold {
             break;
         }
@@ -381,5 +380,5 @@ fn respond(
         .body()
         .filter(|_| !matches!(status, 204 | 205 | 304))
         .map(JsValue::from);
-    Ok(js::response(status, &out, body.as_ref())?)
+    js::response(status, &out, body.as_ref())
 }

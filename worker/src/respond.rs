@@ -4,7 +4,11 @@
 use crate::js;
 use serde_json::Value;
 use tokengate::gateway_error::GatewayError;
-use worker::Result;
+use wasm_bindgen::JsValue;
+
+/// What the handlers return: a response, or what the platform threw while one was built (the
+/// fetch handler turns that into a 500).
+pub type Result<T> = std::result::Result<T, JsValue>;
 
 /// A JSON response with `Cache-Control: no-store` (RFC 6749 §5.1 for token responses; no
 /// gateway answer should be cached) and the extra headers `extra`.
@@ -19,11 +23,7 @@ pub fn json_response(
         ("Pragma", "no-cache".into()),
     ];
     pairs.extend(extra.iter().cloned());
-    Ok(js::text_response(
-        status,
-        &js::headers(&pairs)?,
-        &body.to_string(),
-    )?)
+    js::text_response(status, &js::headers(&pairs)?, &body.to_string())
 }
 
 /// The response for a gateway error.

@@ -5,14 +5,13 @@
 use crate::config::Gateway;
 use crate::js;
 use crate::kv::put_caller_record;
-use crate::respond::{error, json_response};
+use crate::respond::{error, json_response, Result};
 use crate::runtime::{log_event, random_bytes};
 use serde_json::json;
 use tokengate::caller_tokens::issue_token;
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
 use tokengate::grant::{check_transport, parse_grant, GrantError};
-use worker::Result;
 
 /// Largest token request body read.
 const MAX_GRANT_BODY: usize = 16 * 1024;

@@ -24,7 +24,7 @@ fn exchange_then_memory_hit() {
     assert_eq!(puts.len(), 1);
     assert_eq!(puts[0].0, h.key);
     assert_eq!(puts[0].2, 3_540);
-    let stored: Token = serde_json::from_str(&puts[0].1).unwrap();
+    let stored = Token::from_stored(&puts[0].1).unwrap();
     assert_eq!(stored, t);
 
     h.advance(60_000);
