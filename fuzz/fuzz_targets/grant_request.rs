@@ -23,9 +23,6 @@
 //! - the same request with its client secret (JSON or form field, Basic password) replaced by
 //!   a marker: neither the error (`Debug` and JSON body) nor `Debug` of the request shows the
 //!   marker.
-//!
-//! Known open finding F-4 (FUZZING.md) is let through while `F4_OPEN` is `true` (see there),
-//! unless the environment sets `TOKENGATE_FUZZ_STRICT`, which replays its reproducer as a crash.
 
 #![no_main]
 
@@ -128,25 +125,7 @@ fn with_sentinel(ct: Option<&str>, auth: Option<&str>, body: &[u8]) -> (Option<S
     (auth, body)
 }
 
-/// Finding F-4 (FUZZING.md), open: the form flavour accepts HTTP Basic credentials with an
-/// empty client id or secret (`Basic c3ZqLWE6`, `svj-a:`), where the JSON flavour answers 401.
-/// While this is `true`, such an accepted form request is not checked further; set it to
-/// `false` once fixed; `TOKENGATE_FUZZ_STRICT=1` replays the reproducer in
-/// fuzz/artifacts/grant_request/ as the crash it is.
-const F4_OPEN: bool = false;
-
-/// Whether known open findings are skipped: yes, unless `TOKENGATE_FUZZ_STRICT` is set (to
-/// replay their reproducers).
-fn skip_known() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("TOKENGATE_FUZZ_STRICT").is_none())
-}
-
 fn check_grant(g: &GrantRequest, ct: Option<&str>, auth: Option<&str>, body: &[u8]) {
-    let empty = g.client_id.is_empty() || g.client_secret.expose().is_empty();
-    if F4_OPEN && skip_known() && empty && g.basic && g.form == GrantForm::Form {
-        return;
-    }
     assert!(!g.client_id.is_empty(), "empty client id accepted");
     assert!(
         !g.client_secret.expose().is_empty(),

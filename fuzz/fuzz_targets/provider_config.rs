@@ -23,15 +23,12 @@
 //!   valid provider id as scope and a token TTL of 60 ..= 86 400 s, and a token can be issued
 //!   to it whose record names it and its registration and expires after exactly that TTL, and
 //!   whose tag verifies.
-//!
-//! Known open finding F-3 (FUZZING.md) is let through while `F3_OPEN` is `true` (see there),
-//! unless the environment sets `TOKENGATE_FUZZ_STRICT`, which replays its reproducer as a crash.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 use tokengate::caller_tokens::{issue_token, verify_tag};
 use tokengate::callers::CallerRegistry;
 use tokengate::config::{parse_providers, validate_provider_id, ProviderConfig, RESERVED_IDS};
@@ -46,46 +43,7 @@ const NOW_MS: u64 = 1_700_000_000_000;
 /// that check.
 const SENTINEL: &str = "Zq9-fuzz-client-secret-7Yw";
 
-/// Finding F-3 (FUZZING.md), open: `url` with the core's ASCII-only `idna_adapter` 1.0.0 pin
-/// panics on a `debug_assert!` for a host with an ASCII capital and a non-ASCII character
-/// (`http:D%bd`, `https://Dé/`) — in builds with debug assertions (tests, fuzzing, wasm-pack
-/// `--dev`); release builds get an `IdnaError`. Commit cd129ed refuses such hosts before the
-/// parse, but a tab or newline the URL parser drops still slips past that check
-/// (`https:\t//D%bd/`). While this is `true`, a panic raised inside `idna_adapter` ends the
-/// input quietly; every other panic is still a crash. Set it to `false` once fixed;
-/// `TOKENGATE_FUZZ_STRICT=1` replays the reproducers in fuzz/artifacts/provider_config/ as the
-/// crashes they are.
-const F3_OPEN: bool = false;
-
-/// Whether known open findings are skipped: yes, unless `TOKENGATE_FUZZ_STRICT` is set (to
-/// replay their reproducers).
-fn skip_known() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("TOKENGATE_FUZZ_STRICT").is_none())
-}
-
-/// Lets a panic inside `idna_adapter` unwind (to the `catch_unwind` below) instead of
-/// aborting, while F-3 is open.
-fn tolerate_f3() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let libfuzzer_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let in_idna = info
-                .location()
-                .is_some_and(|l| l.file().contains("idna_adapter"));
-            if !(F3_OPEN && in_idna && skip_known()) {
-                libfuzzer_hook(info);
-            }
-        }));
-    });
-}
-
-fuzz_target!(|data: &[u8]| {
-    tolerate_f3();
-    // Only an F-3 panic reaches this catch: libFuzzer's hook aborts on any other.
-    let _ = std::panic::catch_unwind(|| fuzz_one(data));
-});
+fuzz_target!(|data: &[u8]| fuzz_one(data));
 
 fn fuzz_one(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {

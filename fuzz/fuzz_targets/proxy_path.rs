@@ -22,9 +22,6 @@
 //! - an `Ok` URL is stable: parsing its serialisation gives the same URL (what `fetch` sends is
 //!   what was checked);
 //! - a `rest` with a literal `..` segment is never `Ok`.
-//!
-//! Known open finding F-2 (FUZZING.md) is let through while `F2_OPEN` is `true` (see there),
-//! unless the environment sets `TOKENGATE_FUZZ_STRICT`, which replays its reproducer as a crash.
 
 #![no_main]
 
@@ -42,21 +39,6 @@ const BASES: &[&str] = &[
     "http://[::1]/x/",
 ];
 
-/// Finding F-2 (FUZZING.md), open: a raw `rest` holding `?` or `#` — which no parsed URL's path
-/// holds, so the Worker never passes one — has its segments checked across the query or
-/// fragment boundary, so `%EF%BC%8E%EF%BC%8E?x` puts a `．．` segment upstream. While this is
-/// `true`, such raw inputs get only the origin and prefix checks; set it to `false` once
-/// `upstream_url` refuses them; `TOKENGATE_FUZZ_STRICT=1` replays the reproducer in
-/// fuzz/artifacts/proxy_path/ as the crash it is.
-const F2_OPEN: bool = false;
-
-/// Whether known open findings are skipped: yes, unless `TOKENGATE_FUZZ_STRICT` is set (to
-/// replay their reproducers).
-fn skip_known() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("TOKENGATE_FUZZ_STRICT").is_none())
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
@@ -71,8 +53,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     // The strings as given.
-    let known_f2 = F2_OPEN && skip_known() && rest.contains(['?', '#']);
-    if check(base, rest, query, !known_f2) {
+    if check(base, rest, query) {
         assert!(
             !rest.split('/').any(|s| s == ".."),
             "a `..` segment was accepted: {rest:?}"
@@ -89,14 +70,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = Url::parse(&gateway) {
         let path = request.path().trim_start_matches('/');
         if let Some(("p", rest)) = path.split_once('/') {
-            check(base, rest, request.query(), true);
+            check(base, rest, request.query());
         }
     }
 });
 
-/// The invariants of one `upstream_url` call; `segments`: also check the path segments.
-/// Whether it was `Ok`.
-fn check(base: &Url, rest: &str, query: Option<&str>, segments: bool) -> bool {
+/// The invariants of one `upstream_url` call. Whether it was `Ok`.
+fn check(base: &Url, rest: &str, query: Option<&str>) -> bool {
     let Ok(url) = upstream_url(base, rest, query) else {
         return false;
     };
@@ -109,10 +89,8 @@ fn check(base: &Url, rest: &str, query: Option<&str>, segments: bool) -> bool {
         path.starts_with(base.path()),
         "{url} leaves {base} (rest {rest:?})"
     );
-    if segments {
-        for seg in path[base.path().len()..].split('/') {
-            check_segment(seg, &url, rest);
-        }
+    for seg in path[base.path().len()..].split('/') {
+        check_segment(seg, &url, rest);
     }
     let reparsed = Url::parse(url.as_str()).expect("an Ok URL re-parses");
     assert_eq!(reparsed, url, "unstable serialisation");

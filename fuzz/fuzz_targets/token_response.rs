@@ -30,10 +30,6 @@
 //!   `description` or `raw_body`, however the body escapes it;
 //! - `decode_claims` only accepts three dot-separated parts, and `expiry_ms` is a finite
 //!   positive `exp` of those claims.
-//!
-//! Known open findings F-1 and F-5 (FUZZING.md) are let through while `F1_OPEN` and `F5_OPEN`
-//! are `true` (see there), unless the environment sets `TOKENGATE_FUZZ_STRICT`, which replays
-//! their reproducers as crashes.
 
 #![no_main]
 
@@ -45,14 +41,15 @@ use tokengate::expiry::ExpiryPolicy;
 use tokengate::http::HttpResponse;
 use tokengate::response::{error_from_response, parse_token_response, Token};
 use tokengate::retry::parse_retry_after;
-use tokengate::secret::{scrub, secret_forms, Secret};
+use tokengate::secret::{secret_forms, Secret};
 
 const DEFAULT_NOW_MS: u64 = 1_700_000_000_000;
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 const MAX_LIFETIME_S: u64 = 31_622_400;
 
 /// (client id, client secret): none, the Optoro guide's sample, the core's scrub test, a demo
-/// caller, a secret with slashes and a quote.
+/// caller, a secret with slashes and a quote, a secret with `: ` and `, ` (the separators of
+/// Optoro's `errors[]` pairs).
 const CREDENTIALS: &[(&str, &str)] = &[
     ("", ""),
     (
@@ -64,55 +61,6 @@ const CREDENTIALS: &[(&str, &str)] = &[
     ("partner", "s3cr3t/with/slash'"),
     ("svc", "k3y: v4l, x"),
 ];
-
-/// Finding F-1 (FUZZING.md), open: `error_from_response` scrubs the secret from the JSON-decoded
-/// strings but then drops their control characters, so `a\u0001b…` in an error body leaks the
-/// secret `ab…` into `description`. While this is `true`, the secret check of `provider_error`
-/// and `description` skips bodies whose JSON strings (once the raw scrub is done) hold control
-/// characters (`raw_body` is still checked). Set it to `false` once fixed;
-/// `TOKENGATE_FUZZ_STRICT=1` replays the reproducers in fuzz/artifacts/token_response/ as the
-/// crashes they are.
-const F1_OPEN: bool = false;
-
-/// Whether known open findings are skipped: yes, unless `TOKENGATE_FUZZ_STRICT` is set (to
-/// replay their reproducers).
-fn skip_known() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("TOKENGATE_FUZZ_STRICT").is_none())
-}
-
-/// Finding F-5 (FUZZING.md), open: the `field: code` pairs of Optoro's `errors[]` are scrubbed
-/// one string at a time and then joined into `description`, so a secret split across them
-/// (`{"field": "k3y", "code": "v4l, x"}` for `k3y: v4l, x`) is put back together. While this is
-/// `true`, `description` is not checked when it is built from `errors[]`. Set it to `false`
-/// once fixed; `TOKENGATE_FUZZ_STRICT=1` replays the reproducer as a crash.
-const F5_OPEN: bool = false;
-
-/// Whether `error_from_response` builds the description of the JSON document `text` from
-/// Optoro's `errors[]`: no `error`, a `message`, no `error_description`.
-fn description_from_errors(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| {
-        !v["error"].is_string()
-            && v["message"].is_string()
-            && !v["error_description"].is_string()
-            && v["errors"].is_array()
-    })
-}
-
-/// Whether any string (or key) of the JSON document `text` holds a control character.
-fn json_has_control_chars(text: &str) -> bool {
-    fn walk(v: &serde_json::Value) -> bool {
-        match v {
-            serde_json::Value::String(s) => s.chars().any(char::is_control),
-            serde_json::Value::Array(a) => a.iter().any(walk),
-            serde_json::Value::Object(m) => m
-                .iter()
-                .any(|(k, v)| k.chars().any(char::is_control) || walk(v)),
-            _ => false,
-        }
-    }
-    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| walk(&v))
-}
 
 struct Input<'a> {
     status: u16,
@@ -237,20 +185,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = (e.to_string(), format!("{e:?}"));
     if !secret.is_empty() {
-        // The body as `error_from_response` parses it: after the raw scrub, which can make
-        // JSON of what was not.
-        let parsed = scrub(&String::from_utf8_lossy(&resp.body), &forms);
-        let known_f1 = F1_OPEN && skip_known() && json_has_control_chars(&parsed);
-        let known_f5 = F5_OPEN && skip_known() && description_from_errors(&parsed);
-        let provider_error = e.provider_error.as_deref().unwrap_or("");
         let shown = [
             e.raw_body.as_deref().unwrap_or(""),
-            if known_f1 { "" } else { provider_error },
-            if known_f1 || known_f5 {
-                ""
-            } else {
-                &e.description
-            },
+            e.provider_error.as_deref().unwrap_or(""),
+            e.description.as_str(),
         ];
         for form in spellings(client_id, secret) {
             if form.len() >= 4 && checkable(&form) {
