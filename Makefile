@@ -62,14 +62,18 @@ test-npm: npm-pkg setup-browser
 
 test: lint test-native test-worker test-npm
 
-bench: bench-worker bench-npm
+# Every benchmark in one run → bench/RESULTS.md and bench/latency.svg (bench/run.mjs); only
+# ratios within one run are meaningful. BENCH_ARGS passes options (see bench/worker.mjs).
+bench: worker npm-pkg
+	node bench/run.mjs $(BENCH_ARGS)
 
-# Gateway cached path vs a bare passthrough Worker, both in workerd (bench/worker.mjs).
+# The Worker part alone (bench/worker.mjs): tokengate beside a passthrough and a hand-written
+# gateway, all in workerd; prints, writes nothing.
 bench-worker: worker
-	node bench/worker.mjs
+	node bench/worker.mjs $(BENCH_ARGS)
 
 # The npm package's warm token(), client.fetch overhead against plain fetch with the same
-# timeout guarantee, and CPU per call (bench/npm.mjs); only ratios within one run are meaningful.
+# timeout guarantee, and CPU per call (bench/npm.mjs).
 bench-npm: npm-pkg
 	node bench/npm.mjs
 

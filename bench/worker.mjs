@@ -26,6 +26,12 @@ import { cpuMs, median, quantile, startChild, workerdPids } from './support.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const WORKERS = ['passthrough', 'hand-written', 'tokengate'];
+/**
+ * Steady state also measures tokengate with each of these configurations (name → extra vars):
+ * the default writes one log line per proxied request; `log_level = "warn"` does not.
+ */
+export const TOKENGATE_VARIANTS = { 'tokengate, log_level=warn': { log_level: 'warn' } };
+const isTokengate = (name) => name === 'tokengate' || name in TOKENGATE_VARIANTS;
 const CALLER_ID = 'bench';
 const CALLER_SECRET = 'bench-secret';
 const COMPAT_DATE = '2025-01-01';
@@ -75,14 +81,14 @@ async function startWorker(name, fx, kvDir) {
 
 async function startWorkerProcess(name, fx, kvDir) {
   const api = fx.optoro.api_base;
-  if (name === 'tokengate') {
+  if (isTokengate(name)) {
     const gw = await startGateway({
       buildDir: fx.buildDir,
       providers: { optoro: fx.optoro },
       secrets: fx.secrets,
       key: fx.key,
       clients: { [CALLER_ID]: { secret: CALLER_SECRET, scopes: ['optoro'] } },
-      vars: fx.gatewayVars,
+      vars: { ...fx.gatewayVars, ...(TOKENGATE_VARIANTS[name] ?? {}) },
       kvPersist: kvDir,
       miniflare: { handleRuntimeStdio: discardStdio },
     });
@@ -119,7 +125,7 @@ async function startWorkerProcess(name, fx, kvDir) {
 
 /** The Authorization header each worker's callers send. */
 function authFor(name, fx) {
-  if (name === 'tokengate') return `Bearer ${fx.callerToken}`;
+  if (isTokengate(name)) return `Bearer ${fx.callerToken}`;
   if (name === 'hand-written') return `Bearer ${fx.handwrittenToken}`;
   return undefined;
 }
@@ -199,16 +205,17 @@ async function steady(fx, opts) {
   const running = {};
   try {
     await seedCallers(fx, kvDir);
-    for (const name of WORKERS) running[name] = await startWorker(name, fx, kvDir);
-    for (const name of WORKERS) {
+    const names = [...WORKERS, ...Object.keys(TOKENGATE_VARIANTS)];
+    for (const name of names) running[name] = await startWorker(name, fx, kvDir);
+    for (const name of names) {
       const [status] = await get(undefined, `${running[name].url}/optoro/warm`, authFor(name, fx));
       if (status !== 200) throw new Error(`${name}: warm-up got HTTP ${status}`);
     }
     const results = [];
     for (const c of opts.concurrency) {
-      const acc = Object.fromEntries(WORKERS.map((n) => [n, { rps: [], cpu: [], latencies: [], other: 0 }]));
+      const acc = Object.fromEntries(names.map((n) => [n, { rps: [], cpu: [], latencies: [], other: 0 }]));
       for (let r = 0; r < opts.rounds; r++) {
-        const order = WORKERS.map((_, i) => WORKERS[(i + r) % WORKERS.length]);
+        const order = names.map((_, i) => names[(i + r) % names.length]);
         for (const name of order) {
           const w = running[name];
           const res = await load(w.url, authFor(name, fx), c, opts.seconds, w.pid);
@@ -218,7 +225,7 @@ async function steady(fx, opts) {
           acc[name].other += res.other;
         }
       }
-      for (const name of WORKERS) {
+      for (const name of names) {
         const a = acc[name];
         results.push({
           worker: name,
