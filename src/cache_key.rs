@@ -1,6 +1,6 @@
 //! Cache keys for provider tokens. A key changes whenever anything that shapes the token
 //! changes — provider, endpoint, client, auth style, scope, audience, resource, extra params,
-//! extra headers — and when the client secret is rotated (via a one-way fingerprint), so two
+//! extra headers, a token API's creation body — and when the client secret is rotated (via a one-way fingerprint), so two
 //! configurations never share a token (one with another scope, say). It never contains the
 //! secret. The fingerprint is an HMAC under a deployment key (the Worker derives it from
 //! `TOKENGATE_KEY`), so someone who can list the KV namespace cannot test guesses of a weak
@@ -43,6 +43,11 @@ pub fn token_cache_key(
             field(k);
             field(v);
         }
+    }
+    // A token API's creation body (scopes, ttl, limits) shapes its tokens as scope does; only
+    // that dialect has one, so the other dialects' keys are unchanged by it.
+    if let Some(body) = &settings.token_body {
+        field(&serde_json::Value::Object(body.clone()).to_string());
     }
     field(&secret_fingerprint(secret, pepper));
     format!("{TOKEN_KEY_PREFIX}{}", hex::encode(h.finalize()))

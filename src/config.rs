@@ -19,6 +19,11 @@ pub enum AuthStyle {
     /// A JSON body `{grant_type, client_id, client_secret}` (Optoro and the partner API:
     /// `docs/providers.md#optoro-token-request`, `docs/providers.md#partner-token-request`).
     JsonBody,
+    /// A token-management API rather than an OAuth token endpoint (openapi.com Oauth v2:
+    /// `docs/providers.md#openapi-token-api`): `POST {token_url}` with HTTP Basic as RFC 7617
+    /// encodes it and `token_body` as JSON creates a token; `PATCH {token_url}/{token}` with
+    /// its refresh token rotates it; `DELETE {token_url}/{token}` removes it.
+    TokenApi,
 }
 
 impl AuthStyle {
@@ -28,7 +33,14 @@ impl AuthStyle {
             AuthStyle::ClientSecretBasic => "client_secret_basic",
             AuthStyle::ClientSecretPost => "client_secret_post",
             AuthStyle::JsonBody => "json_body",
+            AuthStyle::TokenApi => "token_api",
         }
+    }
+
+    /// Whether tokens are rotated with their refresh token and removed when replaced (the
+    /// token-management dialect), rather than left to expire.
+    pub fn manages_tokens(self) -> bool {
+        self == AuthStyle::TokenApi
     }
 
     fn parse(s: &str) -> Option<Self> {
@@ -36,6 +48,7 @@ impl AuthStyle {
             "client_secret_basic" => Some(AuthStyle::ClientSecretBasic),
             "client_secret_post" => Some(AuthStyle::ClientSecretPost),
             "json_body" => Some(AuthStyle::JsonBody),
+            "token_api" => Some(AuthStyle::TokenApi),
             _ => None,
         }
     }
@@ -116,6 +129,9 @@ pub struct TokenSettings {
     pub token_params: BTreeMap<String, String>,
     /// Extra token-request headers.
     pub token_headers: BTreeMap<String, String>,
+    /// The JSON body that creates a token (`auth_style = "token_api"` only, and required
+    /// there): `scopes`, optional `ttl`, `name` and `limits`.
+    pub token_body: Option<Map<String, Value>>,
     /// Expiry policy.
     pub expiry: ExpiryPolicy,
     /// Retry policy.
@@ -254,7 +270,7 @@ impl TokenSettings {
             Some(s) => AuthStyle::parse(&s).ok_or_else(|| {
                 f.error(
                     "auth_style",
-                    "unknown value; expected client_secret_basic, client_secret_post or json_body",
+                    "unknown value; expected client_secret_basic, client_secret_post, json_body or token_api",
                 )
             })?,
         };
@@ -282,6 +298,31 @@ impl TokenSettings {
         let token_headers = f.headers("token_headers")?;
         check_header_names(&token_headers, TOKEN_HEADER_DENY)
             .map_err(|m| f.error("token_headers", m))?;
+        let token_body = f.token_body("token_body")?;
+        if auth_style == AuthStyle::TokenApi {
+            if token_body.is_none() {
+                return Err(f.error(
+                    "token_body",
+                    "is required with auth_style token_api (its scopes, ttl, name, limits)",
+                ));
+            }
+            // Parameters of an OAuth token request mean nothing to a token API: refused
+            // rather than silently ignored.
+            let oauth_only = [
+                ("scope", scope.is_some()),
+                ("audience", audience.is_some()),
+                ("resource", resource.is_some()),
+                ("token_params", !token_params.is_empty()),
+            ];
+            if let Some((key, _)) = oauth_only.iter().find(|(_, set)| *set) {
+                return Err(f.error(
+                    key,
+                    "is not used with auth_style token_api; scopes go in token_body",
+                ));
+            }
+        } else if token_body.is_some() {
+            return Err(f.error("token_body", "is used only with auth_style token_api"));
+        }
         let expiry = expiry_fields(f)?;
         let retry = f.retry("retry")?;
         let timeout_ms = f
@@ -296,12 +337,17 @@ impl TokenSettings {
             resource,
             token_params,
             token_headers,
+            token_body,
             expiry,
             retry,
             timeout_ms,
         })
     }
 }
+
+/// The longest `ttl` a token API grants: one year, in seconds
+/// (`docs/providers.md#openapi-token-api`).
+pub const TOKEN_API_MAX_TTL_S: u64 = 31_536_000;
 
 impl ExpiryPolicy {
     /// Parses the expiry keys of an npm config (`refreshSkewS`, `defaultLifetimeS`,
@@ -517,6 +563,55 @@ impl<'a> Fields<'a> {
             out.insert(k.clone(), value);
         }
         Ok(out)
+    }
+
+    /// A token API's creation body (`docs/providers.md#openapi-token-api`): `scopes` (required,
+    /// each `METHOD:host/path-prefix`), `ttl` (seconds, at most a year), `name`, `limits` (an
+    /// object, passed on as given). Unknown keys are refused by name.
+    fn token_body(&mut self, key: &str) -> Result<Option<Map<String, Value>>, FieldError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let mut inner = Fields::new(v, self.naming).map_err(|m| self.error(key, m))?;
+        inner.prefix = format!("{}.", self.name(key));
+        let mut body = Map::new();
+        let scopes = match inner.get("scopes") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            _ => return Err(inner.error("scopes", "must be a non-empty array of scopes")),
+        };
+        for s in scopes {
+            let ok = s
+                .as_str()
+                .and_then(|s| s.split_once(':'))
+                .is_some_and(|(m, rest)| {
+                    (m == "*" || (!m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase())))
+                        && rest.contains('/')
+                        && !rest.starts_with('/')
+                        && rest.bytes().all(|b| b.is_ascii_graphic())
+                });
+            if !ok {
+                return Err(inner.error(
+                    "scopes",
+                    "each scope must be a string METHOD:host/path, e.g. GET:company.openapi.com/IT-start",
+                ));
+            }
+        }
+        body.insert("scopes".into(), Value::Array(scopes.clone()));
+        if let Some(ttl) = inner.optional_u64("ttl", 1, TOKEN_API_MAX_TTL_S)? {
+            body.insert("ttl".into(), Value::from(ttl));
+        }
+        if let Some(name) = inner.optional_str("name")? {
+            body.insert("name".into(), Value::String(name));
+        }
+        match inner.get("limits") {
+            None => {}
+            Some(Value::Object(limits)) => {
+                body.insert("limits".into(), Value::Object(limits.clone()));
+            }
+            Some(_) => return Err(inner.error("limits", "must be an object")),
+        }
+        inner.finish()?;
+        Ok(Some(body))
     }
 
     fn headers(&mut self, key: &str) -> Result<BTreeMap<String, String>, FieldError> {

@@ -10,18 +10,37 @@
 //!   `docs/providers.md#optoro-token-request`; and the partner API:
 //!   `docs/providers.md#partner-token-request`).
 //!
+//! - `token_api`: a token-management API (openapi.com Oauth v2,
+//!   `docs/providers.md#openapi-token-api`): `POST {token_url}` with HTTP Basic encoded as RFC
+//!   7617 §2 says — `id:secret` in UTF-8, base64, nothing form-encoded (an e-mail's `@` or `+`
+//!   must arrive as written) — and the configured `token_body` as JSON creates a token;
+//!   [`rotate_request`] and [`revoke_request`] are its `PATCH` and `DELETE`.
+//!
 //! Every style sends `Accept: application/json` (the partner API requires it:
 //! `docs/providers.md#partner-token-request`).
 
 use crate::config::{AuthStyle, TokenSettings};
+use crate::error::TokenError;
 use crate::http::HttpRequest;
+use crate::http::HttpResponse;
+use crate::response::{parse_token_record, parse_token_response, Token};
 use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
 /// The token request for `settings` with client secret `secret`.
 pub fn build_token_request(settings: &TokenSettings, secret: &Secret) -> HttpRequest {
+    if let (AuthStyle::TokenApi, Some(body)) = (settings.auth_style, &settings.token_body) {
+        return token_api_request(
+            settings,
+            "POST",
+            settings.token_url.to_string(),
+            basic_plain(&settings.client_id, secret),
+            Value::Object(body.clone()),
+        );
+    }
     let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
     let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
     match settings.auth_style {
@@ -36,7 +55,7 @@ pub fn build_token_request(settings: &TokenSettings, secret: &Secret) -> HttpReq
                 format!("Basic {}", STANDARD.encode(pair)),
             ));
         }
-        AuthStyle::ClientSecretPost | AuthStyle::JsonBody => {
+        AuthStyle::ClientSecretPost | AuthStyle::JsonBody | AuthStyle::TokenApi => {
             params.push(("client_id", &settings.client_id));
             params.push(("client_secret", secret.expose()));
         }
@@ -78,6 +97,113 @@ pub fn build_token_request(settings: &TokenSettings, secret: &Secret) -> HttpReq
         url: settings.token_url.to_string(),
         headers,
         body: body.into_bytes(),
+    }
+}
+
+/// Reads a 2xx answer to [`build_token_request`] or [`rotate_request`] received at `now_ms`:
+/// an RFC 6749 §5.1 token response, or a token API's token record.
+pub fn parse_reply(
+    settings: &TokenSettings,
+    resp: &HttpResponse,
+    now_ms: u64,
+) -> Result<Token, TokenError> {
+    if settings.auth_style.manages_tokens() {
+        parse_token_record(resp, now_ms, &settings.expiry)
+    } else {
+        parse_token_response(resp, now_ms, &settings.expiry)
+    }
+}
+
+/// The request that rotates `token` (`PATCH {token_url}/{token}` with `Authorization: Bearer
+/// <refresh token>` and `{"ttl": …}`, or `{}` without a configured ttl): a new token and
+/// refresh token with the same scopes, the old token deleted by the service
+/// (`docs/providers.md#openapi-token-api`). `None` when the dialect does not rotate or the
+/// token came without a refresh token.
+pub fn rotate_request(settings: &TokenSettings, token: &Token) -> Option<HttpRequest> {
+    if !settings.auth_style.manages_tokens() {
+        return None;
+    }
+    let refresh = token.refresh_token.as_ref()?;
+    let mut body = Map::new();
+    if let Some(ttl) = settings.token_body.as_ref().and_then(|b| b.get("ttl")) {
+        body.insert("ttl".into(), ttl.clone());
+    }
+    Some(token_api_request(
+        settings,
+        "PATCH",
+        token_url_of(settings, token),
+        format!("Bearer {}", refresh.expose()),
+        Value::Object(body),
+    ))
+}
+
+/// The request that removes `token` from the service (`DELETE {token_url}/{token}`, HTTP
+/// Basic), for a token tokengate replaced by creating another; `None` when the dialect does
+/// not manage tokens.
+pub fn revoke_request(
+    settings: &TokenSettings,
+    secret: &Secret,
+    token: &Token,
+) -> Option<HttpRequest> {
+    if !settings.auth_style.manages_tokens() {
+        return None;
+    }
+    let mut req = token_api_request(
+        settings,
+        "DELETE",
+        token_url_of(settings, token),
+        basic_plain(&settings.client_id, secret),
+        Value::Null,
+    );
+    req.body.clear();
+    req.headers.retain(|(n, _)| n != "Content-Type");
+    Some(req)
+}
+
+/// Characters left as they are in a path segment (RFC 3986 §3.3 `unreserved`); everything
+/// else in a token is percent-encoded, so a token can never add a segment or a query.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `{token_url}/{token}`, the token one path segment below the collection.
+fn token_url_of(settings: &TokenSettings, token: &Token) -> String {
+    let base = settings.token_url.as_str().trim_end_matches('/');
+    let segment = utf8_percent_encode(token.access_token.expose(), SEGMENT);
+    format!("{base}/{segment}")
+}
+
+/// HTTP Basic as RFC 7617 §2 defines it: `user-id ":" password` in UTF-8, base64-encoded,
+/// nothing else encoded.
+fn basic_plain(user: &str, secret: &Secret) -> String {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{user}:{}", secret.expose()))
+    )
+}
+
+fn token_api_request(
+    settings: &TokenSettings,
+    method: &str,
+    url: String,
+    authorization: String,
+    body: Value,
+) -> HttpRequest {
+    let mut headers = vec![
+        ("Accept".to_string(), "application/json".to_string()),
+        ("Authorization".to_string(), authorization),
+        ("Content-Type".to_string(), "application/json".to_string()),
+    ];
+    for (k, v) in &settings.token_headers {
+        headers.push((k.clone(), v.clone()));
+    }
+    HttpRequest {
+        method: method.into(),
+        url,
+        headers,
+        body: body.to_string().into_bytes(),
     }
 }
 

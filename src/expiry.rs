@@ -47,6 +47,14 @@ pub fn is_fresh(policy: &ExpiryPolicy, issued_at_ms: u64, expires_at_ms: u64, no
     now_ms < refresh_at_ms(policy, issued_at_ms, expires_at_ms)
 }
 
+/// The KV `expiration_ttl` for a token at `now_ms` that must stay readable until it expires,
+/// past its refresh point: a token API's token, which the next reader rotates with its refresh
+/// token rather than replacing it with a new one. `None` under [`KV_MIN_TTL_S`].
+pub fn kv_ttl_until_expiry_s(expires_at_ms: u64, now_ms: u64) -> Option<u64> {
+    let left = expires_at_ms.saturating_sub(now_ms) / 1000;
+    (left >= KV_MIN_TTL_S).then_some(left)
+}
+
 /// The KV `expiration_ttl` for a token at `now_ms`: its life left before the refresh point,
 /// in whole seconds, or `None` when that is under [`KV_MIN_TTL_S`] (memory only).
 pub fn kv_ttl_s(

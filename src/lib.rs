@@ -44,6 +44,7 @@ pub mod pressure;
 pub mod proxy;
 pub mod response;
 pub mod retry;
+pub mod rfc3339;
 pub mod seal;
 pub mod secret;
 

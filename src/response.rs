@@ -25,11 +25,19 @@ pub struct Token {
     pub expires_at_ms: u64,
     /// Granted scope, if the provider said.
     pub scope: Option<String>,
+    /// The token's refresh token, for a token API that rotates tokens
+    /// (`docs/providers.md#openapi-token-api`); `None` for OAuth token endpoints.
+    pub refresh_token: Option<Secret>,
 }
 
 impl Token {
+    /// Whether `other` carries the same access token (compared in constant time).
+    pub fn same_token(&self, other: &Token) -> bool {
+        self.access_token.ct_eq(other.access_token.expose())
+    }
+
     /// The token as the shared store keeps it: `{access_token, token_type, issued_at_ms,
-    /// expires_at_ms, scope?}` (JSON; sealed by the shell that stores it).
+    /// expires_at_ms, scope?, refresh_token?}` (JSON; sealed by the shell that stores it).
     pub fn to_stored(&self) -> String {
         let mut v = serde_json::json!({
             "access_token": self.access_token.expose(),
@@ -37,8 +45,13 @@ impl Token {
             "issued_at_ms": self.issued_at_ms,
             "expires_at_ms": self.expires_at_ms,
         });
-        if let (Some(scope), Some(obj)) = (&self.scope, v.as_object_mut()) {
-            obj.insert("scope".into(), Value::from(scope.as_str()));
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(scope) = &self.scope {
+                obj.insert("scope".into(), Value::from(scope.as_str()));
+            }
+            if let Some(refresh) = &self.refresh_token {
+                obj.insert("refresh_token".into(), Value::from(refresh.expose()));
+            }
         }
         v.to_string()
     }
@@ -49,17 +62,18 @@ impl Token {
         let v: Value = serde_json::from_str(s).ok()?;
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let ms = |k: &str| v.get(k).and_then(Value::as_u64);
-        let scope = match v.get("scope") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return None,
+        let optional = |k: &str| match v.get(k) {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
         };
         Some(Token {
             access_token: Secret::new(text("access_token")?),
             token_type: text("token_type")?,
             issued_at_ms: ms("issued_at_ms")?,
             expires_at_ms: ms("expires_at_ms")?,
-            scope,
+            scope: optional("scope")?,
+            refresh_token: optional("refresh_token")?.map(Secret::new),
         })
     }
 }
@@ -91,17 +105,9 @@ pub fn parse_token_response(
     let obj = body
         .as_object()
         .ok_or_else(|| invalid("token response is not a JSON object"))?;
-    let access_token = match obj.get("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return Err(invalid("token response has no access_token")),
-    };
-    // RFC 6750 §2.1: a bearer token is visible ASCII; anything else cannot go in a header (and
-    // a CR/LF in it would be header injection).
-    if !access_token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(invalid(
-            "access_token has characters a bearer token cannot have",
-        ));
-    }
+    let access_token = bearer_text(obj.get("access_token"))
+        .map_err(|why| invalid(&format!("access_token {why}")))?
+        .ok_or_else(|| invalid("token response has no access_token"))?;
     // RFC 6749 §7.1 / RFC 6750: only bearer tokens are usable; the type is case-insensitive.
     match obj.get("token_type") {
         None => {}
@@ -155,6 +161,100 @@ pub fn parse_token_response(
         issued_at_ms,
         expires_at_ms,
         scope,
+        refresh_token: None,
+    })
+}
+
+/// A credential's text: `Ok(None)` when absent, an error (what is wrong) when it is not a
+/// non-empty string of visible ASCII — RFC 6750 §2.1: anything else cannot go in a header, and
+/// a CR/LF in it would be header injection.
+fn bearer_text(v: Option<&Value>) -> Result<Option<String>, &'static str> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => {
+            if s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+                Ok(Some(s.clone()))
+            } else {
+                Err("has characters a bearer token cannot have")
+            }
+        }
+        Some(_) => Err("is not a non-empty string"),
+    }
+}
+
+/// Parses a token API's token record (`docs/providers.md#openapi-token-api`) received at
+/// `now_ms`: `{token, expireAt, refreshToken, scopes, createdAt, …}`, bare or wrapped as
+/// `{"success": true, "message": "", "error": null, "data": {…}}`.
+///
+/// Lifetime: `expireAt` (an RFC 3339 date-time) counted from `createdAt` when that is sane
+/// (not in the future, before `expireAt`), else from `now_ms`; without `expireAt`, a JWT's
+/// `exp`, else `default_lifetime_s`; capped at `max_lifetime_s` as for every provider.
+pub fn parse_token_record(
+    resp: &HttpResponse,
+    now_ms: u64,
+    policy: &ExpiryPolicy,
+) -> Result<Token, TokenError> {
+    if !(200..=299).contains(&resp.status) {
+        return Err(error_from_response(resp, now_ms, &[]));
+    }
+    let invalid = |d: &str| {
+        let mut e = TokenError::new(ErrorCode::InvalidResponse, d);
+        e.status = Some(resp.status);
+        e
+    };
+    let body: Value =
+        serde_json::from_slice(&resp.body).map_err(|_| invalid("token record is not JSON"))?;
+    let outer = body
+        .as_object()
+        .ok_or_else(|| invalid("token record is not a JSON object"))?;
+    let record = match (outer.get("success"), outer.get("data")) {
+        (Some(Value::Bool(false)), _) => {
+            return Err(invalid("token service answered success: false"))
+        }
+        (Some(_), Some(Value::Object(data))) => data,
+        (Some(_), _) => return Err(invalid("token service answered without a data object")),
+        (None, _) => outer,
+    };
+    let token = bearer_text(record.get("token"))
+        .map_err(|why| invalid(&format!("token {why}")))?
+        .ok_or_else(|| invalid("token record has no token"))?;
+    let refresh_token = bearer_text(record.get("refreshToken"))
+        .map_err(|why| invalid(&format!("refreshToken {why}")))?;
+    let date = |key: &str| match record.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => crate::rfc3339::parse_ms(s)
+            .map(Some)
+            .ok_or_else(|| invalid(&format!("{key} is not an RFC 3339 date-time"))),
+        Some(_) => Err(invalid(&format!("{key} is not a date-time string"))),
+    };
+    let expire_at_ms = date("expireAt")?;
+    let created_at_ms = date("createdAt")?;
+    let scope = match record.get("scopes") {
+        Some(Value::Array(items)) => {
+            let names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            (!names.is_empty()).then(|| names.join(" "))
+        }
+        _ => None,
+    };
+    let cap = now_ms.saturating_add(policy.max_lifetime_s * 1000);
+    let expires_at_ms = match expire_at_ms {
+        Some(at) => at,
+        None => jwt::expiry_ms(&token).unwrap_or(now_ms + policy.default_lifetime_s * 1000),
+    }
+    .min(cap);
+    if expires_at_ms <= now_ms {
+        return Err(invalid("token is already expired"));
+    }
+    let issued_at_ms = created_at_ms
+        .filter(|c| *c <= now_ms && *c < expires_at_ms)
+        .unwrap_or(now_ms);
+    Ok(Token {
+        access_token: Secret::new(token),
+        token_type: "Bearer".into(),
+        issued_at_ms,
+        expires_at_ms,
+        scope,
+        refresh_token: refresh_token.map(Secret::new),
     })
 }
 
@@ -212,6 +312,18 @@ pub fn error_from_response(
     let field = |k: &str| text(k).map(|s| clean_text(s, 200, secret_forms));
     let mut provider_error = field("error");
     let mut description = field("error_description");
+    // A token API's `{"success": false, "message": …, "error": 90}`
+    // (`docs/providers.md#openapi-token-api`): the number is its code, the message the text.
+    if let Some(n) = json
+        .as_ref()
+        .and_then(|j| j.get("error"))
+        .and_then(Value::as_u64)
+    {
+        provider_error = Some(format!("error {n}"));
+        if description.is_none() {
+            description = field("message");
+        }
+    }
     if provider_error.is_none() {
         if let Some(message) = field("message") {
             // Optoro's `errors[{field, code}]`, joined before they are cleaned: a secret the

@@ -1,7 +1,24 @@
 // Types of the tokengate npm package (hand-written beside npm/js/client.js).
 
-/** How the client authenticates at the token endpoint. */
-export type AuthStyle = "client_secret_basic" | "client_secret_post" | "json_body";
+/**
+ * How the client authenticates at the token endpoint; `"token_api"` is a token-management API
+ * (openapi.com Oauth v2) rather than an OAuth token endpoint.
+ */
+export type AuthStyle = "client_secret_basic" | "client_secret_post" | "json_body" | "token_api";
+
+/**
+ * The JSON body that creates a token at a token API (`authStyle: "token_api"`), e.g.
+ * `{ scopes: ["GET:company.openapi.com/IT-start"], ttl: 3600, name: "tokengate" }`.
+ */
+export interface TokenBody {
+  /** `METHOD:host/path-prefix` scopes, at least one. */
+  scopes: string[];
+  /** Lifetime of a token, seconds (1 to 31536000). */
+  ttl?: number;
+  name?: string;
+  /** Passed to the service as given (total requests, IP allowlist, ...). */
+  limits?: Record<string, unknown>;
+}
 
 /** Retry policy of token exchanges and `client.fetch` calls. */
 export interface RetryConfig {
@@ -41,6 +58,12 @@ export interface TokenClientConfig extends ExpiryPolicyConfig {
   tokenParams?: Record<string, string | number>;
   /** Extra token-request headers (not Accept, Authorization, Content-Type, Content-Length, Host). */
   tokenHeaders?: Record<string, string>;
+  /**
+   * With `authStyle: "token_api"` (and only then, where it is required): the creation body.
+   * `clientId` is the account e-mail, `clientSecret` the API key; tokens are rotated with their
+   * refresh token before they expire, and a token replaced by a new one is deleted.
+   */
+  tokenBody?: TokenBody;
   retry?: RetryConfig;
   /** Timeout of one HTTP call, ms (default 10000). */
   timeoutMs?: number;

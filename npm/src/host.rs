@@ -241,6 +241,10 @@ impl Runtime for JsRuntime {
         let _ = JsFuture::from(p).await;
     }
 
+    fn background(&self, task: futures::future::LocalBoxFuture<'static, ()>) {
+        wasm_bindgen_futures::spawn_local(task);
+    }
+
     fn log(&self, event: &str, fields: Value) {
         if let Some(f) = &self.log {
             let fields = js_sys::JSON::parse(&fields.to_string()).unwrap_or(JsValue::NULL);

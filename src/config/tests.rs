@@ -517,3 +517,145 @@ fn endpoints_with_whitespace_or_controls_are_refused() {
         );
     }
 }
+
+// ---------------------------------------------------------------- token API (openapi.com)
+
+fn token_api(body: Value) -> Value {
+    json!({"auth_style": "token_api", "token_url": "https://test.oauth.openapi.com/tokens",
+           "client_id": "dev+tg@example.com", "token_body": body})
+}
+
+#[test]
+fn token_api_entry() {
+    let p = ProviderConfig::parse(
+        "openapi",
+        &entry(token_api(json!({
+            "scopes": ["GET:company.openapi.com/IT-start", "*:sms.openapi.com/"],
+            "ttl": 31_536_000, "name": "tokengate", "limits": {"total": 10},
+        }))),
+    )
+    .unwrap();
+    assert_eq!(p.token.auth_style, AuthStyle::TokenApi);
+    assert!(p.token.auth_style.manages_tokens());
+    let body = p.token.token_body.unwrap();
+    assert_eq!(body["ttl"], json!(31_536_000));
+    assert_eq!(body["limits"], json!({"total": 10}));
+    // The npm spelling is the same table under `tokenBody`.
+    let camel = TokenSettings::parse_camel(
+        &json!({"authStyle": "token_api", "tokenUrl": "https://oauth.openapi.com/tokens",
+                "clientId": "a@b.c", "tokenBody": {"scopes": ["POST:sms.openapi.com/send"]}}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        camel.token_body.unwrap().get("scopes"),
+        Some(&json!(["POST:sms.openapi.com/send"]))
+    );
+}
+
+#[test]
+fn token_api_errors() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"auth_style": "token_api"}),
+            "token_body",
+            "is required",
+        ),
+        (token_api(json!({})), "token_body.scopes", "non-empty array"),
+        (
+            token_api(json!({"scopes": []})),
+            "token_body.scopes",
+            "non-empty array",
+        ),
+        (
+            token_api(json!({"scopes": "GET:a.b/"})),
+            "token_body.scopes",
+            "non-empty array",
+        ),
+        (
+            token_api(json!({"scopes": ["company.openapi.com/IT-start"]})),
+            "token_body.scopes",
+            "METHOD:host/path",
+        ),
+        (
+            token_api(json!({"scopes": ["get:company.openapi.com/x"]})),
+            "token_body.scopes",
+            "METHOD:host/path",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:company.openapi.com"]})),
+            "token_body.scopes",
+            "METHOD:host/path",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:/x"]})),
+            "token_body.scopes",
+            "METHOD:host/path",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:a.b/x y"]})),
+            "token_body.scopes",
+            "METHOD:host/path",
+        ),
+        (
+            token_api(json!({"scopes": [7]})),
+            "token_body.scopes",
+            "METHOD:host/path",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:a.b/"], "ttl": 31_536_001})),
+            "token_body.ttl",
+            "1 to 31536000",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:a.b/"], "ttl": 0})),
+            "token_body.ttl",
+            "1 to 31536000",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:a.b/"], "name": 3})),
+            "token_body.name",
+            "string",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:a.b/"], "limits": [1]})),
+            "token_body.limits",
+            "object",
+        ),
+        (
+            token_api(json!({"scopes": ["GET:a.b/"], "expire": 5})),
+            "token_body.expire",
+            "not a known key",
+        ),
+        (
+            token_api(json!("scopes")),
+            "token_body",
+            "must be an object",
+        ),
+        (
+            json!({"token_body": {"scopes": ["GET:a.b/"]}}),
+            "token_body",
+            "only with auth_style token_api",
+        ),
+    ];
+    for (extra, key, part) in cases {
+        let e = parse_err("openapi", extra.clone());
+        assert_err(&e, "openapi", key, part);
+    }
+    // OAuth token-request parameters are refused, not ignored.
+    for (k, v) in [
+        ("scope", json!("a")),
+        ("audience", json!("a")),
+        ("resource", json!("https://r.example")),
+        ("token_params", json!({"x": "1"})),
+    ] {
+        let mut extra = token_api(json!({"scopes": ["GET:a.b/"]}));
+        extra[k] = v;
+        assert_err(
+            &parse_err("openapi", extra),
+            "openapi",
+            k,
+            "not used with auth_style token_api",
+        );
+    }
+}

@@ -323,3 +323,112 @@ fn secret_only_in_authorization_or_body_never_in_debug() {
         assert!(!req.url.contains(secret), "{style}");
     }
 }
+
+/// openapi.com Oauth v2 (`docs/providers.md#openapi-token-api`): the e-mail and API key go
+/// into HTTP Basic exactly as RFC 7617 §2 encodes them — `+`, `@` and `:` in the password
+/// unchanged, not form-encoded first — and `token_body` is the JSON body.
+fn openapi() -> TokenSettings {
+    provider(
+        "openapi",
+        json!({
+            "token_url": "https://test.oauth.openapi.com/tokens",
+            "client_id": "dev+tokengate@example.com",
+            "auth_style": "token_api",
+            "token_body": {
+                "scopes": ["GET:company.openapi.com/IT-start", "*:sms.openapi.com/"],
+                "ttl": 86400,
+                "name": "tokengate",
+                "limits": {"total": 1000},
+            },
+            "token_headers": {"X-Trace": "t1"},
+        }),
+    )
+}
+
+#[test]
+fn openapi_create_request() {
+    let secret = Secret::new("k3y+/=:x");
+    let req = build_token_request(&openapi(), &secret);
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.url, "https://test.oauth.openapi.com/tokens");
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode("dev+tokengate@example.com:k3y+/=:x")
+    );
+    assert_eq!(
+        req.headers,
+        headers(&[
+            ("Accept", "application/json"),
+            ("Authorization", &basic),
+            ("Content-Type", "application/json"),
+            ("X-Trace", "t1"),
+        ])
+    );
+    assert_eq!(
+        body_str(&req),
+        r#"{"limits":{"total":1000},"name":"tokengate","scopes":["GET:company.openapi.com/IT-start","*:sms.openapi.com/"],"ttl":86400}"#
+    );
+}
+
+fn record_token(token: &str, refresh: Option<&str>) -> Token {
+    Token {
+        access_token: Secret::new(token),
+        token_type: "Bearer".into(),
+        issued_at_ms: 0,
+        expires_at_ms: 1,
+        scope: None,
+        refresh_token: refresh.map(Secret::new),
+    }
+}
+
+#[test]
+fn openapi_rotate_and_revoke_requests() {
+    let s = openapi();
+    let secret = Secret::new("k3y+/=:x");
+    let t = record_token("tok/en?#", Some("refresh-1"));
+    let rotate = rotate_request(&s, &t).unwrap();
+    assert_eq!(rotate.method, "PATCH");
+    // The token is one percent-encoded path segment: it cannot add a segment or a query.
+    assert_eq!(
+        rotate.url,
+        "https://test.oauth.openapi.com/tokens/tok%2Fen%3F%23"
+    );
+    assert_eq!(rotate.header("authorization"), Some("Bearer refresh-1"));
+    assert_eq!(rotate.header("content-type"), Some("application/json"));
+    assert_eq!(body_str(&rotate), r#"{"ttl":86400}"#);
+
+    let revoke = revoke_request(&s, &secret, &t).unwrap();
+    assert_eq!(revoke.method, "DELETE");
+    assert_eq!(revoke.url, rotate.url);
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode("dev+tokengate@example.com:k3y+/=:x")
+    );
+    assert_eq!(
+        revoke.headers,
+        headers(&[
+            ("Accept", "application/json"),
+            ("Authorization", &basic),
+            ("X-Trace", "t1"),
+        ])
+    );
+    assert!(revoke.body.is_empty());
+
+    // Without a ttl the rotation body is `{}`; a trailing slash on the collection is not
+    // doubled.
+    let mut bare = openapi();
+    bare.token_url = "https://oauth.openapi.com/tokens/".parse().unwrap();
+    bare.token_body.as_mut().unwrap().remove("ttl");
+    let r = rotate_request(&bare, &record_token("abc", Some("r"))).unwrap();
+    assert_eq!(r.url, "https://oauth.openapi.com/tokens/abc");
+    assert_eq!(body_str(&r), "{}");
+
+    // No refresh token, no rotation; the OAuth dialects neither rotate nor revoke.
+    assert!(rotate_request(&s, &record_token("abc", None)).is_none());
+    let oauth = provider(
+        "optoro",
+        json!({"token_url": "https://auth.example.com/token", "client_id": "c", "auth_style": "json_body"}),
+    );
+    assert!(rotate_request(&oauth, &t).is_none());
+    assert!(revoke_request(&oauth, &secret, &t).is_none());
+}

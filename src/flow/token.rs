@@ -1,15 +1,22 @@
 //! [`TokenSource`]: the tokens of one provider configuration — memory → store → exchange with
 //! retries, one exchange at a time however many callers wait, a cooldown after
 //! `invalid_client`, and what an API's 401 does to the cached token.
+//!
+//! With a token API (`auth_style = "token_api"`, `docs/providers.md#openapi-token-api`) a token
+//! past its refresh point is rotated (`PATCH` with its refresh token) rather than replaced; if
+//! the service refuses the rotation (401/404) a new token is created, and a token replaced by
+//! creation — or by another instance's newer token — is removed from the service in the
+//! background, so one provider entry holds at most two live tokens at a time.
 
 use super::flight::SingleFlight;
 use super::{Runtime, TokenStore, Transport, TransportError};
 use crate::api_call::RefusedToken;
-use crate::dialect::build_token_request;
+use crate::dialect::{build_token_request, parse_reply, revoke_request, rotate_request};
 use crate::error::{ErrorCode, TokenError};
-use crate::expiry::{is_fresh, kv_ttl_s, KV_MIN_TTL_S};
+use crate::expiry::{is_fresh, kv_ttl_s, kv_ttl_until_expiry_s, KV_MIN_TTL_S};
+use crate::http::HttpRequest;
 use crate::pressure::{Pressure, PressurePolicy};
-use crate::response::{error_from_response, parse_token_response, Token};
+use crate::response::{error_from_response, Token};
 use crate::retry::{Decision, Outcome};
 use crate::secret::{scrub, Secret};
 use crate::TokenSettings;
@@ -159,7 +166,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         };
         let start = || {
             let inner = self.inner.clone();
-            async move { inner.acquire().await }.boxed_local()
+            async move { Inner::acquire(&inner).await }.boxed_local()
         };
         self.inner
             .flight
@@ -188,12 +195,19 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     /// so that a stale store read (KV deletes propagate slowly) cannot bring it back, and
     /// records the time for the 401 window.
     pub async fn forget_refused(&self, token: &Secret) {
-        {
+        let refused = {
             let mut st = self.inner.state.borrow_mut();
             st.refreshed_on_401_at = Some(self.inner.rt.now_ms());
             st.rejected = Some(token.clone());
-        }
+            st.memory
+                .clone()
+                .filter(|t| t.access_token.ct_eq(token.expose()))
+        };
         self.invalidate(Some(token)).await;
+        // A token API keeps a refused token unless it is removed.
+        if let Some(t) = refused {
+            Inner::retire(&self.inner, &t);
+        }
     }
 
     /// Drops `rejected` from memory and the store. A newer token fetched meanwhile by a
@@ -236,102 +250,189 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     }
 }
 
-impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
-    async fn acquire(&self) -> Result<(Token, TokenOrigin), TokenError> {
+impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inner<T, S, R> {
+    async fn acquire(this: &Rc<Self>) -> Result<(Token, TokenOrigin), TokenError> {
         // A valid token in the store is served whatever state the provider is in.
-        let now = self.rt.now_ms();
-        match self.store.get(&self.key).await {
+        let now = this.rt.now_ms();
+        // The token this one replaces (past its refresh point): a token API rotates it.
+        let in_memory = this.state.borrow().memory.as_deref().cloned();
+        let mut in_store = None;
+        match this.store.get(&this.key).await {
             Ok(Some(v)) => match Token::from_stored(&v).ok_or(()) {
                 Ok(t)
-                    if self
+                    if this
                         .state
                         .borrow()
                         .rejected
                         .as_ref()
                         .is_some_and(|r| r.ct_eq(t.access_token.expose())) => {}
-                Ok(t) if is_fresh(&self.settings.expiry, t.issued_at_ms, t.expires_at_ms, now) => {
-                    self.state.borrow_mut().memory = Some(Rc::new(t.clone()));
+                Ok(t) if is_fresh(&this.settings.expiry, t.issued_at_ms, t.expires_at_ms, now) => {
+                    this.state.borrow_mut().memory = Some(Rc::new(t.clone()));
+                    // Another instance replaced the token this one held.
+                    if let Some(old) = in_memory.filter(|m| !m.same_token(&t)) {
+                        Self::retire(this, &old);
+                    }
                     return Ok((t, TokenOrigin::Store));
                 }
-                Ok(_) => {}
-                Err(_) => self.log_store_error("decode", "stored token is unreadable"),
+                Ok(t) => in_store = Some(t),
+                Err(_) => this.log_store_error("decode", "stored token is unreadable"),
             },
             Ok(None) => {}
-            Err(e) => self.log_store_error("get", &e),
+            Err(e) => this.log_store_error("get", &e),
         }
-        if let Some((until, err)) = &self.state.borrow().cooldown {
+        if let Some((until, err)) = &this.state.borrow().cooldown {
             if now < *until {
                 return Err(err.clone());
             }
         }
         // A pause another isolate learnt (through the store) counts here too.
-        if let Ok(Some(v)) = self.store.get(&self.hold_key()).await {
+        if let Ok(Some(v)) = this.store.get(&this.hold_key()).await {
             if let Ok(until) = v.trim().parse::<u64>() {
-                self.state.borrow_mut().pressure.hold(until);
+                this.state.borrow_mut().pressure.hold(until);
             }
         }
-        let admitted = self.state.borrow_mut().pressure.admit(self.rt.now_ms());
+        let admitted = this.state.borrow_mut().pressure.admit(this.rt.now_ms());
         if let Err(e) = admitted {
-            self.rt.log(
+            this.rt.log(
                 "token_exchange_held",
-                json!({"provider": self.name, "reason": e.description,
+                json!({"provider": this.name, "reason": e.description,
                        "retry_after_ms": e.retry_after_ms}),
             );
             return Err(e);
         }
-        let started = self.rt.now_ms();
-        let token = match self.exchange().await {
+        // The shared store's view first: the token every instance reads.
+        let (previous, orphan) = match (in_store, in_memory) {
+            (Some(s), Some(m)) if !m.same_token(&s) => (Some(s), Some(m)),
+            (Some(s), _) => (Some(s), None),
+            (None, m) => (m, None),
+        };
+        let started = this.rt.now_ms();
+        let rotation = previous
+            .as_ref()
+            .and_then(|p| rotate_request(&this.settings, p));
+        let (result, rotated) = match rotation {
+            Some(req) => match this.exchange(|| req.clone(), "rotate").await {
+                Ok(t) => (Ok(t), true),
+                // The service no longer knows the token or its refresh token: create one.
+                Err(e) if matches!(e.status, Some(401 | 404)) => (
+                    this.exchange(|| this.create_request(), "create").await,
+                    false,
+                ),
+                Err(e) => (Err(e), false),
+            },
+            None => (
+                this.exchange(|| this.create_request(), "create").await,
+                false,
+            ),
+        };
+        let token = match result {
             Ok(t) => t,
             Err(e) => {
-                let now = self.rt.now_ms();
+                let now = this.rt.now_ms();
                 if e.code == ErrorCode::InvalidClient {
                     let until = now + INVALID_CLIENT_COOLDOWN_MS;
-                    self.state.borrow_mut().cooldown = Some((until, e.clone()));
+                    this.state.borrow_mut().cooldown = Some((until, e.clone()));
                 }
-                let max_delay = self.settings.retry.max_delay_ms;
-                let held = self.state.borrow_mut().pressure.failed(&e, now, max_delay);
+                let max_delay = this.settings.retry.max_delay_ms;
+                let held = this.state.borrow_mut().pressure.failed(&e, now, max_delay);
                 if let Some(until) = held {
                     // Shared with the other isolates; KV keeps nothing under 60 s.
                     let ttl = until.saturating_sub(now).div_ceil(1000).max(KV_MIN_TTL_S);
-                    if let Err(se) = self
+                    if let Err(se) = this
                         .store
-                        .put(&self.hold_key(), until.to_string(), ttl)
+                        .put(&this.hold_key(), until.to_string(), ttl)
                         .await
                     {
-                        self.log_store_error("put_hold", &se);
+                        this.log_store_error("put_hold", &se);
                     }
                 }
                 return Err(e);
             }
         };
-        self.state.borrow_mut().pressure.succeeded();
-        let now = self.rt.now_ms();
+        this.state.borrow_mut().pressure.succeeded();
+        let now = this.rt.now_ms();
         let ms = now.saturating_sub(started);
         {
-            let mut st = self.state.borrow_mut();
+            let mut st = this.state.borrow_mut();
             st.memory = Some(Rc::new(token.clone()));
             st.cooldown = None;
             st.rejected = None;
         }
-        if let Some(ttl) = kv_ttl_s(
-            &self.settings.expiry,
-            token.issued_at_ms,
-            token.expires_at_ms,
-            now,
-        ) {
+        // Rotation removed the previous token at the service; creation did not.
+        for old in previous.iter().filter(|_| !rotated).chain(orphan.iter()) {
+            Self::retire(this, old);
+        }
+        let ttl = if this.settings.auth_style.manages_tokens() {
+            // Kept until it expires, so that the next reader rotates it.
+            kv_ttl_until_expiry_s(token.expires_at_ms, now)
+        } else {
+            kv_ttl_s(
+                &this.settings.expiry,
+                token.issued_at_ms,
+                token.expires_at_ms,
+                now,
+            )
+        };
+        if let Some(ttl) = ttl {
             let value = token.to_stored();
-            if let Err(e) = self.store.put(&self.key, value, ttl).await {
-                self.log_store_error("put", &e);
+            if let Err(e) = this.store.put(&this.key, value, ttl).await {
+                this.log_store_error("put", &e);
             }
         }
         Ok((token, TokenOrigin::Exchange { ms }))
     }
 
-    async fn exchange(&self) -> Result<Token, TokenError> {
+    /// Removes `token` from a token API in the background (`DELETE`), unless it has expired
+    /// already or the dialect keeps no tokens; a failure is logged, never fatal.
+    fn retire(this: &Rc<Self>, token: &Token) {
+        if this.rt.now_ms() >= token.expires_at_ms {
+            return;
+        }
+        let Some(req) = revoke_request(&this.settings, &this.secret, token) else {
+            return;
+        };
+        let inner = this.clone();
+        this.rt.background(Box::pin(async move {
+            let started = inner.rt.now_ms();
+            let result = inner.transport.send(req, inner.settings.timeout_ms).await;
+            let now = inner.rt.now_ms();
+            let ms = now.saturating_sub(started);
+            let fields = match result {
+                Ok(resp) if (200..=299).contains(&resp.status) => {
+                    json!({"provider": inner.name, "status": resp.status, "ms": ms, "ok": true})
+                }
+                Ok(resp) => {
+                    let e = error_from_response(&resp, now, &inner.secret_forms);
+                    json!({"provider": inner.name, "status": resp.status, "ms": ms, "ok": false,
+                           "provider_error": e.provider_error, "error": e.description})
+                }
+                Err(e) => json!({"provider": inner.name, "ms": ms, "ok": false,
+                "error": match e {
+                    TransportError::Timeout => "timeout".to_string(),
+                    TransportError::Network(m) => m,
+                }}),
+            };
+            inner.rt.log("token_revoked", fields);
+        }));
+    }
+}
+
+impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
+    fn create_request(&self) -> HttpRequest {
+        build_token_request(&self.settings, &self.secret)
+    }
+
+    /// Sends `build()`'s request (a creation or a rotation: `op`, for the logs) until it yields
+    /// a token or the retry policy stops.
+    async fn exchange(
+        &self,
+        build: impl Fn() -> HttpRequest,
+        op: &'static str,
+    ) -> Result<Token, TokenError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let req = build_token_request(&self.settings, &self.secret);
+            let req = build();
             let started = self.rt.now_ms();
             let result = self.transport.send(req, self.settings.timeout_ms).await;
             let now = self.rt.now_ms();
@@ -339,16 +440,15 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                 Ok(resp) if (200..=299).contains(&resp.status) => {
                     // A 2xx the core cannot use names what was wrong; a provider that echoed
                     // the secret into it must not see it repeated.
-                    let parsed =
-                        parse_token_response(&resp, now, &self.settings.expiry).map_err(|mut e| {
-                            e.description = scrub(&e.description, &self.secret_forms);
-                            e
-                        });
-                    self.rt.log(
-                        "token_exchange",
-                        json!({"provider": self.name, "attempt": attempt, "status": resp.status,
-                               "ms": now.saturating_sub(started), "ok": parsed.is_ok()}),
-                    );
+                    let parsed = parse_reply(&self.settings, &resp, now).map_err(|mut e| {
+                        e.description = scrub(&e.description, &self.secret_forms);
+                        e
+                    });
+                    let mut fields = json!({"provider": self.name, "attempt": attempt,
+                        "status": resp.status, "ms": now.saturating_sub(started),
+                        "ok": parsed.is_ok()});
+                    self.tag_op(&mut fields, op);
+                    self.rt.log("token_exchange", fields);
                     return parsed;
                 }
                 Ok(resp) => {
@@ -377,12 +477,11 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                     Outcome::Network,
                 ),
             };
-            self.rt.log(
-                "token_exchange",
-                json!({"provider": self.name, "attempt": attempt, "status": err.status,
-                       "ms": now.saturating_sub(started), "ok": false, "error": err.code.as_str(),
-                       "provider_error": err.provider_error}),
-            );
+            let mut fields = json!({"provider": self.name, "attempt": attempt,
+                "status": err.status, "ms": now.saturating_sub(started), "ok": false,
+                "error": err.code.as_str(), "provider_error": err.provider_error});
+            self.tag_op(&mut fields, op);
+            self.rt.log("token_exchange", fields);
             match self
                 .settings
                 .retry
@@ -391,6 +490,17 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
                 Decision::Retry { delay_ms } => self.rt.sleep(delay_ms).await,
                 Decision::Stop => return Err(err),
             }
+        }
+    }
+
+    /// Names the operation in a token API's exchange lines (`create` or `rotate`); the
+    /// OAuth dialects have only one.
+    fn tag_op(&self, fields: &mut serde_json::Value, op: &'static str) {
+        if let (true, Some(obj)) = (
+            self.settings.auth_style.manages_tokens(),
+            fields.as_object_mut(),
+        ) {
+            obj.insert("op".into(), op.into());
         }
     }
 

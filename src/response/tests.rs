@@ -601,3 +601,154 @@ fn access_tokens_must_be_header_safe() {
         assert!(!e.to_string().contains("AT-1") && !format!("{e:?}").contains("Injected"));
     }
 }
+
+// ---------------------------------------------------------------- token API records
+
+/// An openapi.com token record (`docs/providers.md#openapi-token-api`).
+fn record(token: &str, expire_at: &str) -> Value {
+    json!({
+        "token": token, "expireAt": expire_at, "refreshToken": "refresh-1",
+        "scopes": ["GET:company.openapi.com/IT-start", "GET:sms.openapi.com/"],
+        "createdAt": "2023-11-14T22:13:20Z", "updatedAt": "2023-11-14T22:13:20Z",
+        "limits": {}, "stats": {"requests": 0},
+    })
+}
+
+const REC_NOW: u64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
+
+fn long_policy() -> ExpiryPolicy {
+    ExpiryPolicy {
+        max_lifetime_s: 31_622_400,
+        ..policy()
+    }
+}
+
+#[test]
+fn token_record_both_shapes() {
+    let plain = record("tok-1", "2023-11-15T22:13:20.000Z");
+    let wrapped = json!({"success": true, "message": "", "error": null, "data": plain.clone()});
+    for body in [plain, wrapped] {
+        let t =
+            parse_token_record(&ok(&body.to_string()), REC_NOW + 5_000, &long_policy()).unwrap();
+        assert_eq!(t.access_token.expose(), "tok-1");
+        assert_eq!(
+            t.refresh_token.as_ref().map(|r| r.expose()),
+            Some("refresh-1")
+        );
+        assert_eq!(t.issued_at_ms, REC_NOW, "createdAt counts");
+        assert_eq!(t.expires_at_ms, REC_NOW + 86_400_000);
+        assert_eq!(
+            t.scope.as_deref(),
+            Some("GET:company.openapi.com/IT-start GET:sms.openapi.com/")
+        );
+        // The stored form keeps the refresh token, so another instance can rotate.
+        assert_eq!(Token::from_stored(&t.to_stored()), Some(t));
+    }
+}
+
+#[test]
+fn token_record_lifetime_rules() {
+    // An offset is honoured; the cap applies as for every provider.
+    let r = record("t", "2023-11-15T23:13:20+01:00");
+    let t = parse_token_record(&ok(&r.to_string()), REC_NOW, &long_policy()).unwrap();
+    assert_eq!(t.expires_at_ms, REC_NOW + 86_400_000);
+    let capped = parse_token_record(&ok(&r.to_string()), REC_NOW, &policy()).unwrap();
+    assert_eq!(
+        capped.expires_at_ms,
+        REC_NOW + policy().max_lifetime_s * 1000
+    );
+    // A createdAt in the future is not believed.
+    let mut future = record("t", "2023-11-15T22:13:20Z");
+    future["createdAt"] = json!("2023-11-14T23:00:00Z");
+    let t = parse_token_record(&ok(&future.to_string()), REC_NOW, &long_policy()).unwrap();
+    assert_eq!(t.issued_at_ms, REC_NOW);
+    // Without expireAt: the default lifetime.
+    let mut none = record("t", "x");
+    none.as_object_mut().unwrap().remove("expireAt");
+    let t = parse_token_record(&ok(&none.to_string()), REC_NOW, &long_policy()).unwrap();
+    assert_eq!(
+        t.expires_at_ms,
+        REC_NOW + policy().default_lifetime_s * 1000
+    );
+}
+
+#[test]
+fn token_record_refused() {
+    let cases: Vec<(String, &str)> = vec![
+        ("not json".into(), "not JSON"),
+        ("[]".into(), "not a JSON object"),
+        (
+            json!({"success": false, "message": "no", "error": 1, "data": null}).to_string(),
+            "success: false",
+        ),
+        (
+            json!({"success": true, "data": null}).to_string(),
+            "without a data object",
+        ),
+        (
+            json!({"expireAt": "2023-11-15T22:13:20Z"}).to_string(),
+            "has no token",
+        ),
+        (
+            record("", "2023-11-15T22:13:20Z").to_string(),
+            "token is not a non-empty string",
+        ),
+        (
+            record("a b", "2023-11-15T22:13:20Z").to_string(),
+            "characters a bearer token cannot have",
+        ),
+        (
+            record("t", "2023-11-15T22:13:20").to_string(),
+            "expireAt is not an RFC 3339 date-time",
+        ),
+        (
+            record("t", "2023-11-14T22:13:19Z").to_string(),
+            "already expired",
+        ),
+        (
+            {
+                let mut r = record("t", "2023-11-15T22:13:20Z");
+                r["refreshToken"] = json!("a\r\nb");
+                r.to_string()
+            },
+            "refreshToken has characters",
+        ),
+        (
+            {
+                let mut r = record("t", "2023-11-15T22:13:20Z");
+                r["expireAt"] = json!(1_700_086_400);
+                r.to_string()
+            },
+            "expireAt is not a date-time string",
+        ),
+    ];
+    for (body, part) in cases {
+        let e = parse_token_record(&ok(&body), REC_NOW, &long_policy()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidResponse, "{body}");
+        assert!(e.description.contains(part), "{body}: {e}");
+    }
+}
+
+/// The service's error body: the message and the numeric code both reach the error.
+#[test]
+fn token_api_error_body() {
+    let body = json!({"success": false, "message": "Invalid scopes specified or API not enabled",
+                      "error": 90, "data": null})
+    .to_string();
+    let e = error_from_response(&resp(422, &[], &body), REC_NOW, &[]);
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert_eq!(e.provider_error.as_deref(), Some("error 90"));
+    assert_eq!(e.description, "Invalid scopes specified or API not enabled");
+    let unauthorized =
+        json!({"success": false, "message": "Unauthorized: key s3cret", "error": 1, "data": null});
+    let e = error_from_response(
+        &resp(401, &[], &unauthorized.to_string()),
+        REC_NOW,
+        &["s3cret".into()],
+    );
+    assert_eq!(e.code, ErrorCode::InvalidClient);
+    assert!(
+        !e.description.contains("s3cret") && e.description.starts_with("Unauthorized"),
+        "{e}"
+    );
+}

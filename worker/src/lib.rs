@@ -80,7 +80,7 @@ fn start() {
 async fn fetch(
     req: web_sys::Request,
     env: Env,
-    _ctx: Context,
+    ctx: Context,
 ) -> Result<web_sys::Response, Infallible> {
     let answered = match handle(req, &env).await {
         Ok(resp) => Ok(resp),
@@ -89,6 +89,11 @@ async fn fetch(
             respond::error(&GatewayError::Internal)
         }
     };
+    // Housekeeping the handling started (removing a token a token API no longer needs) runs
+    // on after the response, kept alive by this request.
+    for task in runtime::take_background() {
+        ctx.wait_until(task);
+    }
     // Even the 500 could not be built: a bare one (`new Response(null, {status: 500})` cannot
     // throw; if the platform could not make a response at all, there is nothing to answer).
     Ok(answered.unwrap_or_else(|_| {

@@ -65,6 +65,22 @@ impl Runtime for WorkerRuntime {
     fn flight_signal(&self) -> Option<Rc<dyn FlightSignal>> {
         JsSignal::new().map(|s| Rc::new(s) as Rc<dyn FlightSignal>)
     }
+
+    fn background(&self, task: LocalBoxFuture<'static, ()>) {
+        BACKGROUND.with(|b| b.borrow_mut().push(task));
+    }
+}
+
+thread_local! {
+    /// Background tasks the flow made while requests were being handled; the fetch handler
+    /// hands them to `ctx.waitUntil` as each request ends ([`take_background`]).
+    static BACKGROUND: std::cell::RefCell<Vec<LocalBoxFuture<'static, ()>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The background tasks made so far, for the ending request to keep alive with `waitUntil`.
+pub fn take_background() -> Vec<LocalBoxFuture<'static, ()>> {
+    BACKGROUND.with(|b| std::mem::take(&mut *b.borrow_mut()))
 }
 
 /// The wake-up of an exchange's waiters: a JavaScript promise made by the request that starts
@@ -130,7 +146,9 @@ impl LogLevel {
                 LogLevel::Error
             }
             "proxy" | "token_issued" => LogLevel::Info,
-            "token_exchange" if fields.get("ok") == Some(&Value::Bool(true)) => LogLevel::Info,
+            "token_exchange" | "token_revoked" if fields.get("ok") == Some(&Value::Bool(true)) => {
+                LogLevel::Info
+            }
             _ => LogLevel::Warn,
         }
     }

@@ -259,6 +259,8 @@ struct RtState {
     signals: RefCell<Vec<Rc<FakeSignal>>>,
     sleeps: RefCell<Vec<u64>>,
     logs: RefCell<Vec<(String, Value)>>,
+    /// Background tasks, run by [`FakeRuntime::run_background`].
+    background: RefCell<Vec<futures::future::LocalBoxFuture<'static, ()>>>,
 }
 
 impl FakeRuntime {
@@ -269,7 +271,18 @@ impl FakeRuntime {
             signals: RefCell::default(),
             sleeps: RefCell::default(),
             logs: RefCell::default(),
+            background: RefCell::default(),
         }))
+    }
+
+    /// Runs the background tasks queued so far; how many there were.
+    fn run_background(&self) -> usize {
+        let tasks = std::mem::take(&mut *self.0.background.borrow_mut());
+        let n = tasks.len();
+        for t in tasks {
+            block_on(t);
+        }
+        n
     }
 
     fn sleeps(&self) -> Vec<u64> {
@@ -318,6 +331,10 @@ impl Runtime for FakeRuntime {
 
     fn log(&self, event: &str, fields: Value) {
         self.0.logs.borrow_mut().push((event.to_string(), fields));
+    }
+
+    fn background(&self, task: futures::future::LocalBoxFuture<'static, ()>) {
+        self.0.background.borrow_mut().push(task);
     }
 }
 
@@ -420,3 +437,4 @@ fn assert_token_request(req: &HttpRequest, timeout_ms: u64) {
 mod api;
 mod flight;
 mod token;
+mod token_api;
