@@ -52,7 +52,8 @@ test-native: setup
 	cargo test --workspace
 
 test-worker: worker worker-test setup-schemathesis
-	node --test --test-concurrency=1 tests/emulators.test.mjs tests/worker*.test.mjs tests/schemathesis.test.mjs
+	node --test --test-concurrency=1 tests/emulators.test.mjs tests/openapi-emulator.test.mjs tests/worker*.test.mjs \
+	  tests/schemathesis.test.mjs
 
 test-npm: npm-pkg setup-browser
 	wasm-pack test --node npm --test node

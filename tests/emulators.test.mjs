@@ -286,6 +286,13 @@ test('demo-provider CLI: fixed demo credentials, ready line, SIGTERM', async (t)
   assert.deepEqual(JSON.parse(fs.readFileSync(credFile, 'utf8')).optoro, { clientId: 'demo-client', clientSecret: 'demo-secret' });
   const res = await post(ready.token_urls.optoro, JSON.stringify({ grant_type: 'client_credentials', client_id: 'demo-client', client_secret: 'demo-secret' }));
   assert.equal(res.status, 200);
+  // The token-management service beside them, with its demo account.
+  assert.deepEqual(JSON.parse(fs.readFileSync(credFile, 'utf8')).openapi, { email: 'demo+tokengate@example.com', apiKey: 'demo-secret' });
+  const created = await post(ready.token_urls.openapi, JSON.stringify({ scopes: ['GET:company.openapi.com/IT-start'], ttl: 60 }),
+    { ...JSON_HEADERS, authorization: `Basic ${Buffer.from('demo+tokengate@example.com:demo-secret').toString('base64')}` });
+  assert.equal(created.status, 200);
+  const api = await fetch(`${ready.api_bases.openapi}IT-start/1`, { headers: { authorization: `Bearer ${(await created.json()).data.token}` } });
+  assert.equal(api.status, 200);
   child.kill('SIGTERM');
   const [code] = await once(child, 'exit');
   assert.equal(code, 0);

@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startProviders } from './support/emulators.mjs';
 import { startOidc } from './support/oidc.mjs';
+import { startTokenService } from './support/openapi.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PKG = path.join(ROOT, 'pkg');
@@ -126,6 +127,11 @@ const config: TokenClientConfig = {
   retry: { maxAttempts: 2 }, timeoutMs: 1000, tokenParams: { a: 'b', n: 1 },
 };
 const client = new TokenClient(config, { cache, now: { now: () => Date.now() }, log: (event, fields) => void [event, fields] });
+const tokenApi: TokenClientConfig = {
+  tokenUrl: 'https://test.oauth.openapi.com/tokens', clientId: 'dev@example.com', clientSecret: 'key', authStyle: 'token_api',
+  tokenBody: { scopes: ['GET:company.openapi.com/IT-start'], ttl: 3600, name: 'n', limits: { total: 10 } },
+};
+void tokenApi;
 export async function use(): Promise<number> {
   const t: Token = await client.token();
   const header: string = await client.authorizationHeader();
@@ -380,6 +386,101 @@ test('an injected clock drives refresh before expiry', async (t) => {
   // The JWT's fractional `exp` may round a millisecond below expires_in.
   assert.ok(Math.abs(second.expiresAt - (now + 3_600_000)) <= 1, `${second.expiresAt} vs ${now + 3_600_000}`);
   assert.equal(p.exchanges('partner'), 2);
+});
+
+// ---- the token-management dialect (openapi.com Oauth v2: docs/providers.md#openapi-token-api)
+
+/** The emulated service on an injected clock, and a client of it from module `m`. */
+async function tokenService(t, m, { shape = 'wrapped', tokenBody, logs = [] } = {}) {
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const clock = { now: () => now, advance: (ms) => { now += ms; } };
+  const svc = await startTokenService({ clock, shape });
+  t.after(() => svc.close());
+  const client = new m.TokenClient({
+    tokenUrl: svc.tokenUrl, clientId: svc.credentials.email, clientSecret: svc.credentials.apiKey,
+    authStyle: 'token_api',
+    tokenBody: tokenBody ?? { scopes: ['GET:company.openapi.com/IT-start'], ttl: 3600, name: 'tokengate' },
+    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
+  }, { now: clock, log: (event, fields) => logs.push({ event, ...fields }) });
+  return { svc, clock, client };
+}
+
+for (const [label, m] of [['require', viaRequire], ['import', viaImport]]) {
+  test(`token_api via ${label}: create with RFC 7617 Basic, then fetch with the token (both shapes)`, async (t) => {
+    for (const shape of ['wrapped', 'plain']) {
+      const { svc, client } = await tokenService(t, m, { shape });
+      const tok = await client.token();
+      assert.ok(svc.isLive(tok.accessToken));
+      assert.equal(tok.expiresAt, Date.parse('2026-01-01T01:00:00Z'));
+      assert.equal(tok.scope, 'GET:company.openapi.com/IT-start');
+      const [create] = svc.requests('create');
+      assert.equal(create.headers.authorization,
+        `Basic ${Buffer.from(`${svc.credentials.email}:${svc.credentials.apiKey}`).toString('base64')}`);
+      assert.deepEqual(JSON.parse(create.body), { scopes: ['GET:company.openapi.com/IT-start'], ttl: 3600, name: 'tokengate' });
+      const res = await client.fetch(`${svc.apiBase()}IT-start/12345678901`);
+      assert.equal(res.status, 200, shape);
+      assert.equal((await res.json()).path, '/company.openapi.com/IT-start/12345678901');
+      assert.equal(svc.count('create'), 1);
+    }
+  });
+}
+
+test('token_api: rotation before expiry on the injected clock — one POST, then only PATCHes', async (t) => {
+  const { svc, clock, client } = await tokenService(t, viaImport);
+  const first = await client.token();
+  const seen = [first.accessToken];
+  for (let i = 0; i < 3; i++) {
+    clock.advance(3_541_000);
+    const next = await client.token();
+    assert.ok(!seen.includes(next.accessToken));
+    seen.push(next.accessToken);
+    assert.equal((await client.fetch(`${svc.apiBase()}IT-start/1`)).status, 200);
+  }
+  assert.deepEqual(svc.requests().filter((r) => r.kind !== 'api').map((r) => r.kind), ['create', 'rotate', 'rotate', 'rotate']);
+  assert.deepEqual(svc.liveTokens(), [seen.at(-1)]);
+});
+
+test('token_api: a refused rotation creates a new token and deletes the superseded one', async (t) => {
+  const logs = [];
+  const { svc, clock, client } = await tokenService(t, viaRequire, { logs });
+  const first = await client.token();
+  clock.advance(3_541_000);
+  svc.script('rotate', [{ status: 401, body: { success: false, message: 'Invalid refresh token', error: 2, data: null } }]);
+  const second = await client.token();
+  assert.notEqual(second.accessToken, first.accessToken);
+  assert.ok(svc.liveTokens().length <= 2, 'never more than two live tokens');
+  await until(() => svc.count('delete') === 1 && !svc.isLive(first.accessToken), 'the superseded token to be deleted');
+  assert.deepEqual(svc.liveTokens(), [second.accessToken]);
+  await until(() => logs.some((l) => l.event === 'token_revoked' && l.ok === true), 'the deletion to be logged');
+  const text = JSON.stringify(logs);
+  for (const secret of [svc.credentials.apiKey, first.accessToken, second.accessToken]) assert.ok(!text.includes(secret));
+});
+
+test("token_api: the service's 422 message and code reach the TokenError; a bad key is invalid_client", async (t) => {
+  const { client } = await tokenService(t, viaImport, { tokenBody: { scopes: ['GET:nope.openapi.com/x'] } });
+  await assert.rejects(client.token(), (e) => {
+    assert.ok(e instanceof viaImport.TokenError);
+    assert.equal(e.code, 'invalid_request');
+    assert.equal(e.status, 422);
+    assert.equal(e.providerError, 'error 90');
+    assert.match(e.message, /Invalid scopes specified or API not enabled/);
+    return true;
+  });
+  const svc = await startTokenService();
+  t.after(() => svc.close());
+  const wrong = new viaImport.TokenClient({
+    tokenUrl: svc.tokenUrl, clientId: svc.credentials.email, clientSecret: 'not-the-key', authStyle: 'token_api',
+    tokenBody: { scopes: ['GET:company.openapi.com/IT-start'] },
+  });
+  await assert.rejects(wrong.token(), (e) => e.code === 'invalid_client' && e.status === 401);
+  // Configuration mistakes name their key.
+  assert.throws(() => new viaImport.TokenClient({
+    tokenUrl: svc.tokenUrl, clientId: 'a@b.c', clientSecret: 'k', authStyle: 'token_api',
+  }), /tokenBody/);
+  assert.throws(() => new viaImport.TokenClient({
+    tokenUrl: svc.tokenUrl, clientId: 'a@b.c', clientSecret: 'k', authStyle: 'token_api',
+    tokenBody: { scopes: ['company.openapi.com/IT-start'] },
+  }), /tokenBody\.scopes/);
 });
 
 test('oidc-provider: client_secret_basic and client_secret_post, resource JWT', async (t) => {

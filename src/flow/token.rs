@@ -311,19 +311,15 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             .as_ref()
             .and_then(|p| rotate_request(&this.settings, p));
         let (result, rotated) = match rotation {
-            Some(req) => match this.exchange(|| req.clone(), "rotate").await {
+            Some(req) => match this.exchange(&req, "rotate").await {
                 Ok(t) => (Ok(t), true),
                 // The service no longer knows the token or its refresh token: create one.
-                Err(e) if matches!(e.status, Some(401 | 404)) => (
-                    this.exchange(|| this.create_request(), "create").await,
-                    false,
-                ),
+                Err(e) if matches!(e.status, Some(401 | 404)) => {
+                    (this.exchange(&this.create_request(), "create").await, false)
+                }
                 Err(e) => (Err(e), false),
             },
-            None => (
-                this.exchange(|| this.create_request(), "create").await,
-                false,
-            ),
+            None => (this.exchange(&this.create_request(), "create").await, false),
         };
         let token = match result {
             Ok(t) => t,
@@ -422,17 +418,13 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
         build_token_request(&self.settings, &self.secret)
     }
 
-    /// Sends `build()`'s request (a creation or a rotation: `op`, for the logs) until it yields
-    /// a token or the retry policy stops.
-    async fn exchange(
-        &self,
-        build: impl Fn() -> HttpRequest,
-        op: &'static str,
-    ) -> Result<Token, TokenError> {
+    /// Sends `req` (a creation or a rotation: `op`, for the logs) until it yields a token or
+    /// the retry policy stops.
+    async fn exchange(&self, req: &HttpRequest, op: &'static str) -> Result<Token, TokenError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let req = build();
+            let req = req.clone();
             let started = self.rt.now_ms();
             let result = self.transport.send(req, self.settings.timeout_ms).await;
             let now = self.rt.now_ms();
