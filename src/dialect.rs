@@ -124,6 +124,7 @@ pub fn rotate_request(settings: &TokenSettings, token: &Token) -> Option<HttpReq
         return None;
     }
     let refresh = token.refresh_token.as_ref()?;
+    let url = token_url_of(settings, token)?;
     let mut body = Map::new();
     if let Some(ttl) = settings.token_body.as_ref().and_then(|b| b.get("ttl")) {
         body.insert("ttl".into(), ttl.clone());
@@ -131,7 +132,7 @@ pub fn rotate_request(settings: &TokenSettings, token: &Token) -> Option<HttpReq
     Some(token_api_request(
         settings,
         "PATCH",
-        token_url_of(settings, token),
+        url,
         format!("Bearer {}", refresh.expose()),
         Value::Object(body),
     ))
@@ -139,7 +140,7 @@ pub fn rotate_request(settings: &TokenSettings, token: &Token) -> Option<HttpReq
 
 /// The request that removes `token` from the service (`DELETE {token_url}/{token}`, HTTP
 /// Basic), for a token tokengate replaced by creating another; `None` when the dialect does
-/// not manage tokens.
+/// not manage tokens (or the token cannot be named in a path).
 pub fn revoke_request(
     settings: &TokenSettings,
     secret: &Secret,
@@ -151,7 +152,7 @@ pub fn revoke_request(
     let mut req = token_api_request(
         settings,
         "DELETE",
-        token_url_of(settings, token),
+        token_url_of(settings, token)?,
         basic_plain(&settings.client_id, secret),
         Value::Null,
     );
@@ -168,11 +169,16 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// `{token_url}/{token}`, the token one path segment below the collection.
-fn token_url_of(settings: &TokenSettings, token: &Token) -> String {
+/// `{token_url}/{token}`, the token one path segment below the collection; `None` for a token
+/// of only dots, which no encoding keeps from being a dot segment (RFC 3986 §5.2.4; the WHATWG
+/// URL parser reads `%2E` as a dot too).
+fn token_url_of(settings: &TokenSettings, token: &Token) -> Option<String> {
+    let t = token.access_token.expose();
+    if t.bytes().all(|b| b == b'.') {
+        return None;
+    }
     let base = settings.token_url.as_str().trim_end_matches('/');
-    let segment = utf8_percent_encode(token.access_token.expose(), SEGMENT);
-    format!("{base}/{segment}")
+    Some(format!("{base}/{}", utf8_percent_encode(t, SEGMENT)))
 }
 
 /// HTTP Basic as RFC 7617 §2 defines it: `user-id ":" password` in UTF-8, base64-encoded,

@@ -15,7 +15,12 @@
 //!   name of `[A-Za-z0-9_]`, `api_headers` that are valid, allowed and free of CR/LF/NUL, and
 //!   token settings within the documented ranges (token URL rules, non-reserved
 //!   `token_params`, expiry 1 ..= 31 622 400 s with default ≤ max, retry 1 ..= 10 attempts,
-//!   base ≤ max ≤ 300 000 ms, timeout 1 ..= 300 000 ms);
+//!   base ≤ max ≤ 300 000 ms, timeout 1 ..= 300 000 ms); a `token_body` exactly with
+//!   `auth_style = "token_api"`, holding at least one `METHOD:host/path` scope and a `ttl` of
+//!   at most a year, and then no `scope`, `audience`, `resource` or `token_params`;
+//! - the token request of accepted settings builds, goes to `token_url`, and sends the secret
+//!   only in its body or `Authorization`; a token API's rotation and removal requests go one
+//!   percent-encoded segment below `token_url`, whatever the token's characters;
 //! - an accepted `api_base` takes a plain proxied path (`upstream_url(api_base, "x", "a=1")`
 //!   is `Ok` and stays under it);
 //! - the `clientSecret` of an npm config never appears in the error about that config;
@@ -245,6 +250,55 @@ fn check_settings(s: &TokenSettings) {
         "{r:?}"
     );
     assert!((1..=300_000).contains(&s.timeout_ms));
+    check_requests(s);
+}
+
+fn check_requests(s: &TokenSettings) {
+    use tokengate::config::AuthStyle;
+    use tokengate::dialect::{build_token_request, revoke_request, rotate_request};
+    let api = s.auth_style == AuthStyle::TokenApi;
+    assert_eq!(s.token_body.is_some(), api);
+    if let Some(body) = &s.token_body {
+        let scopes = body["scopes"].as_array().expect("scopes");
+        assert!(!scopes.is_empty());
+        for sc in scopes {
+            let (m, rest) = sc
+                .as_str()
+                .and_then(|x| x.split_once(':'))
+                .expect("METHOD:");
+            assert!(!m.is_empty() && rest.contains('/'), "{sc}");
+        }
+        if let Some(ttl) = body.get("ttl") {
+            assert!((1..=31_536_000).contains(&ttl.as_u64().expect("ttl")));
+        }
+        assert!(s.scope.is_none() && s.audience.is_none() && s.resource.is_none());
+        assert!(s.token_params.is_empty());
+    }
+    let secret = Secret::new("fuzz-secret-Zq9");
+    let req = build_token_request(s, &secret);
+    assert_eq!(req.url, s.token_url.as_str());
+    assert_eq!(req.method, "POST");
+    for (name, value) in &req.headers {
+        if !name.eq_ignore_ascii_case("authorization") {
+            assert!(!value.contains("fuzz-secret-Zq9"), "{name}");
+        }
+    }
+    let token = tokengate::response::Token {
+        access_token: Secret::new("a/b?c#d%2F.."),
+        token_type: "Bearer".into(),
+        issued_at_ms: 0,
+        expires_at_ms: 1,
+        scope: None,
+        refresh_token: Some(Secret::new("r")),
+    };
+    let rotate = rotate_request(s, &token);
+    let revoke = revoke_request(s, &secret, &token);
+    assert_eq!(rotate.is_some(), api);
+    assert_eq!(revoke.is_some(), api);
+    for r in rotate.iter().chain(revoke.iter()) {
+        let base = s.token_url.as_str().trim_end_matches('/');
+        assert_eq!(r.url, format!("{base}/a%2Fb%3Fc%23d%252F.."));
+    }
 }
 
 fn check_expiry(e: &ExpiryPolicy) {

@@ -1,7 +1,8 @@
 //! Fuzz target `token_response`: token-endpoint responses.
 //!
-//! Feeds `tokengate::response::parse_token_response`, `tokengate::response::error_from_response`
-//! and `tokengate::jwt::decode_claims` / `expiry_ms` with arbitrary responses. The input is laid
+//! Feeds `tokengate::response::parse_token_response`, `parse_token_record` (a token API's token
+//! record), `tokengate::response::error_from_response`, `tokengate::rfc3339::parse_ms` and
+//! `tokengate::jwt::decode_claims` / `expiry_ms` with arbitrary responses. The input is laid
 //! out like an HTTP response, so the seed corpus holds readable responses from
 //! `docs/providers.md`:
 //!
@@ -19,10 +20,13 @@
 //!
 //! Invariants asserted (a panic is a finding):
 //! - nothing panics, whatever the bytes;
-//! - a non-2xx status is always an error, and exactly `error_from_response(resp, now, &[])`;
-//! - an `Ok` token has a non-empty visible-ASCII `access_token`, `token_type` `Bearer`,
+//! - a non-2xx status is always an error, and exactly `error_from_response(resp, now, &[])`
+//!   (for both parsers);
+//! - an `Ok` token (of either parser) has a non-empty visible-ASCII `access_token`, `token_type` `Bearer`,
 //!   `issued_at_ms <= now_ms < expires_at_ms <= now_ms + max_lifetime_s · 1000`, and survives
-//!   the JSON round trip it makes through the store;
+//!   the JSON round trip it makes through the store; a record's refresh token, when there is
+//!   one, is non-empty visible ASCII too;
+//! - an RFC 3339 instant (the body, or any header value, read as one) is before the year 10000;
 //! - an error from `error_from_response` carries the status, at most 512 characters of raw body
 //!   (none for an empty body), the parsed `Retry-After`, 5xx/429/3xx codes as documented when
 //!   the body names no client error, and no spelling of the client secret (as is,
@@ -39,7 +43,7 @@ use libfuzzer_sys::fuzz_target;
 use tokengate::error::ErrorCode;
 use tokengate::expiry::ExpiryPolicy;
 use tokengate::http::HttpResponse;
-use tokengate::response::{error_from_response, parse_token_response, Token};
+use tokengate::response::{error_from_response, parse_token_record, parse_token_response, Token};
 use tokengate::retry::parse_retry_after;
 use tokengate::secret::{secret_forms, Secret};
 
@@ -140,17 +144,22 @@ fuzz_target!(|data: &[u8]| {
     };
     let now = input.now_ms;
 
-    match parse_token_response(&resp, now, &input.policy) {
-        Ok(token) => {
-            assert!((200..=299).contains(&resp.status), "Ok for {}", resp.status);
-            check_token(&token, now, &input.policy);
-        }
-        Err(e) => {
-            if !(200..=299).contains(&resp.status) {
-                assert_eq!(e, error_from_response(&resp, now, &[]));
-            } else {
-                assert_eq!(e.code, ErrorCode::InvalidResponse);
-                assert_eq!(e.status, Some(resp.status));
+    for parsed in [
+        parse_token_response(&resp, now, &input.policy),
+        parse_token_record(&resp, now, &input.policy),
+    ] {
+        match parsed {
+            Ok(token) => {
+                assert!((200..=299).contains(&resp.status), "Ok for {}", resp.status);
+                check_token(&token, now, &input.policy);
+            }
+            Err(e) => {
+                if !(200..=299).contains(&resp.status) {
+                    assert_eq!(e, error_from_response(&resp, now, &[]));
+                } else {
+                    assert_eq!(e.code, ErrorCode::InvalidResponse);
+                    assert_eq!(e.status, Some(resp.status));
+                }
             }
         }
     }
@@ -208,6 +217,9 @@ fuzz_target!(|data: &[u8]| {
         std::iter::once(body_text.as_ref()).chain(resp.headers.iter().map(|(_, v)| v.as_str()))
     {
         check_jwt(text);
+        if let Some(ms) = tokengate::rfc3339::parse_ms(text.trim()) {
+            assert!(ms < 253_402_300_800_000, "{text:?} read as {ms}");
+        }
     }
 });
 
@@ -216,6 +228,13 @@ fn check_token(token: &Token, now: u64, policy: &ExpiryPolicy) {
     assert!(!t.is_empty());
     assert!(t.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{t:?}");
     assert_eq!(token.token_type, "Bearer");
+    if let Some(r) = &token.refresh_token {
+        let r = r.expose();
+        assert!(
+            !r.is_empty() && r.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "{r:?}"
+        );
+    }
     assert!(token.issued_at_ms <= now, "issued in the future");
     assert!(token.expires_at_ms > now, "already expired");
     assert!(

@@ -423,6 +423,13 @@ fn openapi_rotate_and_revoke_requests() {
     assert_eq!(r.url, "https://oauth.openapi.com/tokens/abc");
     assert_eq!(body_str(&r), "{}");
 
+    // A token of only dots would be a dot segment however it is encoded: not addressed.
+    for dots in [".", ".."] {
+        assert!(rotate_request(&s, &record_token(dots, Some("r"))).is_none());
+        assert!(revoke_request(&s, &secret, &record_token(dots, None)).is_none());
+    }
+    assert!(rotate_request(&s, &record_token("...a", Some("r"))).is_some());
+
     // No refresh token, no rotation; the OAuth dialects neither rotate nor revoke.
     assert!(rotate_request(&s, &record_token("abc", None)).is_none());
     let oauth = provider(
