@@ -188,7 +188,7 @@ pub fn seal_record(
 /// KV key, tampering, the old unsealed format) or does not parse.
 pub fn open_record(sealed: &str, kv_key: &str, keys: &Keys) -> Option<CallerTokenRecord> {
     let plain = keys.seal().open(kv_key.as_bytes(), sealed)?;
-    let v: Value = serde_json::from_slice(&plain).ok()?;
+    let v: Value = crate::json_from_bytes(&plain)?;
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let ms = |k: &str| v.get(k).and_then(Value::as_u64);
     Some(CallerTokenRecord {
@@ -376,7 +376,7 @@ impl CallerLedger {
     /// The ledger sealed in `sealed`, or `None` when it does not open or parse.
     pub fn open(sealed: &str, keys: &Keys) -> Option<CallerLedger> {
         let plain = keys.seal().open(LEDGER_KEY.as_bytes(), sealed)?;
-        let v: Value = serde_json::from_slice(&plain).ok()?;
+        let v: Value = crate::json_from_bytes(&plain)?;
         let mut callers = BTreeMap::new();
         for (id, e) in v.get("callers")?.as_object()? {
             let removed_at_ms = match e.get("removed_at_ms") {

@@ -175,7 +175,7 @@ fn parse_json_grant(
     body: &[u8],
     basic: Option<(String, Secret)>,
 ) -> Result<GrantRequest, GrantError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| {
+    let value: Value = crate::json_from_bytes(body).ok_or_else(|| {
         GrantError::Malformed("Malformed request. Check structure of JSON payload.".into())
     })?;
     let obj = value.as_object().ok_or_else(|| {
@@ -283,7 +283,7 @@ fn repeated_member(body: &[u8]) -> Option<String> {
             Ok(repeated)
         }
     }
-    serde_json::Deserializer::from_slice(body)
+    serde_json::Deserializer::from_str(std::str::from_utf8(body).ok()?)
         .deserialize_map(Names)
         .ok()
         .flatten()

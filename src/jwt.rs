@@ -14,9 +14,9 @@ pub fn decode_claims(token: &str) -> Option<Map<String, Value>> {
     if parts.next().is_some() {
         return None;
     }
-    let header: Value = serde_json::from_slice(&decode_part(header)?).ok()?;
+    let header: Value = crate::json_from_bytes(&decode_part(header)?)?;
     header.get("alg")?;
-    match serde_json::from_slice(&decode_part(payload)?).ok()? {
+    match crate::json_from_bytes(&decode_part(payload)?)? {
         Value::Object(claims) => Some(claims),
         _ => None,
     }

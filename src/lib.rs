@@ -53,3 +53,10 @@ pub use error::{ErrorCode, TokenError};
 pub use http::{HttpRequest, HttpResponse};
 pub use response::Token;
 pub use secret::Secret;
+
+/// A JSON document from bytes, `None` if they are not one. Every byte input is read through
+/// this one text reader (JSON is UTF-8, RFC 8259 §8.1): a second, byte-slice reader would be a
+/// second copy of the JSON parser in the wasm builds.
+pub(crate) fn json_from_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()
+}

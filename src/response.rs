@@ -101,7 +101,7 @@ pub fn parse_token_response(
         e
     };
     let body: Value =
-        serde_json::from_slice(&resp.body).map_err(|_| invalid("token response is not JSON"))?;
+        crate::json_from_bytes(&resp.body).ok_or_else(|| invalid("token response is not JSON"))?;
     let obj = body
         .as_object()
         .ok_or_else(|| invalid("token response is not a JSON object"))?;
@@ -203,7 +203,7 @@ pub fn parse_token_record(
         e
     };
     let body: Value =
-        serde_json::from_slice(&resp.body).map_err(|_| invalid("token record is not JSON"))?;
+        crate::json_from_bytes(&resp.body).ok_or_else(|| invalid("token record is not JSON"))?;
     let outer = body
         .as_object()
         .ok_or_else(|| invalid("token record is not a JSON object"))?;
