@@ -92,19 +92,9 @@ pub fn parse_token_response(
     now_ms: u64,
     policy: &ExpiryPolicy,
 ) -> Result<Token, TokenError> {
-    if !(200..=299).contains(&resp.status) {
-        return Err(error_from_response(resp, now_ms, &[]));
-    }
-    let invalid = |d: &str| {
-        let mut e = TokenError::new(ErrorCode::InvalidResponse, d);
-        e.status = Some(resp.status);
-        e
-    };
-    let body: Value =
-        crate::json_from_bytes(&resp.body).ok_or_else(|| invalid("token response is not JSON"))?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| invalid("token response is not a JSON object"))?;
+    let invalid = |d: &str| invalid_response(resp, d);
+    let body = success_object(resp, now_ms, "token response")?;
+    let obj = &body;
     let access_token = bearer_text(obj.get("access_token"))
         .map_err(|why| invalid(&format!("access_token {why}")))?
         .ok_or_else(|| invalid("token response has no access_token"))?;
@@ -165,6 +155,33 @@ pub fn parse_token_response(
     })
 }
 
+/// An `invalid_response` error about `resp`.
+fn invalid_response(resp: &HttpResponse, description: &str) -> TokenError {
+    let mut e = TokenError::new(ErrorCode::InvalidResponse, description);
+    e.status = Some(resp.status);
+    e
+}
+
+/// The JSON object of a 2xx answer (`what` names it in errors); a non-2xx answer is its
+/// [`error_from_response`].
+fn success_object(
+    resp: &HttpResponse,
+    now_ms: u64,
+    what: &str,
+) -> Result<serde_json::Map<String, Value>, TokenError> {
+    if !(200..=299).contains(&resp.status) {
+        return Err(error_from_response(resp, now_ms, &[]));
+    }
+    match crate::json_from_bytes(&resp.body) {
+        Some(Value::Object(obj)) => Ok(obj),
+        Some(_) => Err(invalid_response(
+            resp,
+            &format!("{what} is not a JSON object"),
+        )),
+        None => Err(invalid_response(resp, &format!("{what} is not JSON"))),
+    }
+}
+
 /// A credential's text: `Ok(None)` when absent, an error (what is wrong) when it is not a
 /// non-empty string of visible ASCII — RFC 6750 §2.1: anything else cannot go in a header, and
 /// a CR/LF in it would be header injection.
@@ -194,26 +211,15 @@ pub fn parse_token_record(
     now_ms: u64,
     policy: &ExpiryPolicy,
 ) -> Result<Token, TokenError> {
-    if !(200..=299).contains(&resp.status) {
-        return Err(error_from_response(resp, now_ms, &[]));
-    }
-    let invalid = |d: &str| {
-        let mut e = TokenError::new(ErrorCode::InvalidResponse, d);
-        e.status = Some(resp.status);
-        e
-    };
-    let body: Value =
-        crate::json_from_bytes(&resp.body).ok_or_else(|| invalid("token record is not JSON"))?;
-    let outer = body
-        .as_object()
-        .ok_or_else(|| invalid("token record is not a JSON object"))?;
+    let invalid = |d: &str| invalid_response(resp, d);
+    let outer = success_object(resp, now_ms, "token record")?;
     let record = match (outer.get("success"), outer.get("data")) {
         (Some(Value::Bool(false)), _) => {
             return Err(invalid("token service answered success: false"))
         }
         (Some(_), Some(Value::Object(data))) => data,
         (Some(_), _) => return Err(invalid("token service answered without a data object")),
-        (None, _) => outer,
+        (None, _) => &outer,
     };
     let token = bearer_text(record.get("token"))
         .map_err(|why| invalid(&format!("token {why}")))?

@@ -393,21 +393,25 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             let result = inner.transport.send(req, inner.settings.timeout_ms).await;
             let now = inner.rt.now_ms();
             let ms = now.saturating_sub(started);
-            let fields = match result {
+            // (status, ok, the provider's error code, what went wrong)
+            let (status, ok, provider_error, error) = match result {
                 Ok(resp) if (200..=299).contains(&resp.status) => {
-                    json!({"provider": inner.name, "status": resp.status, "ms": ms, "ok": true})
+                    (Some(resp.status), true, None, None)
                 }
                 Ok(resp) => {
                     let e = error_from_response(&resp, now, &inner.secret_forms);
-                    json!({"provider": inner.name, "status": resp.status, "ms": ms, "ok": false,
-                           "provider_error": e.provider_error, "error": e.description})
+                    (
+                        Some(resp.status),
+                        false,
+                        e.provider_error,
+                        Some(e.description),
+                    )
                 }
-                Err(e) => json!({"provider": inner.name, "ms": ms, "ok": false,
-                "error": match e {
-                    TransportError::Timeout => "timeout".to_string(),
-                    TransportError::Network(m) => m,
-                }}),
+                Err(TransportError::Timeout) => (None, false, None, Some("timeout".to_string())),
+                Err(TransportError::Network(m)) => (None, false, None, Some(m)),
             };
+            let fields = json!({"provider": inner.name, "status": status, "ms": ms, "ok": ok,
+                                "provider_error": provider_error, "error": error});
             inner.rt.log("token_revoked", fields);
         }));
     }

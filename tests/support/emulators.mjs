@@ -59,7 +59,7 @@ export function sendJson(res, status, obj, headers = {}) {
 }
 
 /** Sends a scripted reply `{status, body, headers}`; an object body is sent as JSON. */
-function sendScripted(res, entry) {
+export function sendScripted(res, entry) {
   if (res.headersSent || res.destroyed) return;
   const status = entry.status ?? 200;
   const headers = { ...(entry.headers ?? {}) };
@@ -75,7 +75,7 @@ function sendScripted(res, entry) {
 }
 
 /** The media type of a request (lower-cased, parameters removed), or '' when absent. */
-function mediaType(req) {
+export function mediaType(req) {
   return String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
 }
 
@@ -161,14 +161,32 @@ export async function startEchoApi({ port = 0 } = {}) {
   };
 }
 
-function listen(server, port) {
+/**
+ * Applies the next entry of a scripted-reply `queue` (see `script` below) to `req`/`res`:
+ * calls `normal()` for 'ok', a bare delay or an empty queue. Delays are tracked in `timers`.
+ */
+export async function runScript(queue, req, res, timers, normal) {
+  const entry = queue?.shift();
+  if (entry === undefined || entry === 'ok') return normal();
+  if (entry.delayMs) {
+    await new Promise((r) => { const t = setTimeout(() => { timers.delete(t); r(); }, entry.delayMs); timers.add(t); });
+    if (res.destroyed) return undefined;
+  }
+  if (entry.destroy) return void req.socket.destroy();
+  if (entry.status === undefined) return normal();
+  return sendScripted(res, entry);
+}
+
+/** Listens on 127.0.0.1:`port` (0: any free port). */
+export function listen(server, port) {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve(); });
   });
 }
 
-function closeServer(server, timers) {
+/** Stops `server`, its open connections and the pending `timers` (a Set of timeouts). */
+export function closeServer(server, timers) {
   for (const t of timers) clearTimeout(t);
   timers.clear();
   return new Promise((resolve) => {
@@ -332,19 +350,6 @@ export async function startProviders(opts = {}) {
     sendJson(res, 200, echoOf(req, body, { maskBearer: Boolean(opts.maskBearer) }));
   }
 
-  // Applies the next scripted entry; calls `normal()` for 'ok' / a bare delay / no script.
-  async function runScript(queue, res, req, normal) {
-    const entry = queue.shift();
-    if (entry === undefined || entry === 'ok') return normal();
-    if (entry.delayMs) {
-      await new Promise((r) => { const t = setTimeout(() => { timers.delete(t); r(); }, entry.delayMs); timers.add(t); });
-      if (res.destroyed) return undefined;
-    }
-    if (entry.destroy) return void req.socket.destroy();
-    if (entry.status === undefined) return normal();
-    return sendScripted(res, entry);
-  }
-
   const server = http.createServer(async (req, res) => {
     try {
       const path = (req.url ?? '/').split('?')[0];
@@ -355,7 +360,7 @@ export async function startProviders(opts = {}) {
           const s = state[p];
           s.tokenReqs.push({ method: req.method, url: req.url, headers: { ...req.headers }, rawHeaders: req.rawHeaders.slice(), body: raw.toString('utf8'), at: clock.now() });
           if (raw.length > MAX_TOKEN_BODY) return sendJson(res, 413, { error: 'invalid_request' });
-          return await runScript(s.script, res, req, () => {
+          return await runScript(s.script, req, res, timers, () => {
             if (req.method !== 'POST') return sendJson(res, 404, { error: 'not_found' });
             return TOKEN_HANDLERS[p](req, res, raw);
           });
@@ -363,7 +368,7 @@ export async function startProviders(opts = {}) {
         if (path === r.api || path.startsWith(`${r.api}/`)) {
           const body = await readBody(req);
           state[p].apiReqs.push({ method: req.method, url: req.url, headers: { ...req.headers }, rawHeaders: req.rawHeaders.slice(), body: body.toString('utf8'), bodyBytes: body.length, at: clock.now() });
-          return await runScript(state[p].apiScript, res, req, () => apiCall(p, req, res, body));
+          return await runScript(state[p].apiScript, req, res, timers, () => apiCall(p, req, res, body));
         }
       }
       sendJson(res, 404, { error: 'not_found' });

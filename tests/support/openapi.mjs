@@ -53,7 +53,7 @@
 
 import http from 'node:http';
 import crypto from 'node:crypto';
-import { readBody, sendJson, echoOf } from './emulators.mjs';
+import { readBody, sendJson, echoOf, mediaType, runScript, listen, closeServer } from './emulators.mjs';
 
 const MAX_TTL = 31536000; // one year, in seconds
 const MAX_BODY = 64 * 1024;
@@ -67,27 +67,8 @@ const rand = (n) => crypto.randomBytes(n).toString('base64url');
 const iso = (ms) => new Date(ms).toISOString();
 const copy = (x) => JSON.parse(JSON.stringify(x));
 
-function mediaType(req) {
-  return String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-}
-
 function sendError(res, status, error, message, headers = {}) {
   sendJson(res, status, { success: false, message, error, data: null }, headers);
-}
-
-/** Sends a scripted reply `{status, body, headers}`; an object body is sent as JSON. */
-function sendScripted(res, entry) {
-  if (res.headersSent || res.destroyed) return;
-  const headers = { ...(entry.headers ?? {}) };
-  let body = entry.body ?? '';
-  if (body !== null && typeof body === 'object' && !Buffer.isBuffer(body)) {
-    body = JSON.stringify(body);
-    if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
-      headers['content-type'] = 'application/json; charset=utf-8';
-    }
-  }
-  res.writeHead(entry.status ?? 200, headers);
-  res.end(body);
 }
 
 /** The (user, password) of an RFC 7617 Basic header, or null when absent or malformed. */
@@ -246,19 +227,6 @@ export async function startTokenService(opts = {}) {
     sendJson(res, 200, { ...echoOf(req, body, { maskBearer: true }), authorization: true });
   }
 
-  // Applies the next scripted entry; calls `normal()` for 'ok' / a bare delay / no script.
-  async function runScript(queue, req, res, normal) {
-    const entry = queue?.shift();
-    if (entry === undefined || entry === 'ok') return normal();
-    if (entry.delayMs) {
-      await new Promise((r) => { const t = setTimeout(() => { timers.delete(t); r(); }, entry.delayMs); timers.add(t); });
-      if (res.destroyed) return undefined;
-    }
-    if (entry.destroy) return void req.socket.destroy();
-    if (entry.status === undefined) return normal();
-    return sendScripted(res, entry);
-  }
-
   /** The kind of a request and its handler (null: no such route). */
   function route(req, res, path) {
     const m = /^\/tokens(?:\/([^/]+))?$/.exec(path);
@@ -282,16 +250,13 @@ export async function startTokenService(opts = {}) {
       const raw = await readBody(req);
       captured.push({ kind, method: req.method, url: req.url, headers: { ...req.headers }, body: raw.toString('utf8'), at: clock.now() });
       if (kind !== 'api' && raw.length > MAX_BODY) return sendError(res, 413, 15, 'Request body too large');
-      return await runScript(scripts[kind], req, res, () => (handler ? handler(raw) : sendError(res, 404, 6, 'Not found')));
+      return await runScript(scripts[kind], req, res, timers, () => (handler ? handler(raw) : sendError(res, 404, 6, 'Not found')));
     } catch (err) {
       sendError(res, 500, 99, `Internal error: ${String(err?.message ?? err)}`);
     }
   });
   server.keepAliveTimeout = 2000;
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => { server.off('error', reject); resolve(); });
-  });
+  await listen(server, opts.port ?? 0);
   const url = `http://127.0.0.1:${server.address().port}`;
   const apiBase = (host = 'company.openapi.com') => `${url}/${host}/`;
 
@@ -355,13 +320,6 @@ export async function startTokenService(opts = {}) {
       scripts = Object.fromEntries(KINDS.map((k) => [k, []]));
     },
     /** Stops the server, pending delays and open connections. */
-    close: () => {
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      return new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
+    close: () => closeServer(server, timers),
   };
 }
