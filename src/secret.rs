@@ -26,8 +26,8 @@ impl Secret {
 }
 
 /// The spellings under which a provider could echo `secret` back in an error body: as is,
-/// form-urlencoded, JSON-escaped, and inside the HTTP Basic credentials of `client_id`
-/// (RFC 6749 §2.3.1). Forms shorter than 4 bytes are left out (too common to replace).
+/// form-urlencoded, JSON-escaped, and inside the HTTP Basic credentials of `client_id` as RFC
+/// 6749 §2.3.1 and as RFC 7617 encode them. Forms shorter than 4 bytes are left out (too common to replace).
 pub fn secret_forms(client_id: &str, secret: &Secret) -> Vec<String> {
     use base64::Engine;
     let raw = secret.expose();
@@ -35,8 +35,12 @@ pub fn secret_forms(client_id: &str, secret: &Secret) -> Vec<String> {
     let json = serde_json::to_string(raw).unwrap_or_default();
     let json = json.trim_matches('"').to_string();
     let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{form}"));
-    let mut forms = vec![raw.to_string(), form, json, basic];
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    // HTTP Basic both ways: RFC 6749 §2.3.1 form-encodes id and secret first, RFC 7617 (a
+    // token API's) does not.
+    let basic = b64(format!("{id}:{form}"));
+    let basic_plain = b64(format!("{client_id}:{raw}"));
+    let mut forms = vec![raw.to_string(), form, json, basic, basic_plain];
     forms.retain(|f| f.len() >= 4);
     // Longest first, so a form containing another is replaced whole; equal forms end up side
     // by side for dedup.
@@ -85,6 +89,8 @@ mod tests {
             "client_secret=ab%2Bc%2Fd%3De+%22q%22&grant_type=client_credentials",
             r#"{"client_secret":"ab+c/d=e \"q\""}"#,
             "Authorization: Basic Y2lkOmFiJTJCYyUyRmQlM0RlKyUyMnElMjI=",
+            // RFC 7617's plain encoding, as a token API receives it.
+            "Authorization: Basic Y2lkOmFiK2MvZD1lICJxIg==",
         ];
         for e in echoes {
             let out = scrub(e, &forms);

@@ -128,6 +128,22 @@ test('a refused rotation creates a new token and deletes the old one in the back
   }
 });
 
+test('a token the service no longer honours (API 401) is replaced, and the call replayed', async (t) => {
+  for (const live of svc.liveTokens()) svc.deleteToken(live);
+  const { gw, tok } = await gateway(t);
+  svc.reset();
+  assert.equal((await call(gw, tok, '/openapi/IT-start/1')).status, 200);
+  const [first] = svc.liveTokens();
+  svc.deleteToken(first); // removed at the service behind the gateway's back
+  const r = await call(gw, tok, '/openapi/IT-start/2');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(svc.count('create'), 2);
+  assert.equal(svc.liveTokens().length, 1);
+  // The refused token is deleted too (the service answers 404: it is gone already).
+  await eventually(() => svc.count('delete') === 1, 'the refused token to be deleted');
+  assert.equal(svc.requests('delete')[0].url, `/tokens/${first}`);
+});
+
 test('a failed deletion is logged and changes nothing for callers', async (t) => {
   for (const live of svc.liveTokens()) svc.deleteToken(live);
   const { gw, tok } = await gateway(t);
