@@ -320,10 +320,37 @@ impl TokenSettings {
                     "is not used with auth_style token_api; scopes go in token_body",
                 ));
             }
+            if token_url.query().is_some() {
+                return Err(f.error(
+                    "token_url",
+                    "must not have a query with auth_style token_api (tokens are addressed below it)",
+                ));
+            }
+            // RFC 7617 §2: the user-id of HTTP Basic cannot contain a colon.
+            if client_id.contains(':') {
+                return Err(f.error(
+                    "client_id",
+                    "must not contain `:` with auth_style token_api (HTTP Basic user)",
+                ));
+            }
         } else if token_body.is_some() {
             return Err(f.error("token_body", "is used only with auth_style token_api"));
         }
         let expiry = expiry_fields(f)?;
+        if let Some(body) = &token_body {
+            // A token lives `ttl` and is rotated before then; one the gateway stopped using
+            // earlier (at `max_lifetime_s`) could outlive every record of it.
+            let ttl = body.get("ttl").and_then(Value::as_u64);
+            if ttl.is_none_or(|t| t > expiry.max_lifetime_s) {
+                return Err(f.error(
+                    "token_body.ttl",
+                    format!(
+                        "is required with auth_style token_api, at most max_lifetime_s ({} s)",
+                        expiry.max_lifetime_s
+                    ),
+                ));
+            }
+        }
         let retry = f.retry("retry")?;
         let timeout_ms = f
             .optional_u64("timeout_ms", 1, 300_000)?

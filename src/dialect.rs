@@ -32,13 +32,15 @@ use serde_json::{Map, Value};
 
 /// The token request for `settings` with client secret `secret`.
 pub fn build_token_request(settings: &TokenSettings, secret: &Secret) -> HttpRequest {
-    if let (AuthStyle::TokenApi, Some(body)) = (settings.auth_style, &settings.token_body) {
+    if settings.auth_style == AuthStyle::TokenApi {
+        // (The configuration requires a body; none would be `{}`, never an OAuth form.)
+        let body = settings.token_body.clone().unwrap_or_default();
         return token_api_request(
             settings,
             "POST",
             settings.token_url.to_string(),
             basic_plain(&settings.client_id, secret),
-            Value::Object(body.clone()),
+            Value::Object(body),
         );
     }
     let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
@@ -139,8 +141,9 @@ pub fn rotate_request(settings: &TokenSettings, token: &Token) -> Option<HttpReq
 }
 
 /// The request that removes `token` from the service (`DELETE {token_url}/{token}`, HTTP
-/// Basic), for a token tokengate replaced by creating another; `None` when the dialect does
-/// not manage tokens (or the token cannot be named in a path).
+/// Basic): a token replaced other than by rotation (by a new one, by another instance's, or
+/// minted in an answer that could not be read). `None` when the dialect does not manage tokens
+/// (or the token cannot be named in a path).
 pub fn revoke_request(
     settings: &TokenSettings,
     secret: &Secret,
@@ -159,6 +162,34 @@ pub fn revoke_request(
     req.body.clear();
     req.headers.retain(|(n, _)| n != "Content-Type");
     Some(req)
+}
+
+/// The spellings of `token` and its refresh token that must not reach a log or an error: as
+/// they are, and the access token as the path segment the token API's URLs carry.
+pub fn token_forms(token: &Token) -> Vec<String> {
+    let t = token.access_token.expose();
+    let mut forms = vec![t.to_string(), utf8_percent_encode(t, SEGMENT).to_string()];
+    forms.extend(token.refresh_token.as_ref().map(|r| r.expose().to_string()));
+    forms.retain(|f| f.len() >= 4);
+    forms
+}
+
+/// The token in a token API's 2xx answer that could not be read as a token record (its
+/// `token`, bare or under `data`), so that it can be removed rather than left at the service.
+pub fn minted_token(resp: &HttpResponse) -> Option<Token> {
+    let v: Value = crate::json_from_bytes(&resp.body)?;
+    let text = |v: &Value| v.get("token").and_then(Value::as_str).map(str::to_string);
+    let token = text(&v).or_else(|| v.get("data").and_then(text))?;
+    // Only what can go in a path segment (and no dot-only name), and never an expiry that
+    // would skip the removal.
+    (!token.is_empty() && token.bytes().all(|b| (0x21..=0x7e).contains(&b))).then(|| Token {
+        access_token: Secret::new(token),
+        token_type: "Bearer".into(),
+        issued_at_ms: 0,
+        expires_at_ms: u64::MAX,
+        scope: None,
+        refresh_token: None,
+    })
 }
 
 /// Characters left as they are in a path segment (RFC 3986 §3.3 `unreserved`); everything

@@ -36,13 +36,18 @@ impl HttpRequest {
     }
 }
 
-/// Redacted: header values and the body may hold credentials, so only their shape prints.
+/// Redacted: header values, the body and the URL's path and query (a token API's URLs name a
+/// token) may hold credentials, so only their shape prints, and the URL up to its host.
 impl fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let after_scheme = self.url.find("://").map_or(0, |i| i + 3);
+        let origin_end = self.url[after_scheme..]
+            .find(['/', '?', '#'])
+            .map_or(self.url.len(), |i| after_scheme + i);
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
-            .field("url", &self.url)
+            .field("origin", &&self.url[..origin_end])
             .field("header_names", &names)
             .field("body_len", &self.body.len())
             .finish()

@@ -214,8 +214,15 @@ pub fn parse_token_record(
     let invalid = |d: &str| invalid_response(resp, d);
     let outer = success_object(resp, now_ms, "token record")?;
     let record = match (outer.get("success"), outer.get("data")) {
+        // A refusal in a 2xx: the service's message and code, as for any refusal.
         (Some(Value::Bool(false)), _) => {
-            return Err(invalid("token service answered success: false"))
+            let refusal = error_from_response(resp, now_ms, &[]);
+            let mut e = invalid("token service answered success: false");
+            if refusal.provider_error.is_some() {
+                e.description = format!("{}: {}", e.description, refusal.description);
+                e.provider_error = refusal.provider_error;
+            }
+            return Err(e);
         }
         (Some(_), Some(Value::Object(data))) => data,
         (Some(_), _) => return Err(invalid("token service answered without a data object")),

@@ -453,11 +453,24 @@ test('token_api: a refused rotation creates a new token and deletes the supersed
   assert.deepEqual(svc.liveTokens(), [second.accessToken]);
   await until(() => logs.some((l) => l.event === 'token_revoked' && l.ok === true), 'the deletion to be logged');
   const text = JSON.stringify(logs);
-  for (const secret of [svc.credentials.apiKey, first.accessToken, second.accessToken]) assert.ok(!text.includes(secret));
+  const refreshTokens = svc.allTokens().map((r) => r.refreshToken);
+  for (const secret of [svc.credentials.apiKey, first.accessToken, second.accessToken, ...refreshTokens]) {
+    assert.ok(!text.includes(secret));
+  }
+});
+
+test('token_api: invalidate() rotates the dropped token instead of leaving it at the service', async (t) => {
+  const { svc, client } = await tokenService(t, viaImport);
+  const first = await client.token();
+  await client.invalidate();
+  const second = await client.token();
+  assert.notEqual(second.accessToken, first.accessToken);
+  assert.deepEqual(svc.requests().filter((r) => r.kind !== 'api').map((r) => r.kind), ['create', 'rotate']);
+  assert.deepEqual(svc.liveTokens(), [second.accessToken]);
 });
 
 test("token_api: the service's 422 message and code reach the TokenError; a bad key is invalid_client", async (t) => {
-  const { client } = await tokenService(t, viaImport, { tokenBody: { scopes: ['GET:nope.openapi.com/x'] } });
+  const { client } = await tokenService(t, viaImport, { tokenBody: { scopes: ['GET:nope.openapi.com/x'], ttl: 3600 } });
   await assert.rejects(client.token(), (e) => {
     assert.ok(e instanceof viaImport.TokenError);
     assert.equal(e.code, 'invalid_request');
@@ -470,7 +483,7 @@ test("token_api: the service's 422 message and code reach the TokenError; a bad 
   t.after(() => svc.close());
   const wrong = new viaImport.TokenClient({
     tokenUrl: svc.tokenUrl, clientId: svc.credentials.email, clientSecret: 'not-the-key', authStyle: 'token_api',
-    tokenBody: { scopes: ['GET:company.openapi.com/IT-start'] },
+    tokenBody: { scopes: ['GET:company.openapi.com/IT-start'], ttl: 3600 },
   });
   await assert.rejects(wrong.token(), (e) => e.code === 'invalid_client' && e.status === 401);
   // Configuration mistakes name their key.

@@ -70,8 +70,10 @@ export interface TokenClientConfig extends ExpiryPolicyConfig {
 }
 
 /**
- * A shared token cache (Redis, a file, ...). Values are opaque strings holding the token;
- * `ttlSeconds` (>= 60) is how long the entry may live. Methods may be sync or async.
+ * A shared token cache (Redis, a file, ...). Values are opaque strings holding the token (and,
+ * with `authStyle: "token_api"`, its refresh token, with which a token can be rotated): keep
+ * the cache as secret as the client secret. `ttlSeconds` (>= 60) is how long the entry may
+ * live. Methods may be sync or async.
  */
 export interface TokenCache {
   get(key: string): Promise<string | null | undefined> | string | null | undefined;

@@ -529,10 +529,14 @@ fn token_api(body: Value) -> Value {
 fn token_api_entry() {
     let p = ProviderConfig::parse(
         "openapi",
-        &entry(token_api(json!({
-            "scopes": ["GET:company.openapi.com/IT-start", "*:sms.openapi.com/"],
-            "ttl": 31_536_000, "name": "tokengate", "limits": {"total": 10},
-        }))),
+        &entry({
+            let mut e = token_api(json!({
+                "scopes": ["GET:company.openapi.com/IT-start", "*:sms.openapi.com/"],
+                "ttl": 31_536_000, "name": "tokengate", "limits": {"total": 10},
+            }));
+            e["max_lifetime_s"] = json!(31_536_000);
+            e
+        }),
     )
     .unwrap();
     assert_eq!(p.token.auth_style, AuthStyle::TokenApi);
@@ -543,7 +547,7 @@ fn token_api_entry() {
     // The npm spelling is the same table under `tokenBody`.
     let camel = TokenSettings::parse_camel(
         &json!({"authStyle": "token_api", "tokenUrl": "https://oauth.openapi.com/tokens",
-                "clientId": "a@b.c", "tokenBody": {"scopes": ["POST:sms.openapi.com/send"]}}),
+                "clientId": "a@b.c", "tokenBody": {"scopes": ["POST:sms.openapi.com/send"], "ttl": 3600}}),
         &[],
     )
     .unwrap();
@@ -649,7 +653,7 @@ fn token_api_errors() {
         ("resource", json!("https://r.example")),
         ("token_params", json!({"x": "1"})),
     ] {
-        let mut extra = token_api(json!({"scopes": ["GET:a.b/"]}));
+        let mut extra = token_api(json!({"scopes": ["GET:a.b/"], "ttl": 60}));
         extra[k] = v;
         assert_err(
             &parse_err("openapi", extra),

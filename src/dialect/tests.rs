@@ -301,9 +301,10 @@ fn secret_only_in_authorization_or_body_never_in_debug() {
             !dbg.contains(&STANDARD.encode(format!("cid:{secret}"))),
             "{style}"
         );
-        // Debug still says what it is.
+        // Debug still says what it is: the method and where to (not the path, which names a
+        // token in a token API's URLs).
         assert!(
-            dbg.contains("https://id.example.com/token"),
+            dbg.contains("POST") && dbg.contains("\"https://id.example.com\""),
             "{style}: {dbg}"
         );
         let body = body_str(&req);
@@ -413,6 +414,34 @@ fn openapi_rotate_and_revoke_requests() {
         ])
     );
     assert!(revoke.body.is_empty());
+    let dbg = format!("{rotate:?} {revoke:?}");
+    assert!(!dbg.contains("tok") && !dbg.contains("refresh-1"), "{dbg}");
+    // The token's spellings to scrub: as it is, as the path segment, and its refresh token.
+    assert_eq!(token_forms(&t), ["tok/en?#", "tok%2Fen%3F%23", "refresh-1"]);
+    // A token minted in an answer that cannot be read is still found, to be removed.
+    let minted = |body: &str| {
+        minted_token(&HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        })
+    };
+    assert_eq!(
+        minted(r#"{"token":"abc","expireAt":"soon"}"#)
+            .unwrap()
+            .access_token
+            .expose(),
+        "abc"
+    );
+    assert_eq!(
+        minted(r#"{"success":true,"data":{"token":"abc"}}"#)
+            .unwrap()
+            .expires_at_ms,
+        u64::MAX
+    );
+    assert!(minted(r#"{"token":"a b"}"#).is_none());
+    assert!(minted(r#"{"data":{"token":7}}"#).is_none());
+    assert!(minted("not json").is_none());
 
     // Without a ttl the rotation body is `{}`; a trailing slash on the collection is not
     // doubled.

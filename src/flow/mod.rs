@@ -70,10 +70,10 @@ pub trait Runtime {
     async fn sleep(&self, ms: u64);
     /// Emits one structured event; `fields` never hold secrets or tokens.
     fn log(&self, event: &str, fields: Value);
-    /// Runs `task` in the background, beside or after the request that made it, keeping the
-    /// host alive until it ends (a Worker registers it with `ctx.waitUntil`; the npm package
-    /// spawns it). Used for housekeeping nothing waits for, such as removing a token a token
-    /// API no longer needs to hold.
+    /// Runs `task` in the background, keeping the host alive until it ends: the npm package
+    /// spawns it at once; a Worker hands it to `ctx.waitUntil` when the request being handled
+    /// ends, and it starts then. Used for housekeeping nothing waits for, such as removing a
+    /// token a token API no longer needs to hold.
     fn background(&self, task: LocalBoxFuture<'static, ()>);
 
     /// How callers that find another caller's exchange in flight wait for it. `None` (the

@@ -3,10 +3,12 @@
 //! `invalid_client`, and what an API's 401 does to the cached token.
 //!
 //! With a token API (`auth_style = "token_api"`, `docs/providers.md#openapi-token-api`) a token
-//! past its refresh point is rotated (`PATCH` with its refresh token) rather than replaced; if
-//! the service refuses the rotation (401/404) a new token is created, and a token replaced by
-//! creation — or by another instance's newer token — is removed from the service in the
-//! background, so one provider entry holds at most two live tokens at a time.
+//! past its refresh point — or one the API refused, or one `invalidate` dropped — is rotated
+//! (`PATCH` with its refresh token) rather than replaced; an expired one, or one the service
+//! will not rotate (a 4xx), is replaced by a new one. Every token replaced other than by
+//! rotation is removed from the service in the background, and a token this instance created
+//! gives way to one another instance stored meanwhile, so instances that race settle on one
+//! token. Creation and rotation are not resent after a timeout (they may have taken effect).
 
 use super::flight::SingleFlight;
 use super::{Runtime, TokenStore, Transport, TransportError};
@@ -64,6 +66,9 @@ struct State {
     rejected: Option<Secret>,
     /// When an API 401 last caused a refresh.
     refreshed_on_401_at: Option<u64>,
+    /// A token API's token that was dropped from memory (refused by the API, or invalidated)
+    /// but still exists at the service: the next exchange rotates it.
+    replaced: Option<Rc<Token>>,
     /// Whether the token endpoint may be called ([`crate::pressure`]).
     pressure: Pressure,
 }
@@ -75,6 +80,7 @@ impl Default for State {
             cooldown: None,
             rejected: None,
             refreshed_on_401_at: None,
+            replaced: None,
             pressure: Pressure::new(PressurePolicy::default()),
         }
     }
@@ -154,8 +160,12 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     pub async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
         let s = &self.inner.settings;
         // A waiter gives up on an exchange that outlived every attempt it could make.
-        let bound_ms =
-            u64::from(s.retry.max_attempts.max(1)) * (s.timeout_ms + s.retry.max_delay_ms) + 1_000;
+        // (A token API may rotate, then create: two exchanges.)
+        let exchanges = if s.auth_style.manages_tokens() { 2 } else { 1 };
+        let bound_ms = exchanges
+            * u64::from(s.retry.max_attempts.max(1))
+            * (s.timeout_ms + s.retry.max_delay_ms)
+            + 1_000;
         let memory = || {
             let st = self.inner.state.borrow();
             let now = self.inner.rt.now_ms();
@@ -195,40 +205,52 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     /// so that a stale store read (KV deletes propagate slowly) cannot bring it back, and
     /// records the time for the 401 window.
     pub async fn forget_refused(&self, token: &Secret) {
-        let refused = {
+        {
             let mut st = self.inner.state.borrow_mut();
             st.refreshed_on_401_at = Some(self.inner.rt.now_ms());
             st.rejected = Some(token.clone());
-            st.memory
-                .clone()
-                .filter(|t| t.access_token.ct_eq(token.expose()))
-        };
-        self.invalidate(Some(token)).await;
-        // A token API keeps a refused token unless it is removed.
-        if let Some(t) = refused {
-            Inner::retire(&self.inner, &t);
         }
+        self.invalidate(Some(token)).await;
     }
 
-    /// Drops `rejected` from memory and the store. A newer token fetched meanwhile by a
-    /// concurrent request is kept.
+    /// Drops `rejected` (any token, when `None`) from memory, and from the store unless the
+    /// store holds another token by now (another instance's newer one). A newer token fetched
+    /// meanwhile by a concurrent request is kept. A token API's dropped token is rotated by the
+    /// next exchange rather than left behind at the service.
     pub async fn invalidate(&self, rejected: Option<&Secret>) {
+        let inner = &self.inner;
         let drop_it = {
-            let mut st = self.inner.state.borrow_mut();
+            let mut st = inner.state.borrow_mut();
             let current = st.memory.as_ref().map(|t| &t.access_token);
             let same = match (current, rejected) {
                 (Some(c), Some(r)) => c.ct_eq(r.expose()),
                 _ => true,
             };
             if same {
-                st.memory = None;
+                let dropped = st.memory.take();
+                if inner.settings.auth_style.manages_tokens() && dropped.is_some() {
+                    st.replaced = dropped;
+                }
             }
             same
         };
-        if drop_it {
-            if let Err(e) = self.inner.store.delete(&self.inner.key).await {
-                self.inner.log_store_error("delete", &e);
+        if !drop_it {
+            return;
+        }
+        if let Some(r) = rejected {
+            match inner.store.get(&inner.key).await {
+                Ok(Some(v))
+                    if Token::from_stored(&v)
+                        .is_some_and(|t| !t.access_token.ct_eq(r.expose())) =>
+                {
+                    return;
+                }
+                Ok(None) => return,
+                _ => {}
             }
+        }
+        if let Err(e) = inner.store.delete(&inner.key).await {
+            inner.log_store_error("delete", &e);
         }
     }
 
@@ -254,8 +276,15 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
     async fn acquire(this: &Rc<Self>) -> Result<(Token, TokenOrigin), TokenError> {
         // A valid token in the store is served whatever state the provider is in.
         let now = this.rt.now_ms();
-        // The token this one replaces (past its refresh point): a token API rotates it.
-        let in_memory = this.state.borrow().memory.as_deref().cloned();
+        // The token this one replaces (past its refresh point, or dropped): a token API rotates
+        // it.
+        let in_memory = {
+            let st = this.state.borrow();
+            st.memory
+                .as_ref()
+                .or(st.replaced.as_ref())
+                .map(|t| Token::clone(t))
+        };
         let mut in_store = None;
         match this.store.get(&this.key).await {
             Ok(Some(v)) => match Token::from_stored(&v).ok_or(()) {
@@ -307,25 +336,35 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             (None, m) => (m, None),
         };
         let started = this.rt.now_ms();
+        // An expired token is never sent, not even to be rotated.
         let rotation = previous
             .as_ref()
-            .and_then(|p| rotate_request(&this.settings, p));
+            .filter(|p| started < p.expires_at_ms)
+            .and_then(|p| Some((p, rotate_request(&this.settings, p)?)));
         let (result, rotated) = match rotation {
-            Some(req) => match this.exchange(&req, "rotate").await {
+            Some((p, req)) => match Self::exchange(this, &req, "rotate", Some(p)).await {
                 Ok(t) => (Ok(t), true),
-                // The service no longer knows the token or its refresh token: create one.
-                Err(e) if matches!(e.status, Some(401 | 404)) => {
-                    (this.exchange(&this.create_request(), "create").await, false)
-                }
+                // The service no longer knows the token or will not rotate it: create one.
+                Err(e) if matches!(e.status, Some(400..=499)) && e.status != Some(429) => (
+                    Self::exchange(this, &this.create_request(), "create", None).await,
+                    false,
+                ),
                 Err(e) => (Err(e), false),
             },
-            None => (this.exchange(&this.create_request(), "create").await, false),
+            None => (
+                Self::exchange(this, &this.create_request(), "create", None).await,
+                false,
+            ),
         };
         let token = match result {
             Ok(t) => t,
             Err(e) => {
                 let now = this.rt.now_ms();
-                if e.code == ErrorCode::InvalidClient {
+                // A token API that answers what cannot be read has minted a token all the same
+                // (removed again by `exchange`): it is left alone for a while too.
+                let unreadable = e.code == ErrorCode::InvalidResponse
+                    && this.settings.auth_style.manages_tokens();
+                if e.code == ErrorCode::InvalidClient || unreadable {
                     let until = now + INVALID_CLIENT_COOLDOWN_MS;
                     this.state.borrow_mut().cooldown = Some((until, e.clone()));
                 }
@@ -346,17 +385,38 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             }
         };
         this.state.borrow_mut().pressure.succeeded();
+        // Rotation removed the previous token at the service; creation did not.
+        for old in previous.iter().filter(|_| !rotated).chain(orphan.iter()) {
+            Self::retire(this, old);
+        }
+        // A token API's token created here gives way to one another instance stored while this
+        // one was creating (it rotated the token this one could not, or created one too): one
+        // token for every instance, the other removed.
+        if !rotated && this.settings.auth_style.manages_tokens() {
+            if let Ok(Some(v)) = this.store.get(&this.key).await {
+                let now = this.rt.now_ms();
+                if let Some(stored) = Token::from_stored(&v).filter(|t| {
+                    !t.same_token(&token)
+                        && is_fresh(&this.settings.expiry, t.issued_at_ms, t.expires_at_ms, now)
+                }) {
+                    Self::retire(this, &token);
+                    let mut st = this.state.borrow_mut();
+                    st.memory = Some(Rc::new(stored.clone()));
+                    st.replaced = None;
+                    st.cooldown = None;
+                    st.rejected = None;
+                    return Ok((stored, TokenOrigin::Store));
+                }
+            }
+        }
         let now = this.rt.now_ms();
         let ms = now.saturating_sub(started);
         {
             let mut st = this.state.borrow_mut();
             st.memory = Some(Rc::new(token.clone()));
+            st.replaced = None;
             st.cooldown = None;
             st.rejected = None;
-        }
-        // Rotation removed the previous token at the service; creation did not.
-        for old in previous.iter().filter(|_| !rotated).chain(orphan.iter()) {
-            Self::retire(this, old);
         }
         let ttl = if this.settings.auth_style.manages_tokens() {
             // Kept until it expires, so that the next reader rotates it.
@@ -378,6 +438,97 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
         Ok((token, TokenOrigin::Exchange { ms }))
     }
 
+    /// Sends `req` (a creation, or a rotation of `rotating`: `op`, for the logs) until it
+    /// yields a token or the retry policy stops. A token API's creation or rotation is not
+    /// resent after a timeout or a lost connection (it may have taken effect), and a token it
+    /// minted in an answer that cannot be read is removed again.
+    async fn exchange(
+        this: &Rc<Self>,
+        req: &HttpRequest,
+        op: &'static str,
+        rotating: Option<&Token>,
+    ) -> Result<Token, TokenError> {
+        let manages = this.settings.auth_style.manages_tokens();
+        // What a provider's text must not show: the secret, and the token being rotated (it
+        // is in the URL, which a network error may quote) with its refresh token.
+        let forms = this.forms_with(rotating);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let req = req.clone();
+            let started = this.rt.now_ms();
+            let result = this.transport.send(req, this.settings.timeout_ms).await;
+            let now = this.rt.now_ms();
+            let (err, outcome) = match result {
+                Ok(resp) if (200..=299).contains(&resp.status) => {
+                    // A 2xx the core cannot use names what was wrong; a provider that echoed
+                    // the secret into it must not see it repeated.
+                    let parsed = parse_reply(&this.settings, &resp, now).map_err(|mut e| {
+                        e.description = scrub(&e.description, &forms);
+                        e.raw_body = None;
+                        e
+                    });
+                    if let (true, Err(_), Some(minted)) =
+                        (manages, &parsed, crate::dialect::minted_token(&resp))
+                    {
+                        Self::retire(this, &minted);
+                    }
+                    let mut fields = json!({"provider": this.name, "attempt": attempt,
+                        "status": resp.status, "ms": now.saturating_sub(started),
+                        "ok": parsed.is_ok(),
+                        "error_description": parsed.as_ref().err().map(|e| &e.description)});
+                    this.tag_op(&mut fields, op);
+                    this.rt.log("token_exchange", fields);
+                    return parsed;
+                }
+                Ok(resp) => {
+                    let e = error_from_response(&resp, now, &forms);
+                    let o = Outcome::Status {
+                        status: resp.status,
+                        retry_after_ms: e.retry_after_ms,
+                    };
+                    (e, o)
+                }
+                Err(TransportError::Timeout) => (
+                    TokenError::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "token endpoint did not answer within {} ms",
+                            this.settings.timeout_ms
+                        ),
+                    ),
+                    Outcome::Timeout,
+                ),
+                Err(TransportError::Network(m)) => (
+                    TokenError::new(
+                        ErrorCode::Network,
+                        format!("token endpoint unreachable: {}", scrub(&m, &forms)),
+                    ),
+                    Outcome::Network,
+                ),
+            };
+            let mut fields = json!({"provider": this.name, "attempt": attempt,
+                "status": err.status, "ms": now.saturating_sub(started), "ok": false,
+                "error": err.code.as_str(), "provider_error": err.provider_error,
+                "error_description": err.description});
+            if manages && matches!(outcome, Outcome::Timeout | Outcome::Network) {
+                this.tag_op(&mut fields, op);
+                this.rt.log("token_exchange", fields);
+                return Err(err);
+            }
+            this.tag_op(&mut fields, op);
+            this.rt.log("token_exchange", fields);
+            match this
+                .settings
+                .retry
+                .token_decision(attempt, outcome, || this.rt.jitter())
+            {
+                Decision::Retry { delay_ms } => this.rt.sleep(delay_ms).await,
+                Decision::Stop => return Err(err),
+            }
+        }
+    }
+
     /// Removes `token` from a token API in the background (`DELETE`), unless it has expired
     /// already or the dialect keeps no tokens; a failure is logged, never fatal.
     fn retire(this: &Rc<Self>, token: &Token) {
@@ -388,18 +539,20 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             return;
         };
         let inner = this.clone();
+        let forms = this.forms_with(Some(token));
         this.rt.background(Box::pin(async move {
             let started = inner.rt.now_ms();
             let result = inner.transport.send(req, inner.settings.timeout_ms).await;
             let now = inner.rt.now_ms();
             let ms = now.saturating_sub(started);
-            // (status, ok, the provider's error code, what went wrong)
+            // (status, ok, the provider's error code, what went wrong); a 404 means the token
+            // is gone already (rotated away by another instance, or expired): as good.
             let (status, ok, provider_error, error) = match result {
-                Ok(resp) if (200..=299).contains(&resp.status) => {
+                Ok(resp) if (200..=299).contains(&resp.status) || resp.status == 404 => {
                     (Some(resp.status), true, None, None)
                 }
                 Ok(resp) => {
-                    let e = error_from_response(&resp, now, &inner.secret_forms);
+                    let e = error_from_response(&resp, now, &forms);
                     (
                         Some(resp.status),
                         false,
@@ -408,7 +561,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                     )
                 }
                 Err(TransportError::Timeout) => (None, false, None, Some("timeout".to_string())),
-                Err(TransportError::Network(m)) => (None, false, None, Some(m)),
+                Err(TransportError::Network(m)) => (None, false, None, Some(scrub(&m, &forms))),
             };
             let fields = json!({"provider": inner.name, "status": status, "ms": ms, "ok": ok,
                                 "provider_error": provider_error, "error": error});
@@ -422,71 +575,15 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
         build_token_request(&self.settings, &self.secret)
     }
 
-    /// Sends `req` (a creation or a rotation: `op`, for the logs) until it yields a token or
-    /// the retry policy stops.
-    async fn exchange(&self, req: &HttpRequest, op: &'static str) -> Result<Token, TokenError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let req = req.clone();
-            let started = self.rt.now_ms();
-            let result = self.transport.send(req, self.settings.timeout_ms).await;
-            let now = self.rt.now_ms();
-            let (err, outcome) = match result {
-                Ok(resp) if (200..=299).contains(&resp.status) => {
-                    // A 2xx the core cannot use names what was wrong; a provider that echoed
-                    // the secret into it must not see it repeated.
-                    let parsed = parse_reply(&self.settings, &resp, now).map_err(|mut e| {
-                        e.description = scrub(&e.description, &self.secret_forms);
-                        e
-                    });
-                    let mut fields = json!({"provider": self.name, "attempt": attempt,
-                        "status": resp.status, "ms": now.saturating_sub(started),
-                        "ok": parsed.is_ok()});
-                    self.tag_op(&mut fields, op);
-                    self.rt.log("token_exchange", fields);
-                    return parsed;
-                }
-                Ok(resp) => {
-                    let e = error_from_response(&resp, now, &self.secret_forms);
-                    let o = Outcome::Status {
-                        status: resp.status,
-                        retry_after_ms: e.retry_after_ms,
-                    };
-                    (e, o)
-                }
-                Err(TransportError::Timeout) => (
-                    TokenError::new(
-                        ErrorCode::Timeout,
-                        format!(
-                            "token endpoint did not answer within {} ms",
-                            self.settings.timeout_ms
-                        ),
-                    ),
-                    Outcome::Timeout,
-                ),
-                Err(TransportError::Network(m)) => (
-                    TokenError::new(
-                        ErrorCode::Network,
-                        format!("token endpoint unreachable: {m}"),
-                    ),
-                    Outcome::Network,
-                ),
-            };
-            let mut fields = json!({"provider": self.name, "attempt": attempt,
-                "status": err.status, "ms": now.saturating_sub(started), "ok": false,
-                "error": err.code.as_str(), "provider_error": err.provider_error});
-            self.tag_op(&mut fields, op);
-            self.rt.log("token_exchange", fields);
-            match self
-                .settings
-                .retry
-                .token_decision(attempt, outcome, || self.rt.jitter())
-            {
-                Decision::Retry { delay_ms } => self.rt.sleep(delay_ms).await,
-                Decision::Stop => return Err(err),
-            }
+    /// The secret's spellings, plus `token`'s (plain and as a path segment) and its refresh
+    /// token's, longest first.
+    fn forms_with(&self, token: Option<&Token>) -> Vec<String> {
+        let mut forms = self.secret_forms.clone();
+        if let Some(t) = token {
+            forms.extend(crate::dialect::token_forms(t));
+            forms.sort_unstable_by_key(|f| std::cmp::Reverse(f.len()));
         }
+        forms
     }
 
     /// Names the operation in a token API's exchange lines (`create` or `rotate`); the

@@ -257,20 +257,218 @@ fn another_instance_rotates_the_stored_token() {
 }
 
 #[test]
-fn a_token_the_api_refused_is_deleted_too() {
+fn a_token_the_api_refused_is_rotated_not_abandoned() {
     let h = api_harness();
     record(&h, "tok-1", "ref-1", 3600);
     let (t, _) = h.token().unwrap();
     block_on(h.source.forget_refused(&t.access_token));
+    // Rotated: the service replaces it (or says it is gone), nothing is left behind.
+    record(&h, "tok-2", "ref-2", 3600);
+    let (t2, _) = h.token().unwrap();
+    assert_eq!(t2.access_token.expose(), "tok-2");
+    assert_eq!(methods(&h)[1], format!("PATCH {URL}/tok-1"));
+    assert_eq!(h.rt.run_background(), 0);
+    // Refused and gone at the service: created anew, the old one's removal attempted (404).
+    block_on(h.source.forget_refused(&t2.access_token));
+    api_error(&h, 404, "Token not found", 5);
+    record(&h, "tok-3", "ref-3", 3600);
+    assert_eq!(h.token().unwrap().0.access_token.expose(), "tok-3");
+    h.transport.reply(
+        404,
+        &[],
+        r#"{"success":false,"message":"Token not found","error":5,"data":null}"#,
+    );
+    assert_eq!(h.rt.run_background(), 1);
+    assert_eq!(
+        methods(&h)[2..],
+        [
+            format!("PATCH {URL}/tok-2"),
+            format!("POST {URL}"),
+            format!("DELETE {URL}/tok-2")
+        ]
+    );
+    assert_eq!(
+        h.rt.events("token_revoked")[0]["ok"],
+        true,
+        "404: gone already"
+    );
+}
+
+#[test]
+fn invalidate_rotates_the_dropped_token() {
+    let h = api_harness();
+    record(&h, "tok-1", "ref-1", 3600);
+    h.token().unwrap();
+    block_on(h.source.invalidate(None));
+    assert!(!h.store.contains(&h.key));
+    record(&h, "tok-2", "ref-2", 3600);
+    assert_eq!(h.token().unwrap().0.access_token.expose(), "tok-2");
+    assert_eq!(methods(&h)[1], format!("PATCH {URL}/tok-1"));
+}
+
+#[test]
+fn an_expired_token_is_replaced_never_sent() {
+    let h = api_harness();
+    record(&h, "tok-1", "ref-1", 3600);
+    h.token().unwrap();
+    h.advance(3_600_000);
+    record(&h, "tok-2", "ref-2", 3600);
+    h.token().unwrap();
+    assert_eq!(methods(&h), [format!("POST {URL}"), format!("POST {URL}")]);
+    assert_eq!(
+        h.rt.run_background(),
+        0,
+        "an expired token is not worth a call"
+    );
+}
+
+#[test]
+fn a_rotation_the_service_will_not_do_falls_back_to_creation() {
+    for status in [400, 403, 410, 422] {
+        let h = api_harness();
+        record(&h, "tok-1", "ref-1", 3600);
+        h.token().unwrap();
+        h.advance(3_540_000);
+        api_error(&h, status, "Rotation not allowed", 7);
+        record(&h, "tok-2", "ref-2", 3600);
+        assert_eq!(
+            h.token().unwrap().0.access_token.expose(),
+            "tok-2",
+            "{status}"
+        );
+        h.transport.reply(200, &[], "{}");
+        assert_eq!(h.rt.run_background(), 1, "{status}: tok-1 removed");
+    }
+}
+
+#[test]
+fn creation_and_rotation_are_not_resent_after_a_timeout() {
+    let h = api_harness();
+    h.transport.push(Err(TransportError::Timeout));
+    assert_eq!(h.token().unwrap_err().code, ErrorCode::Timeout);
+    assert_eq!(
+        h.transport.calls(),
+        1,
+        "a creation that may have happened is not repeated"
+    );
+    record(&h, "tok-1", "ref-1", 3600);
+    h.token().unwrap();
+    h.advance(3_540_000);
+    h.transport.push(Err(TransportError::Network(
+        "connection reset while sending to /tokens/tok-1 (ref-1)".into(),
+    )));
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Network);
+    assert_eq!(h.transport.calls(), 3);
+    // The URL names the token; what a network error quotes of it is scrubbed.
+    assert!(
+        !e.description.contains("tok-1") && !e.description.contains("ref-1"),
+        "{e}"
+    );
+    h.assert_logs_clean();
+    assert!(!serde_json::to_string(&h.rt.logs())
+        .unwrap()
+        .contains("tok-1"));
+}
+
+#[test]
+fn a_token_in_an_answer_that_cannot_be_read_is_removed_and_the_service_left_alone() {
+    let h = api_harness();
+    let body = json!({"token": "tok-x", "expireAt": "tomorrow", "refreshToken": "ref-x"});
+    h.transport.reply(200, &[], &body.to_string());
+    let e = h.token().unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidResponse);
+    assert!(e.description.contains("expireAt"), "{e}");
     h.transport.reply(200, &[], "{}");
     assert_eq!(h.rt.run_background(), 1);
-    assert_eq!(h.transport.sent()[1].0.method, "DELETE");
-    // An expired token is not worth a call.
-    record(&h, "tok-2", "ref-2", 3600);
-    let (t, _) = h.token().unwrap();
-    h.advance(3_600_000);
-    block_on(h.source.forget_refused(&t.access_token));
-    assert_eq!(h.rt.run_background(), 0);
+    assert_eq!(methods(&h)[1], format!("DELETE {URL}/tok-x"));
+    // Not asked again at once: the next callers get the error for 30 s.
+    assert_eq!(h.token().unwrap_err().code, ErrorCode::InvalidResponse);
+    assert_eq!(h.transport.calls(), 2);
+    h.advance(30_000);
+    record(&h, "tok-1", "ref-1", 3600);
+    assert_eq!(h.token().unwrap().0.access_token.expose(), "tok-1");
+    // A 200 that says `success: false` carries the service's words.
+    let h = api_harness();
+    h.transport.reply(
+        200,
+        &[],
+        r#"{"success":false,"message":"Wallet empty","error":31,"data":null}"#,
+    );
+    let e = h.token().unwrap_err();
+    assert_eq!(e.provider_error.as_deref(), Some("error 31"));
+    assert!(e.description.ends_with("Wallet empty"), "{e}");
+}
+
+/// Polls `f` once with a no-op waker.
+fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
+    let waker = futures::task::noop_waker();
+    f.poll(&mut Context::from_waker(&waker))
+}
+
+#[test]
+fn racing_creations_settle_on_the_stored_token() {
+    let a = api_harness();
+    let b = Harness::build(&a.clock, &a.store, api_settings());
+    // B has read the store (empty) and sent its creation when A creates and stores its token.
+    let gate = Gate::default();
+    *b.transport.0.gate.borrow_mut() = Some(gate.clone());
+    record(&b, "tok-b", "ref-b", 3600);
+    let mut racing = Box::pin(b.source.token());
+    assert!(poll_once(racing.as_mut()).is_pending());
+    record(&a, "tok-a", "ref-a", 3600);
+    a.token().unwrap();
+    gate.open();
+    *b.transport.0.gate.borrow_mut() = None;
+    let (t, origin) = block_on(racing).unwrap();
+    // B gives way: it serves A's token and removes its own.
+    assert_eq!(
+        (t.access_token.expose(), origin),
+        ("tok-a", TokenOrigin::Store)
+    );
+    b.transport.reply(200, &[], "{}");
+    assert_eq!(b.rt.run_background(), 1);
+    assert_eq!(methods(&b)[1], format!("DELETE {URL}/tok-b"));
+    assert_eq!(b.token().unwrap().1, TokenOrigin::Memory);
+}
+
+#[test]
+fn racing_rotations_settle_on_the_stored_token() {
+    let a = api_harness();
+    record(&a, "tok-1", "ref-1", 3600);
+    a.token().unwrap();
+    let b = Harness::build(&a.clock, &a.store, api_settings());
+    assert_eq!(b.token().unwrap().1, TokenOrigin::Store);
+    a.advance(3_540_000);
+    // Both rotate tok-1; A's PATCH lands first, B's finds it gone and creates — then finds
+    // A's rotated token stored and gives way.
+    let gate = Gate::default();
+    *b.transport.0.gate.borrow_mut() = Some(gate.clone());
+    api_error(&b, 404, "Token not found", 5);
+    record(&b, "tok-b", "ref-b", 3600);
+    let mut racing = Box::pin(b.source.token());
+    assert!(poll_once(racing.as_mut()).is_pending());
+    record(&a, "tok-2", "ref-2", 3600);
+    a.token().unwrap();
+    gate.open();
+    *b.transport.0.gate.borrow_mut() = None;
+    let (t, _) = block_on(racing).unwrap();
+    assert_eq!(t.access_token.expose(), "tok-2");
+    assert_eq!(
+        methods(&b),
+        [format!("PATCH {URL}/tok-1"), format!("POST {URL}")]
+    );
+    // Its own new token and tok-1 (404: gone with A's rotation) are removed.
+    b.transport.reply(200, &[], "{}").reply(404, &[], "{}");
+    assert_eq!(b.rt.run_background(), 2);
+    let deleted: Vec<String> = b.transport.sent()[2..]
+        .iter()
+        .map(|(r, _)| r.url.clone())
+        .collect();
+    assert!(
+        deleted.contains(&format!("{URL}/tok-b")) && deleted.contains(&format!("{URL}/tok-1")),
+        "{deleted:?}"
+    );
 }
 
 /// The live tokens of the account after a scripted history: never more than two.
