@@ -529,6 +529,32 @@ fn invalidate_drops_memory_and_store() {
 }
 
 #[test]
+fn a_refused_token_leaves_another_instances_newer_token_in_the_store() {
+    let a = Harness::new();
+    a.transport.token(TOKEN_A, 3600);
+    a.token().unwrap();
+    let b = Harness::sharing(&a.clock, &a.store);
+    assert_eq!(b.token().unwrap().1, TokenOrigin::Store);
+    // A refreshes after a 401 and stores TOKEN_B; B's 401 for TOKEN_A then arrives.
+    block_on(a.source.forget_refused(&Secret::new(TOKEN_A)));
+    a.transport.token(TOKEN_B, 3600);
+    a.token().unwrap();
+    block_on(b.source.forget_refused(&Secret::new(TOKEN_A)));
+    assert!(b.store.contains(&b.key), "TOKEN_B stays for everyone");
+    assert_eq!(
+        a.store.0.deletes.borrow().len(),
+        1,
+        "only A's delete of TOKEN_A"
+    );
+    let (t, origin) = b.token().unwrap();
+    assert_eq!(
+        (t.access_token.expose(), origin),
+        (TOKEN_B, TokenOrigin::Store)
+    );
+    assert_eq!(b.transport.calls(), 0);
+}
+
+#[test]
 fn invalidate_store_failure_is_logged() {
     let h = Harness::new();
     h.transport.token(TOKEN_A, 3600);
