@@ -13,8 +13,8 @@ export type AuthStyle = "client_secret_basic" | "client_secret_post" | "json_bod
 export interface TokenBody {
   /** `METHOD:host/path-prefix` scopes, at least one. */
   scopes: string[];
-  /** Lifetime of a token, seconds (1 to 31536000). */
-  ttl?: number;
+  /** Lifetime of a token, seconds: required, at most `maxLifetimeS` (default 86400). */
+  ttl: number;
   name?: string;
   /** Passed to the service as given (total requests, IP allowlist, ...). */
   limits?: Record<string, unknown>;
