@@ -40,7 +40,7 @@ pub fn build_token_request(settings: &TokenSettings, secret: &Secret) -> HttpReq
             "POST",
             settings.token_url.to_string(),
             basic_plain(&settings.client_id, secret),
-            Value::Object(body),
+            Some(Value::Object(body)),
         );
     }
     let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
@@ -136,7 +136,7 @@ pub fn rotate_request(settings: &TokenSettings, token: &Token) -> Option<HttpReq
         "PATCH",
         url,
         format!("Bearer {}", refresh.expose()),
-        Value::Object(body),
+        Some(Value::Object(body)),
     ))
 }
 
@@ -152,16 +152,13 @@ pub fn revoke_request(
     if !settings.auth_style.manages_tokens() {
         return None;
     }
-    let mut req = token_api_request(
+    Some(token_api_request(
         settings,
         "DELETE",
         token_url_of(settings, token)?,
         basic_plain(&settings.client_id, secret),
-        Value::Null,
-    );
-    req.body.clear();
-    req.headers.retain(|(n, _)| n != "Content-Type");
-    Some(req)
+        None,
+    ))
 }
 
 /// The spellings of `token` and its refresh token that must not reach a log or an error: as
@@ -172,24 +169,6 @@ pub fn token_forms(token: &Token) -> Vec<String> {
     forms.extend(token.refresh_token.as_ref().map(|r| r.expose().to_string()));
     forms.retain(|f| f.len() >= 4);
     forms
-}
-
-/// The token in a token API's 2xx answer that could not be read as a token record (its
-/// `token`, bare or under `data`), so that it can be removed rather than left at the service.
-pub fn minted_token(resp: &HttpResponse) -> Option<Token> {
-    let v: Value = crate::json_from_bytes(&resp.body)?;
-    let text = |v: &Value| v.get("token").and_then(Value::as_str).map(str::to_string);
-    let token = text(&v).or_else(|| v.get("data").and_then(text))?;
-    // Only what can go in a path segment (and no dot-only name), and never an expiry that
-    // would skip the removal.
-    (!token.is_empty() && token.bytes().all(|b| (0x21..=0x7e).contains(&b))).then(|| Token {
-        access_token: Secret::new(token),
-        token_type: "Bearer".into(),
-        issued_at_ms: 0,
-        expires_at_ms: u64::MAX,
-        scope: None,
-        refresh_token: None,
-    })
 }
 
 /// Characters left as they are in a path segment (RFC 3986 §3.3 `unreserved`); everything
@@ -221,18 +200,22 @@ fn basic_plain(user: &str, secret: &Secret) -> String {
     )
 }
 
+/// A token API request: `Accept` and `Authorization`, a JSON `body` (with its `Content-Type`)
+/// when there is one, then the configured `token_headers`.
 fn token_api_request(
     settings: &TokenSettings,
     method: &str,
     url: String,
     authorization: String,
-    body: Value,
+    body: Option<Value>,
 ) -> HttpRequest {
     let mut headers = vec![
         ("Accept".to_string(), "application/json".to_string()),
         ("Authorization".to_string(), authorization),
-        ("Content-Type".to_string(), "application/json".to_string()),
     ];
+    if body.is_some() {
+        headers.push(("Content-Type".to_string(), "application/json".to_string()));
+    }
     for (k, v) in &settings.token_headers {
         headers.push((k.clone(), v.clone()));
     }
@@ -240,7 +223,7 @@ fn token_api_request(
         method: method.into(),
         url,
         headers,
-        body: body.to_string().into_bytes(),
+        body: body.map_or_else(Vec::new, |b| b.to_string().into_bytes()),
     }
 }
 

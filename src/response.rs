@@ -271,6 +271,26 @@ pub fn parse_token_record(
     })
 }
 
+/// The token in a token API's 2xx answer that [`parse_token_record`] could not read (its
+/// `token`, in the record where that function looks for it), so that it can be removed rather
+/// than left at the service. Its expiry is unknown: the end of time, so nothing skips it.
+pub fn minted_token(resp: &HttpResponse) -> Option<Token> {
+    let outer: serde_json::Map<String, Value> = crate::json_from_bytes(&resp.body)?;
+    let record = if outer.contains_key("success") {
+        outer.get("data")?.as_object()?
+    } else {
+        &outer
+    };
+    Some(Token {
+        access_token: Secret::new(bearer_text(record.get("token")).ok()??),
+        token_type: "Bearer".into(),
+        issued_at_ms: 0,
+        expires_at_ms: u64::MAX,
+        scope: None,
+        refresh_token: None,
+    })
+}
+
 /// A non-negative finite number, from a JSON number or a numeric string.
 fn number(v: &Value) -> Option<f64> {
     let n = match v {

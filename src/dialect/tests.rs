@@ -420,7 +420,7 @@ fn openapi_rotate_and_revoke_requests() {
     assert_eq!(token_forms(&t), ["tok/en?#", "tok%2Fen%3F%23", "refresh-1"]);
     // A token minted in an answer that cannot be read is still found, to be removed.
     let minted = |body: &str| {
-        minted_token(&HttpResponse {
+        crate::response::minted_token(&HttpResponse {
             status: 200,
             headers: vec![],
             body: body.as_bytes().to_vec(),

@@ -171,7 +171,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
             let now = self.inner.rt.now_ms();
             st.memory
                 .as_ref()
-                .filter(|t| self.fresh(t, now))
+                .filter(|t| self.inner.fresh(t, now))
                 .map(|t| Ok((Token::clone(t), TokenOrigin::Memory)))
         };
         let start = || {
@@ -259,16 +259,10 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
     pub fn memory_token(&self) -> Option<Rc<Token>> {
         let now = self.inner.rt.now_ms();
         let st = self.inner.state.borrow();
-        st.memory.as_ref().filter(|t| self.fresh(t, now)).cloned()
-    }
-
-    fn fresh(&self, t: &Token, now: u64) -> bool {
-        is_fresh(
-            &self.inner.settings.expiry,
-            t.issued_at_ms,
-            t.expires_at_ms,
-            now,
-        )
+        st.memory
+            .as_ref()
+            .filter(|t| self.inner.fresh(t, now))
+            .cloned()
     }
 }
 
@@ -295,7 +289,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                         .rejected
                         .as_ref()
                         .is_some_and(|r| r.ct_eq(t.access_token.expose())) => {}
-                Ok(t) if is_fresh(&this.settings.expiry, t.issued_at_ms, t.expires_at_ms, now) => {
+                Ok(t) if this.fresh(&t, now) => {
                     this.state.borrow_mut().memory = Some(Rc::new(t.clone()));
                     // Another instance replaced the token this one held.
                     if let Some(old) = in_memory.filter(|m| !m.same_token(&t)) {
@@ -395,29 +389,18 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
         if !rotated && this.settings.auth_style.manages_tokens() {
             if let Ok(Some(v)) = this.store.get(&this.key).await {
                 let now = this.rt.now_ms();
-                if let Some(stored) = Token::from_stored(&v).filter(|t| {
-                    !t.same_token(&token)
-                        && is_fresh(&this.settings.expiry, t.issued_at_ms, t.expires_at_ms, now)
-                }) {
+                if let Some(stored) =
+                    Token::from_stored(&v).filter(|t| !t.same_token(&token) && this.fresh(t, now))
+                {
                     Self::retire(this, &token);
-                    let mut st = this.state.borrow_mut();
-                    st.memory = Some(Rc::new(stored.clone()));
-                    st.replaced = None;
-                    st.cooldown = None;
-                    st.rejected = None;
+                    this.install(&stored);
                     return Ok((stored, TokenOrigin::Store));
                 }
             }
         }
         let now = this.rt.now_ms();
         let ms = now.saturating_sub(started);
-        {
-            let mut st = this.state.borrow_mut();
-            st.memory = Some(Rc::new(token.clone()));
-            st.replaced = None;
-            st.cooldown = None;
-            st.rejected = None;
-        }
+        this.install(&token);
         let ttl = if this.settings.auth_style.manages_tokens() {
             // Kept until it expires, so that the next reader rotates it.
             kv_ttl_until_expiry_s(token.expires_at_ms, now)
@@ -469,7 +452,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                         e
                     });
                     if let (true, Err(_), Some(minted)) =
-                        (manages, &parsed, crate::dialect::minted_token(&resp))
+                        (manages, &parsed, crate::response::minted_token(&resp))
                     {
                         Self::retire(this, &minted);
                     }
@@ -511,13 +494,11 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                 "status": err.status, "ms": now.saturating_sub(started), "ok": false,
                 "error": err.code.as_str(), "provider_error": err.provider_error,
                 "error_description": err.description});
-            if manages && matches!(outcome, Outcome::Timeout | Outcome::Network) {
-                this.tag_op(&mut fields, op);
-                this.rt.log("token_exchange", fields);
-                return Err(err);
-            }
             this.tag_op(&mut fields, op);
             this.rt.log("token_exchange", fields);
+            if manages && matches!(outcome, Outcome::Timeout | Outcome::Network) {
+                return Err(err);
+            }
             match this
                 .settings
                 .retry
@@ -571,6 +552,21 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
 }
 
 impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
+    /// Whether `t` may be served at `now`.
+    fn fresh(&self, t: &Token, now: u64) -> bool {
+        is_fresh(&self.settings.expiry, t.issued_at_ms, t.expires_at_ms, now)
+    }
+
+    /// Makes `token`, just obtained, the one in use: what held the previous one back (a
+    /// cooldown, a refused or replaced token) is over.
+    fn install(&self, token: &Token) {
+        let mut st = self.state.borrow_mut();
+        st.memory = Some(Rc::new(token.clone()));
+        st.replaced = None;
+        st.cooldown = None;
+        st.rejected = None;
+    }
+
     fn create_request(&self) -> HttpRequest {
         build_token_request(&self.settings, &self.secret)
     }
