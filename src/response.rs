@@ -275,11 +275,14 @@ pub fn parse_token_record(
 /// `token`, in the record where that function looks for it), so that it can be removed rather
 /// than left at the service. Its expiry is unknown: the end of time, so nothing skips it.
 pub fn minted_token(resp: &HttpResponse) -> Option<Token> {
-    let outer: serde_json::Map<String, Value> = crate::json_from_bytes(&resp.body)?;
+    // (Read as a `Value`, as everything else is: a map-typed read would be a second JSON
+    // deserializer in the wasm builds.)
+    let body: Value = crate::json_from_bytes(&resp.body)?;
+    let outer = body.as_object()?;
     let record = if outer.contains_key("success") {
         outer.get("data")?.as_object()?
     } else {
-        &outer
+        outer
     };
     Some(Token {
         access_token: Secret::new(bearer_text(record.get("token")).ok()??),
