@@ -24,10 +24,11 @@ use crate::error::TokenError;
 use crate::http::HttpRequest;
 use crate::http::HttpResponse;
 use crate::response::{parse_token_record, parse_token_response, Token};
+use crate::scrub::{Scrubber, UNRESERVED};
 use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use serde_json::{Map, Value};
 
 /// The token request for `settings` with client secret `secret`.
@@ -103,16 +104,18 @@ pub fn build_token_request(settings: &TokenSettings, secret: &Secret) -> HttpReq
 }
 
 /// Reads a 2xx answer to [`build_token_request`] or [`rotate_request`] received at `now_ms`:
-/// an RFC 6749 §5.1 token response, or a token API's token record.
+/// an RFC 6749 §5.1 token response, or a token API's token record. What an error keeps of it
+/// has gone through `scrub`.
 pub fn parse_reply(
     settings: &TokenSettings,
     resp: &HttpResponse,
     now_ms: u64,
+    scrub: &Scrubber,
 ) -> Result<Token, TokenError> {
     if settings.auth_style.manages_tokens() {
-        parse_token_record(resp, now_ms, &settings.expiry)
+        parse_token_record(resp, now_ms, &settings.expiry, scrub)
     } else {
-        parse_token_response(resp, now_ms, &settings.expiry)
+        parse_token_response(resp, now_ms, &settings.expiry, scrub)
     }
 }
 
@@ -161,25 +164,9 @@ pub fn revoke_request(
     ))
 }
 
-/// The spellings of `token` and its refresh token that must not reach a log or an error: as
-/// they are, and the access token as the path segment the token API's URLs carry.
-pub fn token_forms(token: &Token) -> Vec<String> {
-    let t = token.access_token.expose();
-    let mut forms = vec![t.to_string(), utf8_percent_encode(t, SEGMENT).to_string()];
-    forms.extend(token.refresh_token.as_ref().map(|r| r.expose().to_string()));
-    forms.retain(|f| f.len() >= 4);
-    forms
-}
-
-/// Characters left as they are in a path segment (RFC 3986 §3.3 `unreserved`); everything
-/// else in a token is percent-encoded, so a token can never add a segment or a query.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// `{token_url}/{token}`, the token one path segment below the collection; `None` for a token
+/// `{token_url}/{token}`, the token one path segment below the collection (everything but RFC
+/// 3986 `unreserved` percent-encoded, so a token can never add a segment or a query: the same
+/// spelling [`crate::scrub`] looks for); `None` for a token
 /// of only dots, which no encoding keeps from being a dot segment (RFC 3986 §5.2.4; the WHATWG
 /// URL parser reads `%2E` as a dot too).
 fn token_url_of(settings: &TokenSettings, token: &Token) -> Option<String> {
@@ -188,7 +175,7 @@ fn token_url_of(settings: &TokenSettings, token: &Token) -> Option<String> {
         return None;
     }
     let base = settings.token_url.as_str().trim_end_matches('/');
-    Some(format!("{base}/{}", utf8_percent_encode(t, SEGMENT)))
+    Some(format!("{base}/{}", utf8_percent_encode(t, UNRESERVED)))
 }
 
 /// HTTP Basic as RFC 7617 §2 defines it: `user-id ":" password` in UTF-8, base64-encoded,

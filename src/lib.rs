@@ -16,6 +16,8 @@
 //! - Bounded per-isolate memory and the failed-authentication limiter ([`limits`]).
 //! - The subkeys of `TOKENGATE_KEY` ([`keys`]), cache keys ([`cache_key`]), sealing of what KV
 //!   holds ([`seal`]), secrets that never print ([`secret`]), unverified JWT claims ([`jwt`]).
+//! - [`scrub`]: every spelling of every secret of an exchange, removed from whatever a provider
+//!   answers before any of it is kept.
 //! - [`flow`]: the async wiring — memory cache → store → exchange with retries, and API calls
 //!   driven by [`api_call`] — generic over the [`flow::Transport`], [`flow::TokenStore`] and
 //!   [`flow::Runtime`] traits each shell implements.
@@ -45,6 +47,7 @@ pub mod proxy;
 pub mod response;
 pub mod retry;
 pub mod rfc3339;
+pub mod scrub;
 pub mod seal;
 pub mod secret;
 

@@ -9,7 +9,8 @@ use crate::expiry::ExpiryPolicy;
 use crate::http::HttpResponse;
 use crate::jwt;
 use crate::retry::parse_retry_after;
-use crate::secret::{scrub, Secret};
+use crate::scrub::Scrubber;
+use crate::secret::Secret;
 use serde_json::Value;
 
 /// A provider access token with its validity.
@@ -87,13 +88,16 @@ const RAW_BODY_LIMIT: usize = 512;
 /// `expires_in`, the `exp` of a JWT access token; else `default_lifetime_s`. When both
 /// `expires_in` and a JWT `exp` exist the earlier wins. The result is capped at
 /// `max_lifetime_s`.
+///
+/// What an error keeps of the answer has gone through `scrub` (the secrets of the exchange).
 pub fn parse_token_response(
     resp: &HttpResponse,
     now_ms: u64,
     policy: &ExpiryPolicy,
+    scrub: &Scrubber,
 ) -> Result<Token, TokenError> {
     let invalid = |d: &str| invalid_response(resp, d);
-    let body = success_object(resp, now_ms, "token response")?;
+    let body = success_object(resp, now_ms, "token response", scrub)?;
     let obj = &body;
     let access_token = bearer_text(obj.get("access_token"))
         .map_err(|why| invalid(&format!("access_token {why}")))?
@@ -109,9 +113,9 @@ pub fn parse_token_response(
                 && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
         {
-            return Err(invalid(&format!(
-                "token_type `{t}` is not supported; only Bearer"
-            )))
+            return Err(invalid(
+                &scrub.scrub(&format!("token_type `{t}` is not supported; only Bearer")),
+            ))
         }
         Some(Value::String(_)) => return Err(invalid("token_type is not supported; only Bearer")),
         Some(_) => return Err(invalid("token_type is not a string")),
@@ -168,9 +172,10 @@ fn success_object(
     resp: &HttpResponse,
     now_ms: u64,
     what: &str,
+    scrub: &Scrubber,
 ) -> Result<serde_json::Map<String, Value>, TokenError> {
     if !(200..=299).contains(&resp.status) {
-        return Err(error_from_response(resp, now_ms, &[]));
+        return Err(error_from_response(resp, now_ms, scrub));
     }
     match crate::json_from_bytes(&resp.body) {
         Some(Value::Object(obj)) => Ok(obj),
@@ -206,17 +211,21 @@ fn bearer_text(v: Option<&Value>) -> Result<Option<String>, &'static str> {
 /// Lifetime: `expireAt` (an RFC 3339 date-time) counted from `createdAt` when that is sane
 /// (not in the future, before `expireAt`), else from `now_ms`; without `expireAt`, a JWT's
 /// `exp`, else `default_lifetime_s`; capped at `max_lifetime_s` as for every provider.
+///
+/// A refusal that comes as a 2xx (`{"success": false, "message": …, "error": …}`) is read
+/// like any refusal, through `scrub`: the service may quote the API key or the refresh token.
 pub fn parse_token_record(
     resp: &HttpResponse,
     now_ms: u64,
     policy: &ExpiryPolicy,
+    scrub: &Scrubber,
 ) -> Result<Token, TokenError> {
     let invalid = |d: &str| invalid_response(resp, d);
-    let outer = success_object(resp, now_ms, "token record")?;
+    let outer = success_object(resp, now_ms, "token record", scrub)?;
     let record = match (outer.get("success"), outer.get("data")) {
         // A refusal in a 2xx: the service's message and code, as for any refusal.
         (Some(Value::Bool(false)), _) => {
-            let refusal = error_from_response(resp, now_ms, &[]);
+            let refusal = error_from_response(resp, now_ms, scrub);
             let mut e = invalid("token service answered success: false");
             if refusal.provider_error.is_some() {
                 e.description = format!("{}: {}", e.description, refusal.description);
@@ -306,46 +315,29 @@ fn number(v: &Value) -> Option<f64> {
     (n.is_finite() && n >= 0.0).then_some(n)
 }
 
-/// A provider's free text made safe to show: control characters dropped, then every spelling
-/// of the client secret replaced (in that order, so a secret split by a control character is
-/// found whole), then cut to `max` characters (after the scrub, so no piece of a secret
-/// survives at the cut).
-fn clean_text(s: &str, max: usize, secret_forms: &[String]) -> String {
-    let visible: String = s.chars().filter(|c| !c.is_control()).collect();
-    let scrubbed = scrub(&visible, secret_forms);
-    if scrubbed.chars().count() <= max {
-        scrubbed
-    } else {
-        scrubbed.chars().take(max).collect::<String>() + "…"
-    }
-}
-
-/// Turns a non-2xx token-endpoint response into a typed error: RFC 6749 §5.2
+/// Turns a token endpoint's or a token API's refusal into a typed error: RFC 6749 §5.2
 /// `{error, error_description}`, Optoro's `{message, errors[{field, code}]}`
-/// (`docs/providers.md#optoro-errors-and-retries`), or anything else (an HTML error page) by
-/// status alone.
+/// (`docs/providers.md#optoro-errors-and-retries`), a token API's `{success: false, message,
+/// error}` (of any status: `docs/providers.md#openapi-token-api`), or anything else (an HTML
+/// error page) by status alone.
 ///
-/// `secret_forms` (see [`crate::secret::secret_forms`]) are scrubbed from the body before
-/// anything is taken from it, and from every JSON string after decoding (where `\/` or
-/// `\u0073` may have spelled the secret), so a provider echoing the client secret cannot leak
-/// even a truncated piece of it.
-pub fn error_from_response(
-    resp: &HttpResponse,
-    now_ms: u64,
-    secret_forms: &[String],
-) -> TokenError {
+/// This is where every answer's text is read, and it is read through `scrub` before anything
+/// is taken from it: the whole body first, then every JSON string after decoding (where `\/`
+/// or `\u0073` may have spelled a secret), and each field cut only after that — so an echo of
+/// a secret, a token or a refresh token cannot leave even a truncated piece of itself.
+pub fn error_from_response(resp: &HttpResponse, now_ms: u64, scrub: &Scrubber) -> TokenError {
     let status = resp.status;
-    let mut scrubbed = scrub(&String::from_utf8_lossy(&resp.body), secret_forms);
+    let mut scrubbed = scrub.scrub(&String::from_utf8_lossy(&resp.body));
     let mut json: Option<Value> = serde_json::from_str(&scrubbed).ok();
     if let Some(j) = json.as_mut() {
-        if scrub_json(j, secret_forms) {
-            // The raw body spelled the secret in an escaped form: keep the decoded, scrubbed
+        if scrub.scrub_json(j) {
+            // The raw body spelled a secret in an escaped form: keep the decoded, scrubbed
             // document instead.
             scrubbed = j.to_string();
         }
     }
     let text = |k: &str| json.as_ref().and_then(|j| j.get(k)).and_then(Value::as_str);
-    let field = |k: &str| text(k).map(|s| clean_text(s, 200, secret_forms));
+    let field = |k: &str| text(k).map(|s| scrub.clean_text(s, 200));
     let mut provider_error = field("error");
     let mut description = field("error_description");
     // A token API's `{"success": false, "message": …, "error": 90}`
@@ -380,7 +372,7 @@ pub fn error_from_response(
                 })
                 .unwrap_or_default();
             if description.is_none() && !details.is_empty() {
-                description = Some(clean_text(&details.join(", "), 400, secret_forms));
+                description = Some(scrub.clean_text(&details.join(", "), 400));
             }
             provider_error = Some(message);
         }
@@ -410,44 +402,6 @@ pub fn error_from_response(
             .header("retry-after")
             .and_then(|v| parse_retry_after(v, now_ms)),
         raw_body: (!raw.is_empty()).then_some(raw),
-    }
-}
-
-/// Scrubs `forms` from every string (and object key) of `v`; whether anything was replaced.
-fn scrub_json(v: &mut Value, forms: &[String]) -> bool {
-    match v {
-        Value::String(s) => {
-            let clean = scrub(s, forms);
-            let changed = clean != *s;
-            *s = clean;
-            changed
-        }
-        Value::Array(items) => {
-            // Every item, not just until the first change.
-            let mut changed = false;
-            for item in items {
-                changed |= scrub_json(item, forms);
-            }
-            changed
-        }
-        Value::Object(map) => {
-            let mut changed = false;
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                let clean = scrub(&k, forms);
-                if clean != k {
-                    changed = true;
-                    if let Some(mut item) = map.remove(&k) {
-                        scrub_json(&mut item, forms);
-                        map.insert(clean, item);
-                    }
-                } else if let Some(item) = map.get_mut(&k) {
-                    changed |= scrub_json(item, forms);
-                }
-            }
-            changed
-        }
-        _ => false,
     }
 }
 

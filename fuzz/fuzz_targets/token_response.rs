@@ -20,8 +20,8 @@
 //!
 //! Invariants asserted (a panic is a finding):
 //! - nothing panics, whatever the bytes;
-//! - a non-2xx status is always an error, and exactly `error_from_response(resp, now, &[])`
-//!   (for both parsers);
+//! - a non-2xx status is always an error, and exactly `error_from_response(resp, now, scrub)`
+//!   (for both parsers, given the same scrubber);
 //! - an `Ok` token (of either parser) has a non-empty visible-ASCII `access_token`, `token_type` `Bearer`,
 //!   `issued_at_ms <= now_ms < expires_at_ms <= now_ms + max_lifetime_s · 1000`, and survives
 //!   the JSON round trip it makes through the store; a record's refresh token, when there is
@@ -30,8 +30,11 @@
 //! - an error from `error_from_response` carries the status, at most 512 characters of raw body
 //!   (none for an empty body), the parsed `Retry-After`, 5xx/429/3xx codes as documented when
 //!   the body names no client error, and no spelling of the client secret (as is,
-//!   form-urlencoded, JSON-escaped, in HTTP Basic credentials) in `provider_error`,
-//!   `description` or `raw_body`, however the body escapes it;
+//!   form-urlencoded, percent-encoded with either case of hex, JSON-escaped, base64 and
+//!   base64url, in HTTP Basic credentials) in `provider_error`, `description` or `raw_body`,
+//!   however the body escapes it;
+//! - the same holds for the errors both parsers make of a 2xx (a token API's `success: false`
+//!   refusal among them): no spelling of the client secret in what they keep;
 //! - `decode_claims` only accepts three dot-separated parts, and `expiry_ms` is a finite
 //!   positive `exp` of those claims.
 
@@ -45,7 +48,8 @@ use tokengate::expiry::ExpiryPolicy;
 use tokengate::http::HttpResponse;
 use tokengate::response::{error_from_response, parse_token_record, parse_token_response, Token};
 use tokengate::retry::parse_retry_after;
-use tokengate::secret::{secret_forms, Secret};
+use tokengate::scrub::Scrubber;
+use tokengate::secret::Secret;
 
 const DEFAULT_NOW_MS: u64 = 1_700_000_000_000;
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -119,14 +123,45 @@ fn parse_input(data: &[u8]) -> Input<'_> {
 }
 
 /// The spellings of `secret` a provider could echo, computed here independently of
-/// `secret_forms` (which the target is given, as the shells do): as is, form-urlencoded,
-/// JSON-escaped (without the enclosing quotes) and as HTTP Basic credentials with `client_id`.
+/// `tokengate::scrub` (which the target is given, as the shells are): as is, form-urlencoded,
+/// percent-encoded (RFC 3986 unreserved kept) with upper- and lower-case hex, JSON-escaped
+/// (without the enclosing quotes), base64 and base64url, and as HTTP Basic credentials with
+/// `client_id`.
 fn spellings(client_id: &str, secret: &str) -> Vec<String> {
     let form = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let json = serde_json::to_string(secret).expect("a string serialises");
     let json = json[1..json.len() - 1].to_string();
     let basic = STANDARD.encode(format!("{}:{}", form(client_id), form(secret)));
-    vec![secret.to_string(), form(secret), json, basic]
+    let mut upper = String::new();
+    for b in secret.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            upper.push(b as char);
+        } else {
+            upper.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let lower = upper
+        .split('%')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 || part.len() < 2 {
+                part.to_string()
+            } else {
+                part[..2].to_ascii_lowercase() + &part[2..]
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("%");
+    vec![
+        secret.to_string(),
+        form(secret),
+        json,
+        basic,
+        upper,
+        lower,
+        STANDARD.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    ]
 }
 
 /// Whether `form` can only occur in scrubbed text where the text itself had it: it shares no
@@ -143,10 +178,16 @@ fuzz_target!(|data: &[u8]| {
         body: input.body.to_vec(),
     };
     let now = input.now_ms;
+    let (client_id, secret) = input.credentials;
+    let scrub = if secret.is_empty() {
+        Scrubber::none()
+    } else {
+        Scrubber::for_client(client_id, &Secret::new(secret))
+    };
 
     for parsed in [
-        parse_token_response(&resp, now, &input.policy),
-        parse_token_record(&resp, now, &input.policy),
+        parse_token_response(&resp, now, &input.policy, &scrub),
+        parse_token_record(&resp, now, &input.policy, &scrub),
     ] {
         match parsed {
             Ok(token) => {
@@ -155,22 +196,17 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) => {
                 if !(200..=299).contains(&resp.status) {
-                    assert_eq!(e, error_from_response(&resp, now, &[]));
+                    assert_eq!(e, error_from_response(&resp, now, &scrub));
                 } else {
                     assert_eq!(e.code, ErrorCode::InvalidResponse);
                     assert_eq!(e.status, Some(resp.status));
+                    check_scrubbed(&e, client_id, secret);
                 }
             }
         }
     }
 
-    let (client_id, secret) = input.credentials;
-    let forms = if secret.is_empty() {
-        Vec::new()
-    } else {
-        secret_forms(client_id, &Secret::new(secret))
-    };
-    let e = error_from_response(&resp, now, &forms);
+    let e = error_from_response(&resp, now, &scrub);
     assert_eq!(e.status, Some(resp.status));
     let raw_chars = e.raw_body.as_deref().map_or(0, |r| r.chars().count());
     assert!(raw_chars <= 512, "raw_body of {raw_chars} chars");
@@ -193,23 +229,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = (e.to_string(), format!("{e:?}"));
-    if !secret.is_empty() {
-        let shown = [
-            e.raw_body.as_deref().unwrap_or(""),
-            e.provider_error.as_deref().unwrap_or(""),
-            e.description.as_str(),
-        ];
-        for form in spellings(client_id, secret) {
-            if form.len() >= 4 && checkable(&form) {
-                for text in shown {
-                    assert!(
-                        !text.contains(form.as_str()),
-                        "a spelling of the client secret ({form:?}) is in the error: {text:?}"
-                    );
-                }
-            }
-        }
-    }
+    check_scrubbed(&e, client_id, secret);
 
     // Unverified JWT claims, of the body and of every header value.
     let body_text = String::from_utf8_lossy(&resp.body);
@@ -222,6 +242,28 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// No spelling of `secret` in what `e` keeps of an answer.
+fn check_scrubbed(e: &tokengate::TokenError, client_id: &str, secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    let shown = [
+        e.raw_body.as_deref().unwrap_or(""),
+        e.provider_error.as_deref().unwrap_or(""),
+        e.description.as_str(),
+    ];
+    for form in spellings(client_id, secret) {
+        if form.len() >= 4 && checkable(&form) {
+            for text in shown {
+                assert!(
+                    !text.contains(form.as_str()),
+                    "a spelling of the client secret ({form:?}) is in the error: {text:?}"
+                );
+            }
+        }
+    }
+}
 
 fn check_token(token: &Token, now: u64, policy: &ExpiryPolicy) {
     let t = token.access_token.expose();

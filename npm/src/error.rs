@@ -1,15 +1,13 @@
 //! Errors at the JS edge: every failure becomes an instance of the façade's `TokenError` class
 //! (registered once with [`set_error_class`]) with a stable `code`, the provider's `status` and
-//! `providerError`, and `retryable`. A message never holds the client secret (it is scrubbed
-//! even from provider-supplied descriptions) and never a token; the raw response body of a
-//! failed exchange stays in Rust.
+//! `providerError`, and `retryable`. A message never holds the client secret or a token: the
+//! core scrubbed every provider answer before it made the error (`tokengate::scrub`), so this
+//! file passes its text on as it is; the raw response body of a failed exchange stays in Rust.
 
 use crate::host::set;
 use js_sys::{Array, Function, Object, Reflect};
 use std::cell::RefCell;
-use std::rc::Rc;
 use tokengate::error::{ErrorCode, TokenError};
-use tokengate::secret::{scrub, secret_forms, Secret};
 use tokengate::ConfigError;
 use wasm_bindgen::prelude::*;
 
@@ -37,29 +35,8 @@ fn construct(code: &str, message: &str, details: &Object) -> JsValue {
     Object::assign(&e, details).into()
 }
 
-/// Removes a secret from text that may echo it (a provider's `error_description`). Cheap to
-/// clone.
-#[derive(Clone, Default)]
-pub(crate) struct Scrubber {
-    forms: Rc<Vec<String>>,
-}
-
-impl Scrubber {
-    /// Scrubs every spelling of `secret` a provider could echo (see
-    /// [`tokengate::secret::secret_forms`]).
-    pub(crate) fn new(client_id: &str, secret: &Secret) -> Self {
-        Scrubber {
-            forms: Rc::new(secret_forms(client_id, secret)),
-        }
-    }
-
-    fn apply(&self, text: &str) -> String {
-        scrub(text, &self.forms)
-    }
-}
-
 /// A JS `TokenError` for a core [`TokenError`]; `cause`, when given, becomes its `cause`.
-pub(crate) fn token_error(e: &TokenError, scrub: &Scrubber, cause: Option<&JsValue>) -> JsValue {
+pub(crate) fn token_error(e: &TokenError, cause: Option<&JsValue>) -> JsValue {
     let details = Object::new();
     set(
         &details,
@@ -72,7 +49,7 @@ pub(crate) fn token_error(e: &TokenError, scrub: &Scrubber, cause: Option<&JsVal
         "providerError",
         &e.provider_error
             .as_deref()
-            .map_or(JsValue::NULL, |p| JsValue::from_str(&scrub.apply(p))),
+            .map_or(JsValue::NULL, JsValue::from_str),
     );
     set(
         &details,
@@ -83,7 +60,7 @@ pub(crate) fn token_error(e: &TokenError, scrub: &Scrubber, cause: Option<&JsVal
     if let Some(c) = cause {
         set(&details, "cause", c);
     }
-    construct(e.code.as_str(), &scrub.apply(&e.to_string()), &details)
+    construct(e.code.as_str(), &e.to_string(), &details)
 }
 
 /// A `config` `TokenError` for an invalid configuration; the message names the key (never a

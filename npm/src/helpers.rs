@@ -1,7 +1,7 @@
 //! Pure helpers exported for tooling: the core's request builder, response parser, cache policy
 //! and JWT decoding, with no network and no clock of their own.
 
-use crate::error::{config_error, config_key_error, plain_json, token_error, Scrubber};
+use crate::error::{config_error, config_key_error, plain_json, token_error};
 use crate::host::{get, header_pairs, set};
 use crate::{parse_config, token_to_js};
 use js_sys::{ArrayBuffer, Object, Uint8Array};
@@ -11,6 +11,7 @@ use tokengate::expiry::{is_fresh, kv_ttl_s, refresh_at_ms, ExpiryPolicy};
 use tokengate::http::HttpResponse;
 use tokengate::jwt;
 use tokengate::response::parse_token_response;
+use tokengate::scrub::Scrubber;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -66,8 +67,9 @@ pub fn parse_token_response_js(
         headers: headers_of(&headers),
         body: bytes_of(&body)?,
     };
-    let t = parse_token_response(&resp, now, &policy)
-        .map_err(|e| token_error(&e, &Scrubber::default(), None))?;
+    // A pasted response: no secret of this process was sent to get it.
+    let t = parse_token_response(&resp, now, &policy, &Scrubber::none())
+        .map_err(|e| token_error(&e, None))?;
     let o = token_to_js(&t);
     set(&o, "issuedAt", &JsValue::from_f64(t.issued_at_ms as f64));
     Ok(o.into())

@@ -22,7 +22,7 @@ pub use helpers::{
     build_token_request_js, cache_policy_js, decode_jwt_claims_js, parse_token_response_js,
 };
 
-use error::{config_error, config_key_error, plain_json, token_error, Scrubber};
+use error::{config_error, config_key_error, plain_json, token_error};
 use host::{message_with_cause, set, Host, JsRuntime, JsStore, JsTransport};
 use js_sys::{Object, Promise};
 use serde_json::Value;
@@ -47,7 +47,6 @@ type Source = TokenSource<JsTransport, JsStore, JsRuntime>;
 #[wasm_bindgen]
 pub struct Core {
     source: Source,
-    scrub: Scrubber,
     /// The JS forms of the token last served (see [`JsToken`]).
     last: Rc<RefCell<Option<JsToken>>>,
 }
@@ -67,7 +66,6 @@ impl Core {
             .host_str()
             .unwrap_or("provider")
             .to_string();
-        let scrub = Scrubber::new(&settings.client_id, &secret);
         let source = TokenSource::new(
             &name,
             settings,
@@ -79,7 +77,6 @@ impl Core {
         );
         Ok(Core {
             source,
-            scrub,
             last: Rc::default(),
         })
     }
@@ -179,7 +176,7 @@ impl Core {
                 let e = CallError::Transport(failure).to_token_error(settings.timeout_ms);
                 let cause = matches!(attempted, Attempted::Network).then_some(outcome);
                 let o = step("fail");
-                set(&o, "error", &token_error(&e, &self.scrub, cause));
+                set(&o, "error", &token_error(&e, cause));
                 o
             }
         };
@@ -214,11 +211,11 @@ impl Core {
         if let Some(t) = self.source.memory_token() {
             return Promise::resolve(&JsToken::of(&self.last, t, form));
         }
-        let (source, scrub, last) = (self.source.clone(), self.scrub.clone(), self.last.clone());
+        let (source, last) = (self.source.clone(), self.last.clone());
         promise(async move {
             match source.token().await {
                 Ok((t, _)) => Ok(JsToken::of(&last, Rc::new(t), form)),
-                Err(e) => Err(token_error(&e, &scrub, None)),
+                Err(e) => Err(token_error(&e, None)),
             }
         })
     }

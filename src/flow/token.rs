@@ -20,7 +20,8 @@ use crate::http::HttpRequest;
 use crate::pressure::{Pressure, PressurePolicy};
 use crate::response::{error_from_response, Token};
 use crate::retry::{Decision, Outcome};
-use crate::secret::{scrub, Secret};
+use crate::scrub::Scrubber;
+use crate::secret::Secret;
 use crate::TokenSettings;
 use futures::future::FutureExt;
 use serde_json::json;
@@ -90,7 +91,8 @@ struct Inner<T, S, R> {
     name: String,
     settings: TokenSettings,
     secret: Secret,
-    secret_forms: Vec<String>,
+    /// The client secret's spellings ([`Scrubber::for_client`]).
+    scrub: Scrubber,
     key: String,
     transport: T,
     store: S,
@@ -127,7 +129,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         TokenSource {
             inner: Rc::new(Inner {
                 name: name.to_string(),
-                secret_forms: crate::secret::secret_forms(&settings.client_id, &secret),
+                scrub: Scrubber::for_client(&settings.client_id, &secret),
                 settings,
                 secret,
                 key,
@@ -434,7 +436,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
         let manages = this.settings.auth_style.manages_tokens();
         // What a provider's text must not show: the secret, and the token being rotated (it
         // is in the URL, which a network error may quote) with its refresh token.
-        let forms = this.forms_with(rotating);
+        let scrub = this.scrubber(rotating);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -444,13 +446,14 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             let now = this.rt.now_ms();
             let (err, outcome) = match result {
                 Ok(resp) if (200..=299).contains(&resp.status) => {
-                    // A 2xx the core cannot use names what was wrong; a provider that echoed
-                    // the secret into it must not see it repeated.
-                    let parsed = parse_reply(&this.settings, &resp, now).map_err(|mut e| {
-                        e.description = scrub(&e.description, &forms);
-                        e.raw_body = None;
-                        e
-                    });
+                    // A 2xx the core cannot use names what was wrong (read through the
+                    // scrubber); its body is not kept: it may carry a token just minted,
+                    // which no scrubber knows yet.
+                    let parsed =
+                        parse_reply(&this.settings, &resp, now, &scrub).map_err(|mut e| {
+                            e.raw_body = None;
+                            e
+                        });
                     if let (true, Err(_), Some(minted)) =
                         (manages, &parsed, crate::response::minted_token(&resp))
                     {
@@ -465,7 +468,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                     return parsed;
                 }
                 Ok(resp) => {
-                    let e = error_from_response(&resp, now, &forms);
+                    let e = error_from_response(&resp, now, &scrub);
                     let o = Outcome::Status {
                         status: resp.status,
                         retry_after_ms: e.retry_after_ms,
@@ -485,7 +488,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                 Err(TransportError::Network(m)) => (
                     TokenError::new(
                         ErrorCode::Network,
-                        format!("token endpoint unreachable: {}", scrub(&m, &forms)),
+                        format!("token endpoint unreachable: {}", scrub.scrub(&m)),
                     ),
                     Outcome::Network,
                 ),
@@ -520,7 +523,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             return;
         };
         let inner = this.clone();
-        let forms = this.forms_with(Some(token));
+        let scrub = this.scrubber(Some(token));
         this.rt.background(Box::pin(async move {
             let started = inner.rt.now_ms();
             let result = inner.transport.send(req, inner.settings.timeout_ms).await;
@@ -533,7 +536,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                     (Some(resp.status), true, None, None)
                 }
                 Ok(resp) => {
-                    let e = error_from_response(&resp, now, &forms);
+                    let e = error_from_response(&resp, now, &scrub);
                     (
                         Some(resp.status),
                         false,
@@ -542,7 +545,7 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                     )
                 }
                 Err(TransportError::Timeout) => (None, false, None, Some("timeout".to_string())),
-                Err(TransportError::Network(m)) => (None, false, None, Some(scrub(&m, &forms))),
+                Err(TransportError::Network(m)) => (None, false, None, Some(scrub.scrub(&m))),
             };
             let fields = json!({"provider": inner.name, "status": status, "ms": ms, "ok": ok,
                                 "provider_error": provider_error, "error": error});
@@ -571,15 +574,13 @@ impl<T: Transport, S: TokenStore, R: Runtime> Inner<T, S, R> {
         build_token_request(&self.settings, &self.secret)
     }
 
-    /// The secret's spellings, plus `token`'s (plain and as a path segment) and its refresh
-    /// token's, longest first.
-    fn forms_with(&self, token: Option<&Token>) -> Vec<String> {
-        let mut forms = self.secret_forms.clone();
-        if let Some(t) = token {
-            forms.extend(crate::dialect::token_forms(t));
-            forms.sort_unstable_by_key(|f| std::cmp::Reverse(f.len()));
+    /// What a provider's answer must not show: the client secret's spellings, plus those of
+    /// `token` (the one being rotated or removed, which its URL names) and its refresh token.
+    fn scrubber(&self, token: Option<&Token>) -> Scrubber {
+        match token {
+            Some(t) => self.scrub.with_token(t),
+            None => self.scrub.clone(),
         }
-        forms
     }
 
     /// Names the operation in a token API's exchange lines (`create` or `rotate`); the

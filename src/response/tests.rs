@@ -2,6 +2,7 @@
 //! rules and error shapes.
 
 use super::*;
+use crate::scrub::REDACTED;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::json;
@@ -19,6 +20,23 @@ fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
 
 fn policy() -> ExpiryPolicy {
     ExpiryPolicy::default()
+}
+
+/// The parsers with no secret to scrub (the tests of scrubbing give theirs).
+fn parse_token_response(
+    resp: &HttpResponse,
+    now_ms: u64,
+    policy: &ExpiryPolicy,
+) -> Result<Token, TokenError> {
+    super::parse_token_response(resp, now_ms, policy, &Scrubber::none())
+}
+
+fn parse_token_record(
+    resp: &HttpResponse,
+    now_ms: u64,
+    policy: &ExpiryPolicy,
+) -> Result<Token, TokenError> {
+    super::parse_token_record(resp, now_ms, policy, &Scrubber::none())
 }
 
 /// An unsigned-looking compact JWS with the given claims.
@@ -367,7 +385,7 @@ fn rfc6749_invalid_client_401() {
 #[test]
 fn rfc6749_invalid_grant_400() {
     let raw = r#"{"error":"invalid_grant","error_description":"grant expired"}"#;
-    let e = error_from_response(&resp(400, &[], raw), NOW, &[]);
+    let e = error_from_response(&resp(400, &[], raw), NOW, &Scrubber::none());
     assert_eq!(e.code, ErrorCode::InvalidRequest);
     assert_eq!(e.status, Some(400));
     assert_eq!(e.provider_error.as_deref(), Some("invalid_grant"));
@@ -379,7 +397,11 @@ fn rfc6749_invalid_grant_400() {
     );
     assert_no_raw(&e, raw);
     // invalid_client on a 400 (RFC 6749 §5.2 allows it) is still invalid_client.
-    let e = error_from_response(&resp(400, &[], r#"{"error":"invalid_client"}"#), NOW, &[]);
+    let e = error_from_response(
+        &resp(400, &[], r#"{"error":"invalid_client"}"#),
+        NOW,
+        &Scrubber::none(),
+    );
     assert_eq!(e.code, ErrorCode::InvalidClient);
 }
 
@@ -394,7 +416,7 @@ fn optoro_validation_failed_422() {
 }
 ]
 }"#;
-    let e = error_from_response(&resp(422, &[], raw), NOW, &[]);
+    let e = error_from_response(&resp(422, &[], raw), NOW, &Scrubber::none());
     assert_eq!(e.code, ErrorCode::InvalidRequest);
     assert_eq!(e.status, Some(422));
     assert_eq!(e.provider_error.as_deref(), Some("Validation Failed"));
@@ -408,7 +430,7 @@ fn rate_limited_429_with_retry_after_seconds_and_date() {
     let e = error_from_response(
         &resp(429, &[("retry-after", "120")], r#"{"error":"slow_down"}"#),
         NOW,
-        &[],
+        &Scrubber::none(),
     );
     assert_eq!(e.code, ErrorCode::RateLimited);
     assert_eq!(e.status, Some(429));
@@ -424,7 +446,7 @@ fn rate_limited_429_with_retry_after_seconds_and_date() {
             "Too Many Requests",
         ),
         now,
-        &[],
+        &Scrubber::none(),
     );
     assert_eq!(e.code, ErrorCode::RateLimited);
     assert_eq!(e.retry_after_ms, Some(30_000));
@@ -438,7 +460,11 @@ fn rate_limited_429_with_retry_after_seconds_and_date() {
 fn html_503_page() {
     let raw = "<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head>\
                <body><h1>upstream connect error marker-7f3a</h1></body></html>";
-    let e = error_from_response(&resp(503, &[("content-type", "text/html")], raw), NOW, &[]);
+    let e = error_from_response(
+        &resp(503, &[("content-type", "text/html")], raw),
+        NOW,
+        &Scrubber::none(),
+    );
     assert_eq!(e.code, ErrorCode::ServerError);
     assert_eq!(e.status, Some(503));
     assert_eq!(e.provider_error, None);
@@ -473,13 +499,13 @@ fn redirect_302_is_invalid_response() {
 #[test]
 fn raw_body_is_bounded_and_empty_body_is_none() {
     let big = "x".repeat(2_000);
-    let e = error_from_response(&resp(500, &[], &big), NOW, &[]);
+    let e = error_from_response(&resp(500, &[], &big), NOW, &Scrubber::none());
     assert_eq!(e.raw_body.as_deref().map(str::len), Some(512));
-    let e = error_from_response(&resp(500, &[], ""), NOW, &[]);
+    let e = error_from_response(&resp(500, &[], ""), NOW, &Scrubber::none());
     assert_eq!(e.raw_body, None);
     // Overlong provider fields are truncated.
     let long = json!({"error": "e".repeat(500)}).to_string();
-    let e = error_from_response(&resp(400, &[], &long), NOW, &[]);
+    let e = error_from_response(&resp(400, &[], &long), NOW, &Scrubber::none());
     assert_eq!(
         e.provider_error.as_deref().map(|s| s.chars().count()),
         Some(201)
@@ -490,7 +516,7 @@ fn raw_body_is_bounded_and_empty_body_is_none() {
 fn an_echoed_secret_is_scrubbed_before_truncation() {
     // A secret straddling the 200-character cut must not leave its prefix behind.
     let secret = crate::secret::Secret::new("S3cr3t-abcdefghijklmnopqrstuvwxyz0123456789");
-    let forms = crate::secret::secret_forms("cid", &secret);
+    let forms = Scrubber::for_client("cid", &secret);
     let pad = "x".repeat(200 - secret.expose().len() + 1);
     let body = format!(
         r#"{{"error":"{s}","error_description":"{pad}{s}"}}"#,
@@ -509,7 +535,7 @@ fn an_echoed_secret_is_scrubbed_before_truncation() {
 #[test]
 fn a_secret_spelled_with_json_escapes_is_scrubbed_after_decoding() {
     let secret = crate::secret::Secret::new("pa/ss+word-42");
-    let forms = crate::secret::secret_forms("cid", &secret);
+    let forms = Scrubber::for_client("cid", &secret);
     // `\/` and `\uXXXX` spellings, in the fields tokengate reads and elsewhere.
     let escaped = r#"pa\/ss+word-42"#;
     let unicode = r#"\u0070\u0061/ss+word-42"#;
@@ -539,7 +565,7 @@ fn a_secret_spelled_with_json_escapes_is_scrubbed_after_decoding() {
 #[test]
 fn a_secret_split_by_controls_or_across_strings_is_still_scrubbed() {
     let secret = crate::secret::Secret::new("k3y: v4l, x");
-    let forms = crate::secret::secret_forms("cid", &secret);
+    let forms = Scrubber::for_client("cid", &secret);
     // A control character inside the echo, dropped for display: the secret is whole again
     // and must be scrubbed then.
     let body = r#"{"error":"invalid_client","error_description":"secret k3y: v\u0001\u00014l, x is wrong"}"#;
@@ -735,7 +761,7 @@ fn token_api_error_body() {
     let body = json!({"success": false, "message": "Invalid scopes specified or API not enabled",
                       "error": 90, "data": null})
     .to_string();
-    let e = error_from_response(&resp(422, &[], &body), REC_NOW, &[]);
+    let e = error_from_response(&resp(422, &[], &body), REC_NOW, &Scrubber::none());
     assert_eq!(e.code, ErrorCode::InvalidRequest);
     assert_eq!(e.provider_error.as_deref(), Some("error 90"));
     assert_eq!(e.description, "Invalid scopes specified or API not enabled");
@@ -744,11 +770,59 @@ fn token_api_error_body() {
     let e = error_from_response(
         &resp(401, &[], &unauthorized.to_string()),
         REC_NOW,
-        &["s3cret".into()],
+        &Scrubber::for_client("me@example.com", &crate::secret::Secret::new("s3cret")),
     );
     assert_eq!(e.code, ErrorCode::InvalidClient);
     assert!(
         !e.description.contains("s3cret") && e.description.starts_with("Unauthorized"),
         "{e}"
     );
+}
+
+/// A refusal that comes as HTTP 200 (`success: false`) is read through the same scrubber as
+/// any other answer: the API key, the token being rotated and its refresh token, however they
+/// are spelled, stay out of the error — its description, its provider error and the cooldown
+/// that repeats it.
+#[test]
+fn a_refusal_in_a_2xx_is_scrubbed() {
+    use crate::secret::Secret;
+    let key = "api-key-0123456789abcdef";
+    let old = Token {
+        access_token: Secret::new("old-token-abcdefghijkl"),
+        token_type: "Bearer".into(),
+        issued_at_ms: 0,
+        expires_at_ms: u64::MAX,
+        scope: None,
+        refresh_token: Some(Secret::new("refresh/token+0123456789")),
+    };
+    let scrub = Scrubber::for_client("me@example.com", &Secret::new(key)).with_token(&old);
+    for quoted in [
+        key.to_string(),
+        "refresh/token+0123456789".to_string(),
+        "refresh%2Ftoken%2B0123456789".to_string(),
+        "refresh%2ftoken%2b0123456789".to_string(),
+        "PATCH /tokens/old-token-abcdefghijkl".to_string(),
+        base64::engine::general_purpose::STANDARD.encode(format!("me@example.com:{key}")),
+    ] {
+        // The service's numeric code with its message, and a code of text.
+        let numeric = json!({"success": false, "message": format!("cannot rotate: {quoted}"),
+                             "error": 90, "data": null})
+        .to_string();
+        let text = json!({"success": false, "message": "no", "error": quoted}).to_string();
+        for body in [&numeric, &text] {
+            for parse in [super::parse_token_record, super::parse_token_response] {
+                let e = parse(&ok(body), REC_NOW, &long_policy(), &scrub).unwrap_err();
+                let all = format!("{e} {:?} {:?}", e.provider_error, e.raw_body);
+                assert!(!scrub.reveals(&all), "{quoted}: {all}");
+                assert!(!all.contains("0123456789"), "{quoted}: {all}");
+            }
+        }
+        let e =
+            super::parse_token_record(&ok(&numeric), REC_NOW, &long_policy(), &scrub).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidResponse);
+        assert!(
+            e.description.contains("cannot rotate: ") && e.description.ends_with(REDACTED),
+            "{e}"
+        );
+    }
 }

@@ -502,3 +502,39 @@ fn never_more_than_two_live_tokens() {
         assert_eq!(live.len(), 1, "{live:?}");
     }
 }
+
+/// A refusal that arrives as HTTP 200 and quotes the API key, the token being rotated and its
+/// refresh token (in several spellings): none of it reaches the error, the log lines, or the
+/// error the cooldown repeats to every caller afterwards.
+#[test]
+fn a_refusal_in_a_200_is_scrubbed_everywhere_it_is_kept() {
+    let h = api_harness();
+    record(&h, "tok-1-abcdefgh", "ref-1/abcdefgh", 3600);
+    h.token().unwrap();
+    h.advance(3_540_000);
+    use base64::Engine;
+    let key_basic = base64::engine::general_purpose::STANDARD.encode(format!("{EMAIL}:{SECRET}"));
+    let message = format!(
+        "refused {SECRET} (Basic {key_basic}) for /tokens/tok-1-abcdefgh with ref-1%2Fabcdefgh \
+         and ref-1%2fabcdefgh"
+    );
+    // Rotation refused with a 200, then creation refused the same way: an unreadable answer,
+    // and the service left alone for 30 s.
+    for _ in 0..2 {
+        let body = json!({"success": false, "message": message, "error": 7, "data": null});
+        h.transport.reply(200, &[], &body.to_string());
+    }
+    let first = h.token().unwrap_err();
+    let again = h.token().unwrap_err();
+    assert_eq!(first, again, "the cooldown repeats the error");
+    for shown in [first.to_string(), format!("{:?}", first.raw_body)] {
+        for secret in [SECRET, "tok-1-abcdefgh", "ref-1", &key_basic] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+    assert!(first.description.contains("refused [redacted]"), "{first}");
+    let logs = serde_json::to_string(&h.rt.logs()).unwrap();
+    for secret in [SECRET, "tok-1-abcdefgh", "ref-1", &key_basic] {
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+    }
+}
