@@ -13,7 +13,8 @@
 //! - The gateway's HTTP rules: where a proxied request may go and which headers cross
 //!   ([`proxy`]), its callers ([`callers`]), their token requests ([`grant`]) and the tokens
 //!   it issues them ([`caller_tokens`]), every error it answers with ([`gateway_error`]).
-//! - Bounded per-isolate memory and the failed-authentication limiter ([`limits`]).
+//! - Bounded per-isolate memory and the failed-authentication limiter ([`limits`]); the level
+//!   of each logged event and the `log_level` setting ([`log_level`]).
 //! - The subkeys of `TOKENGATE_KEY` ([`keys`]), cache keys ([`cache_key`]), sealing of what KV
 //!   holds ([`seal`]), secrets that never print ([`secret`]), unverified JWT claims ([`jwt`]).
 //! - [`scrub`]: every spelling of every secret of an exchange, removed from whatever a provider
@@ -42,6 +43,7 @@ pub mod http;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
+pub mod log_level;
 pub mod pressure;
 pub mod proxy;
 pub mod response;

@@ -4,7 +4,7 @@
 
 use crate::js::KvNamespace;
 use crate::kv::{self, KvTokenStore};
-use crate::runtime::{log_event, set_log_level, LogLevel, WorkerRuntime};
+use crate::runtime::{log_event, set_log_level, WorkerRuntime};
 use crate::transport::FetchTransport;
 use futures::FutureExt;
 use serde_json::{json, Value};
@@ -19,6 +19,7 @@ use tokengate::flow::{Runtime, SingleFlight, TokenSource};
 use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
 use tokengate::limits::{BoundedMap, FailureLimiter};
+use tokengate::log_level::LogLevel;
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::Env;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use std::rc::Rc;
 use std::time::Duration;
 use tokengate::flow::{FlightSignal, Runtime};
+use tokengate::log_level::LogLevel;
 use worker::Delay;
 
 /// Clock, jitter, sleep and logs. The clock is `Date.now()`; a test build (feature
@@ -116,49 +117,12 @@ impl FlightSignal for JsSignal {
     }
 }
 
-/// How much the Worker logs (`log_level`): every event at or above it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Everything, one line per proxied request and per issued token included (the default).
-    Info,
-    /// Refusals and trouble: failed authentications, held or failed exchanges, 401s that
-    /// stand.
-    Warn,
-    /// Errors only: the store, the configuration, proxied requests that failed.
-    Error,
-}
-
-impl LogLevel {
-    /// The `log_level` spelling.
-    pub fn parse(s: &str) -> Option<LogLevel> {
-        match s {
-            "info" => Some(LogLevel::Info),
-            "warn" => Some(LogLevel::Warn),
-            "error" => Some(LogLevel::Error),
-            _ => None,
-        }
-    }
-
-    /// The level of `event` (with its `fields`).
-    fn of(event: &str, fields: &Value) -> LogLevel {
-        match event {
-            "store_error" | "config_error" | "clock_error" | "panic" | "proxy_error" => {
-                LogLevel::Error
-            }
-            "proxy" | "token_issued" => LogLevel::Info,
-            "token_exchange" | "token_revoked" if fields.get("ok") == Some(&Value::Bool(true)) => {
-                LogLevel::Info
-            }
-            _ => LogLevel::Warn,
-        }
-    }
-}
-
 thread_local! {
     static LOG_LEVEL: std::cell::Cell<LogLevel> = const { std::cell::Cell::new(LogLevel::Info) };
 }
 
-/// Sets the level below which events are not written (from the configuration).
+/// Sets the level below which events are not written (from the configuration); the level of
+/// each event is the core's ([`LogLevel::of`]).
 pub fn set_log_level(level: LogLevel) {
     LOG_LEVEL.with(|l| l.set(level));
 }
@@ -166,7 +130,7 @@ pub fn set_log_level(level: LogLevel) {
 /// Writes one JSON line: `{"event": …, …fields}`, unless the event is below the configured
 /// level. Callers pass no secret or token.
 pub fn log_event(event: &str, fields: Value) {
-    if LogLevel::of(event, &fields) < LOG_LEVEL.with(|l| l.get()) {
+    if LogLevel::of_fields(event, &fields) < LOG_LEVEL.with(|l| l.get()) {
         return;
     }
     let mut line = json!({ "event": event });
@@ -182,14 +146,10 @@ pub fn log_event(event: &str, fields: Value) {
 pub struct LogLine(Option<String>);
 
 impl LogLine {
-    /// A line for `event` (`proxy` is info, `proxy_error` an error).
+    /// A line for `event` (`proxy` is info, `proxy_error` an error: [`LogLevel::of`]; the line
+    /// holds no `ok`).
     pub fn new(event: &'static str) -> LogLine {
-        let level = if event == "proxy" {
-            LogLevel::Info
-        } else {
-            LogLevel::Error
-        };
-        if level < LOG_LEVEL.with(|l| l.get()) {
+        if LogLevel::of(event, false) < LOG_LEVEL.with(|l| l.get()) {
             return LogLine(None);
         }
         LogLine(Some(format!("{{\"event\":\"{event}\"")))

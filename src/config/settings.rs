@@ -1,0 +1,165 @@
+//! The provider settings types and their small impls: the client authentication method
+//! ([`AuthStyle`]), the token settings shared by both shells ([`TokenSettings`]), a Worker
+//! provider entry ([`ProviderConfig`]), the key spelling of each configuration source
+//! ([`Naming`]) and the error every rule reports ([`ConfigError`]).
+
+use crate::expiry::ExpiryPolicy;
+use crate::retry::RetryPolicy;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use url::Url;
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthStyle {
+    /// HTTP Basic with form-urlencoded id and secret (RFC 6749 §2.3.1); the default.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` as form parameters (RFC 6749 §2.3.1; Optimum Automotive:
+    /// `docs/providers.md#optimum-token-request`).
+    ClientSecretPost,
+    /// A JSON body `{grant_type, client_id, client_secret}` (Optoro and the partner API:
+    /// `docs/providers.md#optoro-token-request`, `docs/providers.md#partner-token-request`).
+    JsonBody,
+    /// A token-management API rather than an OAuth token endpoint (openapi.com Oauth v2:
+    /// `docs/providers.md#openapi-token-api`): `POST {token_url}` with HTTP Basic as RFC 7617
+    /// encodes it and `token_body` as JSON creates a token; `PATCH {token_url}/{token}` with
+    /// its refresh token rotates it; `DELETE {token_url}/{token}` removes it.
+    TokenApi,
+}
+
+impl AuthStyle {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStyle::ClientSecretBasic => "client_secret_basic",
+            AuthStyle::ClientSecretPost => "client_secret_post",
+            AuthStyle::JsonBody => "json_body",
+            AuthStyle::TokenApi => "token_api",
+        }
+    }
+
+    /// Whether tokens are rotated with their refresh token and removed when replaced (the
+    /// token-management dialect), rather than left to expire.
+    pub fn manages_tokens(self) -> bool {
+        self == AuthStyle::TokenApi
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_secret_basic" => Some(AuthStyle::ClientSecretBasic),
+            "client_secret_post" => Some(AuthStyle::ClientSecretPost),
+            "json_body" => Some(AuthStyle::JsonBody),
+            "token_api" => Some(AuthStyle::TokenApi),
+            _ => None,
+        }
+    }
+}
+
+/// A configuration error: which provider, which key, what is wrong. Never holds a secret value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{key}: {message}", provider.as_ref().map(|p| format!("provider `{p}`: ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The provider id, when the error is inside one provider's entry.
+    pub provider: Option<String>,
+    /// The key (or secret name) at fault.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key` outside any provider entry.
+    pub fn global(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            provider: None,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Key spelling of the configuration source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// `token_url` (wrangler.toml).
+    Snake,
+    /// `tokenUrl` (JavaScript).
+    Camel,
+}
+
+impl Naming {
+    /// The spelling of the canonical snake_case `key` in this naming.
+    pub fn key(self, key: &str) -> String {
+        match self {
+            Naming::Snake => key.to_string(),
+            Naming::Camel => {
+                let mut out = String::with_capacity(key.len());
+                let mut upper = false;
+                for c in key.chars() {
+                    if c == '_' {
+                        upper = true;
+                    } else if upper {
+                        out.push(c.to_ascii_uppercase());
+                        upper = false;
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Everything needed to obtain a token from one provider (the secret is held separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// Token endpoint (https; http only for loopback hosts).
+    pub token_url: Url,
+    /// Client identifier.
+    pub client_id: String,
+    /// Client authentication method.
+    pub auth_style: AuthStyle,
+    /// Optional `scope` parameter (RFC 6749 §3.3).
+    pub scope: Option<String>,
+    /// Optional `audience` parameter.
+    pub audience: Option<String>,
+    /// Optional `resource` parameter (RFC 8707).
+    pub resource: Option<String>,
+    /// Extra token-request body parameters, sorted by name.
+    pub token_params: BTreeMap<String, String>,
+    /// Extra token-request headers.
+    pub token_headers: BTreeMap<String, String>,
+    /// The JSON body that creates a token (`auth_style = "token_api"` only, and required
+    /// there): `scopes`, optional `ttl`, `name` and `limits`.
+    pub token_body: Option<Map<String, Value>>,
+    /// Expiry policy.
+    pub expiry: ExpiryPolicy,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Timeout of one HTTP call, milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// Default timeout for one token or API call.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// The longest `ttl` a token API grants: one year, in seconds
+/// (`docs/providers.md#openapi-token-api`).
+pub const TOKEN_API_MAX_TTL_S: u64 = 31_536_000;
+
+/// A Worker provider entry from `TOKENGATE_PROVIDERS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderConfig {
+    /// Provider id: the first path segment of proxied requests.
+    pub id: String,
+    /// Token settings.
+    pub token: TokenSettings,
+    /// The only base URL proxied requests may reach; its path ends with `/`.
+    pub api_base: Url,
+    /// Name of the Worker secret holding the client secret.
+    pub client_secret_name: String,
+    /// Headers added to every proxied request (e.g. Optoro's `X-Optiturn-Api-Version`:
+    /// `docs/providers.md#optoro-rate-limits-and-api-version`).
+    pub api_headers: BTreeMap<String, String>,
+}
