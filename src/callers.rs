@@ -5,6 +5,7 @@
 
 use crate::config::{validate_provider_id, ConfigError};
 use crate::keys::Keys;
+use crate::limits::DEFAULT_TOKEN_REQUESTS_PER_MINUTE;
 use crate::secret::{ct_eq_bytes, Secret};
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -30,6 +31,8 @@ pub struct Caller {
     pub scopes: Vec<String>,
     /// Lifetime of tokens issued to it, seconds (60 ..= 86400: KV's minimum TTL is 60 s).
     pub token_ttl_s: u64,
+    /// How many tokens it may ask for per minute (see [`crate::limits::TokenEndpointLimits`]).
+    pub token_requests_per_minute: u32,
     /// This registration's fingerprint (see [`registration_fingerprint`]).
     pub registration: String,
 }
@@ -53,23 +56,33 @@ pub struct CallerRegistry {
     callers: BTreeMap<String, Caller>,
 }
 
-/// One entry of the registry as written: `{secret_sha256, scopes, token_ttl_s?}`, nothing else
-/// (a misspelt key, or a plain `secret`, is refused rather than ignored).
+/// One entry of the registry as written: `{secret_sha256, scopes, token_ttl_s?,
+/// token_requests_per_minute?}`, nothing else (a misspelt key, or a plain `secret`, is refused
+/// rather than ignored).
 struct RawCaller {
     secret_sha256: String,
     scopes: Vec<String>,
     token_ttl_s: Option<u64>,
+    token_requests_per_minute: Option<u64>,
 }
+
+/// The largest `token_requests_per_minute`: one token a second per caller is already more than
+/// KV's one write per key per second spread over distinct keys needs; a hundred times that
+/// still bounds a compromised caller.
+pub const MAX_TOKEN_REQUESTS_PER_MINUTE: u32 = 6_000;
 
 impl RawCaller {
     fn parse(v: &Value) -> Result<RawCaller, String> {
         let obj = v.as_object().ok_or("must be an object")?;
-        if let Some(k) = obj
-            .keys()
-            .find(|k| !matches!(k.as_str(), "secret_sha256" | "scopes" | "token_ttl_s"))
-        {
+        if let Some(k) = obj.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "secret_sha256" | "scopes" | "token_ttl_s" | "token_requests_per_minute"
+            )
+        }) {
             return Err(format!(
-                "unknown field `{k}`, expected `secret_sha256`, `scopes` or `token_ttl_s`"
+                "unknown field `{k}`, expected `secret_sha256`, `scopes`, `token_ttl_s` or \
+                 `token_requests_per_minute`"
             ));
         }
         let secret_sha256 = match obj.get("secret_sha256") {
@@ -86,17 +99,18 @@ impl RawCaller {
             Some(_) => return Err("scopes must be an array of provider ids".into()),
             None => return Err("missing field `scopes`".into()),
         };
-        let token_ttl_s = match obj.get("token_ttl_s") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .ok_or("token_ttl_s must be a whole number of seconds")?,
-            ),
+        let whole = |key: &str, what: &str| match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("{key} must be a whole number of {what}")),
         };
         Ok(RawCaller {
             secret_sha256,
             scopes,
-            token_ttl_s,
+            token_ttl_s: whole("token_ttl_s", "seconds")?,
+            token_requests_per_minute: whole("token_requests_per_minute", "requests")?,
         })
     }
 }
@@ -135,6 +149,14 @@ impl CallerRegistry {
             if !(60..=86_400).contains(&token_ttl_s) {
                 return Err(err("token_ttl_s must be from 60 to 86400".into()));
             }
+            let per_minute = raw
+                .token_requests_per_minute
+                .unwrap_or(DEFAULT_TOKEN_REQUESTS_PER_MINUTE.into());
+            if !(1..=u64::from(MAX_TOKEN_REQUESTS_PER_MINUTE)).contains(&per_minute) {
+                return Err(err(format!(
+                    "token_requests_per_minute must be from 1 to {MAX_TOKEN_REQUESTS_PER_MINUTE}"
+                )));
+            }
             callers.insert(
                 id.clone(),
                 Caller {
@@ -143,6 +165,7 @@ impl CallerRegistry {
                     secret_sha256,
                     scopes: raw.scopes,
                     token_ttl_s,
+                    token_requests_per_minute: per_minute as u32,
                 },
             );
         }
@@ -157,6 +180,25 @@ impl CallerRegistry {
     /// Every registered caller.
     pub fn iter(&self) -> impl Iterator<Item = &Caller> {
         self.callers.values()
+    }
+
+    /// Checks that every caller's scopes name a configured provider (`is_provider` says which
+    /// ids are configured): a scope naming none is a mistake in one of the two settings, found
+    /// at start rather than as a 403 later. The error is about `<name>.<client id>.scopes`.
+    pub fn check_scopes(
+        &self,
+        name: &str,
+        is_provider: impl Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        for caller in self.callers.values() {
+            if let Some(s) = caller.scopes.iter().find(|s| !is_provider(s)) {
+                return Err(ConfigError::global(
+                    format!("{name}.{}.scopes", caller.client_id),
+                    format!("names unknown provider `{s}`"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The caller whose id and secret match, comparing hashes in constant time; an unknown id

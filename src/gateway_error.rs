@@ -3,13 +3,14 @@
 //! a token.
 //!
 //! Bodies are `{"error": code, "error_description": text}` (RFC 6749 §5.2, RFC 6750 §3), except
-//! the token endpoint's validation errors ([`crate::callers::GrantError`]) and configuration
+//! the token endpoint's validation errors ([`crate::grant::GrantError`]) and configuration
 //! errors, which add the provider and key at fault.
 
 use crate::api_call::CallError;
 use crate::config::ConfigError;
 use crate::error::{ErrorCode, TokenError};
 use crate::grant::GrantError;
+use crate::limits::TokenEndpointRefusal;
 use crate::proxy::PathError;
 use serde_json::{json, Value};
 
@@ -64,11 +65,13 @@ pub enum GatewayError {
         /// The status it sent.
         status: u16,
     },
-    /// 429: too many failed authentications of this client id; refused for `retry_after_s`.
-    TooManyFailures {
-        /// Seconds until the client id is accepted again.
-        retry_after_s: u64,
-    },
+    /// 429: `POST /oauth/token` refused the request before looking at it (its address failed
+    /// too often) or before issuing (its caller asked too often): see
+    /// [`crate::limits::TokenEndpointLimits`].
+    TokenEndpointLimit(TokenEndpointRefusal),
+    /// 400: a request carrying credentials (a caller token) over plain http from anywhere but
+    /// loopback, refused before anything is sent.
+    PlainHttp,
     /// `POST /oauth/token` refused the request.
     Grant(GrantError),
     /// 500 `server_error` (RFC 6749 §4.1.2.1): the platform failed while the gateway built its
@@ -102,7 +105,8 @@ impl GatewayError {
                 error, timeout_ms, ..
             } => upstream_status(error.to_token_error(*timeout_ms).code),
             GatewayError::UpstreamStatus { .. } => 502,
-            GatewayError::TooManyFailures { .. } => 429,
+            GatewayError::TokenEndpointLimit(_) => 429,
+            GatewayError::PlainHttp => 400,
             GatewayError::Grant(g) => g.status(),
             GatewayError::Internal => 500,
         }
@@ -125,7 +129,13 @@ impl GatewayError {
                 error, timeout_ms, ..
             } => error.to_token_error(*timeout_ms).code.as_str(),
             GatewayError::UpstreamStatus { .. } => "invalid_response",
-            GatewayError::TooManyFailures { .. } => "too_many_attempts",
+            GatewayError::TokenEndpointLimit(TokenEndpointRefusal::AddressLocked { .. }) => {
+                "too_many_attempts"
+            }
+            GatewayError::TokenEndpointLimit(TokenEndpointRefusal::TooManyTokenRequests {
+                ..
+            }) => "too_many_requests",
+            GatewayError::PlainHttp => "invalid_request",
             GatewayError::Grant(_) => "invalid_request",
             GatewayError::Internal => "server_error",
         }
@@ -165,9 +175,23 @@ impl GatewayError {
             GatewayError::UpstreamStatus { provider, status } => format!(
                 "provider `{provider}` API answered with HTTP status {status}, which cannot be passed on"
             ),
-            GatewayError::TooManyFailures { retry_after_s } => format!(
-                "too many failed authentications of this client; try again in {retry_after_s} s"
+            GatewayError::TokenEndpointLimit(TokenEndpointRefusal::AddressLocked {
+                retry_after_ms,
+            }) => format!(
+                "too many failed authentications from this address; try again in {} s",
+                retry_after_ms.div_ceil(1000)
             ),
+            GatewayError::TokenEndpointLimit(TokenEndpointRefusal::TooManyTokenRequests {
+                retry_after_ms,
+            }) => format!(
+                "this client asked for too many tokens this minute; reuse the one it has, or try \
+                 again in {} s",
+                retry_after_ms.div_ceil(1000)
+            ),
+            GatewayError::PlainHttp => {
+                "tokengate takes bearer tokens over https only (plain http from 127.0.0.1/localhost only)"
+                    .into()
+            }
             GatewayError::Grant(g) => g
                 .body()
                 .get("error_description")
@@ -209,9 +233,10 @@ impl GatewayError {
             )],
             GatewayError::TokenEndpointMethod => vec![("Allow", "POST".into())],
             GatewayError::Unavailable(_) => vec![("Retry-After", "1".into())],
-            GatewayError::TooManyFailures { retry_after_s } => {
-                vec![("Retry-After", retry_after_s.to_string())]
-            }
+            GatewayError::TokenEndpointLimit(
+                TokenEndpointRefusal::AddressLocked { retry_after_ms }
+                | TokenEndpointRefusal::TooManyTokenRequests { retry_after_ms },
+            ) => vec![("Retry-After", retry_after_ms.div_ceil(1000).to_string())],
             GatewayError::Upstream { error, .. } => match error.as_ref() {
                 CallError::Token(TokenError {
                     retry_after_ms: Some(ms),
@@ -351,11 +376,29 @@ mod tests {
                 vec![],
             ),
             (
-                GatewayError::TooManyFailures { retry_after_s: 42 },
+                GatewayError::TokenEndpointLimit(TokenEndpointRefusal::AddressLocked {
+                    retry_after_ms: 41_001,
+                }),
                 429,
                 "too_many_attempts",
-                "too many failed authentications of this client; try again in 42 s",
+                "too many failed authentications from this address; try again in 42 s",
                 vec![("Retry-After", "42")],
+            ),
+            (
+                GatewayError::TokenEndpointLimit(TokenEndpointRefusal::TooManyTokenRequests {
+                    retry_after_ms: 7_000,
+                }),
+                429,
+                "too_many_requests",
+                "this client asked for too many tokens this minute; reuse the one it has, or try again in 7 s",
+                vec![("Retry-After", "7")],
+            ),
+            (
+                GatewayError::PlainHttp,
+                400,
+                "invalid_request",
+                "tokengate takes bearer tokens over https only (plain http from 127.0.0.1/localhost only)",
+                vec![],
             ),
             (
                 GatewayError::Internal,

@@ -134,9 +134,7 @@ fn basic_credentials(authorization: &str) -> Result<(String, Secret), GrantError
 /// token issued in answer would too. The caller must rotate that secret; the gateway answers
 /// 400 `invalid_request` without looking at the credentials.
 pub fn check_transport(request_url: &str) -> Result<(), GrantError> {
-    let secure = url::Url::parse(request_url)
-        .is_ok_and(|u| u.scheme() == "https" || crate::config::is_loopback(&u));
-    if secure {
+    if crate::http::secure_transport(request_url) {
         Ok(())
     } else {
         Err(GrantError::OAuth(

@@ -6,6 +6,18 @@ use std::fmt;
 /// not make an isolate or a process buffer without bound. Real responses are well under 8 KiB.
 pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// Whether a request to `request_url` (as the platform serialises it) arrived in a way
+/// credentials may travel: over https, or over plain http to a loopback host (127.0.0.1,
+/// `localhost`, `::1`: the same machine, for local development). RFC 6749 §2.3.1 and RFC 6750
+/// §5.3 require TLS for client secrets and bearer tokens; a request that sent one in the clear
+/// is refused rather than served, so the caller learns its credential crossed the network.
+pub fn secure_transport(request_url: &str) -> bool {
+    // (The common case without parsing the URL again.)
+    request_url.starts_with("https://")
+        || url::Url::parse(request_url)
+            .is_ok_and(|u| u.scheme() == "https" || crate::config::is_loopback(&u))
+}
+
 /// A transport-level failure: no HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportError {

@@ -1,6 +1,7 @@
 //! Per-isolate memory that callers can grow, bounded: [`BoundedMap`], which evicts its oldest
-//! entries one at a time (never everything at once), and [`FailureLimiter`], which slows down
-//! guessing a caller's secret at `POST /oauth/token`.
+//! entries one at a time (never everything at once); [`WindowCounter`], events per key in fixed
+//! windows; and [`TokenEndpointLimits`], the limits of `POST /oauth/token` built on it (failed
+//! authentications per client address, token requests per caller).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -89,52 +90,148 @@ impl<K: Eq + Hash + Clone, V> BoundedMap<K, V> {
     }
 }
 
-/// Failed authentications per client id, in fixed windows: after `max_failures` failures
-/// within `window_ms` the id is refused until the window ends (HTTP 429 with `Retry-After`),
-/// even with the right secret. Per isolate, in bounded memory: an attacker spread over many
-/// isolates gets `max_failures` per window per isolate, which still caps guessing far below
-/// what an unlimited endpoint allows.
+/// Events per key in fixed windows of `window_ms`, remembering at most `capacity` keys (the
+/// oldest forgotten first: memory stays bounded however many keys an attacker invents).
 #[derive(Clone, Debug)]
-pub struct FailureLimiter {
-    max_failures: u32,
+pub struct WindowCounter {
     window_ms: u64,
-    /// Client id → (window start, failures in it).
-    failures: BoundedMap<String, (u64, u32)>,
+    /// Key → (window start, events in it).
+    counts: BoundedMap<String, (u64, u32)>,
 }
 
-impl FailureLimiter {
-    /// A limiter of `max_failures` per `window_ms`, remembering at most `capacity` client ids.
-    pub fn new(max_failures: u32, window_ms: u64, capacity: usize) -> Self {
-        FailureLimiter {
-            max_failures: max_failures.max(1),
-            window_ms,
-            failures: BoundedMap::new(capacity),
+impl WindowCounter {
+    /// A counter of windows of `window_ms`, remembering at most `capacity` keys.
+    pub fn new(window_ms: u64, capacity: usize) -> Self {
+        WindowCounter {
+            window_ms: window_ms.max(1),
+            counts: BoundedMap::new(capacity),
         }
     }
 
-    /// `Err(ms)`: `client_id` is refused for `ms` more milliseconds.
-    pub fn check(&self, client_id: &str, now_ms: u64) -> Result<(), u64> {
-        match self.failures.get(&client_id.to_string()) {
-            Some(&(start, n)) if n >= self.max_failures && now_ms < start + self.window_ms => {
+    /// `Err(ms)` when `key` has had `max` events or more in the window under way at `now_ms`:
+    /// the window ends in `ms` milliseconds.
+    pub fn check(&self, key: &str, max: u32, now_ms: u64) -> Result<(), u64> {
+        match self.counts.get(&key.to_string()) {
+            Some(&(start, n)) if n >= max && now_ms < start + self.window_ms => {
                 Err(start + self.window_ms - now_ms)
             }
             _ => Ok(()),
         }
     }
 
-    /// Records a failed authentication of `client_id` at `now_ms`.
-    pub fn failed(&mut self, client_id: &str, now_ms: u64) {
-        let key = client_id.to_string();
-        match self.failures.get_mut(&key) {
-            Some((start, n)) if now_ms < *start + self.window_ms => *n += 1,
+    /// Records one event of `key` at `now_ms` (starting a new window when the last one ended).
+    pub fn record(&mut self, key: &str, now_ms: u64) {
+        let key = key.to_string();
+        match self.counts.get_mut(&key) {
+            Some((start, n)) if now_ms < *start + self.window_ms => *n = n.saturating_add(1),
             Some(slot) => *slot = (now_ms, 1),
-            None => self.failures.insert(key, (now_ms, 1)),
+            None => self.counts.insert(key, (now_ms, 1)),
+        }
+    }
+}
+
+/// Failed authentications at `POST /oauth/token` allowed per client address and window.
+pub const MAX_AUTH_FAILURES: u32 = 10;
+/// The window of [`MAX_AUTH_FAILURES`] and of caller token-request limits, milliseconds.
+pub const TOKEN_ENDPOINT_WINDOW_MS: u64 = 60_000;
+/// Token requests a caller may make per minute unless its registration says otherwise.
+pub const DEFAULT_TOKEN_REQUESTS_PER_MINUTE: u32 = 60;
+
+/// Why `POST /oauth/token` refused a request before issuing anything (HTTP 429).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenEndpointRefusal {
+    /// The client address failed to authenticate [`MAX_AUTH_FAILURES`] times this window.
+    AddressLocked {
+        /// Milliseconds until it is accepted again.
+        retry_after_ms: u64,
+    },
+    /// The caller asked for its `token_requests_per_minute` tokens this window already.
+    TooManyTokenRequests {
+        /// Milliseconds until it may ask again.
+        retry_after_ms: u64,
+    },
+}
+
+/// The limits of `POST /oauth/token`, per isolate, in bounded memory. The sequence of one
+/// request:
+///
+/// 1. [`TokenEndpointLimits::admit`] before the credentials are checked: a client address
+///    (`CF-Connecting-IP`; an IPv6 address counts as its /64, which one client holds whole)
+///    that failed [`MAX_AUTH_FAILURES`] times within a minute is refused until the minute ends
+///    — whatever client id it names, registered or not, and even with the right secret. Failures
+///    are counted per address rather than per client id, so that knowing a caller's id is not
+///    enough to lock that caller out from everywhere; and registered and unknown ids get the
+///    same answers in the same order, so a 429 tells nothing about which ids exist.
+/// 2. [`TokenEndpointLimits::failed`] after credentials that do not authenticate. A success
+///    does not clear the address's failures: a caller holding one valid secret could otherwise
+///    interleave its own logins with guesses at another's.
+/// 3. [`TokenEndpointLimits::issue`] once the caller is known: each caller may ask for its
+///    `token_requests_per_minute` tokens per minute (each is a KV write, and KV allows about one
+///    write per key per second and a daily quota per namespace: one compromised caller must not
+///    spend them for everyone).
+#[derive(Clone, Debug)]
+pub struct TokenEndpointLimits {
+    failures: WindowCounter,
+    issued: WindowCounter,
+}
+
+impl TokenEndpointLimits {
+    /// Limits remembering at most `capacity` addresses and `capacity` callers.
+    pub fn new(capacity: usize) -> Self {
+        TokenEndpointLimits {
+            failures: WindowCounter::new(TOKEN_ENDPOINT_WINDOW_MS, capacity),
+            issued: WindowCounter::new(TOKEN_ENDPOINT_WINDOW_MS, capacity),
         }
     }
 
-    /// Forgets `client_id`'s failures (after it authenticated).
-    pub fn succeeded(&mut self, client_id: &str) {
-        self.failures.remove(&client_id.to_string());
+    /// Step 1: whether a request from `address` (see [`client_address`]) is looked at at all.
+    pub fn admit(&self, address: &str, now_ms: u64) -> Result<(), TokenEndpointRefusal> {
+        self.failures
+            .check(address, MAX_AUTH_FAILURES, now_ms)
+            .map_err(|retry_after_ms| TokenEndpointRefusal::AddressLocked { retry_after_ms })
+    }
+
+    /// Step 2: credentials from `address` did not authenticate.
+    pub fn failed(&mut self, address: &str, now_ms: u64) {
+        self.failures.record(address, now_ms);
+    }
+
+    /// Step 3: `client_id`, authenticated, asks for a token; it may ask `per_minute` times a
+    /// minute. Counts the request when it is allowed.
+    pub fn issue(
+        &mut self,
+        client_id: &str,
+        per_minute: u32,
+        now_ms: u64,
+    ) -> Result<(), TokenEndpointRefusal> {
+        self.issued
+            .check(client_id, per_minute, now_ms)
+            .map_err(
+                |retry_after_ms| TokenEndpointRefusal::TooManyTokenRequests { retry_after_ms },
+            )?;
+        self.issued.record(client_id, now_ms);
+        Ok(())
+    }
+}
+
+/// The key a client address is limited under: an IPv4 address as it is, an IPv6 address as
+/// its /64 prefix (RFC 4291 §2.5.4: the interface identifier is the low 64 bits, and a single
+/// client is routinely given a whole /64), anything else (no `CF-Connecting-IP`, or text that
+/// is not an address) as one shared key.
+pub fn client_address(connecting_ip: Option<&str>) -> String {
+    match connecting_ip
+        .map(str::trim)
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+    {
+        Some(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Some(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".to_string(),
     }
 }
 
@@ -183,30 +280,99 @@ mod tests {
     }
 
     #[test]
-    fn failures_lock_a_client_id_for_the_rest_of_the_window() {
-        let mut l = FailureLimiter::new(3, 60_000, 100);
+    fn window_counter_counts_per_key_and_window() {
+        let mut c = WindowCounter::new(60_000, 100);
         let t = 1_000_000;
         for i in 0..3 {
-            assert_eq!(l.check("svc", t + i), Ok(()));
-            l.failed("svc", t + i);
+            assert_eq!(c.check("a", 3, t + i), Ok(()));
+            c.record("a", t + i);
         }
-        assert_eq!(l.check("svc", t + 10), Err(59_990));
-        assert_eq!(l.check("other", t + 10), Ok(()), "per client id");
-        assert_eq!(l.check("svc", t + 60_000), Ok(()), "the window ended");
-        // A new window starts with the next failure.
-        l.failed("svc", t + 60_000);
-        assert_eq!(l.check("svc", t + 60_001), Ok(()));
-        // Success forgets the failures.
-        l.failed("svc", t + 60_002);
-        l.succeeded("svc");
-        l.failed("svc", t + 60_003);
-        l.failed("svc", t + 60_004);
-        assert_eq!(l.check("svc", t + 60_005), Ok(()));
-        // Bounded: ids beyond capacity evict the oldest.
-        let mut l = FailureLimiter::new(1, 60_000, 2);
-        for id in ["a", "b", "c"] {
-            l.failed(id, t);
+        assert_eq!(c.check("a", 3, t + 10), Err(59_990));
+        assert_eq!(c.check("a", 4, t + 10), Ok(()), "under a higher limit");
+        assert_eq!(c.check("b", 3, t + 10), Ok(()), "per key");
+        assert_eq!(c.check("a", 3, t + 60_000), Ok(()), "the window ended");
+        // A new window starts with the next event.
+        c.record("a", t + 60_000);
+        assert_eq!(c.check("a", 1, t + 60_001), Err(59_999));
+        assert_eq!(c.check("a", 2, t + 60_001), Ok(()));
+        // Bounded: keys beyond capacity evict the oldest.
+        let mut c = WindowCounter::new(60_000, 2);
+        for k in ["a", "b", "c"] {
+            c.record(k, t);
         }
-        assert_eq!((l.check("a", t), l.check("c", t)), (Ok(()), Err(60_000)));
+        assert_eq!(
+            (c.check("a", 1, t), c.check("c", 1, t)),
+            (Ok(()), Err(60_000))
+        );
+    }
+
+    /// The sequence of `POST /oauth/token`: (step, address or caller, expected), in order.
+    #[test]
+    fn token_endpoint_sequences() {
+        use TokenEndpointRefusal::*;
+        let t = 5_000_000;
+        let mut l = TokenEndpointLimits::new(1000);
+        // Ten failures from one address, spread over registered and unknown ids alike (the
+        // limiter never sees ids), lock that address for the rest of the minute...
+        for i in 0..MAX_AUTH_FAILURES as u64 {
+            assert_eq!(l.admit("198.51.100.7", t + i), Ok(()));
+            l.failed("198.51.100.7", t + i);
+        }
+        assert_eq!(
+            l.admit("198.51.100.7", t + 10_000),
+            Err(AddressLocked {
+                retry_after_ms: 50_000
+            })
+        );
+        // ...and only that address: the caller it was guessing at still gets in elsewhere.
+        assert_eq!(l.admit("203.0.113.9", t + 10_000), Ok(()));
+        assert_eq!(l.issue("billing", 60, t + 10_000), Ok(()));
+        // A success from the locked address does not unlock it (it is not even looked at),
+        // and the lock ends with the window.
+        assert!(l.admit("198.51.100.7", t + 59_999).is_err());
+        assert_eq!(l.admit("198.51.100.7", t + 60_000), Ok(()));
+
+        // Nine failures and a success do not reset the count: the tenth failure locks.
+        let mut l = TokenEndpointLimits::new(1000);
+        for i in 0..9 {
+            l.failed("a", t + i);
+        }
+        assert_eq!(l.issue("svc", 60, t + 9), Ok(()));
+        l.failed("a", t + 10);
+        assert!(l.admit("a", t + 11).is_err());
+
+        // Issuance: `per_minute` tokens a minute per caller, then 429 until the minute ends.
+        let mut l = TokenEndpointLimits::new(1000);
+        for i in 0..3 {
+            assert_eq!(l.issue("svc", 3, t + i), Ok(()));
+        }
+        assert_eq!(
+            l.issue("svc", 3, t + 30_000),
+            Err(TooManyTokenRequests {
+                retry_after_ms: 30_000
+            })
+        );
+        assert_eq!(l.issue("other", 3, t + 30_000), Ok(()), "per caller");
+        // A refused request is not counted: the caller is back once the window ends.
+        assert_eq!(l.issue("svc", 3, t + 60_000), Ok(()));
+    }
+
+    #[test]
+    fn client_addresses() {
+        for (ip, key) in [
+            (Some("203.0.113.9"), "203.0.113.9"),
+            (Some(" 203.0.113.9 "), "203.0.113.9"),
+            (
+                Some("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+                "2001:db8:1:2::/64",
+            ),
+            (Some("2001:db8:1:2::1"), "2001:db8:1:2::/64"),
+            (Some("::ffff:192.0.2.1"), "192.0.2.1"),
+            (Some("not an address"), "unknown"),
+            (Some(""), "unknown"),
+            (None, "unknown"),
+        ] {
+            assert_eq!(client_address(ip), key, "{ip:?}");
+        }
     }
 }

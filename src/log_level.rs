@@ -1,6 +1,7 @@
 //! Log levels: the `log_level` setting (`info`, `warn`, `error`) and the level of each event
 //! the gateway logs, so that a shell writes an event only at or above the configured level.
-//! Errors (the store, the configuration, the clock, a panic, a failed proxied request) are
+//! Errors (the store, the configuration, the clock, a panic, a failed proxied request, a
+//! failure no other rule covers) are
 //! always written; refusals and trouble unless the setting is `error`; successes (a proxied
 //! request, an issued token, an exchange or revocation that reported `"ok": true`) only at
 //! `info`.
@@ -34,9 +35,8 @@ impl LogLevel {
     /// or revocation that succeeded is info, one that failed a warning).
     pub fn of(event: &str, ok: bool) -> LogLevel {
         match event {
-            "store_error" | "config_error" | "clock_error" | "panic" | "proxy_error" => {
-                LogLevel::Error
-            }
+            "store_error" | "config_error" | "clock_error" | "panic" | "proxy_error"
+            | "internal_error" => LogLevel::Error,
             "proxy" | "token_issued" => LogLevel::Info,
             "token_exchange" | "token_revoked" if ok => LogLevel::Info,
             _ => LogLevel::Warn,
@@ -71,7 +71,8 @@ mod tests {
             ("token_refused", Warn, Warn),
             ("caller_auth_failed", Warn, Warn),
             ("caller_auth_refused", Warn, Warn),
-            ("internal_error", Warn, Warn),
+            ("token_requests_limited", Warn, Warn),
+            ("internal_error", Error, Error),
             ("store_error", Error, Error),
             ("config_error", Error, Error),
             ("clock_error", Error, Error),

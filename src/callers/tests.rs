@@ -13,7 +13,7 @@ pub(crate) fn keys() -> Keys {
 pub(crate) fn registry() -> CallerRegistry {
     let json = format!(
         r#"{{
-            "svc-a": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro", "partner"], "token_ttl_s": 600}},
+            "svc-a": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro", "partner"], "token_ttl_s": 600, "token_requests_per_minute": 5}},
             "svc-b": {{"secret_sha256": "{}", "scopes": ["optimum"]}}
         }}"#,
         "AB".repeat(32)
@@ -35,8 +35,55 @@ fn registry_good_entry() {
     let a = r.iter().next().unwrap();
     assert_eq!(a.scopes, ["optoro", "partner"]);
     assert_eq!(a.token_ttl_s, 600);
+    assert_eq!(a.token_requests_per_minute, 5);
     let b = r.iter().nth(1).unwrap();
     assert_eq!(b.token_ttl_s, DEFAULT_CALLER_TTL_S);
+    assert_eq!(b.token_requests_per_minute, 60);
+}
+
+#[test]
+fn registry_token_requests_per_minute_in_range() {
+    for n in ["0", "6001", "1.5", "-1", "\"60\""] {
+        let e = reg_err(&format!(
+            r#"{{"svc": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro"], "token_requests_per_minute": {n}}}}}"#
+        ));
+        assert_eq!(e.key, "TOKENGATE_CLIENTS.svc", "{n}");
+        assert!(
+            e.message.starts_with("token_requests_per_minute must be"),
+            "{n}: {e}"
+        );
+    }
+    for n in [1, 6000] {
+        let ok = CallerRegistry::parse(
+            "TOKENGATE_CLIENTS",
+            &format!(
+                r#"{{"svc": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro"], "token_requests_per_minute": {n}}}}}"#
+            ),
+            &keys(),
+        )
+        .unwrap();
+        assert_eq!(ok.iter().next().unwrap().token_requests_per_minute, n);
+    }
+}
+
+/// Every scope must name a configured provider; the error names the caller and the scope.
+#[test]
+fn scopes_must_name_configured_providers() {
+    let r = registry();
+    let configured = ["optoro", "partner", "optimum"];
+    assert_eq!(
+        r.check_scopes("TOKENGATE_CLIENTS", |p| configured.contains(&p)),
+        Ok(())
+    );
+    let e = r
+        .check_scopes("TOKENGATE_CLIENTS", |p| p != "partner")
+        .unwrap_err();
+    assert_eq!(e.key, "TOKENGATE_CLIENTS.svc-a.scopes");
+    assert_eq!(e.message, "names unknown provider `partner`");
+    let e = r
+        .check_scopes("TOKENGATE_CLIENTS", |p| p == "optoro")
+        .unwrap_err();
+    assert_eq!(e.key, "TOKENGATE_CLIENTS.svc-a.scopes");
 }
 
 #[test]

@@ -18,8 +18,9 @@ use tokengate::config::{parse_providers, ConfigError, ProviderConfig};
 use tokengate::flow::{Runtime, SingleFlight, TokenSource};
 use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
-use tokengate::limits::{BoundedMap, FailureLimiter};
+use tokengate::limits::{BoundedMap, TokenEndpointLimits};
 use tokengate::log_level::LogLevel;
+use tokengate::proxy_body::ReplayBudget;
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::Env;
@@ -47,10 +48,6 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 pub const LEDGER_WAIT_MS: u64 = 10_000;
 /// Caller-token records remembered per isolate.
 pub const CALLER_CACHE_LIMIT: usize = 10_000;
-/// Failed authentications per client id and window before `POST /oauth/token` answers 429.
-pub const MAX_AUTH_FAILURES: u32 = 10;
-/// The window of [`MAX_AUTH_FAILURES`], milliseconds.
-pub const AUTH_FAILURE_WINDOW_MS: u64 = 60_000;
 
 /// A caller-token record load: the record (`None`: unknown, expired or not ours), or the
 /// store's failure.
@@ -89,8 +86,11 @@ pub struct Gateway {
     /// Caller-token record loads under way, by KV key: a token's concurrent first requests on
     /// this isolate read its record once. An entry lives while its load does.
     pub caller_loads: RefCell<HashMap<String, SingleFlight<CallerLoad>>>,
-    /// Failed authentications at `POST /oauth/token`, per registered client id.
-    pub auth_failures: RefCell<FailureLimiter>,
+    /// The limits of `POST /oauth/token`: failed authentications per client address, token
+    /// requests per caller.
+    pub token_limits: RefCell<TokenEndpointLimits>,
+    /// What the replay buffers of this isolate's requests in flight hold together.
+    pub replay_budget: Rc<RefCell<ReplayBudget>>,
     /// The caller ledger, once loaded and reconciled by this isolate.
     pub ledger: Rc<RefCell<Option<Rc<CallerLedger>>>>,
     /// Its load, shared by the requests that need it meanwhile (a cold isolate's first burst
@@ -185,18 +185,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     )?);
     let callers =
         CallerRegistry::parse(CLIENTS_SECRET, &secret(env, CLIENTS_SECRET, None)?, &keys)?;
-    for caller in callers.iter() {
-        if let Some(s) = caller
-            .scopes
-            .iter()
-            .find(|s| !configs.iter().any(|p| &p.id == *s))
-        {
-            return Err(ConfigError::global(
-                format!("{CLIENTS_SECRET}.{}.scopes", caller.client_id),
-                format!("names unknown provider `{s}`"),
-            ));
-        }
-    }
+    callers.check_scopes(CLIENTS_SECRET, |s| configs.iter().any(|p| p.id == s))?;
     let rt = WorkerRuntime::default();
     let store = KvTokenStore {
         kv: kv.clone(),
@@ -233,11 +222,8 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         clock: env.service(CLOCK_BINDING).ok(),
         caller_cache: Rc::new(RefCell::new(BoundedMap::new(CALLER_CACHE_LIMIT))),
         caller_loads: RefCell::default(),
-        auth_failures: RefCell::new(FailureLimiter::new(
-            MAX_AUTH_FAILURES,
-            AUTH_FAILURE_WINDOW_MS,
-            CALLER_CACHE_LIMIT,
-        )),
+        token_limits: RefCell::new(TokenEndpointLimits::new(CALLER_CACHE_LIMIT)),
+        replay_budget: Rc::default(),
         ledger: Rc::default(),
         ledger_flight: SingleFlight::new(),
     })

@@ -26,6 +26,7 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use tokengate::config::ConfigError;
 use tokengate::gateway_error::GatewayError;
+use tokengate::http::secure_transport;
 use tokengate::proxy::split_request_url;
 use worker::{event, Context, Env};
 
@@ -129,6 +130,8 @@ async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Re
         ),
         ("POST", "/oauth/token") => token_endpoint::handle(gw, &url, req).await,
         (_, "/oauth/token") => respond::error(&GatewayError::TokenEndpointMethod),
+        // A caller token sent in the clear is refused before anything is sent anywhere.
+        _ if !secure_transport(&url) => respond::error(&GatewayError::PlainHttp),
         _ => proxy::handle(gw, req, method, path, query).await,
     }
 }

@@ -10,7 +10,7 @@ use crate::runtime::{log_event, LogLine};
 use crate::transport::{send_with_timeout, Outgoing};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tokengate::api_call::CallError;
 use tokengate::caller_tokens::{
@@ -19,21 +19,21 @@ use tokengate::caller_tokens::{
 use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin, TransportError};
 use tokengate::gateway_error::GatewayError;
 use tokengate::proxy::{downstream_headers, upstream_headers, upstream_url};
+use tokengate::proxy_body::{plan_body, BodyPlan, ReplayBudget};
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 
 /// How long a request waits for another's load of the same caller-token record before
 /// loading it itself.
 const CALLER_LOAD_WAIT_MS: u64 = 10_000;
-/// Bodies up to this size are buffered so a 401 or a retry can replay them.
-pub const REPLAY_LIMIT: u64 = 1024 * 1024;
 /// Methods never forwarded: TRACE/TRACK echo the request — with the provider token in it —
 /// back to the caller (RFC 9110 §9.3.8); CONNECT opens a tunnel.
 const REFUSED_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
 
 enum Body {
     None,
-    Bytes(Vec<u8>),
+    /// Held for replays: one JavaScript copy, sent by every attempt.
+    Bytes(js_sys::Uint8Array),
     Stream(web_sys::ReadableStream),
 }
 
@@ -90,34 +90,73 @@ async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRec
     loaded?.ok_or(unknown)
 }
 
-/// Reads the request body within `limit`: `Err(())` means it is too large and nothing has
-/// been sent. A body of up to [`REPLAY_LIMIT`] bytes is buffered (it can be replayed after a
-/// 401 or a retry); a longer one streams. A declared length is checked before anything is
-/// read; a body of unknown length (chunked) is buffered up to [`REPLAY_LIMIT`], and past that
-/// streams through a byte counter that errors the stream (so the upstream request is aborted)
-/// once it exceeds `limit`: it sets `exceeded` and aborts `abort` (the upstream request's
-/// controller), so the provider sees a torn-down request, never a truncated one that looks
-/// complete. At most [`REPLAY_LIMIT`] bytes are ever held.
+/// Bytes reserved from the isolate's [`ReplayBudget`] for one request's replay buffer, given
+/// back when the request ends (dropped).
+struct Reservation {
+    budget: Rc<RefCell<ReplayBudget>>,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Gives back what is reserved beyond `bytes` (the body turned out shorter).
+    fn shrink_to(&mut self, bytes: u64) {
+        if bytes < self.bytes {
+            self.budget.borrow_mut().release(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.borrow_mut().release(self.bytes);
+    }
+}
+
+/// Reads the request body as the core's [`plan_body`] says: `Err(())` means it is too large
+/// and nothing has been sent. A held body (up to [`tokengate::proxy_body::REPLAY_LIMIT`], within the isolate's replay
+/// budget) is copied into JavaScript once and replayable; any other streams. A body of unknown
+/// length streams through a byte counter that errors the stream (so the upstream request is
+/// aborted) once it exceeds `limit`: it sets `exceeded` and aborts `abort` (the upstream
+/// request's controller), so the provider sees a torn-down request, never a truncated one that
+/// looks complete. The [`Reservation`] returned lives as long as the request.
 async fn read_body(
+    gw: &Gateway,
     req: &web_sys::Request,
     method: &str,
-    limit: u64,
     exceeded: &Rc<Cell<bool>>,
     abort: &web_sys::AbortController,
-) -> Result<std::result::Result<Body, ()>> {
-    let Some(raw) = req.body().filter(|_| !matches!(method, "GET" | "HEAD")) else {
-        return Ok(Ok(Body::None));
-    };
+) -> Result<std::result::Result<(Body, Option<Reservation>), ()>> {
+    let limit = gw.max_body_bytes;
+    let raw = req.body();
     let declared =
         js::header(&req.headers(), "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limit => return Ok(Err(())),
-        Some(n) if n > REPLAY_LIMIT => return Ok(Ok(Body::Stream(raw))),
-        _ => {}
-    }
+    let plan = plan_body(
+        method,
+        raw.is_some(),
+        declared,
+        limit,
+        &mut gw.replay_budget.borrow_mut(),
+    );
+    let hold = match (plan, raw) {
+        (BodyPlan::Hold { hold }, Some(raw)) => (hold, raw),
+        (BodyPlan::Stream { counted: false }, Some(raw)) => {
+            return Ok(Ok((Body::Stream(raw), None)))
+        }
+        (BodyPlan::Stream { counted: true }, Some(raw)) => {
+            let counted = counted_stream(Vec::new(), js::chunks(raw), limit, exceeded, abort);
+            return Ok(Ok((Body::Stream(counted), None)));
+        }
+        (BodyPlan::TooLarge, _) => return Ok(Err(())),
+        _ => return Ok(Ok((Body::None, None))),
+    };
+    let (hold, raw) = hold;
+    let mut reservation = Reservation {
+        budget: gw.replay_budget.clone(),
+        bytes: hold,
+    };
     let mut stream = Box::pin(js::chunks(raw));
     let mut head = Vec::new();
-    let hold = REPLAY_LIMIT.min(limit);
     while let Some(chunk) = stream.next().await {
         head.extend_from_slice(&chunk.map_err(|e| JsValue::from_str(&e))?);
         if head.len() as u64 > hold {
@@ -128,28 +167,42 @@ async fn read_body(
     if seen > limit {
         return Ok(Err(()));
     }
-    if seen <= REPLAY_LIMIT {
-        return Ok(Ok(Body::Bytes(head)));
+    if seen <= hold {
+        // One copy into JavaScript, sent by every attempt; the WebAssembly buffer is freed.
+        reservation.shrink_to(seen);
+        let bytes = js_sys::Uint8Array::from(head.as_slice());
+        return Ok(Ok((Body::Bytes(bytes), Some(reservation))));
     }
-    // The head, then the rest as it arrives, counted.
+    // Longer than it may hold: the head, then the rest as it arrives, counted. (The head stays
+    // reserved until the request ends.)
+    let counted = counted_stream(head, stream, limit, exceeded, abort);
+    Ok(Ok((Body::Stream(counted), Some(reservation))))
+}
+
+/// `head`, then the chunks of `rest`, as one stream that errors (setting `exceeded` and
+/// aborting `abort`) once more than `limit` bytes went through.
+fn counted_stream(
+    head: Vec<u8>,
+    rest: impl futures::Stream<Item = std::result::Result<Vec<u8>, String>> + 'static,
+    limit: u64,
+    exceeded: &Rc<Cell<bool>>,
+    abort: &web_sys::AbortController,
+) -> web_sys::ReadableStream {
     let exceeded = exceeded.clone();
     let abort = abort.clone();
     let mut total = 0u64;
-    let counted = futures::stream::once(async move { Ok::<Vec<u8>, String>(head) })
-        .chain(stream)
-        .map(move |chunk| {
-            let chunk = chunk.map_err(|e| JsValue::from_str(&e))?;
-            total += chunk.len() as u64;
-            if total > limit {
-                exceeded.set(true);
-                abort.abort();
-                return Err(JsValue::from_str("the request body exceeds max_body_bytes"));
-            }
-            Ok(js_sys::Uint8Array::from(chunk.as_slice()).into())
-        });
-    Ok(Ok(Body::Stream(
-        wasm_streams::ReadableStream::from_stream(counted).into_raw(),
-    )))
+    let first = (!head.is_empty()).then_some(Ok::<Vec<u8>, String>(head));
+    let counted = futures::stream::iter(first).chain(rest).map(move |chunk| {
+        let chunk = chunk.map_err(|e| JsValue::from_str(&e))?;
+        total += chunk.len() as u64;
+        if total > limit {
+            exceeded.set(true);
+            abort.abort();
+            return Err(JsValue::from_str("the request body exceeds max_body_bytes"));
+        }
+        Ok(js_sys::Uint8Array::from(chunk.as_slice()).into())
+    });
+    wasm_streams::ReadableStream::from_stream(counted).into_raw()
 }
 
 /// Handles a proxied request: `path` (from its first `/`) and `query` are the request URL's.
@@ -228,8 +281,9 @@ async fn proxy(
     }
     let exceeded = Rc::new(Cell::new(false));
     let body_abort = web_sys::AbortController::new()?;
-    let read = read_body(&req, &method, gw.max_body_bytes, &exceeded, &body_abort).await?;
-    let body = match read {
+    let read = read_body(gw, &req, &method, &exceeded, &body_abort).await?;
+    // The reservation of a held body lives until the response is on its way.
+    let (body, _reservation) = match read {
         Ok(b) => b,
         Err(()) => {
             return Ok(Err(GatewayError::BodyTooLarge {
@@ -336,7 +390,7 @@ async fn forward(
         });
         // A stream is sent once, under the controller its byte counter aborts.
         let (body, abort): (Option<JsValue>, _) = match (&bytes, stream.take()) {
-            (Some(b), _) => (Some(js_sys::Uint8Array::from(b.as_slice()).into()), None),
+            (Some(b), _) => (Some(b.clone().into()), None),
             (None, Some(s)) => (Some(s.into()), Some(body_abort.clone())),
             (None, None) => (None, None),
         };

@@ -12,6 +12,7 @@ use tokengate::caller_tokens::issue_token;
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
 use tokengate::grant::{check_transport, parse_grant, GrantError};
+use tokengate::limits::client_address;
 
 /// Largest token request body read.
 const MAX_GRANT_BODY: usize = 16 * 1024;
@@ -23,6 +24,16 @@ pub async fn handle(gw: &Gateway, url: &str, req: web_sys::Request) -> Result<we
         return error(&GatewayError::Grant(e));
     }
     let headers = req.headers();
+    // An address that failed to authenticate too often is not looked at (whatever id it
+    // names: the answer tells nothing about which ids exist).
+    let address = client_address(js::header(&headers, "cf-connecting-ip").as_deref());
+    if let Err(refusal) = gw.token_limits.borrow().admit(&address, gw.rt.now_ms()) {
+        log_event(
+            "caller_auth_refused",
+            json!({"reason": "too many failures from this address", "address": address}),
+        );
+        return error(&GatewayError::TokenEndpointLimit(refusal));
+    }
     let content_type = js::header(&headers, "content-type");
     let authorization = js::header(&headers, "authorization");
     let declared =
@@ -47,36 +58,35 @@ pub async fn handle(gw: &Gateway, url: &str, req: web_sys::Request) -> Result<we
         Err(e) => return error(&GatewayError::Grant(e)),
     };
     let now = gw.rt.now_ms();
-    // Guessing a registered caller's secret: limited per client id (unknown ids have none to
-    // guess, and are not remembered).
-    let registered = gw.callers.get(&grant.client_id).is_some();
-    if registered {
-        if let Err(ms) = gw.auth_failures.borrow().check(&grant.client_id, now) {
-            log_event(
-                "caller_auth_refused",
-                json!({"client_id": grant.client_id, "reason": "too many failures"}),
-            );
-            return error(&GatewayError::TooManyFailures {
-                retry_after_s: ms.div_ceil(1000),
-            });
-        }
-    }
     let Some(caller) = gw
         .callers
         .authenticate(&grant.client_id, &grant.client_secret)
     else {
-        if registered {
-            gw.auth_failures.borrow_mut().failed(&grant.client_id, now);
-        }
+        gw.token_limits.borrow_mut().failed(&address, now);
         let client_id: String = grant.client_id.chars().take(128).collect();
+        let registered = gw.callers.get(&grant.client_id).is_some();
         log_event(
             "caller_auth_failed",
-            json!({"route": "token", "client_id": client_id, "registered": registered}),
+            json!({"route": "token", "client_id": client_id, "registered": registered,
+                   "address": address}),
         );
         let refused = GrantError::InvalidClient { basic: grant.basic };
         return error(&GatewayError::Grant(refused));
     };
-    gw.auth_failures.borrow_mut().succeeded(&caller.client_id);
+    // Each issued token is a KV write: a caller asks at most its per-minute allowance.
+    let allowed = gw.token_limits.borrow_mut().issue(
+        &caller.client_id,
+        caller.token_requests_per_minute,
+        now,
+    );
+    if let Err(refusal) = allowed {
+        log_event(
+            "token_requests_limited",
+            json!({"client_id": caller.client_id,
+                   "per_minute": caller.token_requests_per_minute}),
+        );
+        return error(&GatewayError::TokenEndpointLimit(refusal));
+    }
     let Some(random) = random_bytes() else {
         return error(&GatewayError::Unavailable("no randomness to issue a token"));
     };
