@@ -1,0 +1,170 @@
+//! Which headers cross the gateway: the caller's request headers going upstream, the upstream
+//! response's headers coming back, and the headers the gateway adds itself (`Cache-Control`,
+//! `Server-Timing`).
+
+use crate::flow::TokenOrigin;
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own credentials.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn connection_listed(name: &str, connection: Option<&str>) -> bool {
+    connection.is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
+}
+
+/// Request headers that carry the caller's identity or address as seen by some proxy
+/// (`Forwarded`, RFC 7239, and its unofficial spellings), or that make some servers route or
+/// dispatch differently from the request line (the `X-HTTP-Method-Override` family, the
+/// rewrite headers of IIS and some frameworks).
+const SPOOFABLE_REQUEST: &[&str] = &[
+    "forwarded",
+    "true-client-ip",
+    "x-real-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Whether a caller's request header is forwarded upstream. Never the caller's credentials
+/// (`Authorization`, `Cookie`), never hop-by-hop headers or those `Connection` names, not
+/// headers the edge sets itself (`Host`, `Content-Length`, `cf-*`, `x-forwarded-*`) and none of
+/// the headers a server could take as the client's address or as another method or URL.
+pub fn forward_request_header(name: &str, connection: Option<&str>) -> bool {
+    let n = name.to_ascii_lowercase();
+    !(HOP_BY_HOP.contains(&n.as_str())
+        || matches!(
+            n.as_str(),
+            "authorization" | "cookie" | "host" | "content-length"
+        )
+        || SPOOFABLE_REQUEST.contains(&n.as_str())
+        || n.starts_with("cf-")
+        || n.starts_with("x-forwarded-")
+        || connection_listed(&n, connection))
+}
+
+/// Whether an upstream response header is returned to the caller: not hop-by-hop, and none
+/// that would act on the gateway's origin in the caller's browser rather than on the
+/// provider's: `Set-Cookie` (the provider's cookies are for the gateway's upstream session),
+/// `Alt-Svc`, `Strict-Transport-Security`, `Clear-Site-Data` and CORS (`Access-Control-*`).
+pub fn forward_response_header(name: &str, connection: Option<&str>) -> bool {
+    let n = name.to_ascii_lowercase();
+    !(HOP_BY_HOP.contains(&n.as_str())
+        || matches!(
+            n.as_str(),
+            "set-cookie"
+                | "content-length"
+                | "alt-svc"
+                | "strict-transport-security"
+                | "clear-site-data"
+        )
+        || n.starts_with("access-control-")
+        || connection_listed(&n, connection))
+}
+
+/// The caller's `Cache-Control`: the upstream's, never publicly cacheable. `public` and
+/// `s-maxage` (shared caches) are dropped, and `private` is added unless `private` or
+/// `no-store` is there already: a response fetched with the gateway's token is not for
+/// shared caches (RFC 9111 §5.2.2.7).
+pub fn private_cache_control(upstream: Option<&str>) -> String {
+    let kept: Vec<&str> = upstream
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let name = d.split('=').next().unwrap_or("").trim();
+            !(name.eq_ignore_ascii_case("public") || name.eq_ignore_ascii_case("s-maxage"))
+        })
+        .collect();
+    let restricted = kept.iter().any(|d| {
+        let name = d.split('=').next().unwrap_or("").trim();
+        name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store")
+    });
+    let mut out = if restricted { vec![] } else { vec!["private"] };
+    out.extend(kept);
+    out.join(", ")
+}
+
+/// The headers of the upstream request: the caller's headers that may cross
+/// ([`forward_request_header`]), then the provider's `api_headers`, which replace any caller
+/// header of the same name. The provider token is added by whoever sends the request.
+pub fn upstream_headers(
+    incoming: Vec<(String, String)>,
+    api_headers: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let connection = connection_of(&incoming);
+    let mut out: Vec<(String, String)> = incoming
+        .iter()
+        .filter(|(k, _)| forward_request_header(k, connection.as_deref()))
+        .filter(|(k, _)| !api_headers.keys().any(|a| a.eq_ignore_ascii_case(k)))
+        .cloned()
+        .collect();
+    out.extend(api_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
+/// The headers of the caller's response: the upstream response's headers that may cross
+/// ([`forward_response_header`]) except any whose value holds `provider_token` (an API that
+/// echoes the bearer must not hand it to the caller), a private `Cache-Control`
+/// ([`private_cache_control`]), and a `Server-Timing` saying where the provider token came from.
+pub fn downstream_headers(
+    upstream: Vec<(String, String)>,
+    origin: TokenOrigin,
+    provider_token: &Secret,
+) -> Vec<(String, String)> {
+    let connection = connection_of(&upstream);
+    let token = provider_token.expose();
+    let mut cache_control: Option<String> = None;
+    let mut out: Vec<(String, String)> = Vec::with_capacity(upstream.len() + 2);
+    for (k, v) in upstream {
+        if k.eq_ignore_ascii_case("cache-control") {
+            cache_control = Some(match cache_control {
+                Some(c) => format!("{c}, {v}"),
+                None => v,
+            });
+        } else if forward_response_header(&k, connection.as_deref())
+            && (token.is_empty() || !v.contains(token))
+        {
+            out.push((k, v));
+        }
+    }
+    out.push((
+        "Cache-Control".into(),
+        private_cache_control(cache_control.as_deref()),
+    ));
+    out.push(("Server-Timing".into(), server_timing(origin)));
+    out
+}
+
+fn connection_of(headers: &[(String, String)]) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .map(|(_, v)| v.clone())
+}
+
+/// The `Server-Timing` value (W3C Server Timing) of a proxied response: the token's origin and,
+/// after an exchange, how long it took.
+pub fn server_timing(origin: TokenOrigin) -> String {
+    match origin {
+        TokenOrigin::Exchange { ms } => format!("token;desc=\"exchange\", exchange;dur={ms}"),
+        other => format!("token;desc=\"{}\"", other.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

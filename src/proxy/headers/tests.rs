@@ -1,0 +1,146 @@
+//! The header rules: what crosses the gateway in each direction, `Cache-Control`,
+//! `Server-Timing`.
+
+use super::*;
+
+#[test]
+fn header_rules() {
+    for h in [
+        "Authorization",
+        "cookie",
+        "Connection",
+        "Transfer-Encoding",
+        "Host",
+        "CF-Connecting-IP",
+        "X-Forwarded-For",
+        "Proxy-Authorization",
+        "TE",
+        "Upgrade",
+        "Forwarded",
+        "True-Client-IP",
+        "X-Real-IP",
+        "X-Original-URL",
+        "x-rewrite-url",
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ] {
+        assert!(!forward_request_header(h, None), "{h}");
+    }
+    for h in [
+        "Accept",
+        "Content-Type",
+        "X-Optiturn-Api-Version",
+        "If-None-Match",
+    ] {
+        assert!(forward_request_header(h, None), "{h}");
+    }
+    assert!(!forward_request_header(
+        "X-Custom",
+        Some("keep-alive, x-custom")
+    ));
+    for h in [
+        "set-cookie",
+        "Alt-Svc",
+        "Strict-Transport-Security",
+        "Clear-Site-Data",
+        "Access-Control-Allow-Origin",
+        "access-control-allow-credentials",
+    ] {
+        assert!(!forward_response_header(h, None), "{h}");
+    }
+    for h in [
+        "content-type",
+        "etag",
+        "retry-after",
+        "x-ratelimit-remaining",
+    ] {
+        assert!(forward_response_header(h, None), "{h}");
+    }
+}
+
+#[test]
+fn cache_control_is_never_public() {
+    for (upstream, want) in [
+        (None, "private"),
+        (Some(""), "private"),
+        (Some("public, max-age=60"), "private, max-age=60"),
+        (Some("max-age=60, s-maxage=600"), "private, max-age=60"),
+        (Some("PUBLIC"), "private"),
+        (Some("private, max-age=5"), "private, max-age=5"),
+        (Some("no-store"), "no-store"),
+        (Some("no-cache, public"), "private, no-cache"),
+    ] {
+        assert_eq!(private_cache_control(upstream), want, "{upstream:?}");
+    }
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn upstream_headers_filter_and_merge() {
+    let api: BTreeMap<String, String> =
+        [("X-Optiturn-Api-Version".to_string(), "1".to_string())].into();
+    let got = upstream_headers(
+        pairs(&[
+            ("accept", "application/json"),
+            ("authorization", "Bearer tg_caller"),
+            ("cookie", "session=1"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("cf-connecting-ip", "203.0.113.9"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-optiturn-api-version", "99"),
+            ("x-request-id", "abc"),
+        ]),
+        &api,
+    );
+    assert_eq!(
+        got,
+        pairs(&[
+            ("accept", "application/json"),
+            ("x-request-id", "abc"),
+            ("X-Optiturn-Api-Version", "1"),
+        ])
+    );
+}
+
+#[test]
+fn downstream_headers_filter_and_time() {
+    let token = Secret::new("provider-token-XYZ");
+    let got = downstream_headers(
+        pairs(&[
+            ("content-type", "application/json"),
+            ("set-cookie", "upstream=1"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("content-length", "10"),
+            ("etag", "\"v1\""),
+            ("cache-control", "public"),
+            ("cache-control", "max-age=9"),
+            ("x-debug-auth", "Bearer provider-token-XYZ"),
+            ("x-echo", "token=provider-token-XYZ;"),
+        ]),
+        TokenOrigin::Store,
+        &token,
+    );
+    assert_eq!(
+        got,
+        pairs(&[
+            ("content-type", "application/json"),
+            ("etag", "\"v1\""),
+            ("Cache-Control", "private, max-age=9"),
+            ("Server-Timing", "token;desc=\"kv\""),
+        ])
+    );
+    assert_eq!(server_timing(TokenOrigin::Memory), "token;desc=\"memory\"");
+    assert_eq!(
+        server_timing(TokenOrigin::Exchange { ms: 12 }),
+        "token;desc=\"exchange\", exchange;dur=12"
+    );
+}

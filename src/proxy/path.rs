@@ -1,0 +1,108 @@
+//! Where a proxied request may go: the upstream URL under `api_base`, the segment rules that
+//! keep it there (RFC 3986 §5.2.4), and the path and query of a request URL.
+
+use url::Url;
+
+/// Why a proxied path was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A segment that some server could read as a step up or a separator: see
+    /// [`upstream_url`].
+    #[error(
+        "path has a segment that decodes to a dot segment, a separator or a control character, \
+         or is encoded more than once"
+    )]
+    Unsafe,
+    /// The result would leave the configured `api_base`.
+    #[error("path escapes the provider's api_base")]
+    Escapes,
+}
+
+/// Characters that servers normalise to `.` (Unicode compatibility forms: FULLWIDTH FULL STOP,
+/// ONE DOT LEADER, SMALL FULL STOP) or to a separator (FULLWIDTH SOLIDUS and REVERSE SOLIDUS).
+const DOT_LOOKALIKES: &[char] = &['\u{FF0E}', '\u{2024}', '\u{FE52}'];
+const SEPARATOR_LOOKALIKES: &[char] = &['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{29F8}'];
+
+/// The upstream URL for `rest` (the raw, still percent-encoded path after `/{provider}/`) and
+/// the raw `query`, under `api_base` (whose path ends with `/`).
+///
+/// Each segment is percent-decoded and refused if it was encoded more than once (an encoded
+/// `%`, or an escape a second decoding reveals: a server that decodes twice would see what
+/// this check did not; so one decoding is the fixpoint of every segment let through),
+/// if it is not UTF-8 (overlong forms such as `%C0%AE` are how some servers are tricked into
+/// a `.`), or if it holds a `/` or `\` (or a Unicode look-alike of either), a NUL or other
+/// control character, or is a dot segment: only dots (or their look-alikes) before any `;`
+/// path parameters (`..;x` is `..` to Tomcat, Jetty and Spring) and trailing spaces. RFC 3986
+/// §5.2.4 would remove a dot segment and climb out of the base. The joined URL is then
+/// re-parsed and must keep the base's origin and path prefix.
+pub fn upstream_url(api_base: &Url, rest: &str, query: Option<&str>) -> Result<Url, PathError> {
+    // `rest` is a path: a raw `?` or `#` would move what follows out of it when the joined URL
+    // is parsed, past the segment checks below.
+    if rest.contains(['?', '#']) {
+        return Err(PathError::Unsafe);
+    }
+    for seg in rest.split('/') {
+        check_segment(seg)?;
+    }
+    let mut s = format!(
+        "{}{}",
+        api_base.as_str().split(['?', '#']).next().unwrap_or(""),
+        rest.trim_start_matches('/')
+    );
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        s.push('?');
+        s.push_str(q);
+    }
+    let url = Url::parse(&s).map_err(|_| PathError::Escapes)?;
+    if url.origin() != api_base.origin() || !url.path().starts_with(api_base.path()) {
+        return Err(PathError::Escapes);
+    }
+    Ok(url)
+}
+
+/// The path (still percent-encoded, from its first `/`) and the query (without `?`) of a
+/// request URL as the platform serialises it (WHATWG URL: a special scheme, `//`, the host, a
+/// path that is never empty, `?` and `#` encoded everywhere but where they start the query and
+/// the fragment) — read off the string, without parsing it again.
+pub fn split_request_url(url: &str) -> (&str, Option<&str>) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let rest = rest.split('#').next().unwrap_or("");
+    let Some(slash) = rest.find(['/', '?']) else {
+        return ("/", None);
+    };
+    let target = &rest[slash..];
+    match target.split_once('?') {
+        Some((path, query)) => (if path.is_empty() { "/" } else { path }, Some(query)),
+        None => (target, None),
+    }
+}
+
+fn check_segment(seg: &str) -> Result<(), PathError> {
+    // An encoded `%` (`%25`), or an escape that only a second decoding reveals (`%%32e` is
+    // `%2e` once decoded): a server that decodes twice would see what this check did not.
+    let once: Vec<u8> = percent_encoding::percent_decode_str(seg).collect();
+    let twice: Vec<u8> = percent_encoding::percent_decode(&once).collect();
+    if seg.to_ascii_lowercase().contains("%25") || twice != once {
+        return Err(PathError::Unsafe);
+    }
+    let cur = once;
+    let decoded = std::str::from_utf8(&cur).map_err(|_| PathError::Unsafe)?;
+    let separator = |c: char| c == '/' || c == '\\' || SEPARATOR_LOOKALIKES.contains(&c);
+    if decoded.chars().any(|c| separator(c) || c.is_control()) {
+        return Err(PathError::Unsafe);
+    }
+    let bare = decoded
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(' ');
+    let dot = |c: char| c == '.' || DOT_LOOKALIKES.contains(&c);
+    if !bare.is_empty() && bare.chars().all(dot) {
+        return Err(PathError::Unsafe);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
