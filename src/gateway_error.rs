@@ -227,10 +227,9 @@ impl GatewayError {
                 "WWW-Authenticate",
                 format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
             )],
-            GatewayError::MethodNotForwarded(_) => vec![(
-                "Allow",
-                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
-            )],
+            GatewayError::MethodNotForwarded(_) => {
+                vec![("Allow", crate::proxy::ALLOWED_METHODS.into())]
+            }
             GatewayError::TokenEndpointMethod => vec![("Allow", "POST".into())],
             GatewayError::Unavailable(_) => vec![("Retry-After", "1".into())],
             GatewayError::TokenEndpointLimit(

@@ -46,7 +46,6 @@ pub mod limits;
 pub mod log_level;
 pub mod pressure;
 pub mod proxy;
-pub mod proxy_body;
 pub mod response;
 pub mod retry;
 pub mod rfc3339;

@@ -2,7 +2,9 @@
 //! response's headers coming back, and the headers the gateway adds itself (`Cache-Control`,
 //! `Server-Timing`).
 
+use super::location::{rewrite_location, RedirectContext};
 use crate::flow::TokenOrigin;
+use crate::scrub::spellings;
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 
@@ -118,16 +120,19 @@ pub fn upstream_headers(
 }
 
 /// The headers of the caller's response: the upstream response's headers that may cross
-/// ([`forward_response_header`]) except any whose value holds `provider_token` (an API that
-/// echoes the bearer must not hand it to the caller), a private `Cache-Control`
+/// ([`forward_response_header`]) except any whose value holds the provider token in any
+/// spelling ([`crate::scrub::spellings`]: as is, percent-encoded, base64…; an API that echoes
+/// the bearer must not hand it to the caller), a `Location` rewritten for the caller
+/// ([`rewrite_location`], in the context `redirect`), a private `Cache-Control`
 /// ([`private_cache_control`]), and a `Server-Timing` saying where the provider token came from.
 pub fn downstream_headers(
     upstream: Vec<(String, String)>,
     origin: TokenOrigin,
     provider_token: &Secret,
+    redirect: &RedirectContext<'_>,
 ) -> Vec<(String, String)> {
     let connection = connection_of(&upstream);
-    let token = provider_token.expose();
+    let echo = TokenEcho::new(provider_token.expose());
     let mut cache_control: Option<String> = None;
     let mut out: Vec<(String, String)> = Vec::with_capacity(upstream.len() + 2);
     for (k, v) in upstream {
@@ -136,10 +141,14 @@ pub fn downstream_headers(
                 Some(c) => format!("{c}, {v}"),
                 None => v,
             });
-        } else if forward_response_header(&k, connection.as_deref())
-            && (token.is_empty() || !v.contains(token))
-        {
-            out.push((k, v));
+        } else if forward_response_header(&k, connection.as_deref()) && !echo.found_in(&v) {
+            if k.eq_ignore_ascii_case("location") {
+                if let Some(to) = rewrite_location(&v, redirect) {
+                    out.push((k, to));
+                }
+            } else {
+                out.push((k, v));
+            }
         }
     }
     out.push((
@@ -148,6 +157,35 @@ pub fn downstream_headers(
     ));
     out.push(("Server-Timing".into(), server_timing(origin)));
     out
+}
+
+/// Finds the provider token in header values. Every spelling of a value is at least as long as
+/// the value, so a header value shorter than the token cannot hold one, and the spellings are
+/// computed only for a value long enough to (which typical API headers are not).
+struct TokenEcho<'a> {
+    token: &'a str,
+    spellings: std::cell::OnceCell<Vec<String>>,
+}
+
+impl<'a> TokenEcho<'a> {
+    fn new(token: &'a str) -> Self {
+        TokenEcho {
+            token,
+            spellings: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn found_in(&self, value: &str) -> bool {
+        if self.token.is_empty() || value.len() < self.token.len() {
+            return false;
+        }
+        value.contains(self.token)
+            || self
+                .spellings
+                .get_or_init(|| spellings(self.token))
+                .iter()
+                .any(|f| value.contains(f.as_str()))
+    }
 }
 
 fn connection_of(headers: &[(String, String)]) -> Option<String> {

@@ -4,10 +4,25 @@
 //!   request, under the provider's `api_base`, and the refused path segments ([`PathError`]).
 //! - [`upstream_headers`], [`downstream_headers`] and the rules they apply (in `headers.rs`):
 //!   which request headers go upstream, which response headers come back, and the
-//!   `Cache-Control` and `Server-Timing` the gateway sets.
+//!   `Cache-Control` and `Server-Timing` the gateway sets; the `Location` of a redirect
+//!   ([`rewrite_location`], in `location.rs`).
+//! - [`forwards_method`] (in `method.rs`): the methods never forwarded.
+//! - [`passes_on`] and [`has_null_body`] (in `status.rs`): which API statuses reach the caller,
+//!   and which carry no body.
+//! - [`plan_body`] and [`ReplayBudget`] (in `body.rs`): whether a request body is refused, held
+//!   for a replay or streamed, within what an isolate may hold for replays.
 
+mod body;
 mod headers;
+mod location;
+mod method;
 mod path;
+mod status;
+
+pub use body::{plan_body, BodyPlan, ReplayBudget, REPLAY_BUDGET, REPLAY_LIMIT};
+pub use location::{rewrite_location, RedirectContext};
+pub use method::{forwards_method, ALLOWED_METHODS};
+pub use status::{has_null_body, passes_on};
 
 pub use headers::{
     downstream_headers, forward_request_header, forward_response_header, private_cache_control,

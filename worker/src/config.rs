@@ -20,7 +20,7 @@ use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
 use tokengate::limits::{BoundedMap, TokenEndpointLimits};
 use tokengate::log_level::LogLevel;
-use tokengate::proxy_body::ReplayBudget;
+use tokengate::proxy::ReplayBudget;
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::Env;

@@ -18,17 +18,17 @@ use tokengate::caller_tokens::{
 };
 use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin, TransportError};
 use tokengate::gateway_error::GatewayError;
-use tokengate::proxy::{downstream_headers, upstream_headers, upstream_url};
-use tokengate::proxy_body::{plan_body, BodyPlan, ReplayBudget};
+use tokengate::proxy::{
+    downstream_headers, forwards_method, has_null_body, passes_on, upstream_headers, upstream_url,
+    RedirectContext,
+};
+use tokengate::proxy::{plan_body, BodyPlan, ReplayBudget};
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 
 /// How long a request waits for another's load of the same caller-token record before
 /// loading it itself.
 const CALLER_LOAD_WAIT_MS: u64 = 10_000;
-/// Methods never forwarded: TRACE/TRACK echo the request — with the provider token in it —
-/// back to the caller (RFC 9110 §9.3.8); CONNECT opens a tunnel.
-const REFUSED_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
 
 enum Body {
     None,
@@ -114,7 +114,7 @@ impl Drop for Reservation {
 }
 
 /// Reads the request body as the core's [`plan_body`] says: `Err(())` means it is too large
-/// and nothing has been sent. A held body (up to [`tokengate::proxy_body::REPLAY_LIMIT`], within the isolate's replay
+/// and nothing has been sent. A held body (up to [`tokengate::proxy::REPLAY_LIMIT`], within the isolate's replay
 /// budget) is copied into JavaScript once and replayable; any other streams. A body of unknown
 /// length streams through a byte counter that errors the stream (so the upstream request is
 /// aborted) once it exceeds `limit`: it sets `exceeded` and aborts `abort` (the upstream
@@ -276,7 +276,7 @@ async fn proxy(
         Err(e) => return Ok(Err(GatewayError::Path(e))),
     };
     let method = method.to_ascii_uppercase();
-    if REFUSED_METHODS.contains(&method.as_str()) {
+    if !forwards_method(&method) {
         return Ok(Err(GatewayError::MethodNotForwarded(method)));
     }
     let exceeded = Rc::new(Cell::new(false));
@@ -311,7 +311,7 @@ async fn proxy(
     };
     match result {
         Ok(((resp, status), origin, token)) => {
-            if !(200..=599).contains(&status) {
+            if !passes_on(status) {
                 // A Workers Response cannot carry it (and a 1xx is no final answer): the body
                 // is cancelled, the caller gets a 502.
                 if let Some(body) = resp.body() {
@@ -333,7 +333,13 @@ async fn proxy(
                 .num("ms", elapsed)
                 .str("client_id", &record.client_id)
                 .write();
-            respond(resp, status, origin, &token).map(Ok)
+            let redirect = RedirectContext {
+                api_base: &provider.config.api_base,
+                upstream: &upstream,
+                request_url: &req.url(),
+                provider: provider_id,
+            };
+            respond(resp, status, origin, &token, &redirect).map(Ok)
         }
         Err(_) if exceeded.get() => {
             // The counted body stopped the upstream request part way.
@@ -417,22 +423,25 @@ async fn forward(
 }
 
 /// The caller's response: upstream status and body (streamed), the headers the core lets
-/// through (none that echoes `token`), a private `Cache-Control` and `Server-Timing`.
+/// through (none that echoes `token`, a `Location` rewritten in `redirect`), a private
+/// `Cache-Control` and `Server-Timing`.
 fn respond(
     resp: web_sys::Response,
     status: u16,
     origin: TokenOrigin,
     token: &Secret,
+    redirect: &RedirectContext<'_>,
 ) -> Result<web_sys::Response> {
     let out = js::headers(&downstream_headers(
         js::header_pairs(&resp.headers()),
         origin,
         token,
+        redirect,
     ))?;
     // The upstream body stream itself, not a rebuilt Response around it.
     let body = resp
         .body()
-        .filter(|_| !matches!(status, 204 | 205 | 304))
+        .filter(|_| !has_null_body(status))
         .map(JsValue::from);
     js::response(status, &out, body.as_ref())
 }

@@ -2,6 +2,7 @@
 //! `Server-Timing`.
 
 use super::*;
+use url::Url;
 
 #[test]
 fn header_rules() {
@@ -125,15 +126,18 @@ fn downstream_headers_filter_and_time() {
             ("cache-control", "max-age=9"),
             ("x-debug-auth", "Bearer provider-token-XYZ"),
             ("x-echo", "token=provider-token-XYZ;"),
+            ("location", "/v1/rmas/2"),
         ]),
         TokenOrigin::Store,
         &token,
+        &redirect(),
     );
     assert_eq!(
         got,
         pairs(&[
             ("content-type", "application/json"),
             ("etag", "\"v1\""),
+            ("location", "https://gateway.example/optoro/rmas/2"),
             ("Cache-Control", "private, max-age=9"),
             ("Server-Timing", "token;desc=\"kv\""),
         ])
@@ -143,4 +147,51 @@ fn downstream_headers_filter_and_time() {
         server_timing(TokenOrigin::Exchange { ms: 12 }),
         "token;desc=\"exchange\", exchange;dur=12"
     );
+}
+
+fn redirect() -> RedirectContext<'static> {
+    use std::sync::OnceLock;
+    static URLS: OnceLock<(Url, Url)> = OnceLock::new();
+    let (base, upstream) = URLS.get_or_init(|| {
+        (
+            Url::parse("https://api.example.com/v1/").unwrap(),
+            Url::parse("https://api.example.com/v1/rmas/1").unwrap(),
+        )
+    });
+    RedirectContext {
+        api_base: base,
+        upstream,
+        request_url: "https://gateway.example/optoro/rmas/1",
+        provider: "optoro",
+    }
+}
+
+/// The provider token echoed in a header in an encoded form (written here by hand) is dropped
+/// like the raw form; headers that merely share characters with it are kept.
+#[test]
+fn the_provider_token_is_dropped_in_every_spelling() {
+    let token = Secret::new("pt/abc+def=ghi_0123456789");
+    let echoes = [
+        "Bearer pt/abc+def=ghi_0123456789",
+        "token=pt%2Fabc%2Bdef%3Dghi_0123456789",
+        "token=pt%2fabc%2bdef%3dghi_0123456789",
+        "t=pt%2Fabc%2Bdef%3Dghi_0123456789&x=1",
+        // base64 of the token, standalone and inside a longer encoded text (Basic-like).
+        "cHQvYWJjK2RlZj1naGlfMDEyMzQ1Njc4OQ==",
+        "Basic dXNlcjpwdC9hYmMrZGVmPWdoaV8wMTIzNDU2Nzg5",
+        // base64url, unpadded.
+        "cHQvYWJjK2RlZj1naGlfMDEyMzQ1Njc4OQ",
+        // JSON-escaped.
+        r#"{"t":"pt\/abc+def=ghi_0123456789"}"#,
+    ];
+    for echo in echoes {
+        let got = downstream_headers(
+            pairs(&[("x-echo", echo), ("x-ok", "pt/abc")]),
+            TokenOrigin::Memory,
+            &token,
+            &redirect(),
+        );
+        assert_eq!(got[0], pairs(&[("x-ok", "pt/abc")])[0], "{echo}");
+        assert_eq!(got.len(), 3, "{echo}: {got:?}");
+    }
 }
