@@ -112,8 +112,9 @@ impl WindowCounter {
     /// the window ends in `ms` milliseconds.
     pub fn check(&self, key: &str, max: u32, now_ms: u64) -> Result<(), u64> {
         match self.counts.get(&key.to_string()) {
+            // (At most one window, also for a clock that stepped back.)
             Some(&(start, n)) if n >= max && now_ms < start + self.window_ms => {
-                Err(start + self.window_ms - now_ms)
+                Err((start + self.window_ms - now_ms).min(self.window_ms))
             }
             _ => Ok(()),
         }
@@ -288,6 +289,11 @@ mod tests {
             c.record("a", t + i);
         }
         assert_eq!(c.check("a", 3, t + 10), Err(59_990));
+        assert_eq!(
+            c.check("a", 3, t - 5),
+            Err(60_000),
+            "never more than a window"
+        );
         assert_eq!(c.check("a", 4, t + 10), Ok(()), "under a higher limit");
         assert_eq!(c.check("b", 3, t + 10), Ok(()), "per key");
         assert_eq!(c.check("a", 3, t + 60_000), Ok(()), "the window ended");

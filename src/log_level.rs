@@ -72,6 +72,7 @@ mod tests {
             ("caller_auth_failed", Warn, Warn),
             ("caller_auth_refused", Warn, Warn),
             ("token_requests_limited", Warn, Warn),
+            ("replay_budget_spent", Warn, Warn),
             ("internal_error", Error, Error),
             ("store_error", Error, Error),
             ("config_error", Error, Error),

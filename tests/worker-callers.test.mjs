@@ -106,29 +106,31 @@ test('removing a caller and adding it back revokes every token issued before', a
   assert.equal((await call(peer, fresh, '/optoro/v1/x')).status, 200);
 });
 
-test('guessing a registered caller\'s secret: 429 with Retry-After after 10 failures, logged with the client id', async (t) => {
+test('guessing a caller\'s secret: 429 with Retry-After after 10 failures from one address, logged with the client id and address', async (t) => {
   const gw = await start(t, config());
-  const post = (id, secret) => gw.fetch('/oauth/token', {
-    method: 'POST', headers: JSON_HEADERS,
+  const post = (id, secret, ip = '198.51.100.1') => gw.fetch('/oauth/token', {
+    method: 'POST', headers: { ...JSON_HEADERS, 'cf-connecting-ip': ip },
     body: JSON.stringify({ grant_type: 'client_credentials', client_id: id, client_secret: secret }),
   });
-  for (let i = 0; i < 10; i++) assert.equal((await post(ALL.id, `guess-${i}`)).status, 401);
-  const locked = await post(ALL.id, ALL.secret); // even the right secret, for now
+  for (let i = 0; i < 5; i++) assert.equal((await post(ALL.id, `guess-${i}`)).status, 401);
+  for (let i = 0; i < 5; i++) assert.equal((await post('nobody', `guess-${i}`)).status, 401);
+  const locked = await post(ALL.id, ALL.secret); // even the right secret, from this address, for now
   assert.equal(locked.status, 429);
   assert.equal((await locked.json()).error, 'too_many_attempts');
   const wait = Number(locked.headers.get('retry-after'));
   // The rest of the 60 s window (the isolate's clock may run a few ms apart from the suite's).
-  assert.ok(wait >= 59 && wait <= 61, String(wait));
-  // Unknown client ids have no secret to guess: never locked.
-  for (let i = 0; i < 12; i++) assert.equal((await post('nobody', `guess-${i}`)).status, 401);
+  assert.ok(wait >= 59 && wait <= 60, String(wait));
+  assert.equal((await post('nobody', 'x')).status, 429, 'whatever id the address names');
+  // From anywhere else the caller is not locked out.
+  assert.equal((await post(ALL.id, ALL.secret, '203.0.113.77')).status, 200);
   // After the window the right secret works again.
   clock.advance(61_000);
   assert.equal((await post(ALL.id, ALL.secret)).status, 200);
   await gw.settleLogs(50);
   const failures = gw.jsonLogs().filter((l) => l.event === 'caller_auth_failed');
-  assert.ok(failures.some((l) => l.client_id === ALL.id && l.registered === true));
+  assert.ok(failures.some((l) => l.client_id === ALL.id && l.registered === true && l.address === '198.51.100.1'));
   assert.ok(failures.some((l) => l.client_id === 'nobody' && l.registered === false));
-  assert.ok(gw.jsonLogs().some((l) => l.event === 'caller_auth_refused' && l.client_id === ALL.id));
+  assert.ok(gw.jsonLogs().some((l) => l.event === 'caller_auth_refused' && l.address === '198.51.100.1'));
 });
 
 sweepTest(() => emu, { minBodies: 8, minLogs: 5 });

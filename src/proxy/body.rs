@@ -31,10 +31,13 @@ pub enum BodyPlan {
     },
     /// Sent as it arrives, once. `counted`: its length is unknown, so the bytes are counted
     /// on the way and the upstream request torn down past the limit (a declared length is
-    /// enforced by the platform).
+    /// enforced by the platform). `over_budget`: it would have been held, but the isolate's
+    /// replay budget was spent (worth a log line: replays are off for it).
     Stream {
         /// Whether the bytes must be counted against the limit.
         counted: bool,
+        /// Whether it streams only because the replay budget was spent.
+        over_budget: bool,
     },
 }
 
@@ -55,7 +58,12 @@ pub fn plan_body(
     }
     let hold = match declared {
         Some(n) if n > limit => return BodyPlan::TooLarge,
-        Some(n) if n > REPLAY_LIMIT => return BodyPlan::Stream { counted: false },
+        Some(n) if n > REPLAY_LIMIT => {
+            return BodyPlan::Stream {
+                counted: false,
+                over_budget: false,
+            }
+        }
         Some(n) => n,
         None => REPLAY_LIMIT.min(limit),
     };
@@ -64,6 +72,7 @@ pub fn plan_body(
     } else {
         BodyPlan::Stream {
             counted: declared.is_none(),
+            over_budget: true,
         }
     }
 }
@@ -128,12 +137,23 @@ mod tests {
             ("POST", false, Option::None, None),
             ("POST", true, Some(0), Hold { hold: 0 }),
             ("POST", true, Some(limit + 1), TooLarge),
-            ("PUT", true, Some(limit), Stream { counted: false }),
+            (
+                "PUT",
+                true,
+                Some(limit),
+                Stream {
+                    counted: false,
+                    over_budget: false,
+                },
+            ),
             (
                 "POST",
                 true,
                 Some(REPLAY_LIMIT + 1),
-                Stream { counted: false },
+                Stream {
+                    counted: false,
+                    over_budget: false,
+                },
             ),
             (
                 "POST",
@@ -181,11 +201,17 @@ mod tests {
         assert_eq!(budget.used(), REPLAY_BUDGET);
         assert_eq!(
             plan_body("POST", true, Option::None, limit, &mut budget),
-            Stream { counted: true }
+            Stream {
+                counted: true,
+                over_budget: true
+            }
         );
         assert_eq!(
             plan_body("POST", true, Some(MIB), limit, &mut budget),
-            Stream { counted: false }
+            Stream {
+                counted: false,
+                over_budget: true
+            }
         );
         assert_eq!(
             plan_body("POST", true, Some(limit + 1), limit, &mut budget),

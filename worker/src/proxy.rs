@@ -138,19 +138,28 @@ async fn read_body(
         limit,
         &mut gw.replay_budget.borrow_mut(),
     );
-    let hold = match (plan, raw) {
+    if let BodyPlan::Stream {
+        over_budget: true, ..
+    } = plan
+    {
+        log_event(
+            "replay_budget_spent",
+            json!({"method": method, "reason": "the body streams and is not replayed"}),
+        );
+    }
+    let (hold, raw) = match (plan, raw) {
         (BodyPlan::Hold { hold }, Some(raw)) => (hold, raw),
-        (BodyPlan::Stream { counted: false }, Some(raw)) => {
-            return Ok(Ok((Body::Stream(raw), None)))
-        }
-        (BodyPlan::Stream { counted: true }, Some(raw)) => {
-            let counted = counted_stream(Vec::new(), js::chunks(raw), limit, exceeded, abort);
-            return Ok(Ok((Body::Stream(counted), None)));
+        (BodyPlan::Stream { counted, .. }, Some(raw)) => {
+            let body = if counted {
+                counted_stream(Vec::new(), js::chunks(raw), limit, exceeded, abort)
+            } else {
+                raw
+            };
+            return Ok(Ok((Body::Stream(body), None)));
         }
         (BodyPlan::TooLarge, _) => return Ok(Err(())),
         _ => return Ok(Ok((Body::None, None))),
     };
-    let (hold, raw) = hold;
     let mut reservation = Reservation {
         budget: gw.replay_budget.clone(),
         bytes: hold,
