@@ -14,11 +14,15 @@
 //! - an `Ok` URL has the base's scheme, host and port (origin) and its path starts with the
 //!   base's path;
 //! - every path segment of an `Ok` URL below the base's path — what the upstream server gets,
-//!   after the URL parser's own normalisation — is safe for a server that decodes it (the rules
-//!   `upstream_url` documents, checked on its output rather than its input): one
-//!   percent-decoding is a fixpoint (no `%25`, nothing a second decoding would change), the
-//!   result is UTF-8 and holds no `/`, `\`, separator look-alike or control character, and it
-//!   is not a dot segment (only dots or dot look-alikes before any `;` and trailing spaces);
+//!   after the URL parser's own normalisation — is safe for a server that decodes it and
+//!   normalises it to NFKC (the rules `upstream_url` documents, checked on its output rather
+//!   than its input): one percent-decoding is a fixpoint (no `%25`, nothing a second decoding
+//!   would change), the result is UTF-8 and holds no control character, and its NFKC form N
+//!   (Unicode Standard Annex #15, computed here by the `unicode-normalization` crate, not read
+//!   from the core's look-alike table) holds no `/`, `\` or control character, nor does the
+//!   decoded text hold U+2215 or U+29F8 (the two separators NFKC leaves alone that the core
+//!   refuses all the same), and the part of N before its first `;`, with trailing spaces
+//!   removed, is empty or not only dots (not a dot segment, RFC 3986 §5.2.4);
 //! - an `Ok` URL is stable: parsing its serialisation gives the same URL (what `fetch` sends is
 //!   what was checked);
 //! - a `rest` with a literal `..` segment is never `Ok`.
@@ -28,6 +32,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use tokengate::proxy::upstream_url;
+use unicode_normalization::UnicodeNormalization;
 use url::Url;
 
 const BASES: &[&str] = &[
@@ -97,10 +102,10 @@ fn check(base: &Url, rest: &str, query: Option<&str>) -> bool {
     true
 }
 
-/// Characters servers normalise to `.` or to a separator (Unicode compatibility forms), as
-/// documented on `upstream_url`.
-const DOT_LOOKALIKES: &[char] = &['\u{FF0E}', '\u{2024}', '\u{FE52}'];
-const SEPARATOR_LOOKALIKES: &[char] = &['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{29F8}'];
+/// Look-alikes of `/` that NFKC leaves alone and `upstream_url` refuses as separators all the
+/// same: U+2215 DIVISION SLASH (Windows "best-fit" code pages map it to `/`) and U+29F8 BIG
+/// SOLIDUS.
+const SEPARATOR_ADDENDUM: [char; 2] = ['\u{2215}', '\u{29F8}'];
 
 fn check_segment(seg: &str, url: &Url, rest: &str) {
     let ctx = || format!("segment {seg:?} of {url} (rest {rest:?})");
@@ -112,29 +117,21 @@ fn check_segment(seg: &str, url: &Url, rest: &str) {
         ctx()
     );
     let decoded = String::from_utf8(once).unwrap_or_else(|_| panic!("{}: not UTF-8", ctx()));
+    let n: String = decoded.nfkc().collect();
     assert!(
-        !decoded
-            .chars()
-            .any(|c| c == '/' || c == '\\' || SEPARATOR_LOOKALIKES.contains(&c)),
-        "{}: decodes to a separator",
+        !n.contains(['/', '\\']) && !decoded.contains(SEPARATOR_ADDENDUM),
+        "{}: decodes to a separator (NFKC {n:?})",
         ctx()
     );
     assert!(
-        !decoded.chars().any(char::is_control),
+        !decoded.chars().any(char::is_control) && !n.chars().any(char::is_control),
         "{}: decodes to a control character",
         ctx()
     );
-    let bare = decoded
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches(' ');
+    let bare = n.split(';').next().unwrap_or("").trim_end_matches(' ');
     assert!(
-        bare.is_empty()
-            || !bare
-                .chars()
-                .all(|c| c == '.' || DOT_LOOKALIKES.contains(&c)),
-        "{}: a dot segment",
+        bare.is_empty() || !bare.chars().all(|c| c == '.'),
+        "{}: a dot segment (NFKC {n:?})",
         ctx()
     );
 }

@@ -1,6 +1,7 @@
 //! Where a proxied request may go: the upstream URL under `api_base`, the segment rules that
 //! keep it there (RFC 3986 §5.2.4), and the path and query of a request URL.
 
+use super::lookalikes;
 use url::Url;
 
 /// Why a proxied path was refused.
@@ -18,11 +19,6 @@ pub enum PathError {
     Escapes,
 }
 
-/// Characters that servers normalise to `.` (Unicode compatibility forms: FULLWIDTH FULL STOP,
-/// ONE DOT LEADER, SMALL FULL STOP) or to a separator (FULLWIDTH SOLIDUS and REVERSE SOLIDUS).
-const DOT_LOOKALIKES: &[char] = &['\u{FF0E}', '\u{2024}', '\u{FE52}'];
-const SEPARATOR_LOOKALIKES: &[char] = &['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{29F8}'];
-
 /// The upstream URL for `rest` (the raw, still percent-encoded path after `/{provider}/`) and
 /// the raw `query`, under `api_base` (whose path ends with `/`).
 ///
@@ -30,10 +26,20 @@ const SEPARATOR_LOOKALIKES: &[char] = &['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{
 /// `%`, or an escape a second decoding reveals: a server that decodes twice would see what
 /// this check did not; so one decoding is the fixpoint of every segment let through),
 /// if it is not UTF-8 (overlong forms such as `%C0%AE` are how some servers are tricked into
-/// a `.`), or if it holds a `/` or `\` (or a Unicode look-alike of either), a NUL or other
-/// control character, or is a dot segment: only dots (or their look-alikes) before any `;`
-/// path parameters (`..;x` is `..` to Tomcat, Jetty and Spring) and trailing spaces. RFC 3986
-/// §5.2.4 would remove a dot segment and climb out of the base. The joined URL is then
+/// a `.`), if it holds a NUL or other control character, or if a server that normalises it to
+/// NFKC (Unicode compatibility composition, UAX #15) would read it as a separator or a dot
+/// segment. Stated on the NFKC form N of the decoded segment, the segment is refused when
+/// - N holds a `/` or `\` (U+FF0F `／`, U+FF3C `＼`, U+FE68 `﹨`, U+2100 `℀` → `a/c`), or a
+///   control character;
+/// - the part of N before its first `;` — path parameters: `..;x` is `..` to Tomcat, Jetty and
+///   Spring, and U+FF1B `；` or U+037E is a `;` too — with trailing spaces removed (U+00A0 and
+///   U+3000 are spaces), is not empty and only dots (U+FF0E `．` → `.`, U+2025 `‥` and U+FE30
+///   `︰` → `..`): a dot segment, which RFC 3986 §5.2.4 removes with the segment before it,
+///   climbing out of the base.
+///
+/// U+2215 DIVISION SLASH and U+29F8 BIG SOLIDUS, which NFKC leaves alone, are refused as
+/// separators too (Windows "best-fit" code-page mappings turn U+2215 into `/`). Text such as
+/// U+2488 `⒈` (NFKC `1.`) or `1.5` is no dot segment and passes. The joined URL is then
 /// re-parsed and must keep the base's origin and path prefix.
 pub fn upstream_url(api_base: &Url, rest: &str, query: Option<&str>) -> Result<Url, PathError> {
     // `rest` is a path: a raw `?` or `#` would move what follows out of it when the joined URL
@@ -78,6 +84,7 @@ pub fn split_request_url(url: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// One raw segment of a proxied path, by the rules of [`upstream_url`].
 fn check_segment(seg: &str) -> Result<(), PathError> {
     // An encoded `%` (`%25`), or an escape that only a second decoding reveals (`%%32e` is
     // `%2e` once decoded): a server that decodes twice would see what this check did not.
@@ -86,19 +93,29 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
     if seg.to_ascii_lowercase().contains("%25") || twice != once {
         return Err(PathError::Unsafe);
     }
-    let cur = once;
-    let decoded = std::str::from_utf8(&cur).map_err(|_| PathError::Unsafe)?;
-    let separator = |c: char| c == '/' || c == '\\' || SEPARATOR_LOOKALIKES.contains(&c);
-    if decoded.chars().any(|c| separator(c) || c.is_control()) {
+    let decoded = std::str::from_utf8(&once).map_err(|_| PathError::Unsafe)?;
+    check_decoded(decoded)
+}
+
+/// The rule of [`upstream_url`] on a decoded segment: no control character (NFKC turns no other
+/// character into one, which the tests of the look-alike table check), and NFKC-safe. Each
+/// character is read through its [`lookalikes::skeleton`] (what NFKC makes of it, in ASCII as
+/// far as the rule is concerned), and the ASCII rule is applied to the result: no `/` or `\`,
+/// and the part before the first `;`, with trailing spaces removed, is empty or not only dots.
+fn check_decoded(decoded: &str) -> Result<(), PathError> {
+    if decoded.chars().any(char::is_control) {
         return Err(PathError::Unsafe);
     }
-    let bare = decoded
+    let skeleton: String = decoded.chars().map(lookalikes::skeleton).collect();
+    if skeleton.contains(['/', '\\']) {
+        return Err(PathError::Unsafe);
+    }
+    let bare = skeleton
         .split(';')
         .next()
         .unwrap_or("")
         .trim_end_matches(' ');
-    let dot = |c: char| c == '.' || DOT_LOOKALIKES.contains(&c);
-    if !bare.is_empty() && bare.chars().all(dot) {
+    if !bare.is_empty() && bare.chars().all(|c| c == '.') {
         return Err(PathError::Unsafe);
     }
     Ok(())
