@@ -2,7 +2,7 @@
 #   make dev    run the gateway locally with a demo provider and print curl lines
 #   make test   run every test
 #   make bench  run the benchmarks
-#   make fuzz   fuzz the core's parsers and the API-call machine (long; see FUZZING.md)
+#   make fuzz   fuzz the core's parsers and its two machines (long; see FUZZING.md)
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)

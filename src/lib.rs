@@ -9,7 +9,9 @@
 //!   [`dialect`]; token-response parsing: [`response`]; expiry and cache TTLs: [`expiry`].
 //! - Retries of token exchanges: [`retry`]; when not to call a provider at all (a long
 //!   `Retry-After`, a circuit breaker): [`pressure`]; what to do after each attempt of an API
-//!   call: [`api_call`], a sans-IO state machine both shells drive.
+//!   call: [`api_call`], a sans-IO state machine both shells drive; the provider-token
+//!   lifecycle (store, cooldown, pressure, rotation, creation, removal of superseded tokens):
+//!   [`token_machine`], another.
 //! - The gateway's HTTP rules: where a proxied request may go and which headers cross
 //!   ([`proxy`]), its callers ([`callers`]), their token requests ([`grant`]) and the tokens
 //!   it issues them ([`caller_tokens`]), every error it answers with ([`gateway_error`]).
@@ -52,6 +54,7 @@ pub mod rfc3339;
 pub mod scrub;
 pub mod seal;
 pub mod secret;
+pub mod token_machine;
 
 pub use config::{AuthStyle, ConfigError, ProviderConfig, TokenSettings};
 pub use error::{ErrorCode, TokenError};

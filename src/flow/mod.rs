@@ -1,5 +1,6 @@
-//! The async wiring: obtaining a provider token ([`TokenSource`]: memory → store → exchange
-//! with retries, single-flight, cooldown after `invalid_client`) and calling an API with it
+//! The async wiring: obtaining a provider token ([`TokenSource`], which drives the
+//! [`crate::token_machine`]: memory → store → exchange with retries, single-flight, cooldown
+//! after `invalid_client`) and calling an API with it
 //! ([`call_api`], which performs the actions of [`crate::api_call`]). Generic over
 //! [`Transport`], [`TokenStore`] and [`Runtime`], which each shell implements; native tests use
 //! fakes.
@@ -12,9 +13,10 @@ mod flight;
 mod token;
 
 pub use crate::http::TransportError;
+pub use crate::token_machine::{TokenOrigin, INVALID_CLIENT_COOLDOWN_MS};
 pub use api::{call_api, decide, ApiReply};
 pub use flight::SingleFlight;
-pub use token::{TokenOrigin, TokenSource, INVALID_CLIENT_COOLDOWN_MS};
+pub use token::TokenSource;
 
 use crate::http::{HttpRequest, HttpResponse};
 use futures::future::LocalBoxFuture;
