@@ -25,13 +25,14 @@ pub fn is_placeholder(s: &str) -> bool {
 
 /// The first string value of a provider entry that holds a placeholder, as the key naming it
 /// (a dotted path inside tables: `token_body.name`; an array's items are named by its key).
+/// An entry that is not a table has no key to name: `None` (its own rule reports it).
 fn find_placeholder(value: &Value, path: &str) -> Option<String> {
     let join = |k: &str| match path {
         "" => k.to_string(),
         _ => format!("{path}.{k}"),
     };
     match value {
-        Value::String(s) if is_placeholder(s) => Some(path.to_string()),
+        Value::String(s) if !path.is_empty() && is_placeholder(s) => Some(path.to_string()),
         Value::Object(map) => map.iter().find_map(|(k, v)| find_placeholder(v, &join(k))),
         Value::Array(items) => items.iter().find_map(|v| find_placeholder(v, path)),
         _ => None,
@@ -88,11 +89,7 @@ impl ProviderConfig {
         validate_provider_id(id).map_err(|m| err("id", format!("`{id}` {m}")))?;
         // Before any other rule: an unfilled template entry is told so, not that its
         // `<…>` is an invalid URL.
-        if let Some(key) = entry
-            .is_object()
-            .then(|| find_placeholder(entry, ""))
-            .flatten()
-        {
+        if let Some(key) = find_placeholder(entry, "") {
             return Err(err(&key, PLACEHOLDER_MESSAGE.into()));
         }
         let mut fields = Fields::new(entry, Naming::Snake).map_err(|m| err("entry", m))?;
