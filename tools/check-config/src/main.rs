@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use tokengate::config::gateway::{self, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR};
-use tokengate::config::{is_placeholder, ConfigError, PLACEHOLDER_MESSAGE};
+use tokengate::config::{is_placeholder, ConfigError, ProviderConfig, PLACEHOLDER_MESSAGE};
 
 /// The file `wrangler deploy` reads when given no `--config`.
 const DEFAULT_FILE: &str = "wrangler.toml";
@@ -38,9 +38,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match check(&config, file) {
-        Ok(report) => {
-            print!("{report}");
+    match check(&config) {
+        Ok(providers) => {
+            print!("{}", report(file, &providers));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -85,16 +85,17 @@ fn placeholders(value: &Value, path: &str) -> Vec<String> {
         Value::Array(items) => items.iter().flat_map(|v| placeholders(v, path)).collect(),
         Value::Object(map) => map
             .iter()
-            .flat_map(|(k, v)| {
-                placeholders(v, &[path, k].join(if path.is_empty() { "" } else { "." }))
+            .flat_map(|(k, v)| match path {
+                "" => placeholders(v, k),
+                _ => placeholders(v, &format!("{path}.{k}")),
             })
             .collect(),
         _ => vec![],
     }
 }
 
-/// Checks a wrangler configuration (as JSON); the report to print, or the first error.
-fn check(config: &Value, file: &str) -> Result<String, ConfigError> {
+/// Checks a wrangler configuration (as JSON): its providers, or the first error.
+fn check(config: &Value) -> Result<Vec<ProviderConfig>, ConfigError> {
     for (key, what) in [
         (
             "main",
@@ -136,7 +137,11 @@ fn check(config: &Value, file: &str) -> Result<String, ConfigError> {
         Some(id) if !id.trim().is_empty() => {}
         _ => return Err(kv_id("is required")),
     }
+    Ok(providers)
+}
 
+/// What a valid `file` configures, and a `wrangler secret put` line for each secret it needs.
+fn report(file: &str, providers: &[ProviderConfig]) -> String {
     let ids: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
     let config_flag = match file {
         DEFAULT_FILE | "./wrangler.toml" => String::new(),
@@ -149,7 +154,7 @@ fn check(config: &Value, file: &str) -> Result<String, ConfigError> {
         if ids.len() == 1 { "" } else { "s" },
         ids.join(", "),
     );
-    let lines: Vec<(String, String)> = gateway::required_secrets(&providers)
+    let lines: Vec<(String, String)> = gateway::required_secrets(providers)
         .into_iter()
         .map(|s| {
             (
@@ -162,7 +167,7 @@ fn check(config: &Value, file: &str) -> Result<String, ConfigError> {
     for (line, note) in lines {
         let _ = writeln!(out, "  {line:width$}  # {note}");
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -171,7 +176,9 @@ mod tests {
 
     fn checked(toml: &str) -> Result<String, String> {
         let table: toml::Table = toml.parse().unwrap();
-        check(&json(toml::Value::Table(table)), "w.toml").map_err(|e| e.to_string())
+        check(&json(toml::Value::Table(table)))
+            .map(|providers| report("w.toml", &providers))
+            .map_err(|e| e.to_string())
     }
 
     const HEAD: &str = "main = \"build/index.js\"\ncompatibility_date = \"2026-12-06\"\n";
