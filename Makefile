@@ -1,8 +1,9 @@
 # tokengate — every command installs what it needs (idempotently) from the package registries.
-#   make dev    run the gateway locally with a demo provider and print curl lines
-#               (the demo configuration, wrangler.demo.toml)
-#   make check-config   check the production configuration, wrangler.toml (what `wrangler deploy`
-#               reads; WRANGLER_CONFIG=FILE for another), and print the secrets it needs
+#   make dev    run the gateway locally with a demo provider and print curl lines (the demo
+#               configuration, wrangler.demo.toml)
+#   make check-config
+#               check wrangler.toml, the production configuration `wrangler deploy` reads
+#               (WRANGLER_CONFIG=FILE for another), and print the Worker secrets it needs
 #   make test   run every test
 #   make bench  run the benchmarks
 #   make fuzz   fuzz the core's parsers and the API-call machine (long; see FUZZING.md)
