@@ -1,5 +1,9 @@
 # tokengate — every command installs what it needs (idempotently) from the package registries.
-#   make dev    run the gateway locally with a demo provider and print curl lines
+#   make dev    run the gateway locally with a demo provider and print curl lines (the demo
+#               configuration, wrangler.demo.toml)
+#   make check-config
+#               check wrangler.toml, the production configuration `wrangler deploy` reads
+#               (WRANGLER_CONFIG=FILE for another), and print the Worker secrets it needs
 #   make test   run every test
 #   make bench  run the benchmarks
 #   make fuzz   fuzz the core's parsers and its two machines (long; see FUZZING.md)
@@ -13,7 +17,7 @@ WASM_BINDGEN_BIN = $(shell command -v wasm-bindgen)
 export WASM_BINDGEN_BIN
 
 .PHONY: dev test bench bench-worker bench-npm setup setup-browser setup-schemathesis worker worker-test \
-  npm-pkg lint test-native test-worker test-npm fuzz clean
+  check-config check-config-bin npm-pkg lint test-native test-worker test-npm fuzz clean
 
 setup: node_modules/.installed
 	@.ci/setup-tools rust
@@ -28,7 +32,19 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-# The Worker as deployed: build/index.js + build/index_bg.wasm (wrangler.toml's `main`).
+# The wrangler configuration `wrangler deploy` would use, checked before anything is built: the
+# core's own validation (the messages the Worker answers with), then the `wrangler secret put`
+# lines it needs (tools/check-config). Each wrangler file's [build] command runs it with itself
+# as WRANGLER_CONFIG, so `wrangler deploy` (and --dry-run) stops here on a mistake.
+WRANGLER_CONFIG ?= wrangler.toml
+check-config:
+	@cargo run --quiet -p tokengate-check-config -- $(WRANGLER_CONFIG)
+
+# The check's binary alone (target/debug/tokengate-check-config), for tests/check-config.test.mjs.
+check-config-bin:
+	cargo build --quiet -p tokengate-check-config
+
+# The Worker as deployed: build/index.js + build/index_bg.wasm (the wrangler files' `main`).
 worker: setup
 	worker-build --release --out-dir ../build worker
 
@@ -51,9 +67,9 @@ lint: setup
 test-native: setup
 	cargo test --workspace
 
-test-worker: worker worker-test setup-schemathesis
+test-worker: worker worker-test check-config-bin setup-schemathesis
 	node --test --test-concurrency=1 tests/emulators.test.mjs tests/openapi-emulator.test.mjs tests/worker*.test.mjs \
-	  tests/schemathesis.test.mjs
+	  tests/check-config.test.mjs tests/schemathesis.test.mjs
 
 test-npm: npm-pkg setup-browser
 	wasm-pack test --node npm --test node
@@ -83,7 +99,10 @@ bench-npm: npm-pkg
 fuzz:
 	.ci/fuzz $(FUZZ_ARGS)
 
+# The demo configuration, checked quietly first (wrangler dev's own [build] step then finds the
+# check built and the Worker up to date).
 dev: worker
+	@cargo run --quiet -p tokengate-check-config -- wrangler.demo.toml >/dev/null
 	@.ci/dev
 
 clean:

@@ -1,6 +1,7 @@
 //! Provider entry parsing: a Worker entry of `TOKENGATE_PROVIDERS` (snake_case) and the token
 //! settings of an npm config (camelCase), with the rules that tie their keys together (provider
-//! ids, reserved token parameters, the token API's requirements, expiry bounds).
+//! ids, placeholders left unfilled, reserved token parameters, the token API's requirements,
+//! expiry bounds).
 
 use super::endpoint::parse_endpoint;
 use super::fields::{FieldError, Fields};
@@ -10,6 +11,33 @@ use super::settings::{
 };
 use crate::expiry::ExpiryPolicy;
 use serde_json::Value;
+
+/// What a placeholder left in a configuration is told (the value itself is never repeated).
+pub const PLACEHOLDER_MESSAGE: &str = "still holds a placeholder (`<…>`); fill it in";
+
+/// Whether `s` is, or holds, a placeholder of the production template (`wrangler.toml`): text
+/// between `<` and `>`, e.g. `<your Optimum client id>` or `https://<partner host>/api/`.
+pub fn is_placeholder(s: &str) -> bool {
+    s.split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .is_some_and(|(inside, _)| !inside.is_empty())
+}
+
+/// The first string value of a provider entry that holds a placeholder, as the key naming it
+/// (a dotted path inside tables: `token_body.name`; an array's items are named by its key).
+/// An entry that is not a table has no key to name: `None` (its own rule reports it).
+fn find_placeholder(value: &Value, path: &str) -> Option<String> {
+    let join = |k: &str| match path {
+        "" => k.to_string(),
+        _ => format!("{path}.{k}"),
+    };
+    match value {
+        Value::String(s) if !path.is_empty() && is_placeholder(s) => Some(path.to_string()),
+        Value::Object(map) => map.iter().find_map(|(k, v)| find_placeholder(v, &join(k))),
+        Value::Array(items) => items.iter().find_map(|v| find_placeholder(v, path)),
+        _ => None,
+    }
+}
 
 /// Provider ids that would shadow gateway routes.
 pub const RESERVED_IDS: &[&str] = &["oauth", "admin", "healthz", "metrics", "well-known"];
@@ -59,6 +87,11 @@ impl ProviderConfig {
             message,
         };
         validate_provider_id(id).map_err(|m| err("id", format!("`{id}` {m}")))?;
+        // Before any other rule: an unfilled template entry is told so, not that its
+        // `<…>` is an invalid URL.
+        if let Some(key) = find_placeholder(entry, "") {
+            return Err(err(&key, PLACEHOLDER_MESSAGE.into()));
+        }
         let mut fields = Fields::new(entry, Naming::Snake).map_err(|m| err("entry", m))?;
         let wrap = |e: FieldError| err(&e.key, e.message);
         let api_base = fields.required_str("api_base").map_err(wrap)?;

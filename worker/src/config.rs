@@ -1,6 +1,7 @@
-//! Builds the gateway from the Worker environment, once per isolate. Any problem becomes a
-//! [`ConfigError`] naming the provider and the key or secret at fault; no secret value is ever
-//! part of it.
+//! Builds the gateway from the Worker environment, once per isolate: each binding converted to
+//! the `serde_json::Value` the core's rules take (`tokengate::config::gateway`, the same code
+//! and messages as `make check-config`). Any problem becomes a [`ConfigError`] naming the
+//! provider and the key or secret at fault; no secret value is ever part of it.
 
 use crate::js::KvNamespace;
 use crate::kv::{self, KvTokenStore};
@@ -14,36 +15,22 @@ use std::rc::Rc;
 use tokengate::cache_key::token_cache_key;
 use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
 use tokengate::callers::CallerRegistry;
-use tokengate::config::{parse_providers, ConfigError, ProviderConfig};
+use tokengate::config::gateway::{
+    self, CLIENTS_SECRET, KEY_SECRET, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR,
+};
+use tokengate::config::{ConfigError, ProviderConfig};
 use tokengate::flow::{Runtime, SingleFlight, TokenSource};
 use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
 use tokengate::limits::{BoundedMap, TokenEndpointLimits};
-use tokengate::log_level::LogLevel;
 use tokengate::proxy::ReplayBudget;
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::Env;
 
-/// KV namespace binding.
-pub const KV_BINDING: &str = "TOKENGATE_KV";
-/// Provider map variable.
-pub const PROVIDERS_VAR: &str = "TOKENGATE_PROVIDERS";
-/// Caller registry secret.
-pub const CLIENTS_SECRET: &str = "TOKENGATE_CLIENTS";
-/// At-rest encryption key secret.
-pub const KEY_SECRET: &str = "TOKENGATE_KEY";
-/// Request body limit variable.
-pub const MAX_BODY_VAR: &str = "max_body_bytes";
-/// Log level variable.
-pub const LOG_LEVEL_VAR: &str = "log_level";
 /// The test suites' clock service binding, read only by a build with feature `test-clock`.
 #[cfg(feature = "test-clock")]
 pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
-/// Largest `max_body_bytes`: 100 MiB, the Workers request body limit.
-pub const MAX_BODY_CAP: u64 = 100 * 1024 * 1024;
-/// Default request body limit: 10 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 /// How long a request waits for another's ledger load before loading it itself.
 pub const LEDGER_WAIT_MS: u64 = 10_000;
 /// Caller-token records remembered per isolate.
@@ -104,81 +91,28 @@ fn binding(env: &Env, name: &str) -> Option<JsValue> {
         .filter(|v| !v.is_undefined() && !v.is_null())
 }
 
+/// A binding as the core reads it (`None`: not set): a string as is, anything else as its
+/// JSON (`[vars]` numbers and tables), `null` when it has none.
+fn value(env: &Env, name: &str) -> Option<Value> {
+    binding(env, name).map(|v| match v.as_string() {
+        Some(s) => Value::String(s),
+        None => js_sys::JSON::stringify(&v)
+            .ok()
+            .and_then(|s| s.as_string())
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Value::Null),
+    })
+}
+
 fn secret(env: &Env, name: &str, provider: Option<&str>) -> Result<String, ConfigError> {
-    let missing = || ConfigError {
-        provider: provider.map(String::from),
-        key: name.to_string(),
-        message: format!("Worker secret `{name}` is not set (wrangler secret put {name})"),
-    };
-    let v = binding(env, name).ok_or_else(missing)?;
-    let s = v.as_string().ok_or_else(|| ConfigError {
-        provider: provider.map(String::from),
-        key: name.to_string(),
-        message: "must be a string secret".into(),
-    })?;
-    if s.is_empty() {
-        return Err(missing());
-    }
-    Ok(s)
-}
-
-/// Reads a JSON value from a var that is either an object (`[vars.X]`) or a JSON string.
-fn json_var(env: &Env, name: &str) -> Result<Value, ConfigError> {
-    let v = binding(env, name).ok_or_else(|| {
-        ConfigError::global(name, "is not set (add it under [vars] in wrangler.toml)")
-    })?;
-    if let Some(s) = v.as_string() {
-        return serde_json::from_str(&s)
-            .map_err(|e| ConfigError::global(name, format!("is not valid JSON ({e})")));
-    }
-    // A `[vars]` table arrives as a plain object of strings, numbers and tables.
-    js_sys::JSON::stringify(&v)
-        .ok()
-        .and_then(|s| s.as_string())
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .filter(Value::is_object)
-        .ok_or_else(|| ConfigError::global(name, "must be a table of providers"))
-}
-
-fn max_body_bytes(env: &Env) -> Result<u64, ConfigError> {
-    let Some(v) = binding(env, MAX_BODY_VAR) else {
-        return Ok(DEFAULT_MAX_BODY_BYTES);
-    };
-    let n = v.as_f64().or_else(|| {
-        v.as_string()
-            .and_then(|s| serde_json::from_str::<f64>(s.trim()).ok())
-    });
-    match n {
-        Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= MAX_BODY_CAP as f64 => Ok(n as u64),
-        _ => Err(ConfigError::global(
-            MAX_BODY_VAR,
-            format!("must be a whole number of bytes from 1 to {MAX_BODY_CAP} (100 MiB, the Workers request limit)"),
-        )),
-    }
-}
-
-fn log_level(env: &Env) -> Result<LogLevel, ConfigError> {
-    let Some(v) = binding(env, LOG_LEVEL_VAR) else {
-        return Ok(LogLevel::Info);
-    };
-    v.as_string()
-        .as_deref()
-        .and_then(LogLevel::parse)
-        .ok_or_else(|| {
-            ConfigError::global(LOG_LEVEL_VAR, "must be \"info\", \"warn\" or \"error\"")
-        })
+    gateway::secret(name, provider, value(env, name).as_ref())
 }
 
 /// Builds the gateway, or the first configuration error.
 pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
-    set_log_level(log_level(env)?);
-    let kv = KvNamespace::from_env(env, KV_BINDING).ok_or_else(|| {
-        ConfigError::global(
-            KV_BINDING,
-            "KV namespace binding is missing (kv_namespaces in wrangler.toml)",
-        )
-    })?;
-    let configs = parse_providers(&json_var(env, PROVIDERS_VAR)?)?;
+    set_log_level(gateway::log_level(value(env, LOG_LEVEL_VAR).as_ref())?);
+    let kv = KvNamespace::from_env(env, KV_BINDING).ok_or_else(gateway::kv_binding_missing)?;
+    let configs = gateway::providers(value(env, PROVIDERS_VAR).as_ref())?;
     let keys = Rc::new(Keys::from_base64(
         KEY_SECRET,
         &secret(env, KEY_SECRET, None)?,
@@ -217,7 +151,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         kv,
         keys,
         rt,
-        max_body_bytes: max_body_bytes(env)?,
+        max_body_bytes: gateway::max_body_bytes(value(env, MAX_BODY_VAR).as_ref())?,
         #[cfg(feature = "test-clock")]
         clock: env.service(CLOCK_BINDING).ok(),
         caller_cache: Rc::new(RefCell::new(BoundedMap::new(CALLER_CACHE_LIMIT))),

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 mod endpoint;
 mod fields;
+mod gateway;
 mod headers;
+mod placeholder;
 mod provider;
 mod settings;
 

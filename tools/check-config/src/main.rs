@@ -1,0 +1,263 @@
+//! `make check-config` (and the first step of `wrangler deploy`'s build): checks the wrangler
+//! TOML file a deployment would use (default `wrangler.toml`; its top level, which is what
+//! `wrangler deploy` without `--env` reads) before anything is built or uploaded.
+//!
+//! - `main` and `compatibility_date` are set; a `[[kv_namespaces]]` binds `TOKENGATE_KV` to an
+//!   `id` that is not a placeholder; every `[vars]` key is one tokengate reads;
+//! - `[vars]` then go through the core's own rules (`tokengate::config::gateway`), in the
+//!   Worker's order, so a mistake is reported with the very text the deployed Worker would
+//!   answer every request with (its 500's `error_description`).
+//!
+//! On success it prints the providers and a `npx wrangler secret put` line for each Worker
+//! secret the configuration needs (secrets are never in the file, so it cannot check them).
+//! On failure it prints `FILE: <the error>` on stderr and exits with status 1.
+
+use serde_json::{Map, Value};
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use tokengate::config::gateway::{self, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR};
+use tokengate::config::{is_placeholder, ConfigError, ProviderConfig, PLACEHOLDER_MESSAGE};
+
+/// The file `wrangler deploy` reads when given no `--config`.
+const DEFAULT_FILE: &str = "wrangler.toml";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let file = match args.as_slice() {
+        [] => DEFAULT_FILE,
+        [f] if !f.starts_with('-') => f.as_str(),
+        _ => {
+            eprintln!("usage: tokengate-check-config [WRANGLER_TOML]   (default: {DEFAULT_FILE})");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match load(file) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{file}: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match check(&config) {
+        Ok(providers) => {
+            print!("{}", report(file, &providers));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // First the Worker's own message, then every placeholder left, so a template is
+            // filled in one pass.
+            eprintln!("{file}: {e}");
+            let left = placeholders(&config, "");
+            if !left.is_empty() {
+                eprintln!("Placeholders still in {file}:\n  {}", left.join("\n  "));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The wrangler TOML file as JSON.
+fn load(file: &str) -> Result<Value, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot be read ({e})"))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| format!("is not valid TOML ({})", e.message()))?;
+    Ok(json(toml::Value::Table(table)))
+}
+
+/// A TOML value as JSON, the form wrangler hands `[vars]` to the Worker in.
+fn json(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => items.into_iter().map(json).collect(),
+        toml::Value::Table(t) => Value::Object(t.into_iter().map(|(k, v)| (k, json(v))).collect()),
+    }
+}
+
+/// Where `value` still holds a placeholder, as dotted paths (an array's items by its key).
+fn placeholders(value: &Value, path: &str) -> Vec<String> {
+    match value {
+        Value::String(s) if is_placeholder(s) => vec![path.to_string()],
+        Value::Array(items) => items.iter().flat_map(|v| placeholders(v, path)).collect(),
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| match path {
+                "" => placeholders(v, k),
+                _ => placeholders(v, &format!("{path}.{k}")),
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// Checks a wrangler configuration (as JSON): its providers, or the first error.
+fn check(config: &Value) -> Result<Vec<ProviderConfig>, ConfigError> {
+    for (key, what) in [
+        (
+            "main",
+            "the Worker's entry, build/index.js (made by `make worker`)",
+        ),
+        ("compatibility_date", "the Workers runtime date, YYYY-MM-DD"),
+    ] {
+        if config[key].as_str().is_none_or(|s| s.trim().is_empty()) {
+            return Err(ConfigError::global(key, format!("is required: {what}")));
+        }
+    }
+    let kv = config["kv_namespaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|ns| ns["binding"] == KV_BINDING))
+        .ok_or_else(gateway::kv_binding_missing)?;
+    let no_vars = Map::new();
+    let vars = config["vars"].as_object().unwrap_or(&no_vars);
+    if let Some(key) = vars.keys().find(|k| !gateway::VARS.contains(&k.as_str())) {
+        return Err(ConfigError::global(
+            key,
+            format!(
+                "is not a variable tokengate reads ({}); secrets are put with `wrangler secret put`, never under [vars]",
+                gateway::VARS.join(", ")
+            ),
+        ));
+    }
+    // The Worker's order (worker/src/config.rs), so the first error is the Worker's first.
+    gateway::log_level(vars.get(LOG_LEVEL_VAR))?;
+    let providers = gateway::providers(vars.get(PROVIDERS_VAR))?;
+    gateway::max_body_bytes(vars.get(MAX_BODY_VAR))?;
+    let kv_id = |message: &str| {
+        ConfigError::global(
+            "kv_namespaces.id",
+            format!("{message} (the id `npx wrangler kv namespace create {KV_BINDING}` prints)"),
+        )
+    };
+    match kv["id"].as_str() {
+        Some(id) if is_placeholder(id) => return Err(kv_id(PLACEHOLDER_MESSAGE)),
+        Some(id) if !id.trim().is_empty() => {}
+        _ => return Err(kv_id("is required")),
+    }
+    Ok(providers)
+}
+
+/// What a valid `file` configures, and a `wrangler secret put` line for each secret it needs.
+fn report(file: &str, providers: &[ProviderConfig]) -> String {
+    let ids: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
+    let config_flag = match file {
+        DEFAULT_FILE | "./wrangler.toml" => String::new(),
+        other => format!(" --config {other}"),
+    };
+    let mut out = format!(
+        "{file}: valid: {} provider{} ({}), KV namespace {KV_BINDING}.\n\
+         The Worker secrets it needs (each command asks for the value):\n",
+        ids.len(),
+        if ids.len() == 1 { "" } else { "s" },
+        ids.join(", "),
+    );
+    let lines: Vec<(String, String)> = gateway::required_secrets(providers)
+        .into_iter()
+        .map(|s| {
+            (
+                format!("npx wrangler secret put {}{config_flag}", s.name),
+                s.note,
+            )
+        })
+        .collect();
+    let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    for (line, note) in lines {
+        let _ = writeln!(out, "  {line:width$}  # {note}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(toml: &str) -> Result<String, String> {
+        let table: toml::Table = toml.parse().unwrap();
+        check(&json(toml::Value::Table(table)))
+            .map(|providers| report("w.toml", &providers))
+            .map_err(|e| e.to_string())
+    }
+
+    const HEAD: &str = "main = \"build/index.js\"\ncompatibility_date = \"2026-12-06\"\n";
+    const KV: &str = "[[kv_namespaces]]\nbinding = \"TOKENGATE_KV\"\nid = \"0123abcd\"\n";
+    const PROVIDER: &str = "[vars.TOKENGATE_PROVIDERS.p]\n\
+        token_url = \"https://auth.example.com/token\"\n\
+        api_base = \"https://api.example.com/\"\n\
+        client_id = \"cid\"\nclient_secret_name = \"P_SECRET\"\n";
+
+    #[test]
+    fn valid_file_lists_its_secrets() {
+        let out = checked(&format!(
+            "{HEAD}{KV}[vars]\nmax_body_bytes = 2048\n{PROVIDER}"
+        ))
+        .unwrap();
+        assert!(
+            out.starts_with("w.toml: valid: 1 provider (p), KV namespace TOKENGATE_KV."),
+            "{out}"
+        );
+        for name in ["TOKENGATE_KEY", "TOKENGATE_CLIENTS", "P_SECRET"] {
+            assert!(
+                out.contains(&format!("npx wrangler secret put {name} --config w.toml ")),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_file_level_error() {
+        let cases = [
+            (
+                format!("compatibility_date = \"2026-12-06\"\n{KV}{PROVIDER}"),
+                "main: is required",
+            ),
+            (
+                format!("main = \"build/index.js\"\n{KV}{PROVIDER}"),
+                "compatibility_date: is required",
+            ),
+            (
+                format!("{HEAD}{PROVIDER}"),
+                "TOKENGATE_KV: KV namespace binding is missing",
+            ),
+            (
+                format!(
+                    "{HEAD}{}{PROVIDER}",
+                    KV.replace("0123abcd", "<your KV namespace id>")
+                ),
+                "kv_namespaces.id: still holds a placeholder",
+            ),
+            (
+                format!("{HEAD}{}{PROVIDER}", KV.replace("id = \"0123abcd\"\n", "")),
+                "kv_namespaces.id: is required",
+            ),
+            (
+                format!("{HEAD}{KV}[vars]\nlog_levle = \"warn\"\n{PROVIDER}"),
+                "log_levle: is not a variable tokengate reads",
+            ),
+            (
+                format!("{HEAD}{KV}[vars]\nP_SECRET = \"s3cret\"\n{PROVIDER}"),
+                "P_SECRET: is not a variable",
+            ),
+            (
+                format!("{HEAD}{KV}[vars]\nlog_level = \"debug\"\n{PROVIDER}"),
+                "log_level: must be",
+            ),
+            (
+                format!("{HEAD}{KV}[vars]\nmax_body_bytes = 0\n{PROVIDER}"),
+                "max_body_bytes: must be",
+            ),
+            (format!("{HEAD}{KV}"), "TOKENGATE_PROVIDERS: is not set"),
+            (
+                format!("{HEAD}{KV}{}", PROVIDER.replace("client_id", "client_idd")),
+                "provider `p`: client_id: is required",
+            ),
+        ];
+        for (toml, expected) in cases {
+            let e = checked(&toml).unwrap_err();
+            assert!(e.starts_with(expected), "{e}\n--- for ---\n{toml}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+}
