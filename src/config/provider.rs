@@ -117,6 +117,18 @@ impl ProviderConfig {
                 "must be a secret name of letters, digits and `_`".into(),
             ));
         }
+        // The gateway's own bindings, vars and secrets are not a provider's: naming one would
+        // send, say, TOKENGATE_KEY to the provider as a client secret.
+        if client_secret_name.starts_with("TOKENGATE_")
+            || super::gateway::VARS.contains(&client_secret_name.as_str())
+        {
+            return Err(err(
+                "client_secret_name",
+                "names one of tokengate's own settings (TOKENGATE_*, max_body_bytes, log_level); \
+                 give the provider's client secret a name of its own"
+                    .into(),
+            ));
+        }
         let api_headers = fields.headers("api_headers").map_err(wrap)?;
         check_header_names(&api_headers, API_HEADER_DENY).map_err(|m| err("api_headers", m))?;
         let token = TokenSettings::from_fields(&mut fields).map_err(wrap)?;

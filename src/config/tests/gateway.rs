@@ -175,7 +175,6 @@ fn required_secrets_in_order_each_once() {
         "optoro": entry(json!({"client_secret_name": "OPTORO_CLIENT_SECRET"})),
         "partner-a": entry(json!({"client_secret_name": "PARTNER_SECRET"})),
         "partner-b": entry(json!({"client_secret_name": "PARTNER_SECRET"})),
-        "zeta": entry(json!({"client_secret_name": "TOKENGATE_KEY"})),
     })))
     .unwrap();
     let secrets = required_secrets(&all);

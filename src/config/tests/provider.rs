@@ -434,3 +434,32 @@ fn token_api_errors() {
         );
     }
 }
+
+/// A provider's client secret cannot be one of the gateway's own settings: TOKENGATE_KEY would
+/// be sent to the provider as its client secret.
+#[test]
+fn client_secret_name_cannot_name_the_gateway_s_own_settings() {
+    for name in [
+        "TOKENGATE_KEY",
+        "TOKENGATE_CLIENTS",
+        "TOKENGATE_PROVIDERS",
+        "TOKENGATE_KV",
+        "TOKENGATE_ANYTHING",
+        "max_body_bytes",
+        "log_level",
+    ] {
+        let e = parse_err("optoro", json!({"client_secret_name": name}));
+        assert_err(
+            &e,
+            "optoro",
+            "client_secret_name",
+            "tokengate's own settings",
+        );
+    }
+    for name in ["OPTORO_CLIENT_SECRET", "TOKENGATE", "MY_TOKENGATE_KEY"] {
+        assert!(
+            ProviderConfig::parse("optoro", &entry(json!({"client_secret_name": name}))).is_ok(),
+            "{name}"
+        );
+    }
+}
