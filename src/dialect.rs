@@ -164,6 +164,22 @@ pub fn revoke_request(
     ))
 }
 
+/// The request that lists the account's live tokens (`GET {token_url}`, HTTP Basic as for
+/// creation; `docs/providers.md#openapi-token-api`): how a token that still stands is told
+/// from one that is gone, when the API refused it. `None` unless the dialect manages tokens.
+pub fn list_request(settings: &TokenSettings, secret: &Secret) -> Option<HttpRequest> {
+    if !settings.auth_style.manages_tokens() {
+        return None;
+    }
+    Some(token_api_request(
+        settings,
+        "GET",
+        settings.token_url.to_string(),
+        basic_plain(&settings.client_id, secret),
+        None,
+    ))
+}
+
 /// `{token_url}/{token}`, the token one path segment below the collection (everything but RFC
 /// 3986 `unreserved` percent-encoded, so a token can never add a segment or a query: the same
 /// spelling [`crate::scrub`] looks for); `None` for a token

@@ -27,6 +27,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::InvalidClient,
+        ErrorCode::InvalidRequest,
+        ErrorCode::RateLimited,
+        ErrorCode::ServerError,
+        ErrorCode::InvalidResponse,
+        ErrorCode::Timeout,
+        ErrorCode::Network,
+        ErrorCode::Config,
+        ErrorCode::TemporarilyUnavailable,
+    ];
+
+    /// The code spelled `s` ([`ErrorCode::as_str`]).
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// The snake_case spelling used in JSON bodies and JS errors.
     pub fn as_str(self) -> &'static str {
         match self {

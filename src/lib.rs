@@ -19,6 +19,8 @@
 //!   of each logged event and the `log_level` setting ([`log_level`]).
 //! - The subkeys of `TOKENGATE_KEY` ([`keys`]), cache keys ([`cache_key`]), sealing of what KV
 //!   holds ([`seal`]), secrets that never print ([`secret`]), unverified JWT claims ([`jwt`]).
+//! - [`mint`]: the protocol between an isolate and the minter that obtains a provider's tokens
+//!   for every isolate (a Durable Object in the Worker).
 //! - [`scrub`]: every spelling of every secret of an exchange, removed from whatever a provider
 //!   answers before any of it is kept.
 //! - [`flow`]: the async wiring — memory cache → store → exchange with retries, and API calls
@@ -46,6 +48,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod log_level;
+pub mod mint;
 pub mod pressure;
 pub mod proxy;
 pub mod response;

@@ -303,6 +303,28 @@ pub fn minted_token(resp: &HttpResponse) -> Option<Token> {
     })
 }
 
+/// The tokens a token API lists as live in its answer to [`crate::dialect::list_request`]:
+/// the `token` of each record, the list bare or wrapped as `{"success": true, "data": […]}`.
+/// `None` for anything else (an error, a body that is no such list).
+pub fn listed_tokens(resp: &HttpResponse) -> Option<Vec<Secret>> {
+    if !(200..=299).contains(&resp.status) {
+        return None;
+    }
+    let body: Value = crate::json_from_bytes(&resp.body)?;
+    let items = match &body {
+        Value::Array(items) => items,
+        Value::Object(outer) => outer.get("data")?.as_array()?,
+        _ => return None,
+    };
+    Some(
+        items
+            .iter()
+            .filter_map(|r| bearer_text(r.get("token")).ok().flatten())
+            .map(Secret::new)
+            .collect(),
+    )
+}
+
 /// A non-negative finite number, from a JSON number or a numeric string.
 fn number(v: &Value) -> Option<f64> {
     let n = match v {

@@ -28,8 +28,8 @@ pub use provider::{
     is_placeholder, parse_providers, validate_provider_id, PLACEHOLDER_MESSAGE, RESERVED_IDS,
 };
 pub use settings::{
-    AuthStyle, ConfigError, Naming, ProviderConfig, TokenSettings, DEFAULT_TIMEOUT_MS,
-    TOKEN_API_MAX_TTL_S,
+    AuthStyle, ConfigError, Coordination, Naming, ProviderConfig, TokenSettings,
+    DEFAULT_TIMEOUT_MS, TOKEN_API_MAX_TTL_S,
 };
 
 #[cfg(test)]

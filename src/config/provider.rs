@@ -7,7 +7,7 @@ use super::endpoint::parse_endpoint;
 use super::fields::{FieldError, Fields};
 use super::headers::{check_header_names, API_HEADER_DENY, TOKEN_HEADER_DENY};
 use super::settings::{
-    AuthStyle, ConfigError, Naming, ProviderConfig, TokenSettings, DEFAULT_TIMEOUT_MS,
+    AuthStyle, ConfigError, Coordination, Naming, ProviderConfig, TokenSettings, DEFAULT_TIMEOUT_MS,
 };
 use crate::expiry::ExpiryPolicy;
 use serde_json::Value;
@@ -132,6 +132,20 @@ impl ProviderConfig {
         let api_headers = fields.headers("api_headers").map_err(wrap)?;
         check_header_names(&api_headers, API_HEADER_DENY).map_err(|m| err("api_headers", m))?;
         let token = TokenSettings::from_fields(&mut fields).map_err(wrap)?;
+        let coordination = match fields
+            .optional_str("coordination")
+            .map_err(wrap)?
+            .as_deref()
+        {
+            None | Some("isolate") => Coordination::Isolate,
+            Some("durable_object") => Coordination::DurableObject,
+            Some(_) => {
+                return Err(err(
+                    "coordination",
+                    "must be \"isolate\" or \"durable_object\"".into(),
+                ))
+            }
+        };
         fields.finish().map_err(wrap)?;
         Ok(ProviderConfig {
             id: id.to_string(),
@@ -139,6 +153,7 @@ impl ProviderConfig {
             api_base,
             client_secret_name,
             api_headers,
+            coordination,
         })
     }
 }

@@ -162,4 +162,28 @@ pub struct ProviderConfig {
     /// Headers added to every proxied request (e.g. Optoro's `X-Optiturn-Api-Version`:
     /// `docs/providers.md#optoro-rate-limits-and-api-version`).
     pub api_headers: BTreeMap<String, String>,
+    /// Who obtains this provider's tokens: each isolate, or one minter for all of them.
+    pub coordination: Coordination,
+}
+
+/// Who obtains a provider's tokens (`coordination`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Coordination {
+    /// Each isolate on its own, one exchange at a time per isolate (`"isolate"`, the default).
+    #[default]
+    Isolate,
+    /// One minter per token for every isolate, a Durable Object (`"durable_object"`): the
+    /// provider sees one exchange however many isolates miss at once. Without the binding the
+    /// Worker falls back to `Isolate` and says so in its log.
+    DurableObject,
+}
+
+impl Coordination {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coordination::Isolate => "isolate",
+            Coordination::DurableObject => "durable_object",
+        }
+    }
 }

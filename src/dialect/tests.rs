@@ -471,3 +471,30 @@ fn openapi_rotate_and_revoke_requests() {
     assert!(rotate_request(&oauth, &t).is_none());
     assert!(revoke_request(&oauth, &secret, &t).is_none());
 }
+
+#[test]
+fn a_token_api_lists_its_tokens_with_basic() {
+    let s = TokenSettings::parse_camel(
+        &serde_json::json!({"tokenUrl": "https://oauth.example.com/tokens", "clientId": "me+x@example.com",
+            "authStyle": "token_api", "tokenBody": {"scopes": ["GET:a.example/x"], "ttl": 60}}),
+        &[],
+    )
+    .unwrap();
+    let secret = Secret::new("k:ey");
+    let r = list_request(&s, &secret).unwrap();
+    assert_eq!(
+        (r.method.as_str(), r.url.as_str()),
+        ("GET", "https://oauth.example.com/tokens")
+    );
+    assert!(r.body.is_empty());
+    let basic = base64::engine::general_purpose::STANDARD.encode("me+x@example.com:k:ey");
+    assert!(r
+        .headers
+        .contains(&("Authorization".to_string(), format!("Basic {basic}"))));
+    let oauth = TokenSettings::parse_camel(
+        &serde_json::json!({"tokenUrl": "https://auth.example.com/token", "clientId": "c"}),
+        &[],
+    )
+    .unwrap();
+    assert!(list_request(&oauth, &secret).is_none());
+}

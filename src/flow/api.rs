@@ -2,7 +2,7 @@
 //! [`crate::api_call::ApiCall`] decides after each; [`decide`] is the one step shared with a
 //! shell that runs its own loop (the npm package's JavaScript `fetch`).
 
-use super::{Runtime, TokenOrigin, TokenSource, TokenStore, Transport, TransportError};
+use super::{Runtime, TokenOrigin, Tokens, TransportError};
 use crate::api_call::{Action, ApiCall, Attempted, CallError, Facts, RefusedToken};
 use crate::secret::Secret;
 use serde_json::json;
@@ -23,17 +23,12 @@ pub struct ApiReply<Resp> {
 /// machine's [`Facts`] are `source`'s runtime (time, jitter) and, after a 401, what `source`'s
 /// memory says about the token. Logs `api_401_not_refreshed` when a 401 stands because one
 /// caused a refresh less than [`crate::api_call::REFRESH_ON_401_WINDOW_MS`] ago.
-pub fn decide<T, S, R>(
-    source: &TokenSource<T, S, R>,
+pub fn decide<P: Tokens>(
+    source: &P,
     call: &mut ApiCall,
     attempted: Attempted<'_>,
     token: impl FnOnce() -> Secret,
-) -> Action
-where
-    T: Transport + 'static,
-    S: TokenStore + 'static,
-    R: Runtime + 'static,
-{
+) -> Action {
     let facts = SourceFacts {
         source,
         token: Cell::new(Some(token)),
@@ -54,18 +49,16 @@ where
 }
 
 /// The facts of [`decide`]: `source`'s runtime and memory.
-struct SourceFacts<'a, T, S, R, F> {
-    source: &'a TokenSource<T, S, R>,
+struct SourceFacts<'a, P, F> {
+    source: &'a P,
     token: Cell<Option<F>>,
     /// Set when a 401's token was the current one.
     held: Cell<bool>,
 }
 
-impl<T, S, R, F> Facts for SourceFacts<'_, T, S, R, F>
+impl<P, F> Facts for SourceFacts<'_, P, F>
 where
-    T: Transport + 'static,
-    S: TokenStore + 'static,
-    R: Runtime + 'static,
+    P: Tokens,
     F: FnOnce() -> Secret,
 {
     fn now_ms(&self) -> u64 {
@@ -91,16 +84,14 @@ where
 /// `method` request whose body can (`replayable`) or cannot be sent again. Returns the response
 /// to hand to the caller, where the token it carried came from, and that token (so the
 /// response can be checked for an echo of it).
-pub async fn call_api<T, S, R, Resp, F, Fut>(
-    source: &TokenSource<T, S, R>,
+pub async fn call_api<P, Resp, F, Fut>(
+    source: &P,
     method: &str,
     replayable: bool,
     mut send: F,
 ) -> Result<(Resp, TokenOrigin, Secret), CallError>
 where
-    T: Transport + 'static,
-    S: TokenStore + 'static,
-    R: Runtime + 'static,
+    P: Tokens,
     F: FnMut(Secret) -> Fut,
     Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
 {
@@ -124,6 +115,13 @@ where
                     source.forget_refused(&token).await;
                 }
                 let (t, o) = source.token().await.map_err(CallError::Token)?;
+                if forget_token && t.access_token.ct_eq(token.expose()) {
+                    // The refusal was not the token's fault (it is still the one to use): the
+                    // API's 401 stands rather than being asked again.
+                    return result
+                        .map(|r| (r.response, origin, token))
+                        .map_err(CallError::Transport);
+                }
                 (token, origin) = (t.access_token, o);
             }
             Action::Return { forget_token } => {

@@ -10,13 +10,17 @@
 
 mod api;
 mod flight;
+mod minted;
 mod token;
+mod tokens;
 
 pub use crate::http::TransportError;
 pub use crate::token_machine::{TokenOrigin, INVALID_CLIENT_COOLDOWN_MS};
 pub use api::{call_api, decide, ApiReply};
 pub use flight::SingleFlight;
+pub use minted::{MintedSource, Minter};
 pub use token::TokenSource;
+pub use tokens::Tokens;
 
 use crate::http::{HttpRequest, HttpResponse};
 use futures::future::LocalBoxFuture;

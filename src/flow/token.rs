@@ -87,6 +87,12 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         &self.inner.rt
     }
 
+    /// The longest one acquisition can take (see
+    /// [`crate::token_machine::TokenMachine::acquisition_bound_ms`]).
+    pub fn acquisition_bound_ms(&self) -> u64 {
+        self.inner.machine.borrow().acquisition_bound_ms()
+    }
+
     /// A fresh token and where it came from. Concurrent callers share one acquisition
     /// (single-flight); a waiter gives up on one that outlived every attempt it could make. A
     /// failed exchange caches nothing.
@@ -230,5 +236,35 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
             "store_error",
             json!({"provider": self.name, "op": op, "error": error}),
         );
+    }
+}
+
+impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> super::Tokens
+    for TokenSource<T, S, R>
+{
+    type Rt = R;
+
+    fn name(&self) -> &str {
+        TokenSource::name(self)
+    }
+
+    fn settings(&self) -> &TokenSettings {
+        TokenSource::settings(self)
+    }
+
+    fn runtime(&self) -> &R {
+        TokenSource::runtime(self)
+    }
+
+    async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
+        TokenSource::token(self).await
+    }
+
+    fn refused(&self, token: &Secret) -> RefusedToken {
+        TokenSource::refused(self, token)
+    }
+
+    async fn forget_refused(&self, token: &Secret) {
+        TokenSource::forget_refused(self, token).await
     }
 }

@@ -826,3 +826,26 @@ fn a_refusal_in_a_2xx_is_scrubbed() {
         );
     }
 }
+
+/// A token API's list of live tokens, bare or wrapped; anything else is no list.
+#[test]
+fn listed_tokens_of_a_token_api() {
+    let names = |status: u16, body: &str| {
+        listed_tokens(&resp(status, &[], body))
+            .map(|l| l.iter().map(|s| s.expose().to_string()).collect::<Vec<_>>())
+    };
+    let bare =
+        r#"[{"token":"t1","expireAt":"2030-01-01T00:00:00Z"},{"token":"t2"},{"name":"no token"}]"#;
+    assert_eq!(names(200, bare), Some(vec!["t1".into(), "t2".into()]));
+    let wrapped = r#"{"success":true,"message":"","error":null,"data":[{"token":"t3"}]}"#;
+    assert_eq!(names(200, wrapped), Some(vec!["t3".into()]));
+    assert_eq!(names(200, "[]"), Some(vec![]));
+    for (status, body) in [
+        (401, bare),
+        (200, "{}"),
+        (200, "nope"),
+        (200, r#"{"data":{}}"#),
+    ] {
+        assert_eq!(names(status, body), None, "{status} {body}");
+    }
+}

@@ -76,6 +76,9 @@ pub enum TokenOrigin {
     Memory,
     /// The shared store: Workers KV, or the npm cache adapter.
     Store,
+    /// The minter that coordinates this provider's tokens for every isolate, which held it
+    /// already (see [`crate::mint`]).
+    Minter,
     /// A fresh client-credentials exchange that took `ms`.
     Exchange {
         /// Exchange time, milliseconds.
@@ -89,6 +92,7 @@ impl TokenOrigin {
         match self {
             TokenOrigin::Memory => "memory",
             TokenOrigin::Store => "kv",
+            TokenOrigin::Minter => "minter",
             TokenOrigin::Exchange { .. } => "exchange",
         }
     }

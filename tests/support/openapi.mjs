@@ -35,7 +35,7 @@
 //                                         token (also a refresh token already used for rotation)
 //   401  3   Invalid or expired token     api: bearer missing, unknown, expired or deleted
 //                                         (with www-authenticate: Bearer error="invalid_token")
-//   403  4   Scope does not cover this request
+//   403  4   Scope does not cover this request (401 with opts.scopeStatus = 401)
 //   404  5   Token not found              PATCH/DELETE of an unknown, deleted or expired token
 //   404  6   Not found                    any other route or method
 //   413  15  Request body too large       token-management bodies above 64 KiB
@@ -116,6 +116,9 @@ export async function startTokenService(opts = {}) {
     return s;
   };
   let shape = checkShape(opts.shape ?? 'wrapped');
+  // The status of a request outside the token's scopes: 403 here by default; some deployments
+  // answer 401 (opts.scopeStatus), which a gateway must not read as a dead token.
+  const scopeStatus = opts.scopeStatus ?? 403;
 
   // Generated credentials carry the characters that break naive Basic encoders: '+' and '@' in
   // the e-mail, '+ / =' and a ':' (legal after the first one) in the key.
@@ -222,7 +225,7 @@ export async function startTokenService(opts = {}) {
       return sendError(res, 401, 3, 'Invalid or expired token', { 'www-authenticate': 'Bearer error="invalid_token"' });
     }
     const covered = rec.scopes.map(parseScope).some((s) => s && (s.method === '*' || s.method === req.method) && target.startsWith(s.prefix));
-    if (!covered) return sendError(res, 403, 4, 'Scope does not cover this request');
+    if (!covered) return sendError(res, scopeStatus, 4, 'Scope does not cover this request');
     rec.stats.requests += 1;
     sendJson(res, 200, { ...echoOf(req, body, { maskBearer: true }), authorization: true });
   }

@@ -5,6 +5,7 @@
 
 use crate::js::KvNamespace;
 use crate::kv::{self, KvTokenStore};
+use crate::minter::{DoMinter, MINTER_BINDING};
 use crate::runtime::{log_event, set_log_level, WorkerRuntime};
 use crate::transport::FetchTransport;
 use futures::FutureExt;
@@ -12,18 +13,22 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use tokengate::api_call::RefusedToken;
 use tokengate::cache_key::token_cache_key;
 use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
 use tokengate::callers::CallerRegistry;
 use tokengate::config::gateway::{
     self, CLIENTS_SECRET, KEY_SECRET, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR,
 };
-use tokengate::config::{ConfigError, ProviderConfig};
-use tokengate::flow::{Runtime, SingleFlight, TokenSource};
+use tokengate::config::{ConfigError, Coordination, ProviderConfig, TokenSettings};
+use tokengate::error::TokenError;
+use tokengate::flow::{MintedSource, Runtime, SingleFlight, TokenSource, Tokens};
 use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
 use tokengate::limits::{BoundedMap, TokenEndpointLimits};
 use tokengate::proxy::ReplayBudget;
+use tokengate::response::Token;
+use tokengate::token_machine::TokenOrigin;
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 use worker::Env;
@@ -43,12 +48,73 @@ pub type CallerLoad = Result<Option<CallerTokenRecord>, GatewayError>;
 /// The token source type the Worker uses.
 pub type Source = TokenSource<FetchTransport, KvTokenStore, WorkerRuntime>;
 
+/// The tokens of a provider coordinated by its minter.
+pub type MintedSrc = MintedSource<FetchTransport, KvTokenStore, WorkerRuntime, DoMinter>;
+
+/// Who obtains a provider's tokens in this isolate.
+pub enum ProviderTokens {
+    /// The isolate itself.
+    Isolate(Source),
+    /// The provider's minter, a Durable Object (the isolate's own source as its fallback).
+    Minted(MintedSrc),
+}
+
+impl Tokens for ProviderTokens {
+    type Rt = WorkerRuntime;
+
+    fn name(&self) -> &str {
+        match self {
+            ProviderTokens::Isolate(s) => Tokens::name(s),
+            ProviderTokens::Minted(s) => s.name(),
+        }
+    }
+
+    fn settings(&self) -> &TokenSettings {
+        match self {
+            ProviderTokens::Isolate(s) => Tokens::settings(s),
+            ProviderTokens::Minted(s) => s.settings(),
+        }
+    }
+
+    fn runtime(&self) -> &WorkerRuntime {
+        match self {
+            ProviderTokens::Isolate(s) => Tokens::runtime(s),
+            ProviderTokens::Minted(s) => s.runtime(),
+        }
+    }
+
+    async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
+        match self {
+            ProviderTokens::Isolate(s) => Tokens::token(s).await,
+            ProviderTokens::Minted(s) => s.token().await,
+        }
+    }
+
+    fn refused(&self, token: &Secret) -> RefusedToken {
+        match self {
+            ProviderTokens::Isolate(s) => Tokens::refused(s, token),
+            ProviderTokens::Minted(s) => s.refused(token),
+        }
+    }
+
+    async fn forget_refused(&self, token: &Secret) {
+        match self {
+            ProviderTokens::Isolate(s) => Tokens::forget_refused(s, token).await,
+            ProviderTokens::Minted(s) => s.forget_refused(token).await,
+        }
+    }
+}
+
 /// One configured provider.
 pub struct Provider {
     /// Its configuration.
     pub config: ProviderConfig,
     /// Its tokens.
-    pub source: Source,
+    pub tokens: ProviderTokens,
+    /// Its client secret (the minter obtains tokens with it).
+    pub secret: Secret,
+    /// Its token's cache key (KV, and the name of its minter).
+    pub key: String,
 }
 
 /// Everything a request needs, built once per isolate.
@@ -137,13 +203,22 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         let source = TokenSource::new(
             &config.id,
             config.token.clone(),
-            client_secret,
-            key,
+            client_secret.clone(),
+            key.clone(),
             FetchTransport,
             store.clone(),
             rt.clone(),
         );
-        providers.insert(config.id.clone(), Provider { config, source });
+        let tokens = coordinated(env, &config, &key, &store, source);
+        providers.insert(
+            config.id.clone(),
+            Provider {
+                config,
+                tokens,
+                secret: client_secret,
+                key,
+            },
+        );
     }
     Ok(Gateway {
         providers,
@@ -161,6 +236,47 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         ledger: Rc::default(),
         ledger_flight: SingleFlight::new(),
     })
+}
+
+/// The tokens of `config` as its `coordination` says: through its minter when it asks for one
+/// and the `TOKENGATE_MINTER` binding is there, else by this isolate (`source`). Which mode is
+/// active is logged once per provider (a minter asked for but not bound is a warning).
+fn coordinated(
+    env: &Env,
+    config: &ProviderConfig,
+    key: &str,
+    store: &KvTokenStore,
+    source: Source,
+) -> ProviderTokens {
+    let wanted = config.coordination == Coordination::DurableObject;
+    let ns = wanted
+        .then(|| env.durable_object(MINTER_BINDING).ok())
+        .flatten();
+    let (mode, tokens) = match ns {
+        Some(ns) => {
+            let deadline_ms = source.acquisition_bound_ms() + 2_000;
+            let minter = DoMinter {
+                ns,
+                name: key.to_string(),
+                deadline_ms,
+            };
+            let minted =
+                MintedSource::new(&config.id, key.to_string(), store.clone(), minter, source);
+            ("durable_object", ProviderTokens::Minted(minted))
+        }
+        None => ("isolate", ProviderTokens::Isolate(source)),
+    };
+    let event = if wanted && mode == "isolate" {
+        "coordination_fallback"
+    } else {
+        "coordination"
+    };
+    log_event(
+        event,
+        json!({"provider": config.id, "mode": mode, "configured": config.coordination.as_str(),
+               "binding": MINTER_BINDING}),
+    );
+    tokens
 }
 
 impl Gateway {

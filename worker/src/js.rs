@@ -92,6 +92,11 @@ pub fn message(e: &JsValue) -> String {
         .unwrap_or_else(|| "a JavaScript error".into())
 }
 
+/// What a promise the platform returned (or failed to) settles with; an error as its message.
+pub async fn settle_promise(p: Result<Promise, JsValue>) -> Result<JsValue, String> {
+    settle(p).await
+}
+
 async fn settle(p: Result<Promise, JsValue>) -> Result<JsValue, String> {
     JsFuture::from(p.map_err(|e| message(&e))?)
         .await

@@ -12,6 +12,7 @@
 mod config;
 mod js;
 mod kv;
+mod minter;
 mod proxy;
 mod respond;
 mod runtime;
@@ -34,7 +35,7 @@ thread_local! {
     static GATEWAY: RefCell<Option<Rc<std::result::Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
 }
 
-fn gateway(env: &Env) -> Rc<std::result::Result<Gateway, ConfigError>> {
+pub(crate) fn gateway(env: &Env) -> Rc<std::result::Result<Gateway, ConfigError>> {
     GATEWAY.with(|g| {
         g.borrow_mut()
             .get_or_insert_with(|| {
@@ -50,7 +51,7 @@ fn gateway(env: &Env) -> Rc<std::result::Result<Gateway, ConfigError>> {
 
 /// Reads the test clock, when one is bound, into the runtime (test builds only).
 #[cfg(feature = "test-clock")]
-async fn sync_clock(gw: &Gateway) {
+pub(crate) async fn sync_clock(gw: &Gateway) {
     let Some(clock) = &gw.clock else { return };
     match clock.fetch("http://clock/now", None).await {
         Ok(mut r) => {

@@ -393,7 +393,7 @@ async fn forward(
     };
     let timeout = provider.config.token.timeout_ms;
     let forwarded = js::HeaderLines::from_pairs(forwarded);
-    call_api(&provider.source, method, replayable, |token: Secret| {
+    call_api(&provider.tokens, method, replayable, |token: Secret| {
         // Names and values came from the platform's own Headers or a checked configuration;
         // the token is visible ASCII (checked when it was received).
         let headers = forwarded.as_ref().ok().and_then(|lines| {

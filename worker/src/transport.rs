@@ -116,7 +116,10 @@ impl Transport for FetchTransport {
             method: &req.method,
             url: &req.url,
             headers: &headers,
-            body: Some(js_sys::Uint8Array::from(req.body.as_slice()).into()),
+            // No body at all when there is none: `fetch` refuses even an empty one on a GET
+            // (a token API's list).
+            body: (!req.body.is_empty())
+                .then(|| js_sys::Uint8Array::from(req.body.as_slice()).into()),
         };
         // The timeout covers the whole exchange, body included, and the body is capped: a
         // token endpoint that trickles or floods cannot hold an exchange (and its waiters).

@@ -463,3 +463,20 @@ fn client_secret_name_cannot_name_the_gateway_s_own_settings() {
         );
     }
 }
+
+#[test]
+fn coordination_is_isolate_or_durable_object() {
+    let p = ProviderConfig::parse("optoro", &entry(json!({}))).unwrap();
+    assert_eq!(p.coordination, Coordination::Isolate);
+    for (v, want) in [
+        ("isolate", Coordination::Isolate),
+        ("durable_object", Coordination::DurableObject),
+    ] {
+        let p = ProviderConfig::parse("optoro", &entry(json!({"coordination": v}))).unwrap();
+        assert_eq!((p.coordination, p.coordination.as_str()), (want, v));
+    }
+    for bad in [json!("durable-object"), json!("DO"), json!(true)] {
+        let e = parse_err("optoro", json!({"coordination": bad}));
+        assert_eq!(e.key, "coordination", "{bad}");
+    }
+}

@@ -436,5 +436,6 @@ fn assert_token_request(req: &HttpRequest, timeout_ms: u64) {
 
 mod api;
 mod flight;
+mod minted;
 mod token;
 mod token_api;

@@ -1,0 +1,315 @@
+//! [`MintedSource`]: a provider's tokens in an isolate whose provider is coordinated by a
+//! minter ([`crate::mint`]; in the Worker, a Durable Object per cache key): memory, then the
+//! shared store, then the minter — which obtains tokens for every isolate, so that isolates
+//! missing at the same moment cause one exchange. This isolate never exchanges on its own
+//! unless the minter cannot be reached; then its own [`TokenSource`] takes over for that call.
+//!
+//! A token the API refused is reported to the minter by its SHA-256: the minter replaces the
+//! token at most once per token (an isolate that reports a token already replaced gets the
+//! current one), or says the token stands (the refusal was not the token's fault: a 401 within
+//! 30 s of a 401-caused refresh, or a token API that still lists the token), and the API's 401
+//! is then returned as it is.
+
+use super::flight::SingleFlight;
+use super::{Runtime, TokenSource, TokenStore, Tokens, Transport};
+use crate::api_call::RefusedToken;
+use crate::error::TokenError;
+use crate::expiry::is_fresh;
+use crate::mint::{token_sha256, MintAnswer, MintReason, MintRequest};
+use crate::response::Token;
+use crate::secret::Secret;
+use crate::token_machine::TokenOrigin;
+use crate::TokenSettings;
+use futures::future::FutureExt;
+use serde_json::json;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// The coordinator that mints a provider's tokens for every isolate.
+#[allow(async_fn_in_trait)] // single-threaded runtimes: no Send bound wanted
+pub trait Minter {
+    /// Sends `request` and reads the answer, within a deadline of its own. `Err` (what went
+    /// wrong, no secret) when the minter could not be reached or answered what is not a
+    /// [`MintAnswer`]: the isolate then obtains the token itself.
+    async fn mint(&self, request: &MintRequest) -> Result<MintAnswer, String>;
+}
+
+type Acquired = Result<(Token, TokenOrigin), TokenError>;
+
+#[derive(Default)]
+struct State {
+    /// The token in use.
+    memory: Option<Rc<Token>>,
+    /// A token the API refused: a store read returning it is a miss (KV lags).
+    rejected: Option<Secret>,
+    /// A token the minter said stands although the API refused it, and when.
+    vouched: Option<(Secret, u64)>,
+}
+
+struct Inner<T, S, R, M> {
+    provider: String,
+    key: String,
+    store: S,
+    minter: M,
+    /// This isolate's own source: the settings, the runtime, and the fallback.
+    local: TokenSource<T, S, R>,
+    state: RefCell<State>,
+    flight: SingleFlight<Acquired>,
+    /// The report of a refused token under way.
+    reports: SingleFlight<Result<MintAnswer, String>>,
+}
+
+/// Tokens of one provider configuration coordinated by a minter. Cheap to clone.
+pub struct MintedSource<T, S, R, M> {
+    inner: Rc<Inner<T, S, R, M>>,
+}
+
+impl<T, S, R, M> Clone for MintedSource<T, S, R, M> {
+    fn clone(&self) -> Self {
+        MintedSource {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T, S, R, M> MintedSource<T, S, R, M>
+where
+    T: Transport + 'static,
+    S: TokenStore + Clone + 'static,
+    R: Runtime + 'static,
+    M: Minter + 'static,
+{
+    /// Tokens of provider `provider` (its id, which the minter is told), read from `store`
+    /// under `key` and asked of `minter`; `local` (on the same store and key) is used when the
+    /// minter cannot be reached.
+    pub fn new(
+        provider: &str,
+        key: String,
+        store: S,
+        minter: M,
+        local: TokenSource<T, S, R>,
+    ) -> Self {
+        MintedSource {
+            inner: Rc::new(Inner {
+                provider: provider.to_string(),
+                key,
+                store,
+                minter,
+                local,
+                state: RefCell::default(),
+                flight: SingleFlight::new(),
+                reports: SingleFlight::new(),
+            }),
+        }
+    }
+
+    /// The token memory serves right now, without any I/O.
+    pub fn memory_token(&self) -> Option<Rc<Token>> {
+        let now = self.inner.local.runtime().now_ms();
+        let st = self.inner.state.borrow();
+        st.memory
+            .as_ref()
+            .filter(|t| self.inner.fresh(t, now))
+            .cloned()
+    }
+}
+
+impl<T, S, R, M> Inner<T, S, R, M>
+where
+    T: Transport + 'static,
+    S: TokenStore + Clone + 'static,
+    R: Runtime + 'static,
+    M: Minter + 'static,
+{
+    fn fresh(&self, t: &Token, now: u64) -> bool {
+        let e = &self.local.settings().expiry;
+        is_fresh(e, t.issued_at_ms, t.expires_at_ms, now)
+    }
+
+    /// Makes `token` the one in use.
+    fn install(&self, token: &Token) {
+        let mut st = self.state.borrow_mut();
+        if st
+            .rejected
+            .as_ref()
+            .is_some_and(|r| !token.access_token.ct_eq(r.expose()))
+        {
+            st.rejected = None;
+        }
+        st.memory = Some(Rc::new(token.clone()));
+    }
+
+    /// The store, then the minter; this isolate's own source when the minter is out of reach.
+    async fn acquire(this: &Rc<Self>) -> Acquired {
+        let rt = this.local.runtime();
+        match this.store.get(&this.key).await {
+            Ok(Some(v)) => {
+                if let Some(t) = Token::from_stored(&v) {
+                    let refused = this
+                        .state
+                        .borrow()
+                        .rejected
+                        .as_ref()
+                        .is_some_and(|r| r.ct_eq(t.access_token.expose()));
+                    if !refused && this.fresh(&t, rt.now_ms()) {
+                        this.install(&t);
+                        return Ok((t, TokenOrigin::Store));
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => rt.log(
+                "store_error",
+                json!({"provider": this.provider, "op": "get", "error": e}),
+            ),
+        }
+        let request = MintRequest {
+            provider: this.provider.clone(),
+            reason: MintReason::Miss,
+        };
+        match this.minter.mint(&request).await {
+            Ok(MintAnswer::Token { token, origin }) => {
+                this.install(&token);
+                Ok((token, origin))
+            }
+            Ok(MintAnswer::Error(e)) => Err(e),
+            Err(why) => {
+                this.unreachable(&why);
+                let got = this.local.token().await;
+                if let Ok((t, _)) = &got {
+                    this.install(t);
+                }
+                got
+            }
+        }
+    }
+
+    fn unreachable(&self, why: &str) {
+        self.local.runtime().log(
+            "minter_unreachable",
+            json!({"provider": self.provider, "error": why,
+                   "fallback": "this isolate obtains the token itself"}),
+        );
+    }
+}
+
+impl<T, S, R, M> Tokens for MintedSource<T, S, R, M>
+where
+    T: Transport + 'static,
+    S: TokenStore + Clone + 'static,
+    R: Runtime + 'static,
+    M: Minter + 'static,
+{
+    type Rt = R;
+
+    fn name(&self) -> &str {
+        &self.inner.provider
+    }
+
+    fn settings(&self) -> &TokenSettings {
+        self.inner.local.settings()
+    }
+
+    fn runtime(&self) -> &R {
+        self.inner.local.runtime()
+    }
+
+    /// Memory, else one acquisition at a time for the isolate (single-flight): the store, then
+    /// the minter.
+    async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
+        let bound_ms = self.inner.local.acquisition_bound_ms();
+        let memory = || {
+            self.memory_token()
+                .map(|t| Ok((Token::clone(&t), TokenOrigin::Memory)))
+        };
+        let start = || {
+            let inner = self.inner.clone();
+            async move { Inner::acquire(&inner).await }.boxed_local()
+        };
+        self.inner
+            .flight
+            .run(self.inner.local.runtime(), bound_ms, memory, start)
+            .await
+    }
+
+    /// `Current` while memory holds `token` — with the time the minter vouched for it, if it
+    /// did (a 401 within 30 s of that stands without asking again) — else `Replaced`.
+    fn refused(&self, token: &Secret) -> RefusedToken {
+        let st = self.inner.state.borrow();
+        match &st.memory {
+            Some(t) if t.access_token.ct_eq(token.expose()) => RefusedToken::Current {
+                last_refresh_ms: st
+                    .vouched
+                    .as_ref()
+                    .filter(|(v, _)| v.ct_eq(token.expose()))
+                    .map(|(_, at)| *at),
+            },
+            _ => RefusedToken::Replaced,
+        }
+    }
+
+    /// Reports `token` to the minter, which answers with the token to use: a new one (memory
+    /// takes it; the refused one is a miss from now on), or the same one (it stands, vouched
+    /// for). Without the minter, this isolate's own source forgets the token.
+    async fn forget_refused(&self, token: &Secret) {
+        let inner = &self.inner;
+        // Reports of the same token made while one is under way share its answer.
+        let replaced = || {
+            let st = inner.state.borrow();
+            st.memory
+                .as_ref()
+                .filter(|t| !t.access_token.ct_eq(token.expose()))
+                .map(|t| {
+                    Ok(MintAnswer::Token {
+                        token: Token::clone(t),
+                        origin: TokenOrigin::Memory,
+                    })
+                })
+        };
+        let report = || {
+            let inner = inner.clone();
+            let request = MintRequest {
+                provider: inner.provider.clone(),
+                reason: MintReason::Refused(token_sha256(token)),
+            };
+            async move { inner.minter.mint(&request).await }.boxed_local()
+        };
+        let bound_ms = inner.local.acquisition_bound_ms();
+        let answer = inner
+            .reports
+            .run(inner.local.runtime(), bound_ms, replaced, report)
+            .await;
+        let now = inner.local.runtime().now_ms();
+        match answer {
+            Ok(MintAnswer::Token { token: t, .. }) if t.access_token.ct_eq(token.expose()) => {
+                inner.state.borrow_mut().vouched = Some((token.clone(), now));
+                inner.install(&t);
+            }
+            Ok(MintAnswer::Token { token: t, .. }) => {
+                inner.state.borrow_mut().rejected = Some(token.clone());
+                inner.install(&t);
+            }
+            Ok(MintAnswer::Error(_)) => inner.drop_refused(token),
+            Err(why) => {
+                inner.unreachable(&why);
+                inner.drop_refused(token);
+                inner.local.forget_refused(token).await;
+            }
+        }
+    }
+}
+
+impl<T, S, R, M> Inner<T, S, R, M> {
+    /// Forgets `token` from memory (if it is the one there) and remembers it as refused.
+    fn drop_refused(&self, token: &Secret) {
+        let mut st = self.state.borrow_mut();
+        if st
+            .memory
+            .as_ref()
+            .is_some_and(|t| t.access_token.ct_eq(token.expose()))
+        {
+            st.memory = None;
+        }
+        st.rejected = Some(token.clone());
+    }
+}

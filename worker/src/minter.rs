@@ -1,0 +1,338 @@
+//! The minter of a provider's tokens: a Durable Object per cache key (binding
+//! `TOKENGATE_MINTER`, class `TokenMinter`) for providers with `coordination =
+//! "durable_object"`. Isolates that miss memory and KV ask it ([`DoMinter`]); it obtains the
+//! token once for all of them — one acquisition at a time, whatever the number of askers — with
+//! the same token machine an isolate uses, keeping the token in its own storage (the authority)
+//! and in KV (the cache isolates read first). The protocol is [`tokengate::mint`].
+//!
+//! A refused token is replaced at most once: a report naming a token other than the current one
+//! gets the current one; a report of the current one within 30 s of a 401-caused refresh, or —
+//! with a token API, which also answers 401 for a path outside the token's scopes — of a token
+//! the service still lists, gets the same token back (the refusal stands).
+
+use crate::config::Provider;
+use crate::js;
+use crate::kv::KvTokenStore;
+use crate::runtime::{log_event, take_background, WorkerRuntime};
+use crate::transport::FetchTransport;
+use futures::future::{select, Either};
+use serde_json::json;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+use tokengate::api_call::{RefusedToken, REFRESH_ON_401_WINDOW_MS};
+use tokengate::dialect::list_request;
+use tokengate::flow::{Minter, Runtime, SingleFlight, TokenSource, TokenStore, Transport};
+use tokengate::mint::{token_sha256, MintAnswer, MintReason, MintRequest};
+use tokengate::response::listed_tokens;
+use tokengate::token_machine::TokenOrigin;
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, Delay, DurableObject, Env, Method, Request, RequestInit, Response, State,
+};
+
+/// The Durable Object namespace binding of the minter.
+pub const MINTER_BINDING: &str = "TOKENGATE_MINTER";
+
+/// An isolate's way to its provider's minter: the Durable Object named by the cache key.
+pub struct DoMinter {
+    /// The namespace.
+    pub ns: worker::ObjectNamespace,
+    /// The cache key: the object's name.
+    pub name: String,
+    /// How long an answer may take (the minter may be exchanging with retries) before this
+    /// isolate obtains the token itself.
+    pub deadline_ms: u64,
+}
+
+impl Minter for DoMinter {
+    async fn mint(&self, request: &MintRequest) -> Result<MintAnswer, String> {
+        let stub = self
+            .ns
+            .id_from_name(&self.name)
+            .and_then(|id| id.get_stub())
+            .map_err(|e| e.to_string())?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_body(Some(JsValue::from_str(&request.to_json())));
+        let req =
+            Request::new_with_init("https://minter/mint", &init).map_err(|e| e.to_string())?;
+        let call = Box::pin(async move {
+            let mut resp = stub.fetch_with_request(req).await?;
+            let status = resp.status_code();
+            let body = resp.bytes().await?;
+            Ok::<_, worker::Error>((status, body))
+        });
+        let deadline = Delay::from(Duration::from_millis(self.deadline_ms));
+        match select(call, deadline).await {
+            Either::Left((Ok((status, body)), _)) => MintAnswer::parse(status, &body),
+            Either::Left((Err(e), _)) => Err(e.to_string()),
+            Either::Right(_) => Err(format!(
+                "the minter did not answer within {} ms",
+                self.deadline_ms
+            )),
+        }
+    }
+}
+
+/// The minter's store: its own storage (the authority, read first), written through to KV (the
+/// cache isolates read); a token KV holds that the storage does not (written in isolate mode) is
+/// adopted rather than exchanged anew.
+#[derive(Clone)]
+pub struct DoStore {
+    storage: Rc<worker::Storage>,
+    kv: KvTokenStore,
+    rt: WorkerRuntime,
+}
+
+impl TokenStore for DoStore {
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        let raw = js::settle_promise(self.storage.as_raw().get(key)).await?;
+        if let Some(v) = raw
+            .as_string()
+            .and_then(|s| stored_value(&s, self.rt.now_ms()))
+        {
+            return Ok(Some(v));
+        }
+        self.kv.get(key).await
+    }
+
+    async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
+        let until = self.rt.now_ms().saturating_add(ttl_s * 1000);
+        let entry = json!({"value": value, "until": until}).to_string();
+        js::settle_promise(self.storage.as_raw().put(key, JsValue::from_str(&entry))).await?;
+        self.kv.put(key, value, ttl_s).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), String> {
+        js::settle_promise(self.storage.as_raw().delete(key)).await?;
+        self.kv.delete(key).await
+    }
+}
+
+/// The value of a storage entry (`{"value", "until"}`) still valid at `now_ms`.
+fn stored_value(entry: &str, now_ms: u64) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(entry).ok()?;
+    let until = v.get("until")?.as_u64()?;
+    (now_ms < until).then(|| v.get("value")?.as_str().map(str::to_string))?
+}
+
+type DoSource = TokenSource<FetchTransport, DoStore, WorkerRuntime>;
+
+/// One provider's tokens in the minter, the token it last vouched for (a refusal that stood)
+/// with when, and the check at the token service under way (reports that arrive meanwhile share
+/// it).
+struct Minted {
+    source: DoSource,
+    vouched: RefCell<Option<([u8; 32], u64)>>,
+    check: SingleFlight<bool>,
+}
+
+/// The minter (see the module documentation).
+#[durable_object]
+pub struct TokenMinter {
+    state: State,
+    env: Env,
+    storage: Rc<worker::Storage>,
+    minted: RefCell<HashMap<String, Rc<Minted>>>,
+}
+
+impl DurableObject for TokenMinter {
+    fn new(state: State, env: Env) -> Self {
+        let storage = Rc::new(state.storage());
+        TokenMinter {
+            state,
+            env,
+            storage,
+            minted: RefCell::default(),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let body = req.bytes().await?;
+        let (status, text) = self.answer(&body).await;
+        // Removals of superseded tokens run on after the answer, kept alive by this object.
+        for task in take_background() {
+            self.state.wait_until(task);
+        }
+        let headers = worker::Headers::new();
+        headers.set("content-type", "application/json")?;
+        Ok(Response::ok(text)?
+            .with_status(status)
+            .with_headers(headers))
+    }
+}
+
+impl TokenMinter {
+    async fn answer(&self, body: &[u8]) -> (u16, String) {
+        let gw = crate::gateway(&self.env);
+        let gw = match &*gw {
+            Ok(gw) => gw,
+            Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
+        };
+        #[cfg(feature = "test-clock")]
+        crate::sync_clock(gw).await;
+        let request = match MintRequest::parse(body) {
+            Ok(r) => r,
+            Err(e) => return (400, json!({"error": e}).to_string()),
+        };
+        let Some(provider) = gw.providers.get(&request.provider) else {
+            return (404, json!({"error": "no such provider"}).to_string());
+        };
+        let minted = self.minted(gw, provider);
+        let answer = match request.reason {
+            MintReason::Miss | MintReason::Ahead => serve(&minted.source).await,
+            MintReason::Refused(hash) => self.refused(&minted, provider, hash).await,
+        };
+        answer.to_http()
+    }
+
+    /// The provider's tokens in this object, made on first use.
+    fn minted(&self, gw: &crate::config::Gateway, provider: &Provider) -> Rc<Minted> {
+        let id = &provider.config.id;
+        if let Some(m) = self.minted.borrow().get(id) {
+            return m.clone();
+        }
+        let store = DoStore {
+            storage: self.storage.clone(),
+            kv: KvTokenStore {
+                kv: gw.kv.clone(),
+                keys: gw.keys.clone(),
+            },
+            rt: gw.rt.clone(),
+        };
+        let source = TokenSource::new(
+            id,
+            provider.config.token.clone(),
+            provider.secret.clone(),
+            provider.key.clone(),
+            FetchTransport,
+            store,
+            gw.rt.clone(),
+        );
+        let m = Rc::new(Minted {
+            source,
+            vouched: RefCell::new(None),
+            check: SingleFlight::new(),
+        });
+        self.minted.borrow_mut().insert(id.clone(), m.clone());
+        m
+    }
+
+    /// A report that the API refused the token with SHA-256 `hash`.
+    async fn refused(&self, m: &Minted, provider: &Provider, hash: [u8; 32]) -> MintAnswer {
+        let rt = m.source.runtime();
+        let Some(current) = m.source.memory_token() else {
+            return serve(&m.source).await;
+        };
+        if token_sha256(&current.access_token) != hash {
+            // A token already replaced: the current one, no exchange.
+            return serve(&m.source).await;
+        }
+        let now = rt.now_ms();
+        let within = |at: u64| now < at.saturating_add(REFRESH_ON_401_WINDOW_MS);
+        let vouched = m
+            .vouched
+            .borrow()
+            .is_some_and(|(h, at)| h == hash && within(at));
+        let refreshed_lately = matches!(
+            m.source.refused(&current.access_token),
+            RefusedToken::Current { last_refresh_ms: Some(at) } if within(at)
+        );
+        let stands = vouched || refreshed_lately || {
+            // One check at the service for every report that arrives while it runs.
+            let (p, token, rt2) = (
+                provider.clone_for_check(),
+                current.access_token.clone(),
+                rt.clone(),
+            );
+            let bound = provider.config.token.timeout_ms + 1_000;
+            m.check
+                .run(
+                    rt,
+                    bound,
+                    || None,
+                    move || {
+                        let (p, token, rt2) = (p.clone(), token.clone(), rt2.clone());
+                        Box::pin(async move { still_listed(&p, &token, &rt2).await })
+                    },
+                )
+                .await
+        };
+        if stands {
+            *m.vouched.borrow_mut() = Some((hash, now));
+            log_event(
+                "api_401_not_refreshed",
+                json!({"provider": provider.config.id, "minter": true,
+                "reason": if provider.config.token.auth_style.manages_tokens() {
+                    "the token service still lists the token"
+                } else {
+                    "a 401 refreshed the token less than 30 s ago"
+                }}),
+            );
+            return MintAnswer::Token {
+                token: (*current).clone(),
+                origin: TokenOrigin::Minter,
+            };
+        }
+        m.source.forget_refused(&current.access_token).await;
+        serve(&m.source).await
+    }
+}
+
+/// What the check at the token service needs of a provider (owned: the check outlives the
+/// request that starts it).
+#[derive(Clone)]
+struct Checked {
+    id: String,
+    settings: tokengate::TokenSettings,
+    secret: tokengate::Secret,
+}
+
+impl Provider {
+    fn clone_for_check(&self) -> Checked {
+        Checked {
+            id: self.config.id.clone(),
+            settings: self.config.token.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+/// Whether a token API still lists `token` as live: then the API's 401 was about the request
+/// (a path outside the token's scopes), not the token, and replacing it would let any caller
+/// have the shared token rotated at will. Anything but a list naming it counts as gone.
+async fn still_listed(provider: &Checked, token: &tokengate::Secret, rt: &WorkerRuntime) -> bool {
+    let Some(req) = list_request(&provider.settings, &provider.secret) else {
+        return false;
+    };
+    let started = rt.now_ms();
+    let result = FetchTransport.send(req, provider.settings.timeout_ms).await;
+    let listed = match &result {
+        Ok(resp) => listed_tokens(resp).map(|l| l.iter().any(|t| t.ct_eq(token.expose()))),
+        Err(_) => None,
+    };
+    log_event(
+        "token_listed",
+        json!({"provider": provider.id, "ms": rt.now_ms().saturating_sub(started),
+               "status": result.as_ref().ok().map(|r| r.status),
+               "ok": listed.is_some(), "still_listed": listed.unwrap_or(false)}),
+    );
+    listed.unwrap_or(false)
+}
+
+/// The current token (the source's memory, storage or an exchange), as the minter answers it.
+async fn serve(source: &DoSource) -> MintAnswer {
+    match source.token().await {
+        Ok((token, TokenOrigin::Exchange { ms })) => MintAnswer::Token {
+            token,
+            origin: TokenOrigin::Exchange { ms },
+        },
+        Ok((token, _)) => MintAnswer::Token {
+            token,
+            origin: TokenOrigin::Minter,
+        },
+        Err(e) => MintAnswer::Error(e),
+    }
+}
