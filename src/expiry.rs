@@ -42,6 +42,15 @@ pub fn refresh_at_ms(policy: &ExpiryPolicy, issued_at_ms: u64, expires_at_ms: u6
     expires_at_ms - effective_skew_ms(policy, issued_at_ms, expires_at_ms)
 }
 
+/// The moment a token has lived `percent` % of its lifetime: from then on a coordinator may
+/// replace it ahead of its refresh point (refresh-ahead), so that no caller waits for the
+/// exchange.
+pub fn ahead_at_ms(issued_at_ms: u64, expires_at_ms: u64, percent: u64) -> u64 {
+    let lifetime = expires_at_ms.saturating_sub(issued_at_ms);
+    issued_at_ms
+        .saturating_add(lifetime / 100 * percent.min(100) + lifetime % 100 * percent.min(100) / 100)
+}
+
 /// Whether a token may be served at `now_ms`.
 pub fn is_fresh(policy: &ExpiryPolicy, issued_at_ms: u64, expires_at_ms: u64, now_ms: u64) -> bool {
     now_ms < refresh_at_ms(policy, issued_at_ms, expires_at_ms)

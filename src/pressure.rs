@@ -44,9 +44,11 @@ enum Circuit {
     Open {
         until_ms: u64,
     },
-    /// A probe may go (`probing: false`) or is in flight (`true`).
+    /// A probe may go (`probing: None`) or is in flight since the time given. A probe whose
+    /// request never ends (cancelled with it) is replaced after `open_ms`: nothing waits
+    /// forever on a request that is gone.
     HalfOpen {
-        probing: bool,
+        probing: Option<u64>,
     },
 }
 
@@ -85,14 +87,18 @@ impl Pressure {
                 "the provider's token endpoint keeps failing; requests to it are paused",
                 until_ms - now_ms,
             )),
-            Circuit::Open { .. } | Circuit::HalfOpen { probing: false } => {
-                self.circuit = Circuit::HalfOpen { probing: true };
-                Ok(())
-            }
-            Circuit::HalfOpen { probing: true } => Err(unavailable(
+            Circuit::HalfOpen {
+                probing: Some(since),
+            } if now_ms < since.saturating_add(self.policy.open_ms) => Err(unavailable(
                 "the provider's token endpoint is being probed after failures",
                 1_000,
             )),
+            Circuit::Open { .. } | Circuit::HalfOpen { .. } => {
+                self.circuit = Circuit::HalfOpen {
+                    probing: Some(now_ms),
+                };
+                Ok(())
+            }
         }
     }
 
@@ -248,6 +254,22 @@ mod tests {
             p.failed(&server_error(), T + 70_000 + i, 5_000);
             assert!(p.admit(T + 70_000 + i).is_ok());
         }
+    }
+
+    /// A probe whose request was cancelled (it never reports back) does not leave the provider
+    /// refused: after `open_ms` another probe goes.
+    #[test]
+    fn a_probe_that_never_ends_is_replaced() {
+        let mut p = Pressure::new(PressurePolicy {
+            failures_to_open: 1,
+            open_ms: 30_000,
+        });
+        p.failed(&server_error(), T, 5_000);
+        assert!(p.admit(T + 30_000).is_ok(), "the probe");
+        // Its request is cancelled: neither succeeded() nor failed() is ever called.
+        assert!(p.admit(T + 59_999).is_err());
+        assert!(p.admit(T + 60_000).is_ok(), "another probe");
+        assert!(p.admit(T + 60_001).is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use provider::{
 };
 pub use settings::{
     AuthStyle, ConfigError, Coordination, Naming, ProviderConfig, TokenSettings,
-    DEFAULT_TIMEOUT_MS, TOKEN_API_MAX_TTL_S,
+    DEFAULT_REFRESH_AHEAD_PERCENT, DEFAULT_TIMEOUT_MS, TOKEN_API_MAX_TTL_S,
 };
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use super::endpoint::parse_endpoint;
 use super::fields::{FieldError, Fields};
 use super::headers::{check_header_names, API_HEADER_DENY, TOKEN_HEADER_DENY};
 use super::settings::{
-    AuthStyle, ConfigError, Coordination, Naming, ProviderConfig, TokenSettings, DEFAULT_TIMEOUT_MS,
+    AuthStyle, ConfigError, Coordination, Naming, ProviderConfig, TokenSettings,
+    DEFAULT_REFRESH_AHEAD_PERCENT, DEFAULT_TIMEOUT_MS,
 };
 use crate::expiry::ExpiryPolicy;
 use serde_json::Value;
@@ -146,6 +147,10 @@ impl ProviderConfig {
                 ))
             }
         };
+        let refresh_ahead_percent = fields
+            .optional_u64("refresh_ahead_percent", 50, 95)
+            .map_err(wrap)?
+            .unwrap_or(DEFAULT_REFRESH_AHEAD_PERCENT);
         fields.finish().map_err(wrap)?;
         Ok(ProviderConfig {
             id: id.to_string(),
@@ -154,6 +159,7 @@ impl ProviderConfig {
             client_secret_name,
             api_headers,
             coordination,
+            refresh_ahead_percent,
         })
     }
 }
@@ -267,6 +273,9 @@ impl TokenSettings {
         let timeout_ms = f
             .optional_u64("timeout_ms", 1, 300_000)?
             .unwrap_or(DEFAULT_TIMEOUT_MS);
+        let token_rate_limit_per_minute = f
+            .optional_u64("token_rate_limit_per_minute", 1, 100_000)?
+            .map(|n| n as u32);
         Ok(TokenSettings {
             token_url,
             client_id,
@@ -280,6 +289,7 @@ impl TokenSettings {
             expiry,
             retry,
             timeout_ms,
+            token_rate_limit_per_minute,
         })
     }
 }

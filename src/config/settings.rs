@@ -139,6 +139,10 @@ pub struct TokenSettings {
     pub retry: RetryPolicy,
     /// Timeout of one HTTP call, milliseconds.
     pub timeout_ms: u64,
+    /// At most this many requests to the token endpoint per minute, if set
+    /// (`token_rate_limit_per_minute`): a budget shared by every instance that mints through one
+    /// coordinator, kept by that coordinator (and by each instance that mints itself).
+    pub token_rate_limit_per_minute: Option<u32>,
 }
 
 /// Default timeout for one token or API call.
@@ -164,7 +168,13 @@ pub struct ProviderConfig {
     pub api_headers: BTreeMap<String, String>,
     /// Who obtains this provider's tokens: each isolate, or one minter for all of them.
     pub coordination: Coordination,
+    /// With a minter: the percentage of a token's lifetime after which it is replaced ahead
+    /// of its refresh point, in the background (`refresh_ahead_percent`, 50–95, default 80).
+    pub refresh_ahead_percent: u64,
 }
+
+/// The default of `refresh_ahead_percent`.
+pub const DEFAULT_REFRESH_AHEAD_PERCENT: u64 = 80;
 
 /// Who obtains a provider's tokens (`coordination`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use crate::expiry::is_fresh;
 use crate::mint::{token_sha256, MintAnswer, MintReason, MintRequest};
 use crate::response::Token;
 use crate::secret::Secret;
-use crate::token_machine::TokenOrigin;
+use crate::token_machine::{TokenOrigin, STALE_GRACE_MS};
 use crate::TokenSettings;
 use futures::future::FutureExt;
 use serde_json::json;
@@ -40,6 +40,14 @@ type Acquired = Result<(Token, TokenOrigin), TokenError>;
 struct State {
     /// The token in use.
     memory: Option<Rc<Token>>,
+    /// When to ask the minter to replace it ahead of time (its refresh-ahead point, a little
+    /// later for some isolates than others), and whether this isolate asked already.
+    ahead_at: Option<u64>,
+    ahead_asked: bool,
+    /// Until when memory may serve its token past the refresh point: the minter answered with
+    /// it because the provider could not give another (see
+    /// [`crate::token_machine::STALE_GRACE_MS`]).
+    stale_until: Option<u64>,
     /// A token the API refused: a store read returning it is a miss (KV lags).
     rejected: Option<Secret>,
     /// A token the minter said stands although the API refused it, and when.
@@ -48,6 +56,9 @@ struct State {
 
 struct Inner<T, S, R, M> {
     provider: String,
+    /// Refresh-ahead: the percentage of a token's lifetime after which the minter is asked, in
+    /// the background, to replace it.
+    ahead_percent: u64,
     key: String,
     store: S,
     minter: M,
@@ -81,17 +92,21 @@ where
 {
     /// Tokens of provider `provider` (its id, which the minter is told), read from `store`
     /// under `key` and asked of `minter`; `local` (on the same store and key) is used when the
-    /// minter cannot be reached.
+    /// minter cannot be reached. A token served past `ahead_percent` % of its lifetime (plus up
+    /// to 5 points, at random per token) makes the isolate ask the minter, in the background,
+    /// to replace it.
     pub fn new(
         provider: &str,
         key: String,
         store: S,
         minter: M,
         local: TokenSource<T, S, R>,
+        ahead_percent: u64,
     ) -> Self {
         MintedSource {
             inner: Rc::new(Inner {
                 provider: provider.to_string(),
+                ahead_percent,
                 key,
                 store,
                 minter,
@@ -103,13 +118,15 @@ where
         }
     }
 
-    /// The token memory serves right now, without any I/O.
+    /// The token memory serves right now, without any I/O: fresh, or — while the minter could
+    /// give no other — not yet expired.
     pub fn memory_token(&self) -> Option<Rc<Token>> {
         let now = self.inner.local.runtime().now_ms();
         let st = self.inner.state.borrow();
+        let grace = st.stale_until.is_some_and(|u| now < u);
         st.memory
             .as_ref()
-            .filter(|t| self.inner.fresh(t, now))
+            .filter(|t| self.inner.fresh(t, now) || (grace && now < t.expires_at_ms))
             .cloned()
     }
 }
@@ -126,8 +143,10 @@ where
         is_fresh(e, t.issued_at_ms, t.expires_at_ms, now)
     }
 
-    /// Makes `token` the one in use.
+    /// Makes `token` the one in use, with its refresh-ahead point.
     fn install(&self, token: &Token) {
+        let rt = self.local.runtime();
+        let now = rt.now_ms();
         let mut st = self.state.borrow_mut();
         if st
             .rejected
@@ -136,7 +155,50 @@ where
         {
             st.rejected = None;
         }
+        let same = st.memory.as_ref().is_some_and(|t| t.same_token(token));
+        if !same {
+            let extra = (rt.jitter().clamp(0.0, 1.0) * 5.0) as u64;
+            st.ahead_at = Some(crate::expiry::ahead_at_ms(
+                token.issued_at_ms,
+                token.expires_at_ms,
+                self.ahead_percent + extra,
+            ));
+            st.ahead_asked = false;
+        }
+        st.stale_until = (!self.fresh(token, now)).then_some(now + STALE_GRACE_MS);
         st.memory = Some(Rc::new(token.clone()));
+    }
+
+    /// Asks the minter, once per token and in the background, to replace the token in use when
+    /// it has passed its refresh-ahead point: by the time it would have to be replaced, the new
+    /// one is in the store and no caller waits for an exchange.
+    fn ahead_if_due(this: &Rc<Self>) {
+        let rt = this.local.runtime();
+        let now = rt.now_ms();
+        {
+            let mut st = this.state.borrow_mut();
+            let due = !st.ahead_asked && st.ahead_at.is_some_and(|at| now >= at);
+            if !due {
+                return;
+            }
+            st.ahead_asked = true;
+        }
+        let inner = this.clone();
+        rt.background(Box::pin(async move {
+            let request = MintRequest {
+                provider: inner.provider.clone(),
+                reason: MintReason::Ahead,
+            };
+            match inner.minter.mint(&request).await {
+                Ok(MintAnswer::Token { token, .. }) => inner.install(&token),
+                Ok(MintAnswer::Error(e)) => inner.local.runtime().log(
+                    "refresh_ahead_failed",
+                    json!({"provider": inner.provider, "error": e.code.as_str(),
+                           "error_description": e.description}),
+                ),
+                Err(why) => inner.unreachable(&why),
+            }
+        }));
     }
 
     /// The store, then the minter; this isolate's own source when the minter is out of reach.
@@ -153,6 +215,7 @@ where
                         .is_some_and(|r| r.ct_eq(t.access_token.expose()));
                     if !refused && this.fresh(&t, rt.now_ms()) {
                         this.install(&t);
+                        Self::ahead_if_due(this);
                         return Ok((t, TokenOrigin::Store));
                     }
                 }
@@ -219,8 +282,9 @@ where
     async fn token(&self) -> Result<(Token, TokenOrigin), TokenError> {
         let bound_ms = self.inner.local.acquisition_bound_ms();
         let memory = || {
-            self.memory_token()
-                .map(|t| Ok((Token::clone(&t), TokenOrigin::Memory)))
+            let t = self.memory_token()?;
+            Inner::ahead_if_due(&self.inner);
+            Some(Ok((Token::clone(&t), TokenOrigin::Memory)))
         };
         let start = || {
             let inner = self.inner.clone();

@@ -11,7 +11,7 @@ use crate::error::TokenError;
 use crate::response::Token;
 use crate::secret::Secret;
 use crate::token_machine::{
-    keep_stored, Effect, Invalidation, Need, Next, Slot, TokenMachine, TokenOrigin,
+    keep_stored, Acquisition, Effect, Invalidation, Need, Next, Slot, TokenMachine, TokenOrigin,
 };
 use crate::TokenSettings;
 use futures::future::FutureExt;
@@ -112,6 +112,36 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
             .await
     }
 
+    /// Replaces the token in memory ahead of its refresh point when it has passed `percent` %
+    /// of its lifetime (refresh-ahead), while callers keep getting it from memory; concurrent
+    /// asks share one replacement. The token in use afterwards (the new one, or the old one when
+    /// it was not due or could not be replaced).
+    pub async fn refresh_ahead(&self, percent: u64) -> Result<(Token, TokenOrigin), TokenError> {
+        let now = self.inner.rt.now_ms();
+        if !self.inner.machine.borrow().ahead_due(now, percent) {
+            return self.token().await;
+        }
+        let bound_ms = self.inner.machine.borrow().acquisition_bound_ms();
+        let done = || {
+            let now = self.inner.rt.now_ms();
+            let m = self.inner.machine.borrow();
+            (!m.ahead_due(now, percent))
+                .then(|| {
+                    m.memory(now)
+                        .map(|t| Ok((Token::clone(&t), TokenOrigin::Memory)))
+                })
+                .flatten()
+        };
+        let start = || {
+            let inner = self.inner.clone();
+            async move { Inner::acquire_ahead(&inner, percent).await }.boxed_local()
+        };
+        self.inner
+            .flight
+            .run(&self.inner.rt, bound_ms, done, start)
+            .await
+    }
+
     /// What memory says about `token`, which the API has just refused with 401 (see
     /// [`crate::api_call::RefusedToken`]).
     pub fn refused(&self, token: &Secret) -> RefusedToken {
@@ -147,7 +177,19 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
     /// Drives one acquisition of the machine to its end.
     async fn acquire(this: &Rc<Self>) -> Acquired {
         let now = this.rt.now_ms();
-        let (mut run, mut next) = this.machine.borrow_mut().acquire(now);
+        let (run, next) = this.machine.borrow_mut().acquire(now);
+        Self::drive(this, run, next).await
+    }
+
+    /// Drives one refresh-ahead of the machine to its end.
+    async fn acquire_ahead(this: &Rc<Self>, percent: u64) -> Acquired {
+        let now = this.rt.now_ms();
+        let (run, next) = this.machine.borrow_mut().acquire_ahead(now, percent);
+        Self::drive(this, run, next).await
+    }
+
+    /// Performs what `run` asks until it is done.
+    async fn drive(this: &Rc<Self>, mut run: Acquisition, mut next: Next) -> Acquired {
         loop {
             let Next { effects, need } = next;
             for effect in effects {

@@ -64,10 +64,24 @@ pub struct Acquisition {
     started_ms: u64,
     /// A token API's token created here, waiting for the second store read.
     created: Option<Token>,
+    /// Refresh-ahead: tokens past this percentage of their lifetime are replaced, not served.
+    ahead: Option<u64>,
+    /// A token past its refresh point but not expired (memory's, else the store's), served
+    /// rather than an error when the provider is in trouble.
+    stale: Option<(Token, TokenOrigin)>,
 }
 
 impl Acquisition {
-    pub(super) fn start(m: &mut TokenMachine, now_ms: u64) -> (Acquisition, Next) {
+    pub(super) fn start(
+        m: &mut TokenMachine,
+        now_ms: u64,
+        ahead: Option<u64>,
+    ) -> (Acquisition, Next) {
+        let stale = m
+            .memory
+            .as_ref()
+            .filter(|t| now_ms < t.expires_at_ms)
+            .map(|t| (Token::clone(t), TokenOrigin::Memory));
         let in_memory = m
             .memory
             .as_ref()
@@ -84,6 +98,8 @@ impl Acquisition {
             attempt: 0,
             started_ms: now_ms,
             created: None,
+            ahead,
+            stale,
         };
         (run, next(Vec::new(), Need::Read(Slot::Token)))
     }
@@ -193,6 +209,7 @@ impl Acquisition {
             .token_decision(self.attempt, outcome, || jitter)
         {
             Decision::Retry { delay_ms } => {
+                m.spend(now_ms);
                 self.phase = Phase::Backoff;
                 next(effects, Need::Sleep(delay_ms))
             }
@@ -221,7 +238,7 @@ impl Acquisition {
                     if m.rejected
                         .as_ref()
                         .is_some_and(|r| r.ct_eq(t.access_token.expose())) => {}
-                Some(t) if m.fresh(&t, now_ms) => {
+                Some(t) if m.fresh(&t, now_ms) && self.before_ahead_point(&t, now_ms) => {
                     m.memory = Some(std::rc::Rc::new(t.clone()));
                     // Another instance replaced the token this one held.
                     if let Some(old) = self.in_memory.take().filter(|o| !o.same_token(&t)) {
@@ -229,7 +246,12 @@ impl Acquisition {
                     }
                     return self.done(effects, Ok((t, TokenOrigin::Store)));
                 }
-                Some(t) => self.in_store = Some(t),
+                Some(t) => {
+                    if self.stale.is_none() && now_ms < t.expires_at_ms {
+                        self.stale = Some((t.clone(), TokenOrigin::Store));
+                    }
+                    self.in_store = Some(t);
+                }
                 None => effects.push(m.store_error("decode", "stored token is unreadable")),
             },
             Ok(None) => {}
@@ -238,7 +260,7 @@ impl Acquisition {
         if let Some((until, err)) = &m.cooldown {
             if now_ms < *until {
                 let err = err.clone();
-                return self.done(effects, Err(err));
+                return self.fail(m, now_ms, effects, err);
             }
         }
         self.phase = Phase::ReadHold;
@@ -257,13 +279,16 @@ impl Acquisition {
                 m.pressure.hold(until);
             }
         }
-        if let Err(e) = m.pressure.admit(now_ms) {
+        if let Err(e) = m
+            .within_budget(now_ms)
+            .and_then(|()| m.pressure.admit(now_ms))
+        {
             let held = Effect::Log(
                 "token_exchange_held",
                 json!({"provider": m.name, "reason": e.description,
                        "retry_after_ms": e.retry_after_ms}),
             );
-            return self.done(vec![held], Err(e));
+            return self.fail(m, now_ms, vec![held], e);
         }
         // The shared store's view first: the token every instance reads.
         let (previous, orphan) = match (self.in_store.take(), self.in_memory.take()) {
@@ -280,6 +305,7 @@ impl Acquisition {
             .as_ref()
             .filter(|p| now_ms < p.expires_at_ms)
             .and_then(|p| rotate_request(&m.settings, p));
+        m.spend(now_ms);
         match rotation {
             Some(req) => self.begin_exchange(Op::Rotate, req, Vec::new()),
             None => {
@@ -306,6 +332,7 @@ impl Acquisition {
                     && e.status != Some(429) =>
             {
                 let req = build_token_request(&m.settings, &m.secret);
+                m.spend(now_ms);
                 return self.begin_exchange(Op::Create, req, effects);
             }
             Err(e) => {
@@ -329,10 +356,23 @@ impl Acquisition {
                         ttl_s,
                     });
                 }
-                return self.done(effects, Err(e));
+                return self.fail(m, now_ms, effects, e);
             }
         };
         m.pressure.succeeded();
+        // The provider gave the token being replaced again: it is used until it expires (its
+        // real expiry, the one just stated), counted from when it was first issued, and not
+        // asked for again before — asking would only loop.
+        let mut token = token;
+        let again = self
+            .previous
+            .as_ref()
+            .or(self.stale.as_ref().map(|(t, _)| t));
+        if let Some(prev) = again.filter(|p| p.same_token(&token)) {
+            token.issued_at_ms = prev.issued_at_ms.min(token.issued_at_ms);
+            m.pinned = Some(token.access_token.clone());
+            self.previous = None;
+        }
         let rotated = self.op == Op::Rotate;
         // Rotation removed the previous token at the service; creation did not.
         if let Some(prev) = self.previous.take().filter(|_| !rotated) {
@@ -415,6 +455,52 @@ impl Acquisition {
         }
         let ms = now_ms.saturating_sub(self.started_ms);
         self.done(effects, Ok((token, TokenOrigin::Exchange { ms })))
+    }
+
+    /// Whether `t` is before the refresh-ahead point of this acquisition (always, when it is
+    /// not a refresh-ahead).
+    fn before_ahead_point(&self, t: &Token, now_ms: u64) -> bool {
+        self.ahead.is_none_or(|percent| {
+            now_ms < crate::expiry::ahead_at_ms(t.issued_at_ms, t.expires_at_ms, percent)
+        })
+    }
+
+    /// Ends with `err` — unless the provider is in trouble (it failed, asked for a pause, or
+    /// is held) and a token that has not expired is at hand: that token is served instead, for
+    /// [`super::STALE_GRACE_MS`] before the next try. A refresh-ahead just ends: the token in
+    /// use is fresh.
+    fn fail(
+        &mut self,
+        m: &mut TokenMachine,
+        now_ms: u64,
+        mut effects: Vec<Effect>,
+        err: TokenError,
+    ) -> Next {
+        let trouble = matches!(
+            err.code,
+            ErrorCode::ServerError
+                | ErrorCode::RateLimited
+                | ErrorCode::Timeout
+                | ErrorCode::Network
+                | ErrorCode::TemporarilyUnavailable
+        );
+        let stale = self
+            .stale
+            .take()
+            .filter(|(t, _)| trouble && self.ahead.is_none() && now_ms < t.expires_at_ms);
+        let Some((token, origin)) = stale else {
+            return self.done(effects, Err(err));
+        };
+        effects.push(Effect::Log(
+            "token_served_stale",
+            json!({"provider": m.name, "error": err.code.as_str(),
+                   "expires_in_ms": token.expires_at_ms - now_ms}),
+        ));
+        if !m.memory.as_ref().is_some_and(|t| t.same_token(&token)) {
+            m.memory = Some(std::rc::Rc::new(token.clone()));
+        }
+        m.stale_until = Some(now_ms + super::STALE_GRACE_MS);
+        self.done(effects, Ok((token, origin)))
     }
 
     fn begin_exchange(&mut self, op: Op, req: HttpRequest, effects: Vec<Effect>) -> Next {

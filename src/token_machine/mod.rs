@@ -27,9 +27,20 @@
 //! - **Cooldown.** After `invalid_client` — or, with a token API, an answer that cannot be read
 //!   (it may have minted a token all the same) — the token endpoint is left alone for
 //!   [`INVALID_CLIENT_COOLDOWN_MS`]: callers get that error again, unasked.
-//! - **Pressure.** A long `Retry-After` (learnt here, or by another instance through the store)
-//!   and an open circuit stop an exchange from starting ([`crate::pressure`]); a pause learnt
-//!   here is written to the store for the other instances.
+//! - **Pressure.** A long `Retry-After` (learnt here, or by another instance through the store),
+//!   an open circuit ([`crate::pressure`]) and a spent budget (`token_rate_limit_per_minute`:
+//!   an exchange is not started once that many requests went to the token endpoint this minute)
+//!   stop an exchange from starting; a pause learnt here is written to the store for the other
+//!   instances.
+//! - **A valid token while the provider is in trouble.** When an exchange fails for the
+//!   provider's reasons (5xx, 429, a timeout, a lost connection, a pause, the circuit, the
+//!   budget), a token past its refresh point that has not expired is served instead of the
+//!   error, and memory keeps serving it for [`STALE_GRACE_MS`] before the next try; an expired
+//!   token never is.
+//! - **Refresh-ahead** ([`TokenMachine::acquire_ahead`]): a coordinator replaces a token past a
+//!   share of its lifetime before anyone has to wait for it; memory serves the old one
+//!   meanwhile. A provider that answers with the token it already gave pins it: it is used
+//!   until it expires and not asked for again early.
 //! - **Rotation, then creation** (token API, `docs/providers.md#openapi-token-api`): the token
 //!   being replaced — the store's, else the one in memory or dropped from it — is rotated with
 //!   its refresh token unless it has expired (an expired token is never sent); when the service
@@ -58,6 +69,7 @@ use crate::config::TokenSettings;
 use crate::dialect::revoke_request;
 use crate::expiry::is_fresh;
 use crate::http::{HttpRequest, HttpResponse, TransportError};
+use crate::limits::WindowCounter;
 use crate::pressure::{Pressure, PressurePolicy};
 use crate::response::{error_from_response, Token};
 use crate::scrub::Scrubber;
@@ -68,6 +80,10 @@ use std::rc::Rc;
 
 /// How long a provider that answered `invalid_client` is left alone, milliseconds.
 pub const INVALID_CLIENT_COOLDOWN_MS: u64 = 30_000;
+
+/// After a token past its refresh point (but not expired) was served because the provider is
+/// in trouble, memory serves it for this long before the next acquisition asks again.
+pub const STALE_GRACE_MS: u64 = 5_000;
 
 /// Where a token came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +258,15 @@ pub struct TokenMachine {
     replaced: Option<Rc<Token>>,
     /// Whether the token endpoint may be called.
     pressure: Pressure,
+    /// Until when memory may serve its token past the refresh point (it has not expired, and
+    /// the provider could not give another: [`STALE_GRACE_MS`]).
+    stale_until: Option<u64>,
+    /// A token the provider gave again when asked for a new one: it is used until it expires,
+    /// never refreshed early (asking again would only loop).
+    pinned: Option<Secret>,
+    /// Requests sent to the token endpoint in the current minute, against
+    /// `token_rate_limit_per_minute`.
+    budget: WindowCounter,
 }
 
 impl TokenMachine {
@@ -258,6 +283,9 @@ impl TokenMachine {
             refreshed_on_401_at: None,
             replaced: None,
             pressure: Pressure::new(PressurePolicy::default()),
+            stale_until: None,
+            pinned: None,
+            budget: WindowCounter::new(60_000, 1),
         }
     }
 
@@ -271,8 +299,17 @@ impl TokenMachine {
         &self.settings
     }
 
-    /// Whether `t` may be served at `now_ms` (before its refresh point).
+    /// Whether `t` may be served at `now_ms`: before its refresh point — or, for a token the
+    /// provider gave again when asked to replace it (pinned), before a second ahead of its
+    /// expiry.
     pub fn fresh(&self, t: &Token, now_ms: u64) -> bool {
+        if self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.ct_eq(t.access_token.expose()))
+        {
+            return now_ms.saturating_add(1_000) < t.expires_at_ms;
+        }
         is_fresh(
             &self.settings.expiry,
             t.issued_at_ms,
@@ -282,12 +319,27 @@ impl TokenMachine {
     }
 
     /// The token memory serves at `now_ms`, without any I/O: the same `Rc` until memory holds
-    /// another token ([`Rc::ptr_eq`] tells a replacement).
+    /// another token ([`Rc::ptr_eq`] tells a replacement). Fresh, or — while the provider cannot
+    /// give another ([`STALE_GRACE_MS`]) — not yet expired.
     pub fn memory(&self, now_ms: u64) -> Option<Rc<Token>> {
+        let grace = self.stale_until.is_some_and(|u| now_ms < u);
         self.memory
             .as_ref()
-            .filter(|t| self.fresh(t, now_ms))
+            .filter(|t| self.fresh(t, now_ms) || (grace && now_ms < t.expires_at_ms))
             .cloned()
+    }
+
+    /// Whether the token in memory, fresh, has passed `percent` % of its lifetime and may be
+    /// replaced ahead of time ([`TokenMachine::acquire_ahead`]): not a pinned token.
+    pub fn ahead_due(&self, now_ms: u64, percent: u64) -> bool {
+        self.memory.as_ref().is_some_and(|t| {
+            self.fresh(t, now_ms)
+                && now_ms >= crate::expiry::ahead_at_ms(t.issued_at_ms, t.expires_at_ms, percent)
+                && !self
+                    .pinned
+                    .as_ref()
+                    .is_some_and(|p| p.ct_eq(t.access_token.expose()))
+        })
     }
 
     /// The longest an acquisition can take — every attempt of every exchange it may make (a
@@ -343,7 +395,38 @@ impl TokenMachine {
 
     /// Starts an acquisition at `now_ms` (memory had no fresh token).
     pub fn acquire(&mut self, now_ms: u64) -> (Acquisition, Next) {
-        Acquisition::start(self, now_ms)
+        Acquisition::start(self, now_ms, None)
+    }
+
+    /// Starts an acquisition at `now_ms` that replaces a token past `percent` % of its
+    /// lifetime though it is still fresh (refresh-ahead): such a token, in memory or in the
+    /// store, is not served but replaced (rotated, with a token API). Memory keeps serving it
+    /// meanwhile; if the replacement fails, it stays the token in use.
+    pub fn acquire_ahead(&mut self, now_ms: u64, percent: u64) -> (Acquisition, Next) {
+        Acquisition::start(self, now_ms, Some(percent))
+    }
+
+    /// `Err` (503 `temporarily_unavailable` with the rest of the minute) when the token
+    /// endpoint's budget (`token_rate_limit_per_minute`) is spent at `now_ms`.
+    fn within_budget(&self, now_ms: u64) -> Result<(), crate::error::TokenError> {
+        let Some(limit) = self.settings.token_rate_limit_per_minute else {
+            return Ok(());
+        };
+        self.budget.check("", limit, now_ms).map_err(|ms| {
+            let mut e = crate::error::TokenError::new(
+                crate::error::ErrorCode::TemporarilyUnavailable,
+                format!("the token endpoint's budget of {limit} requests a minute is spent"),
+            );
+            e.retry_after_ms = Some(ms);
+            e
+        })
+    }
+
+    /// Counts one request to the token endpoint at `now_ms` against the budget.
+    fn spend(&mut self, now_ms: u64) {
+        if self.settings.token_rate_limit_per_minute.is_some() {
+            self.budget.record("", now_ms);
+        }
     }
 
     /// A token API's `DELETE` of `token`, unless it has expired already or the dialect keeps no
@@ -363,10 +446,18 @@ impl TokenMachine {
     /// Makes `token`, just obtained, the one in use: what held the previous one back (a
     /// cooldown, a refused or dropped token) is over.
     fn install(&mut self, token: &Token) {
+        if !self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.ct_eq(token.access_token.expose()))
+        {
+            self.pinned = None;
+        }
         self.memory = Some(Rc::new(token.clone()));
         self.replaced = None;
         self.cooldown = None;
         self.rejected = None;
+        self.stale_until = None;
     }
 
     fn store_error(&self, op: &str, error: &str) -> Effect {

@@ -385,7 +385,8 @@ fn a_rotation_the_service_refuses_falls_back_to_creation() {
         (status(422, "{}", &[]), format!("send POST {URL}")),
         (status(429, "", &[]), "sleep 50".to_string()),
         (status(503, "", &[]), "sleep 50".to_string()),
-        (Err(TransportError::Timeout), "fail timeout".to_string()),
+        // Not resent; the token, valid for 30 s more, is served meanwhile.
+        (Err(TransportError::Timeout), "serve tok-1 kv".to_string()),
     ] {
         let mut m = machine(token_api());
         let old = token("tok-1", T0 - 3_570 * S, 3600, Some("ref-1"));
@@ -645,4 +646,213 @@ fn a_created_token_that_expired_during_the_second_store_read_is_not_served() {
     let done = run.stored(&mut m, late, Ok(None));
     assert_eq!(shape(&done), (vec![], "fail invalid_response".into()));
     assert!(m.memory(late).is_none());
+}
+
+// ---------------------------------------------------------------- a provider in trouble
+
+/// A token past its refresh point but not expired is served when the provider is in trouble
+/// (and for a few seconds more from memory), never when the provider refused us, never once
+/// it has expired.
+#[test]
+fn a_valid_token_is_served_while_the_provider_is_in_trouble() {
+    // (the exchange's answer, the outcome) with memory holding a token 30 s from expiry.
+    for (answer, want) in [
+        (status(503, "", &[]), "serve tok-1 memory"),
+        (
+            status(429, "", &[("retry-after", "600")]),
+            "serve tok-1 memory",
+        ),
+        (Err(TransportError::Timeout), "serve tok-1 memory"),
+        (
+            status(401, r#"{"error":"invalid_client"}"#, &[]),
+            "fail invalid_client",
+        ),
+        (
+            status(400, r#"{"error":"invalid_scope"}"#, &[]),
+            "fail invalid_request",
+        ),
+    ] {
+        let settings = TokenSettings::parse_camel(
+            &json!({"tokenUrl": "https://auth.example.com/oauth/token", "clientId": "cid-1",
+                    "authStyle": "json_body", "retry": {"maxAttempts": 1}}),
+            &[],
+        )
+        .unwrap();
+        let mut m = machine(settings);
+        m.memory = Some(Rc::new(token("tok-1", T0 - 3_570 * S, 3600, None)));
+        assert!(m.memory(T0).is_none(), "past its refresh point");
+        let (mut run, _) = to_exchange(&mut m, T0, None);
+        let next = run.answered(&mut m, T0, T0, answer.clone(), 0.5);
+        assert_eq!(needs(&next), want, "{answer:?}");
+        if want.starts_with("serve") {
+            assert!(effects(&next).contains(&"log token_served_stale".to_string()));
+            // Memory serves it for the grace period, then asks again.
+            assert!(m.memory(T0 + STALE_GRACE_MS - 1).is_some());
+            assert!(m.memory(T0 + STALE_GRACE_MS).is_none());
+        }
+    }
+    // Held by the circuit or a pause: the same.
+    let mut m = machine(oauth());
+    m.memory = Some(Rc::new(token("tok-1", T0 - 3_570 * S, 3600, None)));
+    let (mut run, _) = m.acquire(T0);
+    run.stored(&mut m, T0, Ok(None));
+    let held = run.stored(&mut m, T0, Ok(Some((T0 + 60_000).to_string())));
+    assert_eq!(needs(&held), "serve tok-1 memory");
+    // Expired: the error.
+    let mut m = machine(oauth());
+    m.memory = Some(Rc::new(token("tok-1", T0 - 3_600 * S, 3600, None)));
+    let (mut run, _) = to_exchange(&mut m, T0, None);
+    for _ in 0..2 {
+        run.answered(&mut m, T0, T0, status(503, "", &[]), 0.5);
+        run.slept(&mut m);
+    }
+    assert_eq!(
+        needs(&run.answered(&mut m, T0, T0, status(503, "", &[]), 0.5)),
+        "fail server_error"
+    );
+    // A stored token serves the same way when memory has none.
+    let mut m = machine(oauth());
+    let stored = token("tok-s", T0 - 3_570 * S, 3600, None);
+    let (mut run, _) = to_exchange(&mut m, T0, Some(&stored));
+    let next = run.answered(
+        &mut m,
+        T0,
+        T0,
+        Err(TransportError::Network("reset".into())),
+        0.5,
+    );
+    assert_eq!(needs(&next), "sleep 50");
+}
+
+// ---------------------------------------------------------------- refresh-ahead
+
+#[test]
+fn refresh_ahead_replaces_a_fresh_token_past_its_ahead_point() {
+    let mut m = machine(oauth());
+    let t = token("tok-1", T0, 3600, None);
+    m.memory = Some(Rc::new(t.clone()));
+    // 80 % of an hour is 2880 s.
+    assert!(!m.ahead_due(T0 + 2_879 * S, 80));
+    assert!(m.ahead_due(T0 + 2_880 * S, 80));
+    let now = T0 + 2_900 * S;
+    // The store holds the same token: not served, replaced.
+    let (mut run, first) = m.acquire_ahead(now, 80);
+    assert_eq!(needs(&first), "read Token");
+    assert_eq!(
+        needs(&run.stored(&mut m, now, Ok(Some(t.to_stored())))),
+        "read Hold"
+    );
+    let sent = run.stored(&mut m, now, Ok(None));
+    assert_eq!(
+        needs(&sent),
+        "send POST https://auth.example.com/oauth/token"
+    );
+    // Meanwhile memory keeps serving the old token.
+    assert_eq!(m.memory(now).unwrap().access_token.expose(), "tok-1");
+    let done = run.answered(&mut m, now, now, oauth_answer("tok-2", 3600), 0.5);
+    assert_eq!(needs(&done), "serve tok-2 exchange");
+    assert_eq!(m.memory(now).unwrap().access_token.expose(), "tok-2");
+    // Another instance's newer token in the store, before its own ahead point: taken.
+    let mut m = machine(oauth());
+    m.memory = Some(Rc::new(t.clone()));
+    let newer = token("tok-3", T0 + 2_000 * S, 3600, None);
+    let (mut run, _) = m.acquire_ahead(now, 80);
+    assert_eq!(
+        needs(&run.stored(&mut m, now, Ok(Some(newer.to_stored())))),
+        "serve tok-3 kv"
+    );
+    // A failed refresh-ahead is an error for the one who asked; memory keeps the old token.
+    let mut m = machine(oauth());
+    m.memory = Some(Rc::new(t.clone()));
+    let (mut run, _) = m.acquire_ahead(now, 80);
+    run.stored(&mut m, now, Ok(None));
+    run.stored(&mut m, now, Ok(None));
+    let failed = run.answered(
+        &mut m,
+        now,
+        now,
+        status(400, r#"{"error":"invalid_request"}"#, &[]),
+        0.5,
+    );
+    assert_eq!(needs(&failed), "fail invalid_request");
+    assert_eq!(m.memory(now).unwrap().access_token.expose(), "tok-1");
+}
+
+/// The provider answers a refresh with the token it already gave: its real expiry is kept, it
+/// is used until then, and it is not asked for again early (no loop).
+#[test]
+fn the_same_token_given_again_is_used_until_it_expires() {
+    let mut m = machine(oauth());
+    let t = token("tok-1", T0, 3600, None);
+    m.memory = Some(Rc::new(t.clone()));
+    let now = T0 + 2_900 * S;
+    let (mut run, _) = m.acquire_ahead(now, 80);
+    run.stored(&mut m, now, Ok(None));
+    run.stored(&mut m, now, Ok(None));
+    // 700 s left, as the provider says.
+    let done = run.answered(&mut m, now, now, oauth_answer("tok-1", 700), 0.5);
+    let Need::Done(Ok((again, _))) = done.need else {
+        panic!("{done:?}")
+    };
+    assert_eq!(
+        again.issued_at_ms, T0,
+        "counted from when it was first issued"
+    );
+    assert_eq!(again.expires_at_ms, now + 700 * S, "its real expiry");
+    // Not due for refresh-ahead again, and served up to a second before it expires.
+    assert!(!m.ahead_due(now + 10 * S, 80));
+    assert!(m.memory(now + 698 * S).is_some());
+    assert!(m.memory(now + 699 * S).is_none());
+    // A different token ends the pin.
+    let (mut run, _) = m.acquire(now + 699 * S);
+    run.stored(&mut m, now + 699 * S, Ok(None));
+    run.stored(&mut m, now + 699 * S, Ok(None));
+    run.answered(&mut m, now + 699 * S, now, oauth_answer("tok-2", 3600), 0.5);
+    assert!(m.pinned.is_none());
+}
+
+/// `token_rate_limit_per_minute`: an exchange is not started once that many requests went to
+/// the token endpoint this minute (a valid token is served meanwhile); the next minute, it is.
+#[test]
+fn the_token_endpoint_budget_holds_exchanges() {
+    let settings = TokenSettings::parse_camel(
+        &json!({"tokenUrl": "https://auth.example.com/oauth/token", "clientId": "cid-1",
+                "authStyle": "json_body", "tokenRateLimitPerMinute": 2,
+                "retry": {"maxAttempts": 3, "baseDelayMs": 100, "maxDelayMs": 1000}}),
+        &[],
+    )
+    .unwrap();
+    let mut m = machine(settings);
+    // One exchange of two attempts: the budget of two is spent.
+    let (mut run, _) = to_exchange(&mut m, T0, None);
+    assert_eq!(
+        needs(&run.answered(&mut m, T0, T0, status(503, "", &[]), 0.5)),
+        "sleep 50"
+    );
+    run.slept(&mut m);
+    let done = run.answered(&mut m, T0 + 1, T0, oauth_answer("tok-1", 90), 0.5);
+    assert_eq!(needs(&done), "serve tok-1 exchange");
+    // 60 s later (the token, 90 s long, is past its refresh point): held, the token served.
+    let at = T0 + 59_000;
+    let (mut run, _) = m.acquire(at);
+    run.stored(&mut m, at, Ok(None));
+    let held = run.stored(&mut m, at, Ok(None));
+    assert_eq!(needs(&held), "serve tok-1 memory");
+    // Without a token at hand: the error, with the rest of the minute.
+    let mut empty = machine(m.settings().clone());
+    empty.budget = m.budget.clone();
+    let (mut run, _) = empty.acquire(at);
+    run.stored(&mut empty, at, Ok(None));
+    let held = run.stored(&mut empty, at, Ok(None));
+    let Need::Done(Err(e)) = held.need else {
+        panic!("{held:?}")
+    };
+    assert_eq!(
+        (e.code, e.retry_after_ms),
+        (ErrorCode::TemporarilyUnavailable, Some(1_000))
+    );
+    // The next minute: asked again.
+    let (mut run, _) = m.acquire(T0 + 60_000);
+    run.stored(&mut m, T0 + 60_000, Ok(None));
+    assert!(needs(&run.stored(&mut m, T0 + 60_000, Ok(None))).starts_with("send"));
 }

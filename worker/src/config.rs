@@ -260,8 +260,14 @@ fn coordinated(
                 name: key.to_string(),
                 deadline_ms,
             };
-            let minted =
-                MintedSource::new(&config.id, key.to_string(), store.clone(), minter, source);
+            let minted = MintedSource::new(
+                &config.id,
+                key.to_string(),
+                store.clone(),
+                minter,
+                source,
+                config.refresh_ahead_percent,
+            );
             ("durable_object", ProviderTokens::Minted(minted))
         }
         None => ("isolate", ProviderTokens::Isolate(source)),

@@ -182,7 +182,11 @@ impl TokenMinter {
         };
         let minted = self.minted(gw, provider);
         let answer = match request.reason {
-            MintReason::Miss | MintReason::Ahead => serve(&minted.source).await,
+            MintReason::Miss => serve(&minted.source).await,
+            MintReason::Ahead => {
+                let percent = provider.config.refresh_ahead_percent;
+                answer_of(minted.source.refresh_ahead(percent).await)
+            }
             MintReason::Refused(hash) => self.refused(&minted, provider, hash).await,
         };
         answer.to_http()
@@ -324,7 +328,14 @@ async fn still_listed(provider: &Checked, token: &tokengate::Secret, rt: &Worker
 
 /// The current token (the source's memory, storage or an exchange), as the minter answers it.
 async fn serve(source: &DoSource) -> MintAnswer {
-    match source.token().await {
+    answer_of(source.token().await)
+}
+
+/// A token the source gave (or its error), as the minter answers it.
+fn answer_of(
+    got: Result<(tokengate::response::Token, TokenOrigin), tokengate::TokenError>,
+) -> MintAnswer {
+    match got {
         Ok((token, TokenOrigin::Exchange { ms })) => MintAnswer::Token {
             token,
             origin: TokenOrigin::Exchange { ms },

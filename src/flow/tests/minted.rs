@@ -78,6 +78,7 @@ impl Fleet {
             h.store.clone(),
             minter.clone(),
             h.source.clone(),
+            80,
         );
         Fleet { h, minter, source }
     }
@@ -268,4 +269,54 @@ fn a_token_the_minter_vouches_for_keeps_the_401() {
     block_on(g.source.forget_refused(&Secret::new(TOKEN_A)));
     assert!(g.source.memory_token().is_none());
     let _ = CallError::Token(TokenError::new(ErrorCode::Network, "x"));
+}
+
+/// A token served past its refresh-ahead point (80 % of its life, plus up to 5 points per token)
+/// makes the isolate ask the minter once, in the background, for its replacement; callers are
+/// served from memory meanwhile and get the new token afterwards.
+#[test]
+fn refresh_ahead_is_asked_once_in_the_background() {
+    let f = Fleet::new();
+    f.minter.token(TOKEN_A, T0, TokenOrigin::Minter);
+    f.token().unwrap();
+    // JITTER is 0.5: 80 + 2 = 82 % of an hour = 2952 s.
+    f.h.advance(2_951_000);
+    assert_eq!(f.token().unwrap().1, TokenOrigin::Memory);
+    assert_eq!(f.h.rt.run_background(), 0, "not due yet");
+    f.h.advance(1_000);
+    f.minter
+        .token(TOKEN_B, T0 + 2_952_000, TokenOrigin::Exchange { ms: 3 });
+    for _ in 0..5 {
+        assert_eq!(
+            f.token().unwrap(),
+            (token(TOKEN_A, T0), TokenOrigin::Memory)
+        );
+    }
+    assert_eq!(f.h.rt.run_background(), 1, "asked once");
+    assert_eq!(f.minter.asked()[1].reason, MintReason::Ahead);
+    assert_eq!(f.token().unwrap().0.access_token.expose(), TOKEN_B);
+    assert_eq!(f.h.rt.run_background(), 0);
+}
+
+/// The minter answers with a token past its refresh point (the provider is in trouble and it
+/// has not expired): memory serves it for a few seconds before asking again.
+#[test]
+fn a_stale_token_from_the_minter_is_served_for_the_grace_period() {
+    let f = Fleet::new();
+    let stale = Token {
+        issued_at_ms: T0 - 3_570_000,
+        expires_at_ms: T0 + 30_000,
+        ..token(TOKEN_A, T0)
+    };
+    f.minter.answer(Ok(MintAnswer::Token {
+        token: stale.clone(),
+        origin: TokenOrigin::Minter,
+    }));
+    assert_eq!(f.token().unwrap().0, stale);
+    f.h.advance(crate::token_machine::STALE_GRACE_MS - 1);
+    assert_eq!(f.token().unwrap().1, TokenOrigin::Memory);
+    f.h.advance(1);
+    f.minter.token(TOKEN_B, T0, TokenOrigin::Minter);
+    assert_eq!(f.token().unwrap().0.access_token.expose(), TOKEN_B);
+    assert_eq!(f.minter.asked().len(), 2);
 }

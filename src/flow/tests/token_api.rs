@@ -201,12 +201,24 @@ fn failed_rotation_other_than_refusal_is_an_error_and_creates_nothing() {
     for _ in 0..4 {
         api_error(&h, 503, "Service unavailable", 98);
     }
-    let e = h.token().unwrap_err();
-    assert_eq!(e.code, ErrorCode::ServerError);
+    // The token, past its refresh point but valid for another minute, is served while the
+    // service fails; nothing is created, nothing removed.
+    let (t, _) = h.token().unwrap();
+    assert_eq!(t.access_token.expose(), "tok-1");
+    assert_eq!(
+        h.rt.events("token_served_stale")[0]["error"],
+        "server_error"
+    );
     assert!(h.transport.sent()[1..]
         .iter()
         .all(|(r, _)| r.method == "PATCH"));
     assert_eq!(h.rt.run_background(), 0);
+    // Once it has expired, the failure is the caller's.
+    h.advance(60_000);
+    for _ in 0..4 {
+        api_error(&h, 503, "Service unavailable", 98);
+    }
+    assert_eq!(h.token().unwrap_err().code, ErrorCode::ServerError);
 }
 
 #[test]
@@ -357,14 +369,14 @@ fn creation_and_rotation_are_not_resent_after_a_timeout() {
     h.transport.push(Err(TransportError::Network(
         "connection reset while sending to /tokens/tok-1 (ref-1)".into(),
     )));
-    let e = h.token().unwrap_err();
-    assert_eq!(e.code, ErrorCode::Network);
+    // Not resent; the token, still valid, is served meanwhile.
+    assert_eq!(h.token().unwrap().0.access_token.expose(), "tok-1");
     assert_eq!(h.transport.calls(), 3);
     // The URL names the token; what a network error quotes of it is scrubbed.
-    assert!(
-        !e.description.contains("tok-1") && !e.description.contains("ref-1"),
-        "{e}"
-    );
+    let failed = &h.rt.events("token_exchange")[2];
+    assert_eq!(failed["error"], "network");
+    let said = failed["error_description"].as_str().unwrap();
+    assert!(!said.contains("tok-1") && !said.contains("ref-1"), "{said}");
     h.assert_logs_clean();
     assert!(!serde_json::to_string(&h.rt.logs())
         .unwrap()
