@@ -81,7 +81,7 @@ test: lint test-native test-worker test-npm
 
 # Every benchmark in one run → bench/RESULTS.md and bench/latency.svg (bench/run.mjs); only
 # ratios within one run are meaningful. BENCH_ARGS passes options (see bench/worker.mjs).
-bench: worker npm-pkg
+bench: worker worker-test npm-pkg
 	node bench/run.mjs $(BENCH_ARGS)
 
 # The Worker part alone (bench/worker.mjs): tokengate beside a passthrough and a hand-written

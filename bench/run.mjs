@@ -12,6 +12,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS } from './worker.mjs';
+import { runFleetBench, fleetTables } from './fleet.mjs';
 import { latencySvg } from './plot.mjs';
 import { median } from './support.mjs';
 
@@ -85,6 +86,9 @@ if (npm.status !== 0) {
   console.error(npm.stdout);
   throw new Error(`bench/npm.mjs exited ${npm.status}`);
 }
+
+console.error('[bench] fleet: the minter …');
+const fleet = await runFleetBench({ log: (m) => console.error(`[bench] ${m}`) });
 
 // ---- report ----------------------------------------------------------------------------------
 
@@ -185,6 +189,19 @@ for (const w of WORKERS) {
   const rs = worker.cold.filter((r) => r.worker === w);
   say(`| ${w} | ${f0(median(rs.map((r) => r.ready)))} | ${f0(median(rs.map((r) => r.total)))} |`);
 }
+say();
+say('## Fleet: the minter');
+say();
+say('`bench/fleet.mjs`: instances of the Worker\'s test build (`build-test/`, which lets the suite');
+say('set the clock) in one workerd sharing KV and the minter\'s Durable Object namespace, against');
+say('the provider emulators; the token endpoint takes 50 ms an answer, tokens live one hour. A cold');
+say('burst of 8 requests per instance, then a stream over three token lifetimes: every 60 s of the');
+say('clock, 2 concurrent requests per instance. `durable_object`: one minter per token, with');
+say('refresh-ahead (80 % + 0–5 points); `isolate`: each instance mints on its own. "Waited on an');
+say('exchange": requests whose `Server-Timing` names an exchange. Latencies are real milliseconds');
+say('of a request as the caller sees it, for all instances on this one 2-core machine.');
+say();
+for (const l of fleetTables(fleet)) say(l);
 say();
 say('## Sizes');
 say();

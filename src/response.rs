@@ -303,10 +303,10 @@ pub fn minted_token(resp: &HttpResponse) -> Option<Token> {
     })
 }
 
-/// The tokens a token API lists as live in its answer to [`crate::dialect::list_request`]:
-/// the `token` of each record, the list bare or wrapped as `{"success": true, "data": […]}`.
-/// `None` for anything else (an error, a body that is no such list).
-pub fn listed_tokens(resp: &HttpResponse) -> Option<Vec<Secret>> {
+/// The records a token API lists as live in its answer to [`crate::dialect::list_request`]:
+/// each record's `token` and `name` (when it has one), the list bare or wrapped. `None` for
+/// anything else.
+pub fn listed_records(resp: &HttpResponse) -> Option<Vec<(Secret, Option<String>)>> {
     if !(200..=299).contains(&resp.status) {
         return None;
     }
@@ -319,10 +319,20 @@ pub fn listed_tokens(resp: &HttpResponse) -> Option<Vec<Secret>> {
     Some(
         items
             .iter()
-            .filter_map(|r| bearer_text(r.get("token")).ok().flatten())
-            .map(Secret::new)
+            .filter_map(|r| {
+                let token = bearer_text(r.get("token")).ok().flatten()?;
+                let name = r.get("name").and_then(Value::as_str).map(str::to_string);
+                Some((Secret::new(token), name))
+            })
             .collect(),
     )
+}
+
+/// The tokens a token API lists as live in its answer to [`crate::dialect::list_request`]:
+/// the `token` of each record, the list bare or wrapped as `{"success": true, "data": […]}`.
+/// `None` for anything else (an error, a body that is no such list).
+pub fn listed_tokens(resp: &HttpResponse) -> Option<Vec<Secret>> {
+    Some(listed_records(resp)?.into_iter().map(|(t, _)| t).collect())
 }
 
 /// A non-negative finite number, from a JSON number or a numeric string.

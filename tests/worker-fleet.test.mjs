@@ -34,7 +34,7 @@ function coordinated(overrides = {}) {
     optimum: { coordination: 'durable_object', retry: FAST },
     partner: { coordination: 'durable_object', retry: FAST },
   });
-  const api = svc.gatewayConfig({ coordination: 'durable_object', retry: FAST });
+  const api = svc.gatewayConfig({ coordination: 'durable_object', retry: FAST, ...(overrides.openapi ?? {}) });
   return {
     providers: { ...oauth.providers, ...api.providers },
     secrets: { ...oauth.secrets, ...api.secrets },
@@ -44,7 +44,7 @@ function coordinated(overrides = {}) {
 
 /** A fleet (closed when the test ends) and a caller token per instance. */
 async function fleet(t, opts = {}) {
-  const f = await startFleet({ clock, ...coordinated(), ...opts });
+  const f = await startFleet({ clock, ...coordinated(opts.overrides), ...opts });
   defer(t, async () => {
     await f.settleLogs(30);
     sweep.logs.push(...f.logs);
@@ -209,6 +209,26 @@ test('a continuous stream across roll-overs: after warm-up no caller waits on an
   emu.setLifetime('partner', null);
 });
 
+test('a token API over roll-overs: at most the live token and the one being replaced, no caller sees a 401', async (t) => {
+  for (const live of svc.liveTokens()) svc.deleteToken(live);
+  svc.reset();
+  const body = { scopes: ['GET:company.openapi.com/IT-start'], ttl: 600, name: 'tokengate' };
+  const f = await fleet(t, { overrides: { openapi: { token_body: body, max_lifetime_s: 600 } } });
+  assert.equal((await f.call(0, PATHS.openapi)).status, 200);
+  const statuses = {};
+  let most = 0;
+  for (let round = 0; round < 60; round++) { // 30 s a round: 1,800 s, three token lifetimes
+    clock.advance(30_000);
+    for (const r of await f.burst(8, PATHS.openapi)) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    await f.settleLogs(5);
+    most = Math.max(most, svc.liveTokens().length);
+  }
+  assert.deepEqual(statuses, { 200: 480 });
+  assert.ok(most <= 2, `at most two live tokens at a time (${most})`);
+  assert.ok(svc.count('rotate') >= 2, `rotated ahead of expiry (${svc.count('rotate')} rotations)`);
+  assert.equal(svc.count('create'), 1);
+});
+
 test('the provider down longer than the refresh window: served while the token is valid, the documented error after', async (t) => {
   emu.reset();
   emu.setLifetime('optoro', 600);
@@ -230,6 +250,25 @@ test('the provider down longer than the refresh window: served while the token i
     assert.ok(['server_error', 'temporarily_unavailable'].includes(JSON.parse(r.text).error), r.text);
   }
   emu.setLifetime('optoro', null);
+});
+
+test('a token API: a token created without an answer is found and removed, not left live', async (t) => {
+  for (const live of svc.liveTokens()) svc.deleteToken(live);
+  svc.reset();
+  const f = await fleet(t);
+  svc.script('create', [{ lose: true }]);
+  const lost = await f.call(0, PATHS.openapi);
+  assert.equal(lost.status, 502, lost.text);
+  assert.equal(JSON.parse(lost.text).error, 'network');
+  assert.equal(svc.liveTokens().length, 1, 'the service did create a token');
+  const [orphan] = svc.liveTokens();
+  assert.equal((await f.call(1, PATHS.openapi)).status, 200);
+  // The sweep runs in the background after the new token is in use.
+  for (let i = 0; i < 100 && svc.isLive(orphan); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(svc.isLive(orphan), false, 'the orphan was removed');
+  assert.equal(svc.liveTokens().length, 1);
+  const names = svc.allTokens().map((x) => x.name);
+  assert.ok(names.every((n) => /^tokengate \[tokengate:[0-9a-f]{8}\]$/.test(n)), JSON.stringify(names));
 });
 
 test('the token API\'s tokens join the sweep', () => {

@@ -1,8 +1,9 @@
 //! Fuzz target `token_machine`: the sans-IO machine of the provider-token lifecycle.
 //!
 //! Drives `tokengate::token_machine::TokenMachine` and its `Acquisition`s, for an OAuth dialect
-//! or a token API (`token_api`), with an arbitrary sequence of events (the structure comes from
-//! `arbitrary`): acquisitions started at arbitrary moments, each step's input chosen freely —
+//! or a token API (`token_api`), with or without a token-endpoint budget and tagged creations,
+//! with an arbitrary sequence of events (the structure comes from `arbitrary`): acquisitions and
+//! refresh-aheads (any percentage) started at arbitrary moments, each step's input chosen freely —
 //! what the store holds (nothing, a fresh token, one past its refresh point, an expired one,
 //! another instance's token, the one the API refused, garbage, a failure), a pause another
 //! instance wrote, token-endpoint answers (a token, a token record, refusals of every kind
@@ -22,7 +23,8 @@
 //!   not keep for 60 s is not written;
 //! - nothing is written under the token's key by a step that ends in an error;
 //! - every removal is a `DELETE` under the token API's collection, only for a token API, and
-//!   never of the token being served;
+//!   never of the token being served; a sweep lists the token API's collection and never
+//!   removes the token in use;
 //! - a token API's creation or rotation is not sent again after a timeout or a dropped
 //!   connection;
 //! - the client secret appears in the `Debug` of no step (effects, needs, errors: what a driver
@@ -47,6 +49,10 @@ const TOKENS: &[&str] = &["tok-aaaaaaaa", "tok-bbbbbbbb", "tok-cccccccc"];
 #[derive(Arbitrary, Debug)]
 struct Input {
     token_api: bool,
+    /// A token-endpoint budget (`token_rate_limit_per_minute`), if any.
+    budget: Option<u8>,
+    /// Tag created tokens (a sole minter), so ambiguous creations are swept.
+    tagged: bool,
     events: Vec<Event>,
 }
 
@@ -54,6 +60,8 @@ struct Input {
 enum Event {
     /// Start an acquisition (ending any that is under way).
     Acquire,
+    /// Start a refresh-ahead at this percentage (ending any acquisition under way).
+    AcquireAhead(u8),
     /// Feed the acquisition under way.
     Feed(Feed),
     /// The API refused the token in memory.
@@ -111,8 +119,8 @@ enum Answer {
     Network,
 }
 
-fn settings(token_api: bool) -> TokenSettings {
-    let v = if token_api {
+fn settings(token_api: bool, budget: Option<u8>) -> TokenSettings {
+    let mut v = if token_api {
         json!({"tokenUrl": "https://oauth.example.com/tokens", "clientId": "me@example.com",
                "authStyle": "token_api", "tokenBody": {"scopes": ["GET:a.example/x"], "ttl": 3600},
                "retry": {"maxAttempts": 3, "baseDelayMs": 10, "maxDelayMs": 100}})
@@ -121,6 +129,9 @@ fn settings(token_api: bool) -> TokenSettings {
                "authStyle": "json_body",
                "retry": {"maxAttempts": 3, "baseDelayMs": 10, "maxDelayMs": 100}})
     };
+    if let (Some(n), Some(obj)) = (budget, v.as_object_mut()) {
+        obj.insert("tokenRateLimitPerMinute".into(), json!(u32::from(n).max(1)));
+    }
     TokenSettings::parse_camel(&v, &[]).expect("settings")
 }
 
@@ -263,6 +274,26 @@ fn check(m: &TokenMachine, next: &Next, now: u64, token_api: bool, sent_again_af
                     );
                 }
             }
+            Effect::Sweep(sweep) => {
+                assert!(token_api, "a sweep without a token API");
+                assert_eq!(sweep.request.method, "GET");
+                assert_eq!(sweep.request.url, "https://oauth.example.com/tokens");
+                // The token in use is never among what a sweep removes.
+                if let Some(t) = served {
+                    let listed = HttpResponse {
+                        status: 200,
+                        headers: vec![],
+                        body: json!([{"token": t.access_token.expose(),
+                                      "name": "tokengate [tokengate:f00dcafe]"}])
+                        .to_string()
+                        .into_bytes(),
+                    };
+                    assert!(
+                        sweep.removals(&listed).is_empty(),
+                        "the sweep removes the token in use"
+                    );
+                }
+            }
             Effect::Write {
                 slot: Slot::Token,
                 value,
@@ -319,7 +350,14 @@ fn check(m: &TokenMachine, next: &Next, now: u64, token_api: bool, sent_again_af
 }
 
 fuzz_target!(|input: Input| {
-    let mut m = TokenMachine::new("p", settings(input.token_api), Secret::new(SECRET));
+    let mut m = TokenMachine::new(
+        "p",
+        settings(input.token_api, input.budget),
+        Secret::new(SECRET),
+    );
+    if input.tagged {
+        m.tag_created_tokens("f00dcafe");
+    }
     let mut now = T0;
     let mut run = None;
     let mut steps = 0u32;
@@ -327,8 +365,11 @@ fuzz_target!(|input: Input| {
     let mut no_resend = false;
     for event in input.events.iter().take(200) {
         match event {
-            Event::Acquire => {
-                let (r, next) = m.acquire(now);
+            Event::Acquire | Event::AcquireAhead(_) => {
+                let (r, next) = match event {
+                    Event::AcquireAhead(p) => m.acquire_ahead(now, u64::from(*p % 101)),
+                    _ => m.acquire(now),
+                };
                 check(&m, &next, now, input.token_api, false);
                 run = Some(r);
                 steps = 0;

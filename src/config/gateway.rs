@@ -12,6 +12,10 @@ use serde_json::Value;
 
 /// KV namespace binding.
 pub const KV_BINDING: &str = "TOKENGATE_KV";
+/// The Durable Object namespace binding of the minter (`coordination = "durable_object"`).
+pub const MINTER_BINDING: &str = "TOKENGATE_MINTER";
+/// The minter's Durable Object class, exported by the Worker.
+pub const MINTER_CLASS: &str = "TokenMinter";
 /// Provider map variable.
 pub const PROVIDERS_VAR: &str = "TOKENGATE_PROVIDERS";
 /// Caller registry secret.

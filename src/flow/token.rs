@@ -87,6 +87,13 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         &self.inner.rt
     }
 
+    /// Names the token API tokens this source creates with `tag`, for the sweep after an
+    /// ambiguous creation (see [`TokenMachine::tag_created_tokens`]): only for the sole minter of
+    /// a token.
+    pub fn tag_created_tokens(&self, tag: &str) {
+        self.inner.machine.borrow_mut().tag_created_tokens(tag);
+    }
+
     /// The longest one acquisition can take (see
     /// [`crate::token_machine::TokenMachine::acquisition_bound_ms`]).
     pub fn acquisition_bound_ms(&self) -> u64 {
@@ -241,6 +248,29 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Inne
                     let now = inner.rt.now_ms();
                     let fields = removal.outcome(now, now.saturating_sub(started), &result);
                     inner.rt.log("token_revoked", fields);
+                }));
+            }
+            Effect::Sweep(sweep) => {
+                let inner = this.clone();
+                this.rt.background(Box::pin(async move {
+                    let timeout = inner.settings.timeout_ms;
+                    let listed = inner.transport.send(sweep.request.clone(), timeout).await;
+                    let removals = match &listed {
+                        Ok(resp) => sweep.removals(resp),
+                        Err(_) => Vec::new(),
+                    };
+                    inner.rt.log(
+                        "token_swept",
+                        json!({"provider": inner.name, "listed": listed.is_ok(),
+                               "removing": removals.len()}),
+                    );
+                    for removal in removals {
+                        let started = inner.rt.now_ms();
+                        let result = inner.transport.send(removal.request.clone(), timeout).await;
+                        let now = inner.rt.now_ms();
+                        let fields = removal.outcome(now, now.saturating_sub(started), &result);
+                        inner.rt.log("token_revoked", fields);
+                    }
                 }));
             }
             Effect::Log(event, fields) => this.rt.log(event, fields),

@@ -193,6 +193,21 @@ impl Acquisition {
                 Outcome::Network,
             ),
         };
+        // A token API's creation or rotation that ended without a readable answer may have
+        // taken effect (a 5xx may come from a proxy in front): the account is swept later.
+        if manages
+            && matches!(
+                outcome,
+                Outcome::Timeout
+                    | Outcome::Network
+                    | Outcome::Status {
+                        status: 500..=599,
+                        ..
+                    }
+            )
+        {
+            m.sweep_due = m.marker.is_some();
+        }
         let mut fields = json!({"provider": m.name, "attempt": self.attempt,
             "status": err.status, "ms": ms, "ok": false, "error": err.code.as_str(),
             "provider_error": err.provider_error, "error_description": err.description});
@@ -309,7 +324,7 @@ impl Acquisition {
         match rotation {
             Some(req) => self.begin_exchange(Op::Rotate, req, Vec::new()),
             None => {
-                let req = build_token_request(&m.settings, &m.secret);
+                let req = build_token_request(&m.create_settings, &m.secret);
                 self.begin_exchange(Op::Create, req, Vec::new())
             }
         }
@@ -331,7 +346,7 @@ impl Acquisition {
                     && matches!(e.status, Some(400..=499))
                     && e.status != Some(429) =>
             {
-                let req = build_token_request(&m.settings, &m.secret);
+                let req = build_token_request(&m.create_settings, &m.secret);
                 m.spend(now_ms);
                 return self.begin_exchange(Op::Create, req, effects);
             }
@@ -375,10 +390,15 @@ impl Acquisition {
         }
         let rotated = self.op == Op::Rotate;
         // Rotation removed the previous token at the service; creation did not.
-        if let Some(prev) = self.previous.take().filter(|_| !rotated) {
+        // (Never the token just obtained, whatever the service answered.)
+        if let Some(prev) = self
+            .previous
+            .take()
+            .filter(|p| !rotated && !p.same_token(&token))
+        {
             effects.extend(m.removal(&prev, now_ms));
         }
-        if let Some(orphan) = self.orphan.take() {
+        if let Some(orphan) = self.orphan.take().filter(|o| !o.same_token(&token)) {
             effects.extend(m.removal(&orphan, now_ms));
         }
         if !rotated && m.settings.auth_style.manages_tokens() {
@@ -418,8 +438,9 @@ impl Acquisition {
         }
         match stored {
             Some(stored) => {
-                let effects: Vec<Effect> = m.removal(&created, now_ms).into_iter().collect();
+                let mut effects: Vec<Effect> = m.removal(&created, now_ms).into_iter().collect();
                 m.install(&stored);
+                effects.extend(m.sweep(&stored));
                 self.done(effects, Ok((stored, TokenOrigin::Store)))
             }
             None => self.install(m, now_ms, created, Vec::new()),
@@ -436,6 +457,7 @@ impl Acquisition {
         mut effects: Vec<Effect>,
     ) -> Next {
         m.install(&token);
+        effects.extend(m.sweep(&token));
         let ttl = if m.settings.auth_style.manages_tokens() {
             kv_ttl_until_expiry_s(token.expires_at_ms, now_ms)
         } else {

@@ -137,6 +137,9 @@ pub enum Effect {
     },
     /// Remove a superseded token from a token API, in the background: nothing waits for it.
     Remove(Removal),
+    /// After a creation or rotation that may have taken effect unanswered, list the account's
+    /// tokens and remove the ones this machine made and does not use, in the background.
+    Sweep(Box<Sweep>),
     /// Write one log line: `event` with `fields` (no secret, no token).
     Log(&'static str, Value),
 }
@@ -147,6 +150,7 @@ impl fmt::Debug for Effect {
         match self {
             Effect::Write { slot, ttl_s, .. } => write!(f, "Write({slot:?}, {ttl_s} s)"),
             Effect::Remove(r) => write!(f, "Remove({:?})", r.request),
+            Effect::Sweep(s) => write!(f, "Sweep({:?})", s.request),
             Effect::Log(event, fields) => write!(f, "Log({event}, {fields})"),
         }
     }
@@ -188,6 +192,51 @@ impl Removal {
         };
         json!({"provider": self.name, "status": status, "ms": ms, "ok": ok,
                "provider_error": provider_error, "error": error})
+    }
+}
+
+/// The sweep of a token API account after an ambiguous creation or rotation: the list request
+/// to send, and which of the listed tokens to remove — every live token whose name carries this
+/// machine's tag ([`TokenMachine::tag_created_tokens`]) except the one in use.
+pub struct Sweep {
+    /// The list request (`GET {token_url}`).
+    pub request: HttpRequest,
+    marker: String,
+    keep: Secret,
+    settings: TokenSettings,
+    secret: Secret,
+    name: String,
+    scrub: Scrubber,
+}
+
+impl Sweep {
+    /// The removals the list answer `resp` calls for.
+    pub fn removals(&self, resp: &HttpResponse) -> Vec<Removal> {
+        let Some(records) = crate::response::listed_records(resp) else {
+            return Vec::new();
+        };
+        records
+            .into_iter()
+            .filter(|(t, name)| {
+                !t.ct_eq(self.keep.expose())
+                    && name.as_deref().is_some_and(|n| n.ends_with(&self.marker))
+            })
+            .filter_map(|(t, _)| {
+                let token = Token {
+                    access_token: t,
+                    token_type: "Bearer".into(),
+                    issued_at_ms: 0,
+                    expires_at_ms: u64::MAX,
+                    scope: None,
+                    refresh_token: None,
+                };
+                Some(Removal {
+                    request: revoke_request(&self.settings, &self.secret, &token)?,
+                    name: self.name.clone(),
+                    scrub: self.scrub.with_token(&token),
+                })
+            })
+            .collect()
     }
 }
 
@@ -267,11 +316,20 @@ pub struct TokenMachine {
     /// Requests sent to the token endpoint in the current minute, against
     /// `token_rate_limit_per_minute`.
     budget: WindowCounter,
+    /// The settings creations are sent with: a token API's token name carries the tag of
+    /// [`TokenMachine::tag_created_tokens`], when set.
+    create_settings: TokenSettings,
+    /// The end of that name (` [tokengate:<tag>]`), when tokens are tagged.
+    marker: Option<String>,
+    /// A creation or rotation may have taken effect without an answer: the next token
+    /// installed after an exchange sweeps the account.
+    sweep_due: bool,
 }
 
 impl TokenMachine {
     /// The machine of `settings` with client secret `secret`, named `name` in logs.
     pub fn new(name: &str, settings: TokenSettings, secret: Secret) -> Self {
+        let settings_clone = settings.clone();
         TokenMachine {
             name: name.to_string(),
             scrub: Scrubber::for_client(&settings.client_id, &secret),
@@ -286,7 +344,33 @@ impl TokenMachine {
             stale_until: None,
             pinned: None,
             budget: WindowCounter::new(60_000, 1),
+            create_settings: settings_clone,
+            marker: None,
+            sweep_due: false,
         }
+    }
+
+    /// Names every token API token this machine creates with `tag` (` [tokengate:<tag>]` after
+    /// the configured name), so that one a creation or rotation made without an answer (a
+    /// timeout, a lost connection, a 5xx from a proxy in front) can be found in the account's
+    /// list and removed rather than left live for up to a year. Only for a sole minter of the
+    /// token: with a tag, every tagged token but the one in use is removed after such an
+    /// answer, which would take the tokens of other instances minting on their own.
+    pub fn tag_created_tokens(&mut self, tag: &str) {
+        if !self.settings.auth_style.manages_tokens() {
+            return;
+        }
+        let marker = format!(" [tokengate:{tag}]");
+        let mut settings = self.settings.clone();
+        let body = settings.token_body.get_or_insert_with(Default::default);
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("tokengate")
+            .to_string();
+        body.insert("name".into(), Value::String(format!("{name}{marker}")));
+        self.create_settings = settings;
+        self.marker = Some(marker);
     }
 
     /// The name it has in logs.
@@ -441,6 +525,24 @@ impl TokenMachine {
             name: self.name.clone(),
             scrub: self.scrub.with_token(token),
         }))
+    }
+
+    /// The sweep due after an ambiguous creation or rotation, now that `keep` is in use.
+    fn sweep(&mut self, keep: &Token) -> Option<Effect> {
+        if !std::mem::take(&mut self.sweep_due) {
+            return None;
+        }
+        let marker = self.marker.clone()?;
+        let request = crate::dialect::list_request(&self.settings, &self.secret)?;
+        Some(Effect::Sweep(Box::new(Sweep {
+            request,
+            marker,
+            keep: keep.access_token.clone(),
+            settings: self.settings.clone(),
+            secret: self.secret.clone(),
+            name: self.name.clone(),
+            scrub: self.scrub.clone(),
+        })))
     }
 
     /// Makes `token`, just obtained, the one in use: what held the previous one back (a

@@ -79,6 +79,7 @@ fn shape(next: &Next) -> (Vec<String>, String) {
         .map(|e| match e {
             Effect::Write { slot, ttl_s, .. } => format!("write {slot:?} {ttl_s}"),
             Effect::Remove(r) => format!("remove {} {}", r.request.method, r.request.url),
+            Effect::Sweep(s) => format!("sweep {} {}", s.request.method, s.request.url),
             Effect::Log(event, fields) => match fields.get("op").and_then(Value::as_str) {
                 Some(op) => format!("log {event} {op}"),
                 None => format!("log {event}"),
@@ -855,4 +856,121 @@ fn the_token_endpoint_budget_holds_exchanges() {
     let (mut run, _) = m.acquire(T0 + 60_000);
     run.stored(&mut m, T0 + 60_000, Ok(None));
     assert!(needs(&run.stored(&mut m, T0 + 60_000, Ok(None))).starts_with("send"));
+}
+
+// ---------------------------------------------------------------- ambiguous creation
+
+/// A sole minter names the tokens it creates with its tag; after a creation that may have
+/// taken effect unanswered, the next token installed sweeps the account: every tagged token
+/// but the one in use is removed, untagged ones (another deployment's, a person's) are not.
+#[test]
+fn a_creation_that_may_have_taken_effect_is_swept_afterwards() {
+    let mut m = machine(token_api());
+    m.tag_created_tokens("ab12cd34");
+    let (mut run, sent) = to_exchange(&mut m, T0, None);
+    let Need::Send(create) = &sent.need else {
+        panic!()
+    };
+    let body: Value = serde_json::from_slice(&create.body).unwrap();
+    assert_eq!(
+        body["name"], "tokengate [tokengate:ab12cd34]",
+        "the configured name is kept"
+    );
+    // The connection drops: not resent, nothing to serve.
+    let lost = run.answered(
+        &mut m,
+        T0,
+        T0,
+        Err(TransportError::Network("reset".into())),
+        0.5,
+    );
+    assert_eq!(needs(&lost), "fail network");
+    // The next acquisition creates a token; installing it sweeps.
+    let (mut run, _) = to_exchange(&mut m, T0, None);
+    run.answered(&mut m, T0, T0, record("tok-2", "r2", T0), 0.5);
+    let done = run.stored(&mut m, T0, Ok(None));
+    assert_eq!(
+        effects(&done),
+        vec![
+            "sweep GET https://oauth.example.com/tokens".to_string(),
+            "write Token 3600".into()
+        ]
+    );
+    let Some(Effect::Sweep(sweep)) = done.effects.into_iter().next() else {
+        panic!()
+    };
+    let listed = HttpResponse::fixture(
+        200,
+        &[],
+        &json!({"success": true, "data": [
+            {"token": "tok-lost", "name": "tokengate [tokengate:ab12cd34]"},
+            {"token": "tok-2", "name": "tokengate [tokengate:ab12cd34]"},
+            {"token": "tok-other", "name": "tokengate [tokengate:99999999]"},
+            {"token": "tok-person", "name": "by hand"},
+            {"token": "tok-nameless"},
+        ]})
+        .to_string(),
+    );
+    let removals: Vec<String> = sweep
+        .removals(&listed)
+        .iter()
+        .map(|r| r.request.url.clone())
+        .collect();
+    assert_eq!(removals, ["https://oauth.example.com/tokens/tok-lost"]);
+    assert!(sweep
+        .removals(&HttpResponse::fixture(500, &[], ""))
+        .is_empty());
+    // Swept once: the next install sweeps nothing.
+    let (mut run, _) = to_exchange(&mut m, T0, None);
+    let rotated = run.answered(&mut m, T0, T0, record("tok-3", "r3", T0), 0.5);
+    assert_eq!(
+        effects(&rotated),
+        vec![
+            "log token_exchange rotate".to_string(),
+            "write Token 3600".into()
+        ]
+    );
+    // A 5xx is ambiguous too; a refusal is not.
+    for (answer, swept) in [
+        (status(502, "", &[]), true),
+        (status(422, "{}", &[]), false),
+    ] {
+        let mut m = machine(token_api());
+        m.tag_created_tokens("ab12cd34");
+        let (mut run, _) = to_exchange(&mut m, T0, None);
+        let mut next = run.answered(&mut m, T0, T0, answer.clone(), 0.5);
+        while let Need::Sleep(_) = next.need {
+            run.slept(&mut m);
+            next = run.answered(&mut m, T0, T0, answer.clone(), 0.5);
+        }
+        assert_eq!(m.sweep_due, swept, "{answer:?}");
+    }
+    // Without a tag (instances minting on their own) nothing is swept.
+    let mut m = machine(token_api());
+    let (mut run, _) = to_exchange(&mut m, T0, None);
+    run.answered(&mut m, T0, T0, Err(TransportError::Timeout), 0.5);
+    assert!(!m.sweep_due);
+}
+
+/// Found by fuzzing (`fuzz/artifacts/token_machine/crash-d2927f6b…`): a service that answers a
+/// rotation with the token memory held (which no instance was to use any more) had that token
+/// removed while it was being served. The token just obtained is never removed.
+#[test]
+fn the_token_just_obtained_is_never_removed() {
+    let mut m = machine(token_api());
+    m.memory = Some(Rc::new(token(
+        "tok-mine",
+        T0 - 3_570 * S,
+        3600,
+        Some("r-mine"),
+    )));
+    let stored = token("tok-store", T0 - 3_560 * S, 3600, Some("r-store"));
+    let (mut run, _) = to_exchange(&mut m, T0, Some(&stored));
+    let done = run.answered(&mut m, T0, T0, record("tok-mine", "r-new", T0), 0.5);
+    assert_eq!(needs(&done), "serve tok-mine exchange");
+    assert!(
+        !effects(&done).iter().any(|e| e.starts_with("remove")),
+        "{:?}",
+        effects(&done)
+    );
 }

@@ -173,6 +173,13 @@ export async function runScript(queue, req, res, timers, normal) {
     if (res.destroyed) return undefined;
   }
   if (entry.destroy) return void req.socket.destroy();
+  if (entry.lose) {
+    // Handled as usual (a token may be created), but the answer is lost: the connection drops
+    // instead of carrying it.
+    res.end = () => { req.socket.destroy(); return res; };
+    res.writeHead = () => res;
+    return normal();
+  }
   if (entry.status === undefined) return normal();
   return sendScripted(res, entry);
 }
@@ -404,7 +411,8 @@ export async function startProviders(opts = {}) {
     /**
      * Queues replies for the next token requests of `p`, each one of: 'ok' (normal handling),
      * {status, body?, headers?} (that reply), {delayMs} (hang, then normal handling; with
-     * `status` too, then that reply), {destroy: true} (drop the connection).
+     * `status` too, then that reply), {destroy: true} (drop the connection), {lose: true}
+     * (handle it, then drop the connection instead of answering).
      */
     script: (p, entries) => void check(p).script.push(...entries),
     /** Same as `script`, for API requests of `p` (e.g. {status: 503}, {status: 429, headers: {'retry-after': '1'}}). */

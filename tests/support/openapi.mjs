@@ -280,7 +280,8 @@ export async function startTokenService(opts = {}) {
      * Queues replies for the next requests of `kind` ('create' | 'rotate' | 'delete' | 'list' |
      * 'api'), each one of: 'ok' (normal handling), {status, body?, headers?} (that reply),
      * {delayMs} (hang, then normal handling; with `status` too, then that reply),
-     * {destroy: true} (drop the connection).
+     * {destroy: true} (drop the connection), {lose: true} (handle it — a token may be created —
+     * then drop the connection instead of answering).
      */
     script: (kind, entries) => {
       if (!KINDS.includes(kind)) throw new Error(`unknown request kind: ${kind}`);
@@ -288,8 +289,8 @@ export async function startTokenService(opts = {}) {
     },
     /** Live token values (not deleted, not expired by the clock), oldest first. */
     liveTokens: () => [...tokens.values()].filter(live).map((r) => r.token),
-    /** Every token issued: [{token, createdAt (ms), expireAtMs, deleted, via: 'create'|'rotate', refreshToken}]. */
-    allTokens: () => [...tokens.values()].map((r) => ({ token: r.token, createdAt: r.createdAtMs, expireAtMs: r.expireAtMs, deleted: r.deleted, via: r.via, refreshToken: r.refreshToken })),
+    /** Every token issued: [{token, name, createdAt (ms), expireAtMs, deleted, via: 'create'|'rotate', refreshToken}]. */
+    allTokens: () => [...tokens.values()].map((r) => ({ token: r.token, name: r.name, createdAt: r.createdAtMs, expireAtMs: r.expireAtMs, deleted: r.deleted, via: r.via, refreshToken: r.refreshToken })),
     /** True when `token` was issued here and is neither deleted nor expired. */
     isLive: (token) => live(tokens.get(token)),
     /** Deletes `token` server-side; true when it was live. */

@@ -32,8 +32,7 @@ use worker::{
     durable_object, Delay, DurableObject, Env, Method, Request, RequestInit, Response, State,
 };
 
-/// The Durable Object namespace binding of the minter.
-pub const MINTER_BINDING: &str = "TOKENGATE_MINTER";
+pub use tokengate::config::gateway::MINTER_BINDING;
 
 /// An isolate's way to its provider's minter: the Durable Object named by the cache key.
 pub struct DoMinter {
@@ -215,6 +214,10 @@ impl TokenMinter {
             store,
             gw.rt.clone(),
         );
+        // The sole minter of this token: it tags what it creates, to find and remove a token a
+        // creation made without an answer.
+        let digest = tokengate::mint::token_sha256(&tokengate::Secret::new(provider.key.as_str()));
+        source.tag_created_tokens(&hex_prefix(&digest));
         let m = Rc::new(Minted {
             source,
             vouched: RefCell::new(None),
@@ -346,4 +349,9 @@ fn answer_of(
         },
         Err(e) => MintAnswer::Error(e),
     }
+}
+
+/// The first four bytes of `digest` in hex: the tag of a cache key's tokens.
+fn hex_prefix(digest: &[u8; 32]) -> String {
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }

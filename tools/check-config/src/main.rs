@@ -3,7 +3,9 @@
 //! `wrangler deploy` without `--env` reads) before anything is built or uploaded.
 //!
 //! - `main` and `compatibility_date` are set; a `[[kv_namespaces]]` binds `TOKENGATE_KV` to an
-//!   `id` that is not a placeholder; every `[vars]` key is one tokengate reads;
+//!   `id` that is not a placeholder; every `[vars]` key is one tokengate reads; a provider that
+//!   asks for the minter (`coordination = "durable_object"`) has `TOKENGATE_MINTER` bound to
+//!   class `TokenMinter`, declared in `[[migrations]]`;
 //! - `[vars]` then go through the core's own rules (`tokengate::config::gateway`), in the
 //!   Worker's order, so a mistake is reported with the very text the deployed Worker would
 //!   answer every request with (its 500's `error_description`).
@@ -15,8 +17,12 @@
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use tokengate::config::gateway::{self, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR};
-use tokengate::config::{is_placeholder, ConfigError, ProviderConfig, PLACEHOLDER_MESSAGE};
+use tokengate::config::gateway::{
+    self, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, MINTER_BINDING, MINTER_CLASS, PROVIDERS_VAR,
+};
+use tokengate::config::{
+    is_placeholder, ConfigError, Coordination, ProviderConfig, PLACEHOLDER_MESSAGE,
+};
 
 /// The file `wrangler deploy` reads when given no `--config`.
 const DEFAULT_FILE: &str = "wrangler.toml";
@@ -137,7 +143,54 @@ fn check(config: &Value) -> Result<Vec<ProviderConfig>, ConfigError> {
         Some(id) if !id.trim().is_empty() => {}
         _ => return Err(kv_id("is required")),
     }
+    check_minter(config, &providers)?;
     Ok(providers)
+}
+
+/// A provider with `coordination = "durable_object"` needs the minter bound and its class
+/// declared: without them the deployed Worker would mint per isolate (and say so in its log),
+/// which is not what the file asks for.
+fn check_minter(config: &Value, providers: &[ProviderConfig]) -> Result<(), ConfigError> {
+    let Some(p) = providers
+        .iter()
+        .find(|p| p.coordination == Coordination::DurableObject)
+    else {
+        return Ok(());
+    };
+    let asks = format!(
+        "provider `{}` has coordination = \"durable_object\": ",
+        p.id
+    );
+    let bound = config["durable_objects"]["bindings"]
+        .as_array()
+        .is_some_and(|all| {
+            all.iter()
+                .any(|b| b["name"] == MINTER_BINDING && b["class_name"] == MINTER_CLASS)
+        });
+    if !bound {
+        return Err(ConfigError::global(
+            "durable_objects.bindings",
+            format!("{asks}bind {MINTER_BINDING} to class_name = \"{MINTER_CLASS}\""),
+        ));
+    }
+    let declared = config["migrations"].as_array().is_some_and(|all| {
+        all.iter().any(|m| {
+            ["new_sqlite_classes", "new_classes"].iter().any(|k| {
+                m[*k]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c == MINTER_CLASS))
+            })
+        })
+    });
+    if !declared {
+        return Err(ConfigError::global(
+            "migrations",
+            format!(
+                "{asks}declare class {MINTER_CLASS} (new_sqlite_classes = [\"{MINTER_CLASS}\"])"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What a valid `file` configures, and a `wrangler secret put` line for each secret it needs.
@@ -258,6 +311,29 @@ mod tests {
             let e = checked(&toml).unwrap_err();
             assert!(e.starts_with(expected), "{e}\n--- for ---\n{toml}");
             assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+
+    /// A provider asking for the minter needs its binding and class in the file.
+    #[test]
+    fn the_minter_is_bound_and_declared() {
+        let asks = PROVIDER.to_string() + "coordination = \"durable_object\"\n";
+        let bind = "[[durable_objects.bindings]]\nname = \"TOKENGATE_MINTER\"\nclass_name = \"TokenMinter\"\n";
+        let migrate = "[[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"TokenMinter\"]\n";
+        let cases = [
+            (format!("{HEAD}{KV}{asks}"), Some("durable_objects.bindings: provider `p` has coordination = \"durable_object\": bind TOKENGATE_MINTER")),
+            (format!("{HEAD}{KV}{bind}{asks}"), Some("migrations: provider `p` has coordination = \"durable_object\": declare class TokenMinter")),
+            (format!("{HEAD}{KV}{}{migrate}{asks}", bind.replace("TokenMinter", "Other")), Some("durable_objects.bindings:")),
+            (format!("{HEAD}{KV}{bind}{migrate}{asks}"), None),
+            // Isolate coordination needs neither.
+            (format!("{HEAD}{KV}{PROVIDER}"), None),
+        ];
+        for (file, want) in cases {
+            match (checked(&file), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(w)) => assert!(e.starts_with(w), "{e}"),
+                (got, want) => panic!("{file}: {got:?}, wanted {want:?}"),
+            }
         }
     }
 }
