@@ -190,6 +190,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     let store = KvTokenStore {
         kv: kv.clone(),
         keys: keys.clone(),
+        authority: None,
     };
     let mut providers = BTreeMap::new();
     for config in configs {
@@ -250,7 +251,7 @@ fn coordinated(
 ) -> ProviderTokens {
     let wanted = config.coordination == Coordination::DurableObject;
     let ns = wanted
-        .then(|| env.durable_object(MINTER_BINDING).ok())
+        .then(|| crate::js::ObjectNamespace::from_env(env, MINTER_BINDING))
         .flatten();
     let (mode, tokens) = match ns {
         Some(ns) => {

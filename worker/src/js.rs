@@ -33,6 +33,48 @@ extern "C" {
     fn global_fetch(request: &web_sys::Request) -> Result<Promise, JsValue>;
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// A Durable Object namespace binding.
+    #[derive(Clone)]
+    pub type ObjectNamespace;
+
+    #[wasm_bindgen(method, catch, js_name = idFromName)]
+    fn id_from_name(this: &ObjectNamespace, name: &str) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = get)]
+    fn stub(this: &ObjectNamespace, id: &JsValue) -> Result<ObjectStub, JsValue>;
+
+    /// A Durable Object stub.
+    pub type ObjectStub;
+
+    #[wasm_bindgen(method, catch, js_name = fetch)]
+    fn stub_fetch(this: &ObjectStub, request: &web_sys::Request) -> Result<Promise, JsValue>;
+}
+
+impl ObjectNamespace {
+    /// The namespace bound as `name` in `env`, if that binding is a Durable Object namespace.
+    pub fn from_env(env: &JsValue, name: &str) -> Option<ObjectNamespace> {
+        let v = Reflect::get(env, &JsValue::from_str(name)).ok()?;
+        let f = Reflect::get(&v, &JsValue::from_str("idFromName")).ok()?;
+        f.is_function().then(|| v.unchecked_into())
+    }
+
+    /// Sends `request` to the object named `name`; its response.
+    pub async fn fetch_named(
+        &self,
+        name: &str,
+        request: &web_sys::Request,
+    ) -> Result<web_sys::Response, String> {
+        let stub = self
+            .id_from_name(name)
+            .and_then(|id| self.stub(&id))
+            .map_err(|e| message(&e))?;
+        let resp = settle(stub.stub_fetch(request)).await?;
+        Ok(resp.unchecked_into())
+    }
+}
+
 #[wasm_bindgen(module = "/js/platform.js")]
 extern "C" {
     #[wasm_bindgen(js_name = fetchWithin)]

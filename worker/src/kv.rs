@@ -3,23 +3,68 @@
 //! caller ledger. Everything is sealed with the seal subkey of `TOKENGATE_KEY`, bound to its KV
 //! key.
 
-use crate::js::KvNamespace;
-use crate::runtime::random_bytes;
+use crate::js::{self, KvNamespace};
+use crate::runtime::{random_bytes, WorkerRuntime};
 use std::rc::Rc;
 use tokengate::caller_tokens::{
     caller_token_key, open_record, seal_record, CallerLedger, CallerTokenRecord, LEDGER_KEY,
 };
+use tokengate::flow::Runtime;
 use tokengate::flow::TokenStore;
 use tokengate::keys::Keys;
+use wasm_bindgen::JsValue;
 
 /// Provider tokens in Workers KV, sealed (AES-256-GCM, the KV key as associated data). A value
-/// that does not open (rotated key, tampering) is a miss.
+/// that does not open (rotated key, tampering) is a miss. In the minter the store has an
+/// [`Authority`] besides: the object's own storage, read first and written through to KV. (One
+/// store type for both keeps one copy of the token flow in the wasm.)
 #[derive(Clone)]
 pub struct KvTokenStore {
     /// The namespace.
     pub kv: KvNamespace,
     /// The subkeys of `TOKENGATE_KEY`.
     pub keys: Rc<Keys>,
+    /// In the minter: its storage.
+    pub authority: Option<Authority>,
+}
+
+/// The minter's own storage: the authority on its token (KV is a cache that may lag). A token
+/// KV holds that the storage does not (written in isolate mode) is adopted rather than
+/// exchanged anew.
+#[derive(Clone)]
+pub struct Authority {
+    /// The Durable Object's storage.
+    pub storage: Rc<worker::worker_sys::DurableObjectStorage>,
+    /// The clock an entry's lifetime is read with.
+    pub rt: WorkerRuntime,
+}
+
+impl Authority {
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        let raw = js::settle_promise(self.storage.get(key)).await?;
+        Ok(raw
+            .as_string()
+            .and_then(|s| stored_value(&s, self.rt.now_ms())))
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl_s: u64) -> Result<(), String> {
+        let until = self.rt.now_ms().saturating_add(ttl_s * 1000);
+        let entry = serde_json::json!({"value": value, "until": until}).to_string();
+        js::settle_promise(self.storage.put(key, JsValue::from_str(&entry)))
+            .await
+            .map(drop)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), String> {
+        js::settle_promise(self.storage.delete(key)).await.map(drop)
+    }
+}
+
+/// The value of a storage entry (`{"value", "until"}`) still valid at `now_ms`.
+fn stored_value(entry: &str, now_ms: u64) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(entry).ok()?;
+    let until = v.get("until")?.as_u64()?;
+    (now_ms < until).then(|| v.get("value")?.as_str().map(str::to_string))?
 }
 
 fn nonce() -> Result<[u8; 12], String> {
@@ -28,6 +73,11 @@ fn nonce() -> Result<[u8; 12], String> {
 
 impl TokenStore for KvTokenStore {
     async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        if let Some(a) = &self.authority {
+            if let Some(v) = a.get(key).await? {
+                return Ok(Some(v));
+            }
+        }
         let sealed = self.kv.get(key).await?;
         Ok(sealed
             .and_then(|s| self.keys.seal().open(key.as_bytes(), &s))
@@ -35,6 +85,9 @@ impl TokenStore for KvTokenStore {
     }
 
     async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
+        if let Some(a) = &self.authority {
+            a.put(key, &value, ttl_s).await?;
+        }
         let sealed = self
             .keys
             .seal()
@@ -43,6 +96,9 @@ impl TokenStore for KvTokenStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), String> {
+        if let Some(a) = &self.authority {
+            a.delete(key).await?;
+        }
         self.kv.delete(key).await
     }
 }

@@ -12,7 +12,7 @@
 
 use crate::config::Provider;
 use crate::js;
-use crate::kv::KvTokenStore;
+use crate::kv::{Authority, KvTokenStore};
 use crate::runtime::{log_event, take_background, WorkerRuntime};
 use crate::transport::FetchTransport;
 use futures::future::{select, Either};
@@ -23,21 +23,20 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokengate::api_call::{RefusedToken, REFRESH_ON_401_WINDOW_MS};
 use tokengate::dialect::list_request;
-use tokengate::flow::{Minter, Runtime, SingleFlight, TokenSource, TokenStore, Transport};
+use tokengate::flow::{Minter, Runtime, SingleFlight, TokenSource, Transport};
 use tokengate::mint::{token_sha256, MintAnswer, MintReason, MintRequest};
 use tokengate::response::listed_tokens;
 use tokengate::token_machine::TokenOrigin;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::{
-    durable_object, Delay, DurableObject, Env, Method, Request, RequestInit, Response, State,
-};
+use worker::{Delay, Env};
 
 pub use tokengate::config::gateway::MINTER_BINDING;
 
 /// An isolate's way to its provider's minter: the Durable Object named by the cache key.
 pub struct DoMinter {
     /// The namespace.
-    pub ns: worker::ObjectNamespace,
+    pub ns: js::ObjectNamespace,
     /// The cache key: the object's name.
     pub name: String,
     /// How long an answer may take (the minter may be exchanging with retries) before this
@@ -47,26 +46,23 @@ pub struct DoMinter {
 
 impl Minter for DoMinter {
     async fn mint(&self, request: &MintRequest) -> Result<MintAnswer, String> {
-        let stub = self
-            .ns
-            .id_from_name(&self.name)
-            .and_then(|id| id.get_stub())
-            .map_err(|e| e.to_string())?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&request.to_json())));
-        let req =
-            Request::new_with_init("https://minter/mint", &init).map_err(|e| e.to_string())?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&JsValue::from_str(&request.to_json()));
+        let req = web_sys::Request::new_with_str_and_init("https://minter/mint", &init)
+            .map_err(|e| js::message(&e))?;
         let call = Box::pin(async move {
-            let mut resp = stub.fetch_with_request(req).await?;
-            let status = resp.status_code();
-            let body = resp.bytes().await?;
-            Ok::<_, worker::Error>((status, body))
+            let resp = self.ns.fetch_named(&self.name, &req).await?;
+            let status = resp.status();
+            let body = js::read_limited(resp.body(), MAX_MINT_BYTES)
+                .await?
+                .ok_or("the minter's answer is too large")?;
+            Ok::<_, String>((status, body))
         });
         let deadline = Delay::from(Duration::from_millis(self.deadline_ms));
         match select(call, deadline).await {
             Either::Left((Ok((status, body)), _)) => MintAnswer::parse(status, &body),
-            Either::Left((Err(e), _)) => Err(e.to_string()),
+            Either::Left((Err(e), _)) => Err(e),
             Either::Right(_) => Err(format!(
                 "the minter did not answer within {} ms",
                 self.deadline_ms
@@ -75,49 +71,10 @@ impl Minter for DoMinter {
     }
 }
 
-/// The minter's store: its own storage (the authority, read first), written through to KV (the
-/// cache isolates read); a token KV holds that the storage does not (written in isolate mode) is
-/// adopted rather than exchanged anew.
-#[derive(Clone)]
-pub struct DoStore {
-    storage: Rc<worker::Storage>,
-    kv: KvTokenStore,
-    rt: WorkerRuntime,
-}
+/// The largest request to, or answer of, the minter read (a token record is well under it).
+const MAX_MINT_BYTES: usize = 64 * 1024;
 
-impl TokenStore for DoStore {
-    async fn get(&self, key: &str) -> Result<Option<String>, String> {
-        let raw = js::settle_promise(self.storage.as_raw().get(key)).await?;
-        if let Some(v) = raw
-            .as_string()
-            .and_then(|s| stored_value(&s, self.rt.now_ms()))
-        {
-            return Ok(Some(v));
-        }
-        self.kv.get(key).await
-    }
-
-    async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
-        let until = self.rt.now_ms().saturating_add(ttl_s * 1000);
-        let entry = json!({"value": value, "until": until}).to_string();
-        js::settle_promise(self.storage.as_raw().put(key, JsValue::from_str(&entry))).await?;
-        self.kv.put(key, value, ttl_s).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), String> {
-        js::settle_promise(self.storage.as_raw().delete(key)).await?;
-        self.kv.delete(key).await
-    }
-}
-
-/// The value of a storage entry (`{"value", "until"}`) still valid at `now_ms`.
-fn stored_value(entry: &str, now_ms: u64) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(entry).ok()?;
-    let until = v.get("until")?.as_u64()?;
-    (now_ms < until).then(|| v.get("value")?.as_str().map(str::to_string))?
-}
-
-type DoSource = TokenSource<FetchTransport, DoStore, WorkerRuntime>;
+type DoSource = crate::config::Source;
 
 /// One provider's tokens in the minter, the token it last vouched for (a refusal that stood)
 /// with when, and the check at the token service under way (reports that arrive meanwhile share
@@ -128,42 +85,66 @@ struct Minted {
     check: SingleFlight<bool>,
 }
 
-/// The minter (see the module documentation).
-#[durable_object]
+/// The minter (see the module documentation): the Durable Object class the Worker exports.
+/// Exported by hand rather than through the `worker` crate's macro, whose glue formats
+/// `worker::Error`s (kilobytes of wasm) for a `fetch` that here cannot fail.
+#[wasm_bindgen]
 pub struct TokenMinter {
-    state: State,
+    inner: Rc<MinterObject>,
+}
+
+struct MinterObject {
+    state: worker::worker_sys::DurableObjectState,
     env: Env,
-    storage: Rc<worker::Storage>,
+    storage: Rc<worker::worker_sys::DurableObjectStorage>,
     minted: RefCell<HashMap<String, Rc<Minted>>>,
 }
 
-impl DurableObject for TokenMinter {
-    fn new(state: State, env: Env) -> Self {
-        let storage = Rc::new(state.storage());
+#[wasm_bindgen]
+impl TokenMinter {
+    /// The object, as the runtime makes it: its state (storage, `waitUntil`) and the Worker's
+    /// environment.
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: worker::worker_sys::DurableObjectState, env: Env) -> TokenMinter {
+        // (A Durable Object always has storage.)
+        let storage = Rc::new(state.storage().unwrap_or_else(|_| std::process::abort()));
         TokenMinter {
-            state,
-            env,
-            storage,
-            minted: RefCell::default(),
+            inner: Rc::new(MinterObject {
+                state,
+                env,
+                storage,
+                minted: RefCell::default(),
+            }),
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let body = req.bytes().await?;
-        let (status, text) = self.answer(&body).await;
-        // Removals of superseded tokens run on after the answer, kept alive by this object.
-        for task in take_background() {
-            self.state.wait_until(task);
-        }
-        let headers = worker::Headers::new();
-        headers.set("content-type", "application/json")?;
-        Ok(Response::ok(text)?
-            .with_status(status)
-            .with_headers(headers))
+    /// Answers one mint request (a promise of the `Response`, never rejected).
+    pub fn fetch(&self, req: web_sys::Request) -> js_sys::Promise {
+        let this = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let body = js::read_limited(req.body(), MAX_MINT_BYTES).await;
+            let (status, text) = match body {
+                Ok(Some(body)) => this.answer(&body).await,
+                _ => (
+                    400,
+                    json!({"error": "the request body could not be read"}).to_string(),
+                ),
+            };
+            // Removals of superseded tokens run on after the answer, kept alive by this object.
+            for task in take_background() {
+                let promise = wasm_bindgen_futures::future_to_promise(async move {
+                    task.await;
+                    Ok(JsValue::UNDEFINED)
+                });
+                let _ = this.state.wait_until(&promise);
+            }
+            let headers = js::headers(&[("content-type", "application/json")])?;
+            Ok(js::text_response(status, &headers, &text)?.into())
+        })
     }
 }
 
-impl TokenMinter {
+impl MinterObject {
     async fn answer(&self, body: &[u8]) -> (u16, String) {
         let gw = crate::gateway(&self.env);
         let gw = match &*gw {
@@ -197,13 +178,13 @@ impl TokenMinter {
         if let Some(m) = self.minted.borrow().get(id) {
             return m.clone();
         }
-        let store = DoStore {
-            storage: self.storage.clone(),
-            kv: KvTokenStore {
-                kv: gw.kv.clone(),
-                keys: gw.keys.clone(),
-            },
-            rt: gw.rt.clone(),
+        let store = KvTokenStore {
+            kv: gw.kv.clone(),
+            keys: gw.keys.clone(),
+            authority: Some(Authority {
+                storage: self.storage.clone(),
+                rt: gw.rt.clone(),
+            }),
         };
         let source = TokenSource::new(
             id,
