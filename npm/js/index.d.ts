@@ -67,6 +67,12 @@ export interface TokenClientConfig extends ExpiryPolicyConfig {
   retry?: RetryConfig;
   /** Timeout of one HTTP call, ms (default 10000). */
   timeoutMs?: number;
+  /**
+   * At most this many requests to the token endpoint a minute (1–100000). While the budget is
+   * spent a token that has not expired is served; without one, `token()` throws a
+   * `temporarily_unavailable` `TokenError` with `retryAfterMs`.
+   */
+  tokenRateLimitPerMinute?: number;
 }
 
 /**

@@ -191,6 +191,33 @@ export const cases = [
     },
   },
   {
+    // tokenRateLimitPerMinute: the token endpoint is asked at most that often a minute; while
+    // the budget is spent a token that has not expired is served, and without one token()
+    // throws temporarily_unavailable with retryAfterMs.
+    name: 'tokenRateLimitPerMinute holds token requests; a valid token is served meanwhile',
+    async run({ MockProvider, TokenClient, TokenError, config, assert }) {
+      const mock = new MockProvider();
+      mock.lifetime = 50; // refreshed 25 s in (half the life: the 60 s skew is capped)
+      const c = new TokenClient(config({ tokenRateLimitPerMinute: 1 }),
+        { fetch: mock.fetch, now: { now: () => mock.clock } });
+      assert.equal((await c.token()).accessToken, 'tok-1');
+      // Past its refresh point, within the same minute: the budget is spent, tok-1 (valid for
+      // 20 s more) is served.
+      mock.advance(30_000);
+      assert.equal((await c.token()).accessToken, 'tok-1');
+      assert.equal(mock.tokenCount, 1);
+      await c.invalidate();
+      await assert.rejects(c.token(), (e) => e instanceof TokenError
+        && e.code === 'temporarily_unavailable' && e.retryable && e.retryAfterMs > 0);
+      assert.equal(mock.tokenCount, 1, 'not asked again this minute');
+      mock.advance(60_000);
+      assert.equal((await c.token()).accessToken, 'tok-2');
+      assert.equal(mock.tokenCount, 2);
+      assert.throws(() => new TokenClient(config({ tokenRateLimitPerMinute: 0 }), { fetch: mock.fetch }),
+        (e) => e.code === 'config' && /tokenRateLimitPerMinute/.test(e.message));
+    },
+  },
+  {
     // A client shows no token: JSON, own keys, string form, and (Node) util.inspect.
     name: 'a logged or serialised client shows no token',
     async run({ MockProvider, client, assert, inspect }) {
