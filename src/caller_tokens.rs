@@ -32,8 +32,6 @@ use std::collections::BTreeMap;
 pub const CALLER_TOKEN_PREFIX: &str = "tg:v2:ctok:";
 /// Prefix of every issued token, so leaked ones are recognisable by secret scanners.
 pub const TOKEN_PREFIX: &str = "tg_";
-/// The KV key of the [`CallerLedger`].
-pub const LEDGER_KEY: &str = "tg:v2:callers";
 /// The longest life of a caller token, ms (`token_ttl_s` is at most 86400).
 pub const MAX_TOKEN_LIFE_MS: u64 = 86_400_000;
 
@@ -280,15 +278,16 @@ pub fn parse_bearer(authorization: Option<&str>) -> Option<&str> {
         .then_some(token)
 }
 
-/// What tokengate remembers about its callers across deployments, in KV under [`LEDGER_KEY`]
-/// (sealed): each registration it has seen, and when a caller was seen removed. A token issued
-/// before its caller's removal stays revoked when the caller is added back.
+/// What tokengate remembers about its callers across deployments, kept by the caller
+/// authority's directory object (Durable Object storage: nothing in KV can change it): each
+/// registration it has seen, and when a caller was seen removed. A token issued before its
+/// caller's removal stays revoked when the caller is added back.
 ///
 /// Each isolate reconciles the ledger with the registry it loaded ([`CallerLedger::reconcile`])
 /// before serving a caller. A removal is noticed only by an isolate that starts while the
 /// caller is absent, i.e. when a configuration without it was deployed and served a request.
 ///
-/// Sealed JSON: `{"callers": {"<client id>": {registration, removed_at_ms?, present}}}`.
+/// Stored as JSON: `{"callers": {"<client id>": {registration, removed_at_ms?, present}}}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallerLedger {
     callers: BTreeMap<String, LedgerEntry>,
@@ -311,9 +310,19 @@ impl CallerLedger {
     /// present again keeps its removal time, which revokes what was issued before it. Entries
     /// of callers removed longer ago than any token lives are dropped.
     pub fn reconcile(&self, registry: &CallerRegistry, now_ms: u64) -> (CallerLedger, bool) {
+        self.reconcile_registrations(&registry.registrations(), now_ms)
+    }
+
+    /// [`CallerLedger::reconcile`] with the registry as `{client id: registration
+    /// fingerprint}` (what an isolate sends the authority that keeps the ledger).
+    pub fn reconcile_registrations(
+        &self,
+        registrations: &BTreeMap<String, String>,
+        now_ms: u64,
+    ) -> (CallerLedger, bool) {
         let mut next = BTreeMap::new();
         for (id, e) in &self.callers {
-            if registry.get(id).is_some() {
+            if registrations.contains_key(id) {
                 continue;
             }
             let removed_at_ms = if e.present {
@@ -333,16 +342,16 @@ impl CallerLedger {
                 },
             );
         }
-        for caller in registry.iter() {
+        for (id, registration) in registrations {
             let removed_at_ms = self
                 .callers
-                .get(&caller.client_id)
+                .get(id)
                 .and_then(|e| e.removed_at_ms)
                 .filter(|at| now_ms.saturating_sub(*at) <= MAX_TOKEN_LIFE_MS);
             next.insert(
-                caller.client_id.clone(),
+                id.clone(),
                 LedgerEntry {
-                    registration: caller.registration.clone(),
+                    registration: registration.clone(),
                     removed_at_ms,
                     present: true,
                 },
@@ -358,8 +367,9 @@ impl CallerLedger {
         self.callers.get(client_id).and_then(|e| e.removed_at_ms)
     }
 
-    /// The sealed KV value (`nonce`: 12 random bytes).
-    pub fn seal(&self, keys: &Keys, nonce: [u8; 12]) -> String {
+    /// The ledger as JSON: `{"callers": {"<client id>": {registration, removed_at_ms?,
+    /// present}}}`.
+    pub fn to_json(&self) -> String {
         let mut callers = serde_json::Map::new();
         for (id, e) in &self.callers {
             let mut entry = json!({"registration": e.registration, "present": e.present});
@@ -368,15 +378,12 @@ impl CallerLedger {
             }
             callers.insert(id.clone(), entry);
         }
-        let plain = json!({ "callers": callers }).to_string();
-        keys.seal()
-            .seal(nonce, LEDGER_KEY.as_bytes(), plain.as_bytes())
+        json!({ "callers": callers }).to_string()
     }
 
-    /// The ledger sealed in `sealed`, or `None` when it does not open or parse.
-    pub fn open(sealed: &str, keys: &Keys) -> Option<CallerLedger> {
-        let plain = keys.seal().open(LEDGER_KEY.as_bytes(), sealed)?;
-        let v: Value = crate::json_from_bytes(&plain)?;
+    /// The ledger [`CallerLedger::to_json`] wrote, or `None` when it does not parse.
+    pub fn from_json(text: &str) -> Option<CallerLedger> {
+        let v: Value = crate::json_from_bytes(text.as_bytes())?;
         let mut callers = BTreeMap::new();
         for (id, e) in v.get("callers")?.as_object()? {
             let removed_at_ms = match e.get("removed_at_ms") {

@@ -182,6 +182,15 @@ impl CallerRegistry {
         self.callers.values()
     }
 
+    /// Each caller's registration fingerprint, by client id (what the ledger is reconciled
+    /// with).
+    pub fn registrations(&self) -> BTreeMap<String, String> {
+        self.callers
+            .values()
+            .map(|c| (c.client_id.clone(), c.registration.clone()))
+            .collect()
+    }
+
     /// Checks that every caller's scopes name a configured provider (`is_provider` says which
     /// ids are configured): a scope naming none is a mistake in one of the two settings, found
     /// at start rather than as a 403 later. The error is about `<name>.<client id>.scopes`.

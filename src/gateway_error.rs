@@ -11,6 +11,7 @@ use crate::config::ConfigError;
 use crate::error::{ErrorCode, TokenError};
 use crate::grant::GrantError;
 use crate::limits::TokenEndpointRefusal;
+use crate::managed::AdminError;
 use crate::proxy::PathError;
 use serde_json::{json, Value};
 
@@ -77,6 +78,40 @@ pub enum GatewayError {
     /// 500 `server_error` (RFC 6749 §4.1.2.1): the platform failed while the gateway built its
     /// answer (the Worker logs what it threw).
     Internal,
+    /// 403 `access_denied`: the request came from an address outside the caller's
+    /// `ip_allowlist`.
+    AccessDenied,
+    /// 429: one of the caller's limits is spent.
+    CallerLimit(CallerLimit),
+    /// 403 `insufficient_scope`: the endpoint needs a scope the caller does not hold.
+    MissingScope(&'static str),
+    /// An admin API error: 400 malformed body, 404 no such client, 422 an invalid field
+    /// (`{"error", "error_description", "field"}`).
+    Admin(AdminError),
+    /// 405: an admin route with a method it does not take (`Allow` lists those it does).
+    AdminMethod(&'static str),
+}
+
+/// A managed caller's limit that refused a request (HTTP 429 `too_many_requests`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerLimit {
+    /// `requests_per_minute`: the window under way is full.
+    PerMinute {
+        /// The limit.
+        limit: u32,
+        /// Ms until the window ends (`Retry-After`).
+        retry_after_ms: u64,
+    },
+    /// `total_requests`: spent for good (no `Retry-After`: waiting does not help).
+    Total {
+        /// The limit.
+        limit: u64,
+    },
+    /// The caller holds as many live tokens as one caller may.
+    LiveTokens {
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// The status of an upstream failure with `code`: 504 for a timeout, 503 while the provider is
@@ -109,6 +144,11 @@ impl GatewayError {
             GatewayError::PlainHttp => 400,
             GatewayError::Grant(g) => g.status(),
             GatewayError::Internal => 500,
+            GatewayError::AccessDenied => 403,
+            GatewayError::CallerLimit(_) => 429,
+            GatewayError::MissingScope(_) => 403,
+            GatewayError::Admin(e) => e.status,
+            GatewayError::AdminMethod(_) => 405,
         }
     }
 
@@ -138,6 +178,11 @@ impl GatewayError {
             GatewayError::PlainHttp => "invalid_request",
             GatewayError::Grant(_) => "invalid_request",
             GatewayError::Internal => "server_error",
+            GatewayError::AccessDenied => "access_denied",
+            GatewayError::CallerLimit(_) => "too_many_requests",
+            GatewayError::MissingScope(_) => "insufficient_scope",
+            GatewayError::Admin(e) => e.code,
+            GatewayError::AdminMethod(_) => "invalid_request",
         }
     }
 
@@ -199,6 +244,25 @@ impl GatewayError {
                 .unwrap_or("the token request was refused")
                 .to_string(),
             GatewayError::Internal => "the gateway failed to answer; try again".into(),
+            GatewayError::AccessDenied => {
+                "this address is not in the client's ip_allowlist".into()
+            }
+            GatewayError::CallerLimit(CallerLimit::PerMinute {
+                limit,
+                retry_after_ms,
+            }) => format!(
+                "the client's requests_per_minute ({limit}) is spent; try again in {} s",
+                retry_after_ms.div_ceil(1000)
+            ),
+            GatewayError::CallerLimit(CallerLimit::Total { limit }) => format!(
+                "the client's total_requests ({limit}) is spent; an operator can raise it"
+            ),
+            GatewayError::MissingScope(scope) => format!("this endpoint needs the `{scope}` scope"),
+            GatewayError::Admin(e) => e.description.clone(),
+            GatewayError::AdminMethod(allow) => format!("this route takes {allow}"),
+            GatewayError::CallerLimit(CallerLimit::LiveTokens { limit }) => format!(
+                "the client holds {limit} live tokens; reuse one, or revoke some (POST /oauth/revoke)"
+            ),
         }
     }
 
@@ -206,6 +270,7 @@ impl GatewayError {
     pub fn body(&self) -> Value {
         match self {
             GatewayError::Grant(g) => g.body(),
+            GatewayError::Admin(e) => e.body(),
             GatewayError::Config(e) => json!({
                 "error": self.code(),
                 "error_description": self.description(),
@@ -231,11 +296,15 @@ impl GatewayError {
                 vec![("Allow", crate::proxy::ALLOWED_METHODS.into())]
             }
             GatewayError::TokenEndpointMethod => vec![("Allow", "POST".into())],
+            GatewayError::AdminMethod(allow) => vec![("Allow", (*allow).into())],
             GatewayError::Unavailable(_) => vec![("Retry-After", "1".into())],
             GatewayError::TokenEndpointLimit(
                 TokenEndpointRefusal::AddressLocked { retry_after_ms }
                 | TokenEndpointRefusal::TooManyTokenRequests { retry_after_ms },
-            ) => vec![("Retry-After", retry_after_ms.div_ceil(1000).to_string())],
+            )
+            | GatewayError::CallerLimit(CallerLimit::PerMinute { retry_after_ms, .. }) => {
+                vec![("Retry-After", retry_after_ms.div_ceil(1000).to_string())]
+            }
             GatewayError::Upstream { error, .. } => match error.as_ref() {
                 CallError::Token(TokenError {
                     retry_after_ms: Some(ms),

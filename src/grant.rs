@@ -111,7 +111,7 @@ fn media_type(content_type: Option<&str>) -> String {
 
 /// Credentials from an `Authorization: Basic` header (RFC 6749 §2.3.1: each part is
 /// form-urlencoded before base64).
-fn basic_credentials(authorization: &str) -> Result<(String, Secret), GrantError> {
+pub(crate) fn basic_credentials(authorization: &str) -> Result<(String, Secret), GrantError> {
     let bad = || GrantError::InvalidClient { basic: true };
     let (scheme, rest) = authorization.trim().split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod api_call;
+pub mod authority;
 pub mod cache_key;
 pub mod caller_tokens;
 pub mod callers;
@@ -49,6 +50,7 @@ pub mod keys;
 pub mod limits;
 pub mod log_level;
 pub mod mint;
+pub mod oauth_server;
 pub mod pressure;
 pub mod proxy;
 pub mod response;

@@ -36,8 +36,8 @@ impl LogLevel {
     pub fn of(event: &str, ok: bool) -> LogLevel {
         match event {
             "store_error" | "config_error" | "clock_error" | "panic" | "proxy_error"
-            | "internal_error" => LogLevel::Error,
-            "proxy" | "token_issued" => LogLevel::Info,
+            | "internal_error" | "authority_error" => LogLevel::Error,
+            "proxy" | "token_issued" | "api_retry" | "caller_rejected" | "admin" => LogLevel::Info,
             "token_exchange" | "token_revoked" if ok => LogLevel::Info,
             _ => LogLevel::Warn,
         }
@@ -78,6 +78,12 @@ mod tests {
             ("config_error", Error, Error),
             ("clock_error", Error, Error),
             ("panic", Error, Error),
+            ("authority_error", Error, Error),
+            ("api_retry", Info, Info),
+            ("caller_rejected", Info, Info),
+            ("admin", Info, Info),
+            ("stats_flush_failed", Warn, Warn),
+            ("provider_token_dropped", Warn, Warn),
         ];
         for &(event, when_ok, when_not) in table {
             assert_eq!(LogLevel::of(event, true), when_ok, "{event} ok");

@@ -24,6 +24,9 @@ pub enum MintReason {
     Ahead,
     /// The API refused the token with this SHA-256 ([`token_sha256`]).
     Refused([u8; 32]),
+    /// An operator dropped the provider's token (`DELETE /admin/providers/{id}/token`): the
+    /// minter forgets its token, in its storage and KV, and says which it was.
+    Drop,
 }
 
 /// One request to the minter.
@@ -42,6 +45,7 @@ impl MintRequest {
             MintReason::Miss => ("miss", None),
             MintReason::Ahead => ("ahead", None),
             MintReason::Refused(h) => ("refused", Some(hex::encode(h))),
+            MintReason::Drop => ("drop", None),
         };
         let mut v = json!({"provider": self.provider, "reason": reason});
         if let (Some(h), Some(obj)) = (refused, v.as_object_mut()) {
@@ -61,6 +65,7 @@ impl MintRequest {
         let reason = match v.get("reason").and_then(Value::as_str) {
             Some("miss") => MintReason::Miss,
             Some("ahead") => MintReason::Ahead,
+            Some("drop") => MintReason::Drop,
             Some("refused") => {
                 let mut h = [0u8; 32];
                 v.get("refused")
@@ -69,7 +74,7 @@ impl MintRequest {
                     .ok_or("a refusal names the refused token's SHA-256")?;
                 MintReason::Refused(h)
             }
-            _ => return Err("a mint request's reason is miss, ahead or refused".into()),
+            _ => return Err("a mint request's reason is miss, ahead, refused or drop".into()),
         };
         Ok(MintRequest { provider, reason })
     }
@@ -94,6 +99,8 @@ pub enum MintAnswer {
     },
     /// No token: the error every waiter of the acquisition got.
     Error(TokenError),
+    /// The answer to [`MintReason::Drop`]: the SHA-256 of each token the minter dropped.
+    Dropped(Vec<[u8; 32]>),
 }
 
 impl MintAnswer {
@@ -109,6 +116,10 @@ impl MintAnswer {
                 };
                 let body = json!({"token": token.to_stored(), "origin": origin.as_str(), "ms": ms});
                 (200, body.to_string())
+            }
+            MintAnswer::Dropped(hashes) => {
+                let hashes: Vec<String> = hashes.iter().map(hex::encode).collect();
+                (200, json!({ "dropped": hashes }).to_string())
             }
             MintAnswer::Error(e) => {
                 let body = json!({"error": {
@@ -127,6 +138,21 @@ impl MintAnswer {
         let v: Value = crate::json_from_bytes(body)
             .ok_or_else(|| format!("the minter answered HTTP {status} without JSON"))?;
         match status {
+            200 if v.get("dropped").is_some() => {
+                let list = v
+                    .get("dropped")
+                    .and_then(Value::as_array)
+                    .ok_or("the minter's dropped tokens are not a list")?;
+                let mut hashes = Vec::new();
+                for text in list {
+                    let mut h = [0u8; 32];
+                    text.as_str()
+                        .and_then(|t| hex::decode_to_slice(t, &mut h).ok())
+                        .ok_or("the minter's dropped hash is not 64 hex digits")?;
+                    hashes.push(h);
+                }
+                Ok(MintAnswer::Dropped(hashes))
+            }
             200 => {
                 let token = v
                     .get("token")
@@ -188,6 +214,7 @@ mod tests {
             MintReason::Miss,
             MintReason::Ahead,
             MintReason::Refused(refused),
+            MintReason::Drop,
         ] {
             let r = MintRequest {
                 provider: "optoro".into(),
@@ -218,6 +245,13 @@ mod tests {
             };
             let (status, body) = a.to_http();
             assert_eq!(MintAnswer::parse(status, body.as_bytes()), Ok(a));
+        }
+        for dropped in [vec![], vec![[7u8; 32], [8u8; 32]]] {
+            let (status, body) = MintAnswer::Dropped(dropped).to_http();
+            assert_eq!(
+                MintAnswer::parse(status, body.as_bytes()),
+                Ok(MintAnswer::Dropped(dropped.clone()))
+            );
         }
         let mut e = TokenError::new(ErrorCode::RateLimited, "token endpoint answered HTTP 429");
         e.status = Some(429);

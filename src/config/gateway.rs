@@ -16,6 +16,15 @@ pub const KV_BINDING: &str = "TOKENGATE_KV";
 pub const MINTER_BINDING: &str = "TOKENGATE_MINTER";
 /// The minter's Durable Object class, exported by the Worker.
 pub const MINTER_CLASS: &str = "TokenMinter";
+/// The Durable Object namespace binding of the caller authority (required): exact limits,
+/// managed callers, revocation, statistics ([`crate::authority`]).
+pub const LIMITER_BINDING: &str = "TOKENGATE_LIMITER";
+/// The caller authority's Durable Object class, exported by the Worker.
+pub const LIMITER_CLASS: &str = "CallerAuthority";
+/// The admin API's bearer token secret (optional: without it every `/admin/*` route is 404).
+pub const ADMIN_TOKEN_SECRET: &str = "TOKENGATE_ADMIN_TOKEN";
+/// The shortest admin token accepted: 32 characters (a random one has well over 128 bits).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 /// Provider map variable.
 pub const PROVIDERS_VAR: &str = "TOKENGATE_PROVIDERS";
 /// Caller registry secret.
@@ -39,6 +48,35 @@ pub fn kv_binding_missing() -> ConfigError {
         KV_BINDING,
         "KV namespace binding is missing (kv_namespaces in wrangler.toml)",
     )
+}
+
+/// The error for a missing `TOKENGATE_LIMITER` binding.
+pub fn limiter_binding_missing() -> ConfigError {
+    ConfigError::global(
+        LIMITER_BINDING,
+        "Durable Object namespace binding is missing (bind it to class_name = \"CallerAuthority\" \
+         under [[durable_objects.bindings]] and declare the class in [[migrations]])",
+    )
+}
+
+/// The admin token (`TOKENGATE_ADMIN_TOKEN`), if it is set: at least
+/// [`MIN_ADMIN_TOKEN_LEN`] characters, printable ASCII without spaces (it travels in an
+/// `Authorization` header).
+pub fn admin_token(value: Option<&Value>) -> Result<Option<String>, ConfigError> {
+    let bad = |m: &str| ConfigError::global(ADMIN_TOKEN_SECRET, m);
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            if s.len() < MIN_ADMIN_TOKEN_LEN {
+                Err(bad("must be at least 32 characters (e.g. `openssl rand -base64 32`)"))
+            } else if !s.bytes().all(|b| b.is_ascii_graphic()) {
+                Err(bad("must be printable ASCII without spaces"))
+            } else {
+                Ok(Some(s.clone()))
+            }
+        }
+        Some(_) => Err(bad("must be a string (a Worker secret)")),
+    }
 }
 
 /// The providers of `TOKENGATE_PROVIDERS`: a table of provider tables, or the same as a JSON

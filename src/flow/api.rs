@@ -108,7 +108,16 @@ where
             Err(TransportError::Timeout) => Attempted::Timeout,
             Err(TransportError::Network(_)) => Attempted::Network,
         };
-        match decide(source, &mut call, attempted, || token.clone()) {
+        let action = decide(source, &mut call, attempted, || token.clone());
+        if let Action::Retry { .. } | Action::Replay { .. } = action {
+            let status = result.as_ref().ok().map(|r| r.status);
+            source.runtime().log(
+                "api_retry",
+                json!({"provider": source.name(), "status": status,
+                       "replay": matches!(action, Action::Replay { .. })}),
+            );
+        }
+        match action {
             Action::Retry { delay_ms } => source.runtime().sleep(delay_ms).await,
             Action::Replay { forget_token } => {
                 if forget_token {

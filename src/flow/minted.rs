@@ -118,6 +118,57 @@ where
         }
     }
 
+    /// Drops the token everywhere: the minter forgets its token (its storage and KV), this
+    /// isolate its memory (`DELETE /admin/providers/{id}/token`). The SHA-256 of each token
+    /// dropped, or why the minter could not be told.
+    pub async fn drop_token(&self) -> Result<Vec<[u8; 32]>, String> {
+        let mut dropped = Vec::new();
+        if let Some(t) = self.memory_token() {
+            dropped.push(token_sha256(&t.access_token));
+            self.forget_memory(&t.access_token);
+        }
+        let request = MintRequest {
+            provider: self.inner.provider.clone(),
+            reason: MintReason::Drop,
+        };
+        match self.inner.minter.mint(&request).await? {
+            MintAnswer::Dropped(hashes) => {
+                for h in hashes {
+                    if !dropped.contains(&h) {
+                        dropped.push(h);
+                    }
+                }
+            }
+            _ => return Err("the minter did not answer the drop".into()),
+        }
+        for h in self.inner.local.drop_token().await {
+            if !dropped.contains(&h) {
+                dropped.push(h);
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Forgets `token` from memory (and this isolate's own source) if it is the one there; a
+    /// store read returning it is a miss from now on. Whether memory held it.
+    pub fn forget_memory(&self, token: &Secret) -> bool {
+        let held = {
+            let mut st = self.inner.state.borrow_mut();
+            let held = st
+                .memory
+                .as_ref()
+                .is_some_and(|t| t.access_token.ct_eq(token.expose()));
+            if held {
+                st.memory = None;
+                st.stale_until = None;
+                st.ahead_at = None;
+                st.rejected = Some(token.clone());
+            }
+            held
+        };
+        self.inner.local.forget_memory(token) || held
+    }
+
     /// The token memory serves right now, without any I/O: fresh, or — while the minter could
     /// give no other — not yet expired.
     pub fn memory_token(&self) -> Option<Rc<Token>> {
@@ -196,6 +247,7 @@ where
                     json!({"provider": inner.provider, "error": e.code.as_str(),
                            "error_description": e.description}),
                 ),
+                Ok(MintAnswer::Dropped(_)) => inner.unreachable("the minter answered a drop"),
                 Err(why) => inner.unreachable(&why),
             }
         }));
@@ -230,21 +282,21 @@ where
             provider: this.provider.clone(),
             reason: MintReason::Miss,
         };
-        match this.minter.mint(&request).await {
+        let why = match this.minter.mint(&request).await {
             Ok(MintAnswer::Token { token, origin }) => {
                 this.install(&token);
-                Ok((token, origin))
+                return Ok((token, origin));
             }
-            Ok(MintAnswer::Error(e)) => Err(e),
-            Err(why) => {
-                this.unreachable(&why);
-                let got = this.local.token().await;
-                if let Ok((t, _)) = &got {
-                    this.install(t);
-                }
-                got
-            }
+            Ok(MintAnswer::Error(e)) => return Err(e),
+            Ok(MintAnswer::Dropped(_)) => "the minter answered a drop".to_string(),
+            Err(why) => why,
+        };
+        this.unreachable(&why);
+        let got = this.local.token().await;
+        if let Ok((t, _)) = &got {
+            this.install(t);
         }
+        got
     }
 
     fn unreachable(&self, why: &str) {
@@ -354,6 +406,7 @@ where
                 inner.install(&t);
             }
             Ok(MintAnswer::Error(_)) => inner.drop_refused(token),
+            Ok(MintAnswer::Dropped(_)) => inner.drop_refused(token),
             Err(why) => {
                 inner.unreachable(&why);
                 inner.drop_refused(token);

@@ -172,6 +172,35 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
         self.inner.invalidate_store(plan).await;
     }
 
+    /// Drops the token everywhere this source keeps it — memory and the store — as an
+    /// operator asks for an incident (`DELETE /admin/providers/{id}/token`): the SHA-256 of
+    /// each token dropped (memory's and the store's, when they differ). The next request
+    /// obtains a new token; a token API's dropped token is rotated away by that acquisition.
+    pub async fn drop_token(&self) -> Vec<[u8; 32]> {
+        let mut dropped = Vec::new();
+        if let Some(t) = self.memory_token() {
+            dropped.push(crate::mint::token_sha256(&t.access_token));
+        }
+        if let Ok(Some(v)) = self.inner.store.get(&self.inner.key).await {
+            if let Some(t) = Token::from_stored(&v) {
+                let h = crate::mint::token_sha256(&t.access_token);
+                if !dropped.contains(&h) {
+                    dropped.push(h);
+                }
+                // A stale read elsewhere must not bring it back either.
+                self.inner.machine.borrow_mut().forget_memory(&t.access_token);
+            }
+        }
+        self.invalidate(None).await;
+        dropped
+    }
+
+    /// Forgets `token` from memory if it is the one there, and makes a store read returning
+    /// it a miss ([`crate::token_machine::TokenMachine::forget_memory`]).
+    pub fn forget_memory(&self, token: &Secret) -> bool {
+        self.inner.machine.borrow_mut().forget_memory(token)
+    }
+
     /// The token [`TokenSource::token`] would answer from memory right now, without any I/O.
     /// The same `Rc` until memory holds another token: [`Rc::ptr_eq`] tells a replacement.
     pub fn memory_token(&self) -> Option<Rc<Token>> {

@@ -455,6 +455,23 @@ impl TokenMachine {
         self.invalidate(Some(token))
     }
 
+    /// Forgets `token` from memory if it is the one there (an operator dropped it: the shell
+    /// learnt so from the caller authority); a store read returning it is a miss from now on,
+    /// so a stale copy cannot bring it back. The store is left alone (the dropping isolate
+    /// cleared it). Whether memory held it.
+    pub fn forget_memory(&mut self, token: &Secret) -> bool {
+        let held = self
+            .memory
+            .as_ref()
+            .is_some_and(|t| t.access_token.ct_eq(token.expose()));
+        if held {
+            self.memory = None;
+            self.stale_until = None;
+            self.rejected = Some(token.clone());
+        }
+        held
+    }
+
     /// Drops `rejected` (any token, when `None`) from memory — unless memory holds another
     /// token by now (a newer one a concurrent request fetched, kept). A token API's dropped
     /// token is rotated by the next acquisition rather than left behind at the service. Says

@@ -67,11 +67,12 @@ export async function startFleet(opts = {}) {
     compatibilityDate: '2025-01-01',
     routes: [`w${i}.test/*`],
     kvNamespaces: { TOKENGATE_KV: 'tokengate-kv' },
-    ...(minter ? {
-      durableObjects: {
+    durableObjects: {
+      TOKENGATE_LIMITER: i === 0 ? 'CallerAuthority' : { className: 'CallerAuthority', scriptName: 'w0' },
+      ...(minter ? {
         TOKENGATE_MINTER: i === 0 ? 'TokenMinter' : { className: 'TokenMinter', scriptName: 'w0' },
-      },
-    } : {}),
+      } : {}),
+    },
     bindings,
     serviceBindings,
   }));

@@ -104,6 +104,9 @@ class CaptureLog extends Log {
  *   key         TOKENGATE_KEY (base64 of 32 bytes; default: random)
  *   vars        extra bindings, applied last; a null/undefined value removes a binding
  *   kvPersist   directory for TOKENGATE_KV storage, to share it between instances
+ *   doPersist   directory for Durable Object storage (the caller authority, the minter)
+ *   limiter     false: leave TOKENGATE_LIMITER unbound (default: bound to CallerAuthority)
+ *   minter      true: bind TOKENGATE_MINTER to TokenMinter
  *   clock       { now() } → service binding TOKENGATE_CLOCK answering GET /now with ms as text
  *   buildDir    default <repo>/build-test; scriptPath default <buildDir>/index.js
  *   miniflare   extra Miniflare options (merged last)
@@ -150,6 +153,12 @@ export async function startGateway(opts = {}) {
     compatibilityFlags: opts.compatibilityFlags ?? [],
     kvNamespaces: ['TOKENGATE_KV'],
     ...(opts.kvPersist ? { kvPersist: opts.kvPersist } : {}),
+    // The caller authority (required) and, when a test asks, the minter.
+    durableObjects: {
+      ...(opts.limiter === false ? {} : { TOKENGATE_LIMITER: 'CallerAuthority' }),
+      ...(opts.minter ? { TOKENGATE_MINTER: 'TokenMinter' } : {}),
+    },
+    ...(opts.doPersist ? { durableObjectsPersist: opts.doPersist } : {}),
     bindings,
     serviceBindings,
     cf: false,

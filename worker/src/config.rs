@@ -3,8 +3,9 @@
 //! and messages as `make check-config`). Any problem becomes a [`ConfigError`] naming the
 //! provider and the key or secret at fault; no secret value is ever part of it.
 
+use crate::authority::Authority;
 use crate::js::KvNamespace;
-use crate::kv::{self, KvTokenStore};
+use crate::kv::KvTokenStore;
 use crate::minter::{DoMinter, MINTER_BINDING};
 use crate::runtime::{log_event, set_log_level, WorkerRuntime};
 use crate::transport::FetchTransport;
@@ -17,15 +18,17 @@ use tokengate::api_call::RefusedToken;
 use tokengate::cache_key::token_cache_key;
 use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
 use tokengate::callers::CallerRegistry;
+use tokengate::authority::{Op, DIRECTORY};
 use tokengate::config::gateway::{
-    self, CLIENTS_SECRET, KEY_SECRET, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR,
+    self, ADMIN_TOKEN_SECRET, CLIENTS_SECRET, KEY_SECRET, KV_BINDING, LIMITER_BINDING,
+    LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR,
 };
 use tokengate::config::{ConfigError, Coordination, ProviderConfig, TokenSettings};
 use tokengate::error::TokenError;
 use tokengate::flow::{MintedSource, Runtime, SingleFlight, TokenSource, Tokens};
 use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
-use tokengate::limits::{BoundedMap, TokenEndpointLimits};
+use tokengate::limits::BoundedMap;
 use tokengate::proxy::ReplayBudget;
 use tokengate::response::Token;
 use tokengate::token_machine::TokenOrigin;
@@ -139,16 +142,17 @@ pub struct Gateway {
     /// Caller-token record loads under way, by KV key: a token's concurrent first requests on
     /// this isolate read its record once. An entry lives while its load does.
     pub caller_loads: RefCell<HashMap<String, SingleFlight<CallerLoad>>>,
-    /// The limits of `POST /oauth/token`: failed authentications per client address, token
-    /// requests per caller.
-    pub token_limits: RefCell<TokenEndpointLimits>,
     /// What the replay buffers of this isolate's requests in flight hold together.
     pub replay_budget: Rc<RefCell<ReplayBudget>>,
     /// The caller ledger, once loaded and reconciled by this isolate.
     pub ledger: Rc<RefCell<Option<Rc<CallerLedger>>>>,
     /// Its load, shared by the requests that need it meanwhile (a cold isolate's first burst
-    /// reads KV once, not once per request).
+    /// asks the directory once, not once per request).
     pub ledger_flight: SingleFlight<Result<Rc<CallerLedger>, GatewayError>>,
+    /// The caller authority (`TOKENGATE_LIMITER`).
+    pub authority: Authority,
+    /// SHA-256 of the admin token, when `TOKENGATE_ADMIN_TOKEN` is set.
+    pub admin_token_sha256: Option<[u8; 32]>,
 }
 
 fn binding(env: &Env, name: &str) -> Option<JsValue> {
@@ -186,6 +190,10 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     let callers =
         CallerRegistry::parse(CLIENTS_SECRET, &secret(env, CLIENTS_SECRET, None)?, &keys)?;
     callers.check_scopes(CLIENTS_SECRET, |s| configs.iter().any(|p| p.id == s))?;
+    let authority =
+        Authority::from_env(env).ok_or_else(gateway::limiter_binding_missing)?;
+    let admin_token_sha256 = gateway::admin_token(value(env, ADMIN_TOKEN_SECRET).as_ref())?
+        .map(|t| tokengate::authority::sha256(t.as_bytes()));
     let rt = WorkerRuntime::default();
     let store = KvTokenStore {
         kv: kv.clone(),
@@ -232,10 +240,11 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         clock: env.service(CLOCK_BINDING).ok(),
         caller_cache: Rc::new(RefCell::new(BoundedMap::new(CALLER_CACHE_LIMIT))),
         caller_loads: RefCell::default(),
-        token_limits: RefCell::new(TokenEndpointLimits::new(CALLER_CACHE_LIMIT)),
         replay_budget: Rc::default(),
         ledger: Rc::default(),
         ledger_flight: SingleFlight::new(),
+        authority,
+        admin_token_sha256,
     })
 }
 
@@ -292,34 +301,32 @@ impl Gateway {
         self.ledger.borrow().clone()
     }
 
-    /// The caller ledger, reconciled with this isolate's registry: loaded from KV (and written
-    /// back when the registry changed it) by the first request that needs it, while requests
-    /// arriving meanwhile wait for that load. A KV failure is an [`GatewayError::Unavailable`]
-    /// for the requests that waited on it; the next request tries again.
+    /// The caller ledger, reconciled with this isolate's registry by the caller authority's
+    /// directory (which keeps it) for the first request that needs it, while requests arriving
+    /// meanwhile wait for that answer. A failure is an [`GatewayError::Unavailable`] for the
+    /// requests that waited on it; the next request tries again.
     pub async fn ledger(&self) -> Result<Rc<CallerLedger>, GatewayError> {
         let ready = || self.loaded_ledger().map(Ok);
         let start = || {
-            let (kv, keys, callers, rt) = (
-                self.kv.clone(),
-                self.keys.clone(),
-                self.callers.clone(),
-                self.rt.clone(),
-            );
+            let (authority, callers) = (self.authority.clone(), self.callers.clone());
             let loaded = self.ledger.clone();
             async move {
-                let unavailable = |op: &str, e: String| {
-                    log_event("store_error", json!({"op": op, "error": e}));
-                    GatewayError::Unavailable("the token store is unavailable")
+                let op = Op::Ledger {
+                    registrations: callers.registrations(),
                 };
-                let stored = kv::ledger(&kv, &keys)
-                    .await
-                    .map_err(|e| unavailable("get_ledger", e))?;
-                let (ledger, changed) = stored.reconcile(&callers, rt.now_ms());
-                if changed {
-                    kv::put_ledger(&kv, &ledger, &keys)
-                        .await
-                        .map_err(|e| unavailable("put_ledger", e))?;
-                }
+                let answer = authority.call(DIRECTORY, &op).await;
+                let ledger = match &answer {
+                    Ok((200, v)) => CallerLedger::from_json(&v.to_string()),
+                    _ => None,
+                };
+                let Some(ledger) = ledger else {
+                    let error = match answer {
+                        Ok((status, _)) => format!("status {status}"),
+                        Err(e) => e,
+                    };
+                    log_event("authority_error", json!({"op": "ledger", "error": error}));
+                    return Err(GatewayError::Unavailable("the caller authority is unavailable"));
+                };
                 let ledger = Rc::new(ledger);
                 *loaded.borrow_mut() = Some(ledger.clone());
                 Ok(ledger)

@@ -1,13 +1,13 @@
 //! Workers KV, the gateway's one store: provider tokens (the flow's [`TokenStore`]), the
-//! records of the caller tokens the gateway issued (under the SHA-256 of each token), and the
-//! caller ledger. Everything is sealed with the seal subkey of `TOKENGATE_KEY`, bound to its KV
+//! records of the caller tokens the gateway issued to static callers (under the SHA-256 of each
+//! token). Everything is sealed with the seal subkey of `TOKENGATE_KEY`, bound to its KV
 //! key.
 
 use crate::js::{self, KvNamespace};
 use crate::runtime::{random_bytes, WorkerRuntime};
 use std::rc::Rc;
 use tokengate::caller_tokens::{
-    caller_token_key, open_record, seal_record, CallerLedger, CallerTokenRecord, LEDGER_KEY,
+    caller_token_key, open_record, seal_record, CallerTokenRecord,
 };
 use tokengate::flow::Runtime;
 use tokengate::flow::TokenStore;
@@ -127,22 +127,4 @@ pub async fn put_caller_record(
     let sealed = seal_record(record, &key, keys, nonce()?);
     kv.put(&key, &sealed, Some(ttl_s)).await?;
     Ok(key)
-}
-
-/// The caller ledger as KV holds it (empty when there is none yet, or it does not open: a
-/// rotated `TOKENGATE_KEY` has revoked every caller token anyway).
-pub async fn ledger(kv: &KvNamespace, keys: &Keys) -> Result<CallerLedger, String> {
-    let sealed = kv.get(LEDGER_KEY).await?;
-    Ok(sealed
-        .and_then(|s| CallerLedger::open(&s, keys))
-        .unwrap_or_default())
-}
-
-/// Writes the caller ledger back (no TTL: it forgets old removals itself).
-pub async fn put_ledger(
-    kv: &KvNamespace,
-    ledger: &CallerLedger,
-    keys: &Keys,
-) -> Result<(), String> {
-    kv.put(LEDGER_KEY, &ledger.seal(keys, nonce()?), None).await
 }

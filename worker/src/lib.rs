@@ -1,5 +1,6 @@
-//! The tokengate Cloudflare Worker: `POST /oauth/token`, `GET /healthz` and
-//! `ANY /{provider}/{path}`, around the `tokengate` core. Configuration is parsed once per
+//! The tokengate Cloudflare Worker: `POST /oauth/token`, `/oauth/revoke` and
+//! `/oauth/introspect`, the server metadata, the admin API (`/admin/*`), `GET /healthz`,
+//! `GET /openapi.json` and `ANY /{provider}/{path}`, around the `tokengate` core. Configuration is parsed once per
 //! isolate; a bad configuration answers every request with a 500 naming the key at fault.
 //!
 //! One file per binding, in the workers-rs manner: `js.rs` (the platform's KV, `fetch`,
@@ -9,15 +10,22 @@
 //! writes every gateway error. Requests and responses stay the platform's own objects
 //! (`web_sys`): nothing is converted that a handler does not read.
 
+mod admin;
+mod authority;
+mod client_auth;
 mod config;
 mod js;
 mod kv;
 mod minter;
+mod oauth;
 mod proxy;
 mod respond;
 mod runtime;
+mod stats;
 mod token_endpoint;
 mod transport;
+
+pub use authority::CallerAuthority;
 
 use config::Gateway;
 use respond::json_response;
@@ -96,6 +104,10 @@ async fn fetch(
     for task in runtime::take_background() {
         ctx.wait_until(task);
     }
+    // Counts this request made travel with the isolate's next flush, which it keeps alive.
+    if let Some(flush) = stats::flush(&gateway(&env)) {
+        ctx.wait_until(flush);
+    }
     // Even the 500 could not be built: a bare one (`new Response(null, {status: 500})` cannot
     // throw; if the platform could not make a response at all, there is nothing to answer).
     Ok(answered.unwrap_or_else(|_| {
@@ -116,7 +128,8 @@ async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Re
     sync_clock(gw).await;
     // Every isolate reconciles the caller ledger before anything else, so that a caller missing
     // from this configuration is remembered as removed (its earlier tokens stay revoked if it
-    // comes back). A KV failure is logged; the proxy then answers 503 until it loads.
+    // comes back). A failure is logged; static callers' requests then answer 503 until it
+    // loads.
     if gw.loaded_ledger().is_none() {
         let _ = gw.ledger().await;
     }
@@ -131,8 +144,18 @@ async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Re
         ),
         ("POST", "/oauth/token") => token_endpoint::handle(gw, &url, req).await,
         (_, "/oauth/token") => respond::error(&GatewayError::TokenEndpointMethod),
+        ("POST", "/oauth/revoke") => oauth::revoke(gw, &url, req).await,
+        ("POST", "/oauth/introspect") => oauth::introspect(gw, &url, req).await,
+        (_, "/oauth/revoke" | "/oauth/introspect") => {
+            respond::error(&GatewayError::TokenEndpointMethod)
+        }
+        ("GET", "/.well-known/oauth-authorization-server") => oauth::metadata(gw, &url),
+        ("GET", "/openapi.json") => oauth::openapi(),
         // A caller token sent in the clear is refused before anything is sent anywhere.
         _ if !secure_transport(&url) => respond::error(&GatewayError::PlainHttp),
+        _ if path == "/admin" || path.starts_with("/admin/") => {
+            admin::handle(gw, req, &method, path, query).await
+        }
         _ => proxy::handle(gw, req, method, path, query).await,
     }
 }

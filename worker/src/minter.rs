@@ -168,6 +168,16 @@ impl MinterObject {
                 answer_of(minted.source.refresh_ahead(percent).await)
             }
             MintReason::Refused(hash) => self.refused(&minted, provider, hash).await,
+            MintReason::Drop => {
+                *minted.vouched.borrow_mut() = None;
+                let dropped = minted.source.drop_token().await;
+                log_event(
+                    "provider_token_dropped",
+                    json!({"provider": provider.config.id, "where": "minter",
+                           "tokens": dropped.len()}),
+                );
+                MintAnswer::Dropped(dropped)
+            }
         };
         answer.to_http()
     }

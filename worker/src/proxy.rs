@@ -2,8 +2,10 @@
 //! provider's `api_base` with the provider's bearer token, streaming bodies both ways. Every
 //! rule (scope, path, headers, retries, errors) is the core's; this file moves bytes.
 
+use crate::client_auth::{hex, unavailable};
 use crate::config::{Gateway, Provider};
 use crate::js;
+use crate::stats;
 use crate::kv::caller_record;
 use crate::respond::{error, Result};
 use crate::runtime::{log_event, LogLine};
@@ -13,6 +15,10 @@ use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tokengate::api_call::CallError;
+use tokengate::authority::client::{CheckRequest, Refusal};
+use tokengate::authority::stats::Proxied;
+use tokengate::authority::{client_object, sha256, Op};
+use tokengate::credentials::{self, Checked, Kind};
 use tokengate::caller_tokens::{
     authorize, caller_token_key, parse_bearer, verify_tag, CallerTokenRecord,
 };
@@ -41,7 +47,7 @@ enum Body {
 /// hit is a token this gateway issued), else its tag is checked (a made-up bearer costs no KV
 /// read) and the record read from KV (sealed: a record KV holds in clear, or under another
 /// token's key, does not open).
-async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRecord, GatewayError> {
+pub(crate) async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRecord, GatewayError> {
     let key = caller_token_key(token);
     if let Some(r) = gw.caller_cache.borrow().get(&key) {
         return Ok(r.clone());
@@ -250,36 +256,24 @@ async fn proxy(
             "a tokengate bearer token is required (POST /oauth/token)",
         )));
     };
-    let record = match caller(gw, token).await {
-        Ok(r) => r,
+    let connecting_ip = js::header(&incoming, "cf-connecting-ip");
+    let managed = match credentials::check(token, Kind::Token, &gw.keys) {
+        Ok(Checked { client: Some(id) }) => Some(id),
+        _ => None,
+    };
+    let authorized = match &managed {
+        Some(id) => {
+            let checked =
+                check_managed(gw, id, token, provider_id, &method, connecting_ip).await;
+            checked.map(|p| (id.clone(), p))
+        }
+        None => authorize_static(gw, token, provider_id, &method, started).await,
+    };
+    let (client_id, provider) = match authorized {
+        Ok(x) => x,
         Err(e) => return Ok(Err(e)),
     };
-    let ledger = match gw.loaded_ledger() {
-        Some(l) => l,
-        None => match gw.ledger().await {
-            Ok(l) => l,
-            Err(e) => return Ok(Err(e)),
-        },
-    };
-    let authorized = authorize(
-        &gw.callers,
-        &ledger,
-        &record,
-        started,
-        provider_id,
-        &gw.providers,
-    );
-    let provider = match authorized {
-        Ok(p) => p,
-        Err(e) => {
-            if matches!(e, GatewayError::InvalidToken(_)) {
-                gw.caller_cache
-                    .borrow_mut()
-                    .remove(&caller_token_key(token));
-            }
-            return Ok(Err(e));
-        }
-    };
+    let managed = managed.is_some();
     let upstream = match upstream_url(&provider.config.api_base, rest, query) {
         Ok(u) => u,
         Err(e) => return Ok(Err(GatewayError::Path(e))),
@@ -312,6 +306,16 @@ async fn proxy(
     )
     .await;
     let elapsed = gw.rt.now_ms().saturating_sub(started);
+    let count = |status: u16, origin: Option<TokenOrigin>, error: Option<(&str, Option<&str>)>| {
+        stats::proxied(&Proxied {
+            provider: provider_id,
+            status,
+            token_source: origin.map(|o| o.as_str()),
+            client_id: Some(&client_id),
+            managed,
+            error,
+        })
+    };
     let line = |event: &'static str, status: u16| {
         LogLine::new(event)
             .str("provider", provider_id)
@@ -330,8 +334,9 @@ async fn proxy(
                     .num("upstream_status", status.into())
                     .str("error", "invalid_response")
                     .num("ms", elapsed)
-                    .str("client_id", &record.client_id)
+                    .str("client_id", &client_id)
                     .write();
+                count(502, Some(origin), Some(("invalid_response", None)));
                 return Ok(Err(GatewayError::UpstreamStatus {
                     provider: provider_id.to_string(),
                     status,
@@ -340,8 +345,9 @@ async fn proxy(
             line("proxy", status)
                 .str("token_source", origin.as_str())
                 .num("ms", elapsed)
-                .str("client_id", &record.client_id)
+                .str("client_id", &client_id)
                 .write();
+            count(status, Some(origin), None);
             let redirect = RedirectContext {
                 api_base: &provider.config.api_base,
                 upstream: &upstream,
@@ -355,8 +361,9 @@ async fn proxy(
             line("proxy_error", 413)
                 .str("error", "request_too_large")
                 .num("ms", elapsed)
-                .str("client_id", &record.client_id)
+                .str("client_id", &client_id)
                 .write();
+            count(413, None, None);
             Ok(Err(GatewayError::BodyTooLarge {
                 limit: gw.max_body_bytes,
             }))
@@ -370,9 +377,96 @@ async fn proxy(
             line("proxy_error", e.status())
                 .str("error", e.code())
                 .num("ms", elapsed)
-                .str("client_id", &record.client_id)
+                .str("client_id", &client_id)
                 .write();
+            let provider_error = match &e {
+                GatewayError::Upstream { error, .. } => match error.as_ref() {
+                    CallError::Token(t) => t.provider_error.clone(),
+                    CallError::Transport(_) => None,
+                },
+                _ => None,
+            };
+            count(e.status(), None, Some((e.code(), provider_error.as_deref())));
             Ok(Err(e))
+        }
+    }
+}
+
+/// A managed caller's request, decided by its authority object (one round trip): the
+/// provider, or the refusal.
+async fn check_managed<'a>(
+    gw: &'a Gateway,
+    client_id: &str,
+    token: &str,
+    provider_id: &str,
+    method: &str,
+    address: Option<String>,
+) -> std::result::Result<&'a Provider, GatewayError> {
+    let provider = gw.providers.get(provider_id);
+    let req = CheckRequest {
+        token_sha256: hex(&sha256(token.as_bytes())),
+        provider: provider_id.to_string(),
+        provider_known: provider.is_some(),
+        method: method.to_string(),
+        address,
+    };
+    let answer = gw.authority.call(&client_object(client_id), &Op::Check(req)).await;
+    let refusal = match answer {
+        Ok((200, _)) => {
+            return provider.ok_or_else(|| {
+                GatewayError::NotFound(format!("unknown provider `{provider_id}`"))
+            })
+        }
+        Ok((status, v)) => match serde_json::from_value::<Refusal>(v) {
+            Ok(r) => r,
+            Err(_) => return Err(unavailable("check", format!("status {status}"))),
+        },
+        Err(e) => return Err(unavailable("check", e)),
+    };
+    let e = refusal.to_gateway_error(provider_id);
+    log_event(
+        "caller_rejected",
+        json!({"client_id": client_id, "status": e.status(), "error": e.code(), "managed": true}),
+    );
+    Err(e)
+}
+
+/// A static caller's request, decided in this isolate: its token's record (memory, else KV),
+/// the registry and the ledger.
+async fn authorize_static<'a>(
+    gw: &'a Gateway,
+    token: &str,
+    provider_id: &str,
+    method: &str,
+    now: u64,
+) -> std::result::Result<(String, &'a Provider), GatewayError> {
+    let record = caller(gw, token).await?;
+    let ledger = match gw.loaded_ledger() {
+        Some(l) => l,
+        None => gw.ledger().await?,
+    };
+    let authorized = authorize(
+        &gw.callers,
+        &ledger,
+        &record,
+        now,
+        provider_id,
+        method,
+        &gw.providers,
+    );
+    match authorized {
+        Ok(p) => Ok((record.client_id, p)),
+        Err(e) => {
+            if matches!(e, GatewayError::InvalidToken(_)) {
+                gw.caller_cache
+                    .borrow_mut()
+                    .remove(&caller_token_key(token));
+            }
+            log_event(
+                "caller_rejected",
+                json!({"client_id": record.client_id, "status": e.status(), "error": e.code()}),
+            );
+            Err(e)
         }
     }
 }

@@ -14,25 +14,28 @@ use worker::Delay;
 /// `test-clock`) adds an offset that the test suites set through the `TOKENGATE_CLOCK` service
 /// binding.
 #[derive(Clone, Default)]
-pub struct WorkerRuntime {
-    #[cfg(feature = "test-clock")]
-    offset_ms: std::rc::Rc<std::cell::Cell<i64>>,
+pub struct WorkerRuntime;
+
+#[cfg(feature = "test-clock")]
+thread_local! {
+    static OFFSET_MS: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
 impl WorkerRuntime {
     /// Makes `now_ms()` read `now_ms` at this instant (test builds only).
     #[cfg(feature = "test-clock")]
     pub fn set_now(&self, now_ms: u64) {
-        self.offset_ms
-            .set(now_ms as i64 - js_sys::Date::now() as i64);
+        OFFSET_MS.with(|o| o.set(now_ms as i64 - js_sys::Date::now() as i64));
     }
+}
 
-    fn offset(&self) -> i64 {
-        #[cfg(feature = "test-clock")]
-        return self.offset_ms.get();
-        #[cfg(not(feature = "test-clock"))]
-        0
-    }
+/// The isolate's clock, ms since the epoch (the runtime's `now_ms`).
+pub fn now_ms() -> u64 {
+    #[cfg(feature = "test-clock")]
+    let offset = OFFSET_MS.with(|o| o.get());
+    #[cfg(not(feature = "test-clock"))]
+    let offset = 0i64;
+    (js_sys::Date::now() as i64 + offset).max(0) as u64
 }
 
 /// Uniform random bytes from the platform's CSPRNG (`crypto.getRandomValues`), or `None` if
@@ -45,7 +48,7 @@ pub fn random_bytes<const N: usize>() -> Option<[u8; N]> {
 
 impl Runtime for WorkerRuntime {
     fn now_ms(&self) -> u64 {
-        (js_sys::Date::now() as i64 + self.offset()).max(0) as u64
+        now_ms()
     }
 
     fn jitter(&self) -> f64 {
@@ -130,6 +133,7 @@ pub fn set_log_level(level: LogLevel) {
 /// Writes one JSON line: `{"event": …, …fields}`, unless the event is below the configured
 /// level. Callers pass no secret or token.
 pub fn log_event(event: &str, fields: Value) {
+    crate::stats::observe(event, &fields);
     if LogLevel::of_fields(event, &fields) < LOG_LEVEL.with(|l| l.get()) {
         return;
     }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use tokengate::config::gateway::{
-    self, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR, MINTER_BINDING, MINTER_CLASS, PROVIDERS_VAR,
+    self, KV_BINDING, LIMITER_BINDING, LIMITER_CLASS, LOG_LEVEL_VAR, MAX_BODY_VAR, MINTER_BINDING, MINTER_CLASS, PROVIDERS_VAR,
 };
 use tokengate::config::{
     is_placeholder, ConfigError, Coordination, ProviderConfig, PLACEHOLDER_MESSAGE,
@@ -147,10 +147,17 @@ fn check(config: &Value) -> Result<Vec<ProviderConfig>, ConfigError> {
     Ok(providers)
 }
 
-/// A provider with `coordination = "durable_object"` needs the minter bound and its class
-/// declared: without them the deployed Worker would mint per isolate (and say so in its log),
-/// which is not what the file asks for.
+/// The caller authority is always bound (`TOKENGATE_LIMITER` to `CallerAuthority`, declared
+/// in a migration); a provider with `coordination = "durable_object"` needs the minter bound
+/// and declared too: without it the deployed Worker would mint per isolate (and say so in its
+/// log), which is not what the file asks for.
 fn check_minter(config: &Value, providers: &[ProviderConfig]) -> Result<(), ConfigError> {
+    check_object(
+        config,
+        LIMITER_BINDING,
+        LIMITER_CLASS,
+        "the caller authority is required: ",
+    )?;
     let Some(p) = providers
         .iter()
         .find(|p| p.coordination == Coordination::DurableObject)
@@ -161,16 +168,21 @@ fn check_minter(config: &Value, providers: &[ProviderConfig]) -> Result<(), Conf
         "provider `{}` has coordination = \"durable_object\": ",
         p.id
     );
+    check_object(config, MINTER_BINDING, MINTER_CLASS, &asks)
+}
+
+/// `binding` is bound to Durable Object class `class`, which a migration declares.
+fn check_object(config: &Value, binding: &str, class: &str, why: &str) -> Result<(), ConfigError> {
     let bound = config["durable_objects"]["bindings"]
         .as_array()
         .is_some_and(|all| {
             all.iter()
-                .any(|b| b["name"] == MINTER_BINDING && b["class_name"] == MINTER_CLASS)
+                .any(|b| b["name"] == binding && b["class_name"] == class)
         });
     if !bound {
         return Err(ConfigError::global(
             "durable_objects.bindings",
-            format!("{asks}bind {MINTER_BINDING} to class_name = \"{MINTER_CLASS}\""),
+            format!("{why}bind {binding} to class_name = \"{class}\""),
         ));
     }
     let declared = config["migrations"].as_array().is_some_and(|all| {
@@ -178,16 +190,14 @@ fn check_minter(config: &Value, providers: &[ProviderConfig]) -> Result<(), Conf
             ["new_sqlite_classes", "new_classes"].iter().any(|k| {
                 m[*k]
                     .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c == MINTER_CLASS))
+                    .is_some_and(|c| c.iter().any(|c| c == class))
             })
         })
     });
     if !declared {
         return Err(ConfigError::global(
             "migrations",
-            format!(
-                "{asks}declare class {MINTER_CLASS} (new_sqlite_classes = [\"{MINTER_CLASS}\"])"
-            ),
+            format!("{why}declare class {class} (new_sqlite_classes = [\"{class}\"])"),
         ));
     }
     Ok(())
