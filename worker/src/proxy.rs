@@ -267,6 +267,7 @@ async fn proxy(
         &record,
         started,
         provider_id,
+        &method,
         &gw.providers,
     );
     let provider = match authorized {
