@@ -19,6 +19,7 @@ use crate::callers::{Caller, CallerRegistry};
 use crate::gateway_error::GatewayError;
 use crate::grant::GrantError;
 use crate::keys::Keys;
+use crate::scope::{narrow, permits};
 use crate::secret::ct_eq_bytes;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -48,7 +49,7 @@ pub struct CallerTokenRecord {
     pub client_id: String,
     /// The caller's registration fingerprint then ([`crate::callers::registration_fingerprint`]).
     pub registration: String,
-    /// Provider ids it may call.
+    /// Its scopes ([`crate::scope`]), narrowed at issue.
     pub scopes: Vec<String>,
     /// Issue time, ms since the epoch.
     pub issued_at_ms: u64,
@@ -65,7 +66,7 @@ pub struct IssuedToken {
     pub token_type: &'static str,
     /// Seconds until expiry.
     pub expires_in: u64,
-    /// Granted provider ids, space-separated.
+    /// Granted scopes, space-separated.
     pub scope: String,
     /// Issue time, seconds since the epoch.
     pub created_at: u64,
@@ -95,8 +96,9 @@ fn tag(keys: &Keys, random: &[u8]) -> [u8; TAG_LEN] {
     out
 }
 
-/// Issues a token for `caller` from 32 random bytes at `now_ms`. `requested` narrows the scope;
-/// asking for a provider the caller may not use is `invalid_scope` (RFC 6749 §5.2).
+/// Issues a token for `caller` from 32 random bytes at `now_ms`. `requested` narrows the scope
+/// ([`narrow`]: `optoro:read` from a caller granted `optoro`); asking for a scope the caller's
+/// scopes do not cover is `invalid_scope` (RFC 6749 §5.2).
 pub fn issue_token(
     caller: &Caller,
     requested: Option<&[String]>,
@@ -104,22 +106,12 @@ pub fn issue_token(
     now_ms: u64,
     keys: &Keys,
 ) -> Result<(IssuedToken, CallerTokenRecord), GrantError> {
-    let scopes = match requested {
-        None => caller.scopes.clone(),
-        Some(req) => {
-            if let Some(bad) = req.iter().find(|s| !caller.scopes.contains(s)) {
-                return Err(GrantError::OAuth(
-                    "invalid_scope",
-                    format!("scope `{bad}` is not granted to this client"),
-                ));
-            }
-            if req.is_empty() {
-                caller.scopes.clone()
-            } else {
-                req.to_vec()
-            }
-        }
-    };
+    let scopes = narrow(&caller.scopes, requested).map_err(|bad| {
+        GrantError::OAuth(
+            "invalid_scope",
+            format!("scope `{bad}` is not granted to this client"),
+        )
+    })?;
     let mut raw = random.to_vec();
     raw.extend_from_slice(&tag(keys, &random));
     let access_token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
@@ -203,24 +195,26 @@ pub fn open_record(sealed: &str, kv_key: &str, keys: &Keys) -> Option<CallerToke
     })
 }
 
-/// Whether the holder of a token with `record` may call provider `provider_id`, one of
-/// `providers`, at `now_ms`; returns the provider. In this order: the token must still be good
-/// (401 `invalid_token`: see the module documentation), the provider must exist (404), and
-/// both the token and the caller's current registration must grant it (narrowing a caller's
-/// scopes applies to tokens already issued: 403).
+/// Whether the holder of a token with `record` may send a `method` request to provider
+/// `provider_id`, one of `providers`, at `now_ms`; returns the provider. In this order: the
+/// token must still be good (401 `invalid_token`: see the module documentation), the provider
+/// must exist (404), and both the token's scopes and the caller's current ones must permit the
+/// request ([`permits`]: a `<provider>:read` scope only reads; narrowing a caller's scopes
+/// applies to tokens already issued: 403).
 pub fn authorize<'a, P>(
     registry: &CallerRegistry,
     ledger: &CallerLedger,
     record: &CallerTokenRecord,
     now_ms: u64,
     provider_id: &str,
+    method: &str,
     providers: &'a BTreeMap<String, P>,
 ) -> Result<&'a P, GatewayError> {
     let caller = check_record(registry, ledger, record, now_ms)?;
     let provider = providers
         .get(provider_id)
         .ok_or_else(|| GatewayError::NotFound(format!("unknown provider `{provider_id}`")))?;
-    let granted = |scopes: &[String]| scopes.iter().any(|s| s == provider_id);
+    let granted = |scopes: &[String]| permits(scopes, provider_id, method);
     if granted(&record.scopes) && granted(&caller.scopes) {
         Ok(provider)
     } else {

@@ -3,9 +3,10 @@
 //! rotating its secret revokes them). How a token request is parsed is [`crate::grant`]; the
 //! tokens themselves are [`crate::caller_tokens`].
 
-use crate::config::{validate_provider_id, ConfigError};
+use crate::config::ConfigError;
 use crate::keys::Keys;
 use crate::limits::DEFAULT_TOKEN_REQUESTS_PER_MINUTE;
+use crate::scope::Scope;
 use crate::secret::{ct_eq_bytes, Secret};
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -27,7 +28,8 @@ pub struct Caller {
     /// The caller's client id.
     pub client_id: String,
     secret_sha256: [u8; 32],
-    /// Provider ids this caller may call.
+    /// What this caller may do: each a valid [`Scope`] (a provider id, `<provider>:read` or
+    /// `introspect`).
     pub scopes: Vec<String>,
     /// Lifetime of tokens issued to it, seconds (60 ..= 86400: KV's minimum TTL is 60 s).
     pub token_ttl_s: u64,
@@ -95,8 +97,8 @@ impl RawCaller {
                 .iter()
                 .map(|s| s.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or("scopes must be an array of provider ids")?,
-            Some(_) => return Err("scopes must be an array of provider ids".into()),
+                .ok_or("scopes must be an array of scope strings")?,
+            Some(_) => return Err("scopes must be an array of scope strings".into()),
             None => return Err("missing field `scopes`".into()),
         };
         let whole = |key: &str, what: &str| match obj.get(key) {
@@ -116,8 +118,8 @@ impl RawCaller {
 }
 
 impl CallerRegistry {
-    /// Parses the JSON object `{ "<client_id>": { secret_sha256, scopes, token_ttl_s } }`;
-    /// `keys` fingerprint each registration.
+    /// Parses the JSON object `{ "<client_id>": { secret_sha256, scopes, token_ttl_s } }`
+    /// (each scope parsed by [`Scope::parse`]); `keys` fingerprint each registration.
     pub fn parse(name: &str, json: &str, keys: &Keys) -> Result<Self, ConfigError> {
         let map: Map<String, Value> = serde_json::from_str(json)
             .map_err(|_| ConfigError::global(name, "must be a JSON object keyed by client id"))?;
@@ -140,10 +142,10 @@ impl CallerRegistry {
                 ));
             }
             if raw.scopes.is_empty() {
-                return Err(err("scopes must name at least one provider".into()));
+                return Err(err("scopes must hold at least one scope".into()));
             }
             for s in &raw.scopes {
-                validate_provider_id(s).map_err(|m| err(format!("scope `{s}` {m}")))?;
+                Scope::parse(s).map_err(|m| err(format!("scope `{s}` {m}")))?;
             }
             let token_ttl_s = raw.token_ttl_s.unwrap_or(DEFAULT_CALLER_TTL_S);
             if !(60..=86_400).contains(&token_ttl_s) {
@@ -191,19 +193,25 @@ impl CallerRegistry {
             .collect()
     }
 
-    /// Checks that every caller's scopes name a configured provider (`is_provider` says which
-    /// ids are configured): a scope naming none is a mistake in one of the two settings, found
-    /// at start rather than as a 403 later. The error is about `<name>.<client id>.scopes`.
+    /// Checks that the provider part of every caller's scopes names a configured provider
+    /// (`is_provider` says which ids are configured; `introspect` names none): a scope naming an
+    /// unknown one is a mistake in one of the two settings, found at start rather than as a 403
+    /// later. The error is about `<name>.<client id>.scopes`.
     pub fn check_scopes(
         &self,
         name: &str,
         is_provider: impl Fn(&str) -> bool,
     ) -> Result<(), ConfigError> {
         for caller in self.callers.values() {
-            if let Some(s) = caller.scopes.iter().find(|s| !is_provider(s)) {
+            let unknown = caller
+                .scopes
+                .iter()
+                .filter_map(|s| Scope::parse(s).ok())
+                .find(|s| s.provider().is_some_and(|p| !is_provider(p)));
+            if let Some(p) = unknown.as_ref().and_then(Scope::provider) {
                 return Err(ConfigError::global(
                     format!("{name}.{}.scopes", caller.client_id),
-                    format!("names unknown provider `{s}`"),
+                    format!("names unknown provider `{p}`"),
                 ));
             }
         }

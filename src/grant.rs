@@ -34,7 +34,7 @@ pub struct GrantRequest {
     pub client_id: String,
     /// Client secret.
     pub client_secret: Secret,
-    /// Requested scope (form flavour only), space-separated provider ids.
+    /// Requested scope (form flavour only), space-separated scopes ([`crate::scope`]).
     pub scope: Option<Vec<String>>,
 }
 
@@ -261,7 +261,7 @@ fn parse_json_grant(
 }
 
 /// The first top-level member name of the JSON object `body` that occurs twice.
-fn repeated_member(body: &[u8]) -> Option<String> {
+pub(crate) fn repeated_member(body: &[u8]) -> Option<String> {
     use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
     struct Names;
     impl<'de> Visitor<'de> for Names {

@@ -14,7 +14,10 @@
 //!   [`token_machine`], another.
 //! - The gateway's HTTP rules: where a proxied request may go and which headers cross
 //!   ([`proxy`]), its callers ([`callers`]), their token requests ([`grant`]) and the tokens
-//!   it issues them ([`caller_tokens`]), every error it answers with ([`gateway_error`]).
+//!   it issues them ([`caller_tokens`]), what a caller and its tokens may do ([`scope`]), every
+//!   error it answers with ([`gateway_error`]).
+//! - [`managed`]: clients created through the admin API (their records, the validation of
+//!   what the API is given, address allowlists, pagination).
 //! - Bounded per-isolate memory and the failed-authentication limiter ([`limits`]); the level
 //!   of each logged event and the `log_level` setting ([`log_level`]).
 //! - The subkeys of `TOKENGATE_KEY` ([`keys`]), cache keys ([`cache_key`]), sealing of what KV
@@ -49,6 +52,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod log_level;
+pub mod managed;
 pub mod mint;
 pub mod oauth_server;
 pub mod pressure;
@@ -56,6 +60,7 @@ pub mod proxy;
 pub mod response;
 pub mod retry;
 pub mod rfc3339;
+pub mod scope;
 pub mod scrub;
 pub mod seal;
 pub mod secret;

@@ -25,7 +25,7 @@
 //!   is `Ok` and stays under it);
 //! - the `clientSecret` of an npm config never appears in the error about that config;
 //! - every accepted caller has a 1–128 character id without control characters, at least one
-//!   valid provider id as scope and a token TTL of 60 ..= 86 400 s, and a token can be issued
+//!   valid scope (`tokengate::scope`) and a token TTL of 60 ..= 86 400 s, and a token can be issued
 //!   to it whose record names it and its registration and expires after exactly that TTL, and
 //!   whose tag verifies.
 
@@ -39,6 +39,7 @@ use tokengate::callers::CallerRegistry;
 use tokengate::config::{parse_providers, validate_provider_id, ProviderConfig, RESERVED_IDS};
 use tokengate::expiry::ExpiryPolicy;
 use tokengate::keys::Keys;
+use tokengate::scope::Scope;
 use tokengate::secret::Secret;
 use tokengate::TokenSettings;
 use url::Url;
@@ -124,7 +125,7 @@ fn check_callers(text: &str) {
         assert!(!id.chars().any(char::is_control), "client id {id:?}");
         assert!(!caller.scopes.is_empty());
         for s in &caller.scopes {
-            assert!(validate_provider_id(s).is_ok(), "scope {s:?}");
+            assert!(Scope::parse(s).is_ok(), "scope {s:?}");
         }
         assert!((60..=86_400).contains(&caller.token_ttl_s));
         assert_eq!(registry.get(id), Some(caller));

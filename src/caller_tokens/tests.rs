@@ -1,7 +1,7 @@
 //! Issued tokens: format and tag, sealed records, and every way a token stops being good.
 
 use super::*;
-use crate::callers::tests::{keys, registry};
+use crate::callers::tests::{keys, registry, registry_json};
 
 const NOW: u64 = 1_700_000_000_123;
 
@@ -79,6 +79,29 @@ fn issue_token_scope_narrowing() {
     let bad = vec!["optimum".to_string()];
     let e = issue_token(&c, Some(&bad), [1; 32], NOW, &keys()).unwrap_err();
     assert_eq!(e.body()["error"], "invalid_scope");
+}
+
+/// A caller granted `optoro` may ask for a token that only reads it; asking for a scope its
+/// scopes do not cover, or for what is not a scope, is `invalid_scope` naming it.
+#[test]
+fn issue_token_narrows_to_read_only() {
+    let c = caller_a(); // optoro, partner
+    let req = vec!["optoro:read".to_string(), "partner".to_string()];
+    let (issued, record) = issue_token(&c, Some(&req), [1; 32], NOW, &keys()).unwrap();
+    assert_eq!(issued.scope, "optoro:read partner");
+    assert_eq!(record.scopes, ["optoro:read", "partner"]);
+    for bad in ["optimum:read", "introspect", "optoro:write", "Optoro"] {
+        let req = vec!["optoro".to_string(), bad.to_string()];
+        let e = issue_token(&c, Some(&req), [1; 32], NOW, &keys()).unwrap_err();
+        assert_eq!(
+            e,
+            GrantError::OAuth(
+                "invalid_scope",
+                format!("scope `{bad}` is not granted to this client")
+            ),
+            "{bad}"
+        );
+    }
 }
 
 #[test]
@@ -184,21 +207,24 @@ fn authorize_checks_registration_provider_and_both_scopes() {
     };
     let p = providers();
     let both = record(&["optoro", "partner"]);
-    assert_eq!(authorize(&reg, &ledger, &both, NOW, "partner", &p), Ok(&2));
+    assert_eq!(
+        authorize(&reg, &ledger, &both, NOW, "partner", "POST", &p),
+        Ok(&2)
+    );
     // A caller no longer registered: 401, before anything else is looked at.
     let gone = CallerTokenRecord {
         client_id: "gone".into(),
         ..both.clone()
     };
     assert_eq!(
-        authorize(&reg, &ledger, &gone, NOW, "nope", &p),
+        authorize(&reg, &ledger, &gone, NOW, "nope", "POST", &p),
         Err(GatewayError::InvalidToken(
             "the client is no longer registered"
         ))
     );
     // An unknown provider: 404.
     assert_eq!(
-        authorize(&reg, &ledger, &both, NOW, "nope", &p),
+        authorize(&reg, &ledger, &both, NOW, "nope", "POST", &p),
         Err(GatewayError::NotFound("unknown provider `nope`".into()))
     );
     let denied = |provider: &str| {
@@ -209,16 +235,75 @@ fn authorize_checks_registration_provider_and_both_scopes() {
     // Registered for partner, but the token was narrowed to optoro at issue: 403.
     let narrow = record(&["optoro"]);
     assert_eq!(
-        authorize(&reg, &ledger, &narrow, NOW, "partner", &p),
+        authorize(&reg, &ledger, &narrow, NOW, "partner", "POST", &p),
         denied("partner")
     );
     // The token names optimum, but the registration does not (any more): 403.
     let stale = record(&["optoro", "optimum"]);
     assert_eq!(
-        authorize(&reg, &ledger, &stale, NOW, "optimum", &p),
+        authorize(&reg, &ledger, &stale, NOW, "optimum", "POST", &p),
         denied("optimum")
     );
-    assert_eq!(authorize(&reg, &ledger, &stale, NOW, "optoro", &p), Ok(&1));
+    assert_eq!(
+        authorize(&reg, &ledger, &stale, NOW, "optoro", "POST", &p),
+        Ok(&1)
+    );
+}
+
+/// A `<provider>:read` scope, on the token or on the caller's current registration, permits
+/// GET, HEAD and OPTIONS (any case) and refuses every other method with 403.
+#[test]
+fn authorize_read_scope_refuses_writes() {
+    let ledger = CallerLedger::default();
+    let p = providers();
+    let denied = Err(GatewayError::InsufficientScope {
+        provider: "optoro".into(),
+    });
+    // The token was narrowed to optoro:read; the caller holds optoro.
+    let reg = registry();
+    let (_, record) = issue_token(
+        &caller_a(),
+        Some(&["optoro:read".to_string()]),
+        [1; 32],
+        NOW,
+        &keys(),
+    )
+    .unwrap();
+    for method in ["GET", "HEAD", "OPTIONS", "get", "head", "options"] {
+        assert_eq!(
+            authorize(&reg, &ledger, &record, NOW, "optoro", method, &p),
+            Ok(&1),
+            "{method}"
+        );
+    }
+    for method in ["POST", "PUT", "PATCH", "DELETE", "post"] {
+        assert_eq!(
+            authorize(&reg, &ledger, &record, NOW, "optoro", method, &p),
+            denied,
+            "{method}"
+        );
+    }
+    // The token holds optoro, but the caller has since been narrowed to optoro:read.
+    let (_, full) = issue([1; 32], NOW);
+    let json = registry_json().replace(r#"["optoro", "partner"]"#, r#"["optoro:read"]"#);
+    let narrowed = CallerRegistry::parse("C", &json, &keys()).unwrap();
+    assert_eq!(
+        authorize(&narrowed, &ledger, &full, NOW, "optoro", "GET", &p),
+        Ok(&1)
+    );
+    assert_eq!(
+        authorize(&narrowed, &ledger, &full, NOW, "optoro", "POST", &p),
+        denied
+    );
+    // introspect reaches no provider.
+    let introspect = CallerTokenRecord {
+        scopes: vec!["introspect".into()],
+        ..full
+    };
+    assert_eq!(
+        authorize(&reg, &ledger, &introspect, NOW, "optoro", "GET", &p),
+        denied
+    );
 }
 
 #[test]

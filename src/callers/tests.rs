@@ -10,15 +10,19 @@ pub(crate) fn keys() -> Keys {
     Keys::derive(&[3; 32])
 }
 
-pub(crate) fn registry() -> CallerRegistry {
-    let json = format!(
+/// The registry [`registry`] parses.
+pub(crate) fn registry_json() -> String {
+    format!(
         r#"{{
             "svc-a": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro", "partner"], "token_ttl_s": 600, "token_requests_per_minute": 5}},
             "svc-b": {{"secret_sha256": "{}", "scopes": ["optimum"]}}
         }}"#,
         "AB".repeat(32)
-    );
-    CallerRegistry::parse("TOKENGATE_CLIENTS", &json, &keys()).unwrap()
+    )
+}
+
+pub(crate) fn registry() -> CallerRegistry {
+    CallerRegistry::parse("TOKENGATE_CLIENTS", &registry_json(), &keys()).unwrap()
 }
 
 fn reg_err(json: &str) -> ConfigError {
@@ -86,6 +90,54 @@ fn scopes_must_name_configured_providers() {
     assert_eq!(e.key, "TOKENGATE_CLIENTS.svc-a.scopes");
 }
 
+/// A static caller takes any valid scope: `<provider>:read` and `introspect` beside provider
+/// ids; `check_scopes` checks the provider part of each, and `introspect` names none.
+#[test]
+fn registry_takes_read_and_introspect_scopes() {
+    let json = format!(
+        r#"{{"svc": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro:read", "introspect", "partner"]}}}}"#
+    );
+    let r = CallerRegistry::parse("TOKENGATE_CLIENTS", &json, &keys()).unwrap();
+    assert_eq!(
+        r.get("svc").unwrap().scopes,
+        ["optoro:read", "introspect", "partner"]
+    );
+    let configured = ["optoro", "partner"];
+    assert_eq!(
+        r.check_scopes("TOKENGATE_CLIENTS", |p| configured.contains(&p)),
+        Ok(())
+    );
+    // `introspect` is never asked about: only provider parts are.
+    let asked = std::cell::RefCell::new(Vec::new());
+    r.check_scopes("TOKENGATE_CLIENTS", |p| {
+        asked.borrow_mut().push(p.to_string());
+        true
+    })
+    .unwrap();
+    assert_eq!(asked.into_inner(), ["optoro", "partner"]);
+    // `nope:read` parses, but names no configured provider.
+    let json = format!(
+        r#"{{"svc": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro", "nope:read"]}}}}"#
+    );
+    let r = CallerRegistry::parse("TOKENGATE_CLIENTS", &json, &keys()).unwrap();
+    let e = r
+        .check_scopes("TOKENGATE_CLIENTS", |p| configured.contains(&p))
+        .unwrap_err();
+    assert_eq!(e.key, "TOKENGATE_CLIENTS.svc.scopes");
+    assert_eq!(e.message, "names unknown provider `nope`");
+    // What is not a scope is refused when the registry is parsed.
+    for bad in ["optoro:write", "introspect:read", "Optoro:read", "oauth"] {
+        let e = reg_err(&format!(
+            r#"{{"svc": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["{bad}"]}}}}"#
+        ));
+        assert_eq!(e.key, "TOKENGATE_CLIENTS.svc", "{bad}");
+        assert!(
+            e.message.starts_with(&format!("scope `{bad}` must be")),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn registry_bad_hex() {
     for bad in ["zz".repeat(32), "ab".repeat(31), "ab".repeat(33)] {
@@ -117,7 +169,7 @@ fn registry_empty_scopes() {
     ));
     assert_eq!(
         e.to_string(),
-        "TOKENGATE_CLIENTS.svc: scopes must name at least one provider"
+        "TOKENGATE_CLIENTS.svc: scopes must hold at least one scope"
     );
     let e = reg_err(&format!(
         r#"{{"svc": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["Bad_Id"]}}}}"#
@@ -170,7 +222,7 @@ fn registry_unknown_key() {
         ),
         (
             format!(r#"{{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": "optoro"}}"#),
-            "scopes must be an array of provider ids",
+            "scopes must be an array of scope strings",
         ),
         (
             r#"{"secret_sha256": 7, "scopes": ["optoro"]}"#.to_string(),

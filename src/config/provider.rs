@@ -40,8 +40,15 @@ fn find_placeholder(value: &Value, path: &str) -> Option<String> {
     }
 }
 
-/// Provider ids that would shadow gateway routes.
-pub const RESERVED_IDS: &[&str] = &["oauth", "admin", "healthz", "metrics", "well-known"];
+/// Provider ids that would shadow gateway routes, or a scope ([`crate::scope::INTROSPECT_SCOPE`]).
+pub const RESERVED_IDS: &[&str] = &[
+    "oauth",
+    "admin",
+    "healthz",
+    "metrics",
+    "well-known",
+    "introspect",
+];
 
 /// Checks a provider id: `^[a-z0-9][a-z0-9-]{0,62}$`, not reserved.
 pub fn validate_provider_id(id: &str) -> Result<(), String> {
@@ -55,7 +62,7 @@ pub fn validate_provider_id(id: &str) -> Result<(), String> {
         return Err("must match ^[a-z0-9][a-z0-9-]{0,62}$".into());
     }
     if RESERVED_IDS.contains(&id) {
-        return Err("is reserved for a gateway route".into());
+        return Err("is reserved for a gateway route or scope".into());
     }
     Ok(())
 }

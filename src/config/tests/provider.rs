@@ -131,7 +131,7 @@ fn unknown_auth_style() {
 fn reserved_id_oauth() {
     let e = parse_err("oauth", json!({}));
     assert_err(&e, "oauth", "id", "reserved");
-    for id in ["admin", "healthz"] {
+    for id in ["admin", "healthz", "introspect"] {
         assert_err(&parse_err(id, json!({})), id, "id", "reserved");
     }
 }
