@@ -14,7 +14,8 @@
 //!   [`token_machine`], another.
 //! - The gateway's HTTP rules: where a proxied request may go and which headers cross
 //!   ([`proxy`]), its callers ([`callers`]), their token requests ([`grant`]) and the tokens
-//!   it issues them ([`caller_tokens`]), every error it answers with ([`gateway_error`]).
+//!   it issues them ([`caller_tokens`]), the format of every secret it issues
+//!   ([`credentials`]), every error it answers with ([`gateway_error`]).
 //! - Bounded per-isolate memory and the failed-authentication limiter ([`limits`]); the level
 //!   of each logged event and the `log_level` setting ([`log_level`]).
 //! - The subkeys of `TOKENGATE_KEY` ([`keys`]), cache keys ([`cache_key`]), sealing of what KV
@@ -37,6 +38,7 @@ pub mod cache_key;
 pub mod caller_tokens;
 pub mod callers;
 pub mod config;
+pub mod credentials;
 pub mod dialect;
 pub mod error;
 pub mod expiry;
