@@ -1,10 +1,14 @@
 //! The tokens the gateway issues to its callers, what Workers KV holds for each, and when one
 //! is still good.
 //!
-//! - **The token**: `tg_` and base64url of 32 random bytes followed by a 16-byte tag, an HMAC
-//!   of those bytes under the token-MAC subkey of `TOKENGATE_KEY` ([`crate::keys`]). A bearer
-//!   whose tag does not verify is refused before any KV read, so a flood of made-up tokens
+//! - **The token**: a [`crate::credentials`] token, `tgt_`, 32 random bytes and a 16-byte tag
+//!   (an HMAC under the token-MAC subkey of `TOKENGATE_KEY`, [`crate::keys`]) in base62, and
+//!   a CRC-32 checksum, so secret scanners recognise a leaked one. A bearer that is mistyped
+//!   or whose tag does not verify is refused before any KV read, so a flood of made-up tokens
 //!   costs no KV reads (RFC 6750 §5.2 wants tokens unguessable; the tag makes them checkable).
+//!   Tokens of the previous format, `tg_` and base64url of the random bytes and their tag,
+//!   are still accepted ([`verify_tag`]): those issued before an upgrade keep working until
+//!   they expire, at most [`MAX_TOKEN_LIFE_MS`] (24 h) later.
 //! - **The record**: under `tg:v2:ctok:` and the token's SHA-256 (never the token), sealed with
 //!   AES-256-GCM under the seal subkey with the KV key as associated data ([`crate::seal`]).
 //!   Write access to the KV namespace alone cannot mint a token, extend one, or move a record
@@ -16,6 +20,7 @@
 //!   past its expiry nor past its issue time plus the caller's current `token_ttl_s`.
 
 use crate::callers::{Caller, CallerRegistry};
+use crate::credentials::{self, Kind};
 use crate::gateway_error::GatewayError;
 use crate::grant::GrantError;
 use crate::keys::Keys;
@@ -32,13 +37,16 @@ use std::collections::BTreeMap;
 /// KV key prefix of issued caller tokens (followed by the token's SHA-256, hex).
 pub const CALLER_TOKEN_PREFIX: &str = "tg:v2:ctok:";
 /// Prefix of every issued token, so leaked ones are recognisable by secret scanners.
-pub const TOKEN_PREFIX: &str = "tg_";
+pub const TOKEN_PREFIX: &str = crate::credentials::TOKEN_PREFIX;
+/// Prefix of the tokens issued before [`crate::credentials`] (`tg_` and base64url of 32 random
+/// bytes and a 16-byte tag), still accepted until the last of them expires.
+pub const LEGACY_TOKEN_PREFIX: &str = "tg_";
 /// The longest life of a caller token, ms (`token_ttl_s` is at most 86400).
 pub const MAX_TOKEN_LIFE_MS: u64 = 86_400_000;
 
 const RANDOM_LEN: usize = 32;
 const TAG_LEN: usize = 16;
-/// base64url, unpadded, of random ‖ tag.
+/// base64url, unpadded, of random ‖ tag: a legacy token after its prefix.
 const ENCODED_LEN: usize = (RANDOM_LEN + TAG_LEN) * 4 / 3;
 
 /// What KV holds (sealed) for an issued token, under [`caller_token_key`]: JSON
@@ -85,7 +93,8 @@ impl IssuedToken {
     }
 }
 
-fn tag(keys: &Keys, random: &[u8]) -> [u8; TAG_LEN] {
+/// The tag of a legacy (`tg_`) token.
+fn legacy_tag(keys: &Keys, random: &[u8]) -> [u8; TAG_LEN] {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(keys.token_mac()).expect("HMAC takes any key");
     mac.update(b"tokengate/v1/caller-token\0");
@@ -112,9 +121,7 @@ pub fn issue_token(
             format!("scope `{bad}` is not granted to this client"),
         )
     })?;
-    let mut raw = random.to_vec();
-    raw.extend_from_slice(&tag(keys, &random));
-    let access_token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
+    let access_token = credentials::issue(Kind::Token, None, random, keys);
     let record = CallerTokenRecord {
         client_id: caller.client_id.clone(),
         registration: caller.registration.clone(),
@@ -132,10 +139,16 @@ pub fn issue_token(
     Ok((issued, record))
 }
 
-/// Whether `token` is one this deployment issued, by its shape and tag alone (constant-time
-/// comparison; no I/O). A made-up or altered bearer fails here, before any KV read.
+/// Whether `token` is one this deployment issued to a caller of `TOKENGATE_CLIENTS`, by its
+/// shape, checksum and tag alone (constant-time comparison; no I/O): a [`TOKEN_PREFIX`] token
+/// bound to no managed client ([`credentials::check`]), or a legacy [`LEGACY_TOKEN_PREFIX`]
+/// token, accepted so that tokens issued before an upgrade keep working until they expire (at
+/// most 24 h). A mistyped, made-up or altered bearer fails here, before any KV read.
 pub fn verify_tag(token: &str, keys: &Keys) -> bool {
-    let Some(rest) = token.strip_prefix(TOKEN_PREFIX) else {
+    if token.starts_with(TOKEN_PREFIX) {
+        return credentials::check(token, Kind::Token, keys).is_ok_and(|c| c.client.is_none());
+    }
+    let Some(rest) = token.strip_prefix(LEGACY_TOKEN_PREFIX) else {
         return false;
     };
     if rest.len() != ENCODED_LEN {
@@ -145,7 +158,7 @@ pub fn verify_tag(token: &str, keys: &Keys) -> bool {
         return false;
     };
     let (random, given) = raw.split_at(RANDOM_LEN);
-    ct_eq_bytes(&tag(keys, random), given)
+    ct_eq_bytes(&legacy_tag(keys, random), given)
 }
 
 /// The KV key of an issued token: its SHA-256, never the token.

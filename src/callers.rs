@@ -4,6 +4,7 @@
 //! tokens themselves are [`crate::caller_tokens`].
 
 use crate::config::ConfigError;
+use crate::credentials::{is_managed_client_id, CLIENT_ID_PREFIX};
 use crate::keys::Keys;
 use crate::limits::DEFAULT_TOKEN_REQUESTS_PER_MINUTE;
 use crate::scope::Scope;
@@ -128,6 +129,12 @@ impl CallerRegistry {
             let err = |m: String| ConfigError::global(format!("{name}.{id}"), m);
             if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
                 return Err(err("client id must be 1-128 printable characters".into()));
+            }
+            if is_managed_client_id(&id) {
+                return Err(err(format!(
+                    "a client id of `{CLIENT_ID_PREFIX}` and 22 base62 characters is reserved for \
+                     clients created with the admin API"
+                )));
             }
             let raw = RawCaller::parse(&v).map_err(err)?;
             let mut secret_sha256 = [0u8; 32];

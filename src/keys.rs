@@ -5,10 +5,10 @@
 //! | --- | --- | --- |
 //! | seal | `tokengate/v1/seal` | AES-256-GCM of provider tokens and caller-token records in KV |
 //! | cache pepper | `tokengate/v1/cache-key` | HMAC of client secrets inside provider cache keys |
-//! | token MAC | `tokengate/v1/caller-token` | the tag inside every issued caller token, and caller registration fingerprints |
+//! | token MAC | `tokengate/v1/caller-token` | the tag inside every issued caller token and client secret ([`crate::credentials`]), and caller registration fingerprints |
 //!
 //! Rotating `TOKENGATE_KEY` changes every subkey: cached provider tokens become misses and
-//! every issued caller token stops verifying (callers ask for a new one).
+//! every issued caller token and client secret stops verifying (callers ask for a new token).
 
 use crate::config::ConfigError;
 use crate::seal::SealKey;
@@ -78,7 +78,7 @@ impl Keys {
         &self.cache_pepper
     }
 
-    /// The HMAC key of caller-token tags and registration fingerprints.
+    /// The HMAC key of the tags of issued credentials and of registration fingerprints.
     pub fn token_mac(&self) -> &[u8] {
         &self.token_mac
     }

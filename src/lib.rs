@@ -14,10 +14,14 @@
 //!   [`token_machine`], another.
 //! - The gateway's HTTP rules: where a proxied request may go and which headers cross
 //!   ([`proxy`]), its callers ([`callers`]), their token requests ([`grant`]) and the tokens
-//!   it issues them ([`caller_tokens`]), what a caller and its tokens may do ([`scope`]), every
-//!   error it answers with ([`gateway_error`]).
+//!   it issues them ([`caller_tokens`]), the format of every secret it issues
+//!   ([`credentials`]), what a caller and its tokens may do ([`scope`]), every error it answers
+//!   with ([`gateway_error`]).
 //! - [`managed`]: clients created through the admin API (their records, the validation of
-//!   what the API is given, address allowlists, pagination).
+//!   what the API is given, address allowlists, pagination); [`authority`]: what must be exact
+//!   across isolates about callers (their tokens, limits, revocations, statistics) and the
+//!   protocol an isolate speaks to it; [`oauth_server`]: revocation, introspection and the
+//!   server metadata.
 //! - Bounded per-isolate memory and the failed-authentication limiter ([`limits`]); the level
 //!   of each logged event and the `log_level` setting ([`log_level`]).
 //! - The subkeys of `TOKENGATE_KEY` ([`keys`]), cache keys ([`cache_key`]), sealing of what KV
@@ -41,6 +45,7 @@ pub mod cache_key;
 pub mod caller_tokens;
 pub mod callers;
 pub mod config;
+pub mod credentials;
 pub mod dialect;
 pub mod error;
 pub mod expiry;

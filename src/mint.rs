@@ -247,7 +247,7 @@ mod tests {
             assert_eq!(MintAnswer::parse(status, body.as_bytes()), Ok(a));
         }
         for dropped in [vec![], vec![[7u8; 32], [8u8; 32]]] {
-            let (status, body) = MintAnswer::Dropped(dropped).to_http();
+            let (status, body) = MintAnswer::Dropped(dropped.clone()).to_http();
             assert_eq!(
                 MintAnswer::parse(status, body.as_bytes()),
                 Ok(MintAnswer::Dropped(dropped.clone()))

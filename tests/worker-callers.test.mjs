@@ -8,7 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-  ALL, CTOK, JSON_HEADERS, clock, rand, tempDir, start, startEmulators, callerToken, call, sweepTest,
+  ALL, CTOK, JSON_HEADERS, TOKEN_RE, clock, rand, tempDir, start, startEmulators, callerToken, call, sweepTest,
+  wellFormedToken, withChecksum,
 } from './worker-lib.mjs';
 import { sha256Hex } from './support/gateway.mjs';
 
@@ -27,15 +28,21 @@ test('a made-up or altered bearer is refused, and KV write access alone cannot m
   const gw1 = await isolate(t, dir, key, everyone);
   const tok = await callerToken(gw1);
   const other = await callerToken(gw1);
-  assert.match(tok, /^tg_[A-Za-z0-9_-]{64}$/);
+  assert.match(tok, TOKEN_RE);
+  assert.equal(withChecksum(tok.slice(0, -6)), tok, 'the last 6 characters are the CRC-32 of the rest');
   const far = clock.now() + 365 * 86_400_000;
   const forgedRecord = JSON.stringify({ client_id: ALL.id, scopes: ['optoro', 'partner'], expires_at_ms: far });
-  // A made-up token, with a record for it written straight into KV (the old, unsealed format).
-  const madeUp = `tg_${crypto.randomBytes(48).toString('base64url')}`;
+  // A made-up token, well-formed (its checksum is right) but with a tag this deployment did not
+  // make, with a record for it written straight into KV (the old, unsealed format).
+  const madeUp = wellFormedToken();
   await gw1.kv.put(CTOK + sha256Hex(madeUp), forgedRecord);
-  // An issued token with one character changed.
-  const altered = tok.slice(0, 10) + (tok[10] === 'A' ? 'B' : 'A') + tok.slice(11);
-  for (const bad of [madeUp, altered, `tg_${'A'.repeat(64)}`, 'tg_short']) {
+  // An issued token with one character changed (a typo: the checksum no longer matches), and
+  // with one character of its tag changed and the checksum made right again.
+  const swap = (s, i) => s.slice(0, i) + (s[i] === '1' ? '2' : '1') + s.slice(i + 1);
+  const altered = swap(tok, 10);
+  const retagged = withChecksum(swap(tok, 60).slice(0, -6));
+  assert.notEqual(retagged, tok);
+  for (const bad of [madeUp, altered, retagged, `tgt_${'A'.repeat(72)}`, `tg_${'A'.repeat(64)}`, 'tgt_short']) {
     const r = await call(gw1, bad, '/optoro/v1/x');
     assert.equal(r.status, 401, bad);
     assert.equal(r.json.error, 'invalid_token');

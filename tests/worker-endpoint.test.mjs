@@ -9,6 +9,7 @@ import { startOidc } from './support/oidc.mjs';
 import { sha256Hex } from './support/gateway.mjs';
 import {
   clock, sweep, ALL, JSON_HEADERS, FORM, CTOK, rand, defer, startEmulators, start, callerToken, call, source, sweepTest,
+  TOKEN_RE, withChecksum,
 } from './worker-lib.mjs';
 
 let emu;
@@ -35,7 +36,9 @@ test('token endpoint: the Optoro JSON contract, RFC 6749 forms, only hashes in K
   // can be created in the next second when the machine is slow.
   const nowS = Math.floor(clock.now() / 1000);
   assert.ok(ok.created_at === nowS || ok.created_at === nowS + 1, `${ok.created_at} vs ${nowS}`);
-  assert.ok(Buffer.from(ok.access_token.replace(/^tg_/, ''), 'base64url').length >= 32, '256-bit token');
+  // tgt_, 256 random bits (44 base62 digits), a 128-bit tag (22), a CRC-32 checksum (6).
+  assert.match(ok.access_token, TOKEN_RE, '256-bit token');
+  assert.equal(withChecksum(ok.access_token.slice(0, -6)), ok.access_token);
 
   res = await post('{"grant_type": "client_credentials",');
   assert.equal(res.status, 400);

@@ -55,7 +55,7 @@ test('POST /oauth/token reads at most 16 KiB', async (t) => {
   const chunked = await gw.fetch('/oauth/token', { method: 'POST', body: stream, duplex: 'half', headers: JSON_HEADERS });
   assert.equal(chunked.status, 413);
   assert.equal((await chunked.json()).error, 'invalid_request');
-  assert.equal((await callerToken(gw)).startsWith('tg_'), true, 'a normal request still works');
+  assert.equal((await callerToken(gw)).startsWith('tgt_'), true, 'a normal request still works');
 });
 
 test('a caller removed or narrowed after issue loses access at once', async (t) => {

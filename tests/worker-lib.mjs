@@ -92,6 +92,39 @@ export async function callerToken(gw, id = ALL.id, secret = ALL.secret) {
   return body.access_token;
 }
 
+// Caller tokens (src/credentials.rs): `tgt_`, the 32 random bytes as two 22-digit base62
+// numbers, the 16-byte tag as one, then 6 base62 digits of the CRC-32 (IEEE) of everything
+// before. Node 20 has no zlib.crc32, so the CRC is computed here, bit by bit.
+export const TOKEN_RE = /^tgt_[0-9A-Za-z]{72}$/;
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** The CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320) of `text`'s UTF-8 bytes. */
+export function crc32(text) {
+  let c = 0xffffffff;
+  for (const b of Buffer.from(text, 'utf8')) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** `n` (a BigInt) as exactly `width` base62 digits, most significant first. */
+function base62(n, width) {
+  let out = '';
+  for (let i = 0; i < width; i++) { out = BASE62[Number(n % 62n)] + out; n /= 62n; }
+  assert.equal(n, 0n, `${width} base62 digits`);
+  return out;
+}
+
+/** `body` (a credential without its last 6 characters) with its checksum appended. */
+export const withChecksum = (body) => body + base62(BigInt(crc32(body)), 6);
+
+/** A caller token of the right shape and checksum that no gateway issued: only its tag is wrong. */
+export function wellFormedToken() {
+  const u128 = () => base62(BigInt(`0x${crypto.randomBytes(16).toString('hex')}`), 22);
+  return withChecksum(`tgt_${u128()}${u128()}${u128()}`);
+}
+
 /** A proxied call with a caller token; returns { res, status, text, json, timing }. */
 export async function call(gw, tok, path, init = {}) {
   const res = await gw.fetch(path, { ...init, headers: { authorization: `Bearer ${tok}`, ...(init.headers ?? {}) } });

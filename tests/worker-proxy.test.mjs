@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import { startEchoApi } from './support/emulators.mjs';
 import {
   clock, ALL, FAST_RETRY, rand, defer, startEmulators, start, callerToken, call, raw, sweepTest,
+  wellFormedToken,
 } from './worker-lib.mjs';
 
 let emu;
@@ -30,7 +31,8 @@ test('caller token missing, wrong, expired or out of scope; unknown provider', a
     assert.equal((await res.json()).error, 'invalid_token', what);
   };
   await invalid({}, 'missing');
-  await invalid({ authorization: `Bearer tg_${rand(32)}` }, 'unknown token');
+  await invalid({ authorization: `Bearer ${wellFormedToken()}` }, 'unknown token');
+  await invalid({ authorization: `Bearer tgt_${rand(54)}` }, 'malformed token');
   await invalid({ authorization: 'Bearer ' }, 'empty bearer');
   await invalid({ authorization: `Basic ${Buffer.from(`${ALL.id}:${ALL.secret}`).toString('base64')}` }, 'not a bearer');
 

@@ -93,7 +93,7 @@ test('POST /oauth/token over plain http is refused unless it comes from this mac
   // 127.0.0.1 over a real socket (`wrangler dev`, the suites): allowed; https: allowed.
   const local = await raw(gw, { method: 'POST', path: '/oauth/token', headers: { ...JSON_HEADERS, 'content-length': String(body.length) }, body });
   assert.equal(local.status, 200, local.text);
-  assert.match((await callerToken(gw)), /^tg_/);
+  assert.match((await callerToken(gw)), /^tgt_/);
 });
 
 test('path segments that decode to a step up, a separator or a control character never reach the provider', async (t) => {

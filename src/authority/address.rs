@@ -114,9 +114,9 @@ mod tests {
             gate.settle(*t, true, T0 + 5);
         }
         assert_eq!(gate.failures.count, MAX_AUTH_FAILURES);
-        // Locked until the window ends, with the right wait.
-        assert_eq!(gate.begin(T0 + 10_000), Err(50_000));
-        assert!(gate.begin(T0 + TOKEN_ENDPOINT_WINDOW_MS).is_ok());
+        // Locked until the window (which began with the first failure) ends.
+        assert_eq!(gate.begin(T0 + 10_000), Err(50_005));
+        assert!(gate.begin(T0 + 5 + TOKEN_ENDPOINT_WINDOW_MS).is_ok());
     }
 
     #[test]

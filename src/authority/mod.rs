@@ -175,13 +175,13 @@ pub enum Op {
         /// At most this many.
         limit: usize,
     },
-    /// Applies `op` ([`Op::Patch`], [`Op::Rotate`] or [`Op::Delete`]) to the caller `id`
+    /// Applies `change` ([`Op::Patch`], [`Op::Rotate`] or [`Op::Delete`]) to the caller `id`
     /// through its object, and updates (or drops) the index entry to match.
     Change {
         /// The caller.
         id: String,
         /// What to do.
-        op: Box<Op>,
+        change: Box<Op>,
     },
 
     // --- provider:<id> ---
@@ -263,7 +263,7 @@ mod tests {
             },
             Op::Change {
                 id: "cl_x".into(),
-                op: Box::new(Op::Rotate {
+                change: Box::new(Op::Rotate {
                     secret_sha256: "ab".into(),
                 }),
             },

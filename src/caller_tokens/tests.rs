@@ -26,14 +26,21 @@ fn providers() -> BTreeMap<String, u8> {
 fn issue_token_shape_and_record() {
     let random: [u8; 32] = std::array::from_fn(|i| i as u8);
     let (issued, record) = issue(random, NOW);
-    // tg_, then base64url of the 32 random bytes and the 16-byte tag.
+    // A caller token of crate::credentials, bound to no managed client: tgt_, the 32 random
+    // bytes (44 base62 characters), the tag (22) and the checksum (6).
+    assert_eq!(
+        issued.access_token,
+        credentials::issue(Kind::Token, None, random, &keys())
+    );
     let rest = issued.access_token.strip_prefix(TOKEN_PREFIX).unwrap();
-    assert_eq!(rest.len(), 64);
-    // The first 42 characters carry only the random bytes.
-    assert!(rest.starts_with("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh"));
-    assert!(rest
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert_eq!((TOKEN_PREFIX, rest.len()), ("tgt_", 72));
+    // The first 44 characters carry only the random bytes.
+    assert!(rest.starts_with("000SYW7RiJxkEgOGusQGwp0UJg4EBGO3cQWJhXqJNbv5"));
+    assert!(rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(
+        credentials::check(&issued.access_token, Kind::Token, &keys()),
+        Ok(credentials::Checked { client: None })
+    );
     assert_eq!(
         (issued.token_type, issued.expires_in, issued.scope.as_str()),
         ("Bearer", 600, "optoro partner")
@@ -111,8 +118,79 @@ fn only_tokens_with_this_deployments_tag_verify() {
     assert!(verify_tag(token, &keys()));
     // Another deployment key: another tag.
     assert!(!verify_tag(token, &Keys::derive(&[4; 32])));
-    // Any change of the random part or the tag, any other length or prefix.
+    // Any change of the random part, the tag or the checksum (see crate::credentials' tests
+    // for every typo).
     let mut flipped = token.to_string().into_bytes();
+    for i in [4, 20, 50, 71, 75] {
+        let c = flipped[i];
+        flipped[i] = if c == b'1' { b'2' } else { b'1' };
+        assert!(
+            !verify_tag(std::str::from_utf8(&flipped).unwrap(), &keys()),
+            "{i}"
+        );
+        flipped[i] = c;
+    }
+    // A well-formed token (right checksum) that this deployment did not issue.
+    let mut made_up = token[..48].to_string();
+    made_up.push_str(&"1".repeat(22));
+    let crc = base62_crc32(&made_up);
+    made_up.push_str(&crc);
+    assert_eq!(
+        credentials::check(&made_up, Kind::Token, &keys()),
+        Err(credentials::Refused::Tag)
+    );
+    assert!(!verify_tag(&made_up, &keys()));
+    // A client secret, and a token bound to a managed client: not a static caller's token.
+    let secret = credentials::issue(Kind::Secret, None, [9; 32], &keys());
+    let client = credentials::client_id([2; 16]);
+    let bound = credentials::issue(Kind::Token, Some(&client), [9; 32], &keys());
+    assert!(credentials::check(&bound, Kind::Token, &keys()).is_ok());
+    for bad in [
+        "",
+        "tgt_",
+        "tg_",
+        &token[..token.len() - 1],
+        &format!("{token}A"),
+        &token.replacen("tgt_", "tgs_", 1),
+        &token.replacen("tgt_", "tg_", 1),
+        &format!("tgt_{}", "0".repeat(72)),
+        &format!("tgt_{}", "!".repeat(72)),
+        &secret,
+        &bound,
+        // The legacy format's shape with a made-up tag, and the format before it: 43
+        // characters, no tag.
+        &format!("tg_{}", "A".repeat(64)),
+        &format!("tg_{}", "!".repeat(64)),
+        "tg_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+    ] {
+        assert!(!verify_tag(bad, &keys()), "{bad}");
+    }
+}
+
+/// The base62 CRC-32 of `s`, as crate::credentials appends it (6 digits), computed here by
+/// hand so the test does not lean on the code under test.
+fn base62_crc32(s: &str) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut v = crc32fast::hash(s.as_bytes());
+    let mut out = [b'0'; 6];
+    for d in out.iter_mut().rev() {
+        *d = DIGITS[(v % 62) as usize];
+        v /= 62;
+    }
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+/// Tokens issued before the credentials format (`tg_`, base64url of random ‖ tag) still verify
+/// until they expire; an altered one does not.
+#[test]
+fn legacy_tokens_still_verify() {
+    // Issued by the previous issue_token for Keys::derive(&[3; 32]) (callers::tests::keys) and
+    // random [9; 32]; recomputed independently with Python's hmac and base64.
+    let legacy = "tg_CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkgIqZN0IZJhg22fXKzAlmu";
+    assert!(legacy.starts_with(LEGACY_TOKEN_PREFIX));
+    assert!(verify_tag(legacy, &keys()));
+    assert!(!verify_tag(legacy, &Keys::derive(&[4; 32])));
+    let mut flipped = legacy.to_string().into_bytes();
     for i in [3, 20, 46, 66] {
         let c = flipped[i];
         flipped[i] = if c == b'A' { b'B' } else { b'A' };
@@ -122,19 +200,8 @@ fn only_tokens_with_this_deployments_tag_verify() {
         );
         flipped[i] = c;
     }
-    for bad in [
-        "",
-        "tg_",
-        &token[..token.len() - 1],
-        &format!("{token}A"),
-        &token.replacen("tg_", "tk_", 1),
-        &format!("tg_{}", "A".repeat(64)),
-        &format!("tg_{}", "!".repeat(64)),
-        // The previous format: 43 characters, no tag.
-        "tg_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-    ] {
-        assert!(!verify_tag(bad, &keys()), "{bad}");
-    }
+    // Its record is found the same way: by the token's SHA-256.
+    assert!(caller_token_key(legacy).starts_with(CALLER_TOKEN_PREFIX));
 }
 
 #[test]

@@ -151,6 +151,39 @@ fn registry_bad_hex() {
 }
 
 #[test]
+fn registry_refuses_managed_client_ids() {
+    let managed = crate::credentials::client_id([7; 16]);
+    let e = reg_err(&format!(
+        r#"{{"{managed}": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro"]}}}}"#
+    ));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "TOKENGATE_CLIENTS.{managed}: a client id of `cl_` and 22 base62 characters is \
+             reserved for clients created with the admin API"
+        )
+    );
+    // Ids that merely start like one are static callers like any other.
+    for id in [
+        "cl_",
+        "cl_svc",
+        &format!("{managed}x"),
+        &managed[..24],
+        "CL_abc",
+    ] {
+        let r = CallerRegistry::parse(
+            "TOKENGATE_CLIENTS",
+            &format!(
+                r#"{{"{id}": {{"secret_sha256": "{CALLER_SECRET_SHA256}", "scopes": ["optoro"]}}}}"#
+            ),
+            &keys(),
+        )
+        .unwrap();
+        assert!(r.get(id).is_some(), "{id}");
+    }
+}
+
+#[test]
 fn registry_refuses_the_hash_of_the_empty_secret() {
     let empty = hex::encode(Sha256::digest(b""));
     for spelling in [empty.clone(), empty.to_uppercase()] {

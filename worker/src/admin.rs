@@ -174,7 +174,7 @@ async fn object_call(gw: &Gateway, object: &str, op: &Op) -> Answer {
 async fn change(gw: &Gateway, id: &str, op: Op) -> Answer {
     let op = Op::Change {
         id: id.to_string(),
-        op: Box::new(op),
+        change: Box::new(op),
     };
     object_call(gw, DIRECTORY, &op).await
 }
@@ -313,8 +313,9 @@ async fn stats(gw: &Gateway, query: Option<&str>) -> Answer {
             ids
         }
     };
+    let p_objects: Vec<String> = providers.iter().map(|p| provider_object(p)).collect();
     let p_answers = futures::future::join_all(
-        providers.iter().map(|p| object_call(gw, &provider_object(p), &Op::ProviderStats)),
+        p_objects.iter().map(|o| object_call(gw, o, &Op::ProviderStats)),
     );
     let c_answers = futures::future::join_all(
         clients.iter().map(|c| client_call(gw, c, &Op::ClientStats)),
@@ -345,12 +346,10 @@ async fn errors(gw: &Gateway, query: Option<&str>) -> Answer {
             }
         },
     };
-    let answers = futures::future::join_all(
-        gw.providers
-            .keys()
-            .map(|p| object_call(gw, &provider_object(p), &Op::Errors { limit })),
-    )
-    .await;
+    let objects: Vec<String> = gw.providers.keys().map(|p| provider_object(p)).collect();
+    let op = Op::Errors { limit };
+    let answers =
+        futures::future::join_all(objects.iter().map(|o| object_call(gw, o, &op))).await;
     let mut logs = Vec::new();
     for a in answers {
         let (_, v) = a?;

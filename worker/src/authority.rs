@@ -23,7 +23,7 @@ use tokengate::authority::client::{
     RECORD_KEY, TOKEN_KEY_PREFIX,
 };
 use tokengate::authority::stats::{ErrorLog, ProviderStats};
-use tokengate::authority::{client_object, parse_sha256, ObjectKind, Op, DIRECTORY};
+use tokengate::authority::{client_object, parse_sha256, ObjectKind, Op};
 use tokengate::caller_tokens::CallerLedger;
 use tokengate::flow::Runtime;
 use tokengate::managed::{parse_patch, AdminError, ClientRecord};
@@ -692,8 +692,8 @@ impl Object {
                     .map(str::to_string);
                 Ok((200, json!({"items": items, "last": last})))
             }
-            Op::Change { id, op } => {
-                let (status, shown) = self.forward(gw, &id, &op).await?;
+            Op::Change { id, change } => {
+                let (status, shown) = self.forward(gw, &id, &change).await?;
                 match status {
                     200 => {
                         self.put_all(&[(&index_key(&id), shown.to_string())]).await?
@@ -814,6 +814,3 @@ fn not_found() -> Answer {
     let e = AdminError::not_found("no such client");
     (e.status, e.body())
 }
-
-/// The name of the directory object (re-exported for the admin routes).
-pub const DIRECTORY_OBJECT: &str = DIRECTORY;

@@ -20,12 +20,12 @@ use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
 use tokengate::callers::CallerRegistry;
 use tokengate::authority::{Op, DIRECTORY};
 use tokengate::config::gateway::{
-    self, ADMIN_TOKEN_SECRET, CLIENTS_SECRET, KEY_SECRET, KV_BINDING, LIMITER_BINDING,
+    self, ADMIN_TOKEN_SECRET, CLIENTS_SECRET, KEY_SECRET, KV_BINDING,
     LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR,
 };
 use tokengate::config::{ConfigError, Coordination, ProviderConfig, TokenSettings};
 use tokengate::error::TokenError;
-use tokengate::flow::{MintedSource, Runtime, SingleFlight, TokenSource, Tokens};
+use tokengate::flow::{MintedSource, SingleFlight, TokenSource, Tokens};
 use tokengate::gateway_error::GatewayError;
 use tokengate::keys::Keys;
 use tokengate::limits::BoundedMap;

@@ -127,9 +127,9 @@ impl ProviderTokens {
 
     /// Forgets `token` from memory (the store is the dropping isolate's business).
     pub fn forget_memory(&self, token: &tokengate::Secret) {
-        match self {
+        let _ = match self {
             ProviderTokens::Isolate(s) => s.forget_memory(token),
             ProviderTokens::Minted(s) => s.forget_memory(token),
-        }
+        };
     }
 }
