@@ -34,7 +34,7 @@ pub struct Caller {
     pub scopes: Vec<String>,
     /// Lifetime of tokens issued to it, seconds (60 ..= 86400: KV's minimum TTL is 60 s).
     pub token_ttl_s: u64,
-    /// How many tokens it may ask for per minute (see [`crate::limits::TokenEndpointLimits`]).
+    /// How many tokens it may ask for per minute (counted by its authority object: [`crate::authority::client::count_issue`]).
     pub token_requests_per_minute: u32,
     /// This registration's fingerprint (see [`registration_fingerprint`]).
     pub registration: String,

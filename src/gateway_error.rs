@@ -68,7 +68,7 @@ pub enum GatewayError {
     },
     /// 429: `POST /oauth/token` refused the request before looking at it (its address failed
     /// too often) or before issuing (its caller asked too often): see
-    /// [`crate::limits::TokenEndpointLimits`].
+    /// [`crate::authority::address`] and [`crate::authority::client::count_issue`].
     TokenEndpointLimit(TokenEndpointRefusal),
     /// 400: a request carrying credentials (a caller token) over plain http from anywhere but
     /// loopback, refused before anything is sent.

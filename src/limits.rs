@@ -1,7 +1,8 @@
 //! Per-isolate memory that callers can grow, bounded: [`BoundedMap`], which evicts its oldest
-//! entries one at a time (never everything at once); [`WindowCounter`], events per key in fixed
-//! windows; and [`TokenEndpointLimits`], the limits of `POST /oauth/token` built on it (failed
-//! authentications per client address, token requests per caller).
+//! entries one at a time (never everything at once), and [`WindowCounter`], events per key in
+//! fixed windows; the constants of the limits of `POST /oauth/token` (kept exact across
+//! isolates by the caller authority: [`crate::authority::address`], [`crate::authority::client`])
+//! and the key a client address is limited under ([`client_address`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -153,68 +154,6 @@ pub enum TokenEndpointRefusal {
     },
 }
 
-/// The limits of `POST /oauth/token`, per isolate, in bounded memory. The sequence of one
-/// request:
-///
-/// 1. [`TokenEndpointLimits::admit`] before the credentials are checked: a client address
-///    (`CF-Connecting-IP`; an IPv6 address counts as its /64, which one client holds whole)
-///    that failed [`MAX_AUTH_FAILURES`] times within a minute is refused until the minute ends
-///    — whatever client id it names, registered or not, and even with the right secret. Failures
-///    are counted per address rather than per client id, so that knowing a caller's id is not
-///    enough to lock that caller out from everywhere; and registered and unknown ids get the
-///    same answers in the same order, so a 429 tells nothing about which ids exist.
-/// 2. [`TokenEndpointLimits::failed`] after credentials that do not authenticate. A success
-///    does not clear the address's failures: a caller holding one valid secret could otherwise
-///    interleave its own logins with guesses at another's.
-/// 3. [`TokenEndpointLimits::issue`] once the caller is known: each caller may ask for its
-///    `token_requests_per_minute` tokens per minute (each is a KV write, and KV allows about one
-///    write per key per second and a daily quota per namespace: one compromised caller must not
-///    spend them for everyone).
-#[derive(Clone, Debug)]
-pub struct TokenEndpointLimits {
-    failures: WindowCounter,
-    issued: WindowCounter,
-}
-
-impl TokenEndpointLimits {
-    /// Limits remembering at most `capacity` addresses and `capacity` callers.
-    pub fn new(capacity: usize) -> Self {
-        TokenEndpointLimits {
-            failures: WindowCounter::new(TOKEN_ENDPOINT_WINDOW_MS, capacity),
-            issued: WindowCounter::new(TOKEN_ENDPOINT_WINDOW_MS, capacity),
-        }
-    }
-
-    /// Step 1: whether a request from `address` (see [`client_address`]) is looked at at all.
-    pub fn admit(&self, address: &str, now_ms: u64) -> Result<(), TokenEndpointRefusal> {
-        self.failures
-            .check(address, MAX_AUTH_FAILURES, now_ms)
-            .map_err(|retry_after_ms| TokenEndpointRefusal::AddressLocked { retry_after_ms })
-    }
-
-    /// Step 2: credentials from `address` did not authenticate.
-    pub fn failed(&mut self, address: &str, now_ms: u64) {
-        self.failures.record(address, now_ms);
-    }
-
-    /// Step 3: `client_id`, authenticated, asks for a token; it may ask `per_minute` times a
-    /// minute. Counts the request when it is allowed.
-    pub fn issue(
-        &mut self,
-        client_id: &str,
-        per_minute: u32,
-        now_ms: u64,
-    ) -> Result<(), TokenEndpointRefusal> {
-        self.issued
-            .check(client_id, per_minute, now_ms)
-            .map_err(
-                |retry_after_ms| TokenEndpointRefusal::TooManyTokenRequests { retry_after_ms },
-            )?;
-        self.issued.record(client_id, now_ms);
-        Ok(())
-    }
-}
-
 /// The key a client address is limited under: an IPv4 address as it is, an IPv6 address as
 /// its /64 prefix (RFC 4291 §2.5.4: the interface identifier is the low 64 bits, and a single
 /// client is routinely given a whole /64), anything else (no `CF-Connecting-IP`, or text that
@@ -313,56 +252,6 @@ mod tests {
     }
 
     /// The sequence of `POST /oauth/token`: (step, address or caller, expected), in order.
-    #[test]
-    fn token_endpoint_sequences() {
-        use TokenEndpointRefusal::*;
-        let t = 5_000_000;
-        let mut l = TokenEndpointLimits::new(1000);
-        // Ten failures from one address, spread over registered and unknown ids alike (the
-        // limiter never sees ids), lock that address for the rest of the minute...
-        for i in 0..MAX_AUTH_FAILURES as u64 {
-            assert_eq!(l.admit("198.51.100.7", t + i), Ok(()));
-            l.failed("198.51.100.7", t + i);
-        }
-        assert_eq!(
-            l.admit("198.51.100.7", t + 10_000),
-            Err(AddressLocked {
-                retry_after_ms: 50_000
-            })
-        );
-        // ...and only that address: the caller it was guessing at still gets in elsewhere.
-        assert_eq!(l.admit("203.0.113.9", t + 10_000), Ok(()));
-        assert_eq!(l.issue("billing", 60, t + 10_000), Ok(()));
-        // A success from the locked address does not unlock it (it is not even looked at),
-        // and the lock ends with the window.
-        assert!(l.admit("198.51.100.7", t + 59_999).is_err());
-        assert_eq!(l.admit("198.51.100.7", t + 60_000), Ok(()));
-
-        // Nine failures and a success do not reset the count: the tenth failure locks.
-        let mut l = TokenEndpointLimits::new(1000);
-        for i in 0..9 {
-            l.failed("a", t + i);
-        }
-        assert_eq!(l.issue("svc", 60, t + 9), Ok(()));
-        l.failed("a", t + 10);
-        assert!(l.admit("a", t + 11).is_err());
-
-        // Issuance: `per_minute` tokens a minute per caller, then 429 until the minute ends.
-        let mut l = TokenEndpointLimits::new(1000);
-        for i in 0..3 {
-            assert_eq!(l.issue("svc", 3, t + i), Ok(()));
-        }
-        assert_eq!(
-            l.issue("svc", 3, t + 30_000),
-            Err(TooManyTokenRequests {
-                retry_after_ms: 30_000
-            })
-        );
-        assert_eq!(l.issue("other", 3, t + 30_000), Ok(()), "per caller");
-        // A refused request is not counted: the caller is back once the window ends.
-        assert_eq!(l.issue("svc", 3, t + 60_000), Ok(()));
-    }
-
     #[test]
     fn client_addresses() {
         for (ip, key) in [

@@ -126,12 +126,16 @@ pub fn scope_catalogue(providers: &[ProviderScope<'_>]) -> Value {
     let mut items: Vec<Value> = Vec::new();
     for p in providers {
         for scope in [p.id.to_string(), format!("{}:read", p.id)] {
-            items.push(json!({"scope": scope, "provider": p.id, "api_host": p.api_host,
-                              "auth_style": p.auth_style}));
+            items.push(
+                json!({"scope": scope, "provider": p.id, "api_host": p.api_host,
+                              "auth_style": p.auth_style}),
+            );
         }
     }
-    items.push(json!({"scope": INTROSPECT_SCOPE, "provider": null, "api_host": null,
-                      "auth_style": null}));
+    items.push(
+        json!({"scope": INTROSPECT_SCOPE, "provider": null, "api_host": null,
+                      "auth_style": null}),
+    );
     json!({ "items": items })
 }
 
@@ -188,7 +192,11 @@ mod tests {
                 Err(GrantError::OAuth("invalid_request", _))
             ));
         }
-        for body in [&b"token=t"[..], b"token=t&client_id=a", b"token=t&client_id=a&client_secret="] {
+        for body in [
+            &b"token=t"[..],
+            b"token=t&client_id=a",
+            b"token=t&client_id=a&client_secret=",
+        ] {
             assert!(matches!(
                 parse_token_request(FORM, None, body),
                 Err(GrantError::InvalidClient { basic: false })
@@ -202,12 +210,18 @@ mod tests {
             parse_token_request(Some("application/json"), None, b"{}"),
             Err(GrantError::Malformed(_))
         ));
-        for body in [&b"client_id=a&client_secret=s"[..], b"token=&client_id=a&client_secret=s",
-                     b"token=a&token=b&client_id=a&client_secret=s"] {
-            assert!(matches!(
-                parse_token_request(FORM, None, body),
-                Err(GrantError::OAuth("invalid_request", _))
-            ), "{body:?}");
+        for body in [
+            &b"client_id=a&client_secret=s"[..],
+            b"token=&client_id=a&client_secret=s",
+            b"token=a&token=b&client_id=a&client_secret=s",
+        ] {
+            assert!(
+                matches!(
+                    parse_token_request(FORM, None, body),
+                    Err(GrantError::OAuth("invalid_request", _))
+                ),
+                "{body:?}"
+            );
         }
         let r = parse_token_request(
             Some("application/x-www-form-urlencoded; charset=utf-8"),
@@ -228,12 +242,18 @@ mod tests {
         let m = metadata("https://gw.example", &providers);
         assert_eq!(m["issuer"], "https://gw.example");
         assert_eq!(m["revocation_endpoint"], "https://gw.example/oauth/revoke");
-        assert_eq!(m["scopes_supported"], json!(["optoro", "optoro:read", "introspect"]));
+        assert_eq!(
+            m["scopes_supported"],
+            json!(["optoro", "optoro:read", "introspect"])
+        );
         assert_eq!(m["grant_types_supported"], json!(["client_credentials"]));
         let c = scope_catalogue(&providers);
         assert_eq!(c["items"].as_array().unwrap().len(), 3);
         assert_eq!(c["items"][1]["scope"], "optoro:read");
         assert_eq!(c["items"][2]["provider"], Value::Null);
-        assert_eq!(origin("https://gw.example:8443/x?y"), "https://gw.example:8443");
+        assert_eq!(
+            origin("https://gw.example:8443/x?y"),
+            "https://gw.example:8443"
+        );
     }
 }

@@ -18,8 +18,11 @@ before(async () => { emu = await startEmulators(); });
 after(() => emu?.close());
 const config = (overrides = {}) => emu.gatewayConfig(overrides);
 const deploymentKey = () => crypto.randomBytes(32).toString('base64');
-/** One deployment's isolates: the same KV directory and TOKENGATE_KEY, these callers. */
-const isolate = (t, dir, key, clients) => start(t, { ...config(), kvPersist: dir, key, clients });
+/**
+ * One deployment's isolates: the same KV and Durable Object storage (one directory), the same
+ * TOKENGATE_KEY, these callers.
+ */
+const isolate = (t, dir, key, clients) => start(t, { ...config(), kvPersist: dir, doPersist: dir, key, clients });
 
 test('a made-up or altered bearer is refused, and KV write access alone cannot mint or extend a token', async (t) => {
   const dir = tempDir(t);

@@ -7,7 +7,13 @@
 //! count as failures-to-be while they are open, so that however many guesses arrive at once,
 //! no more than [`MAX_AUTH_FAILURES`] of them are ever looked at in one window. A ticket that is
 //! never settled (the isolate holding it went away) stops counting after [`TICKET_LIFE_MS`].
-//! A success does not clear earlier failures (see [`crate::limits::TokenEndpointLimits`]).
+//!
+//! Failures are counted per address rather than per client id, so that knowing a caller's id
+//! is not enough to lock that caller out from everywhere; registered and unknown ids get the
+//! same answers in the same order, so a 429 tells nothing about which ids exist; and a success
+//! does not clear earlier failures — a caller holding one valid secret could otherwise
+//! interleave its own logins with guesses at another's. An IPv6 address counts as its /64
+//! ([`crate::limits::client_address`]).
 
 use crate::limits::{MAX_AUTH_FAILURES, TOKEN_ENDPOINT_WINDOW_MS};
 use serde::{Deserialize, Serialize};

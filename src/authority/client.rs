@@ -155,7 +155,10 @@ pub fn public_token_id(client_id: &str, id: &str) -> String {
 /// The caller and token id of a [`public_token_id`], if it is one.
 pub fn split_public_token_id(public: &str) -> Option<(&str, &str)> {
     let (client, id) = public.rsplit_once('.')?;
-    let hex_id = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let hex_id = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     (hex_id && !client.is_empty()).then_some((client, id))
 }
 

@@ -211,9 +211,21 @@ impl Op {
     pub fn for_kind(&self, kind: ObjectKind) -> bool {
         use Op::*;
         match self {
-            Create { .. } | Get | Patch { .. } | Delete | Rotate { .. } | Grant { .. }
-            | Authenticate { .. } | Check(_) | Revoke { .. } | RevokeId { .. } | Introspect { .. } | Tokens
-            | ClientStats | Count { .. } | IssueStatic { .. } => kind == ObjectKind::Client,
+            Create { .. }
+            | Get
+            | Patch { .. }
+            | Delete
+            | Rotate { .. }
+            | Grant { .. }
+            | Authenticate { .. }
+            | Check(_)
+            | Revoke { .. }
+            | RevokeId { .. }
+            | Introspect { .. }
+            | Tokens
+            | ClientStats
+            | Count { .. }
+            | IssueStatic { .. } => kind == ObjectKind::Client,
             Begin | Settle { .. } => kind == ObjectKind::Address,
             Ledger { .. } | Add { .. } | List { .. } | Change { .. } => {
                 kind == ObjectKind::Directory
@@ -290,9 +302,18 @@ mod tests {
     #[test]
     fn object_names_have_a_kind() {
         assert_eq!(ObjectKind::of("directory"), Some(ObjectKind::Directory));
-        assert_eq!(ObjectKind::of(&client_object("cl_a")), Some(ObjectKind::Client));
-        assert_eq!(ObjectKind::of(&address_object("::1")), Some(ObjectKind::Address));
-        assert_eq!(ObjectKind::of(&provider_object("optoro")), Some(ObjectKind::Provider));
+        assert_eq!(
+            ObjectKind::of(&client_object("cl_a")),
+            Some(ObjectKind::Client)
+        );
+        assert_eq!(
+            ObjectKind::of(&address_object("::1")),
+            Some(ObjectKind::Address)
+        );
+        assert_eq!(
+            ObjectKind::of(&provider_object("optoro")),
+            Some(ObjectKind::Provider)
+        );
         assert_eq!(ObjectKind::of("client:"), None);
         assert_eq!(ObjectKind::of("other:x"), None);
         assert_eq!(ObjectKind::of("x"), None);

@@ -184,9 +184,12 @@ impl ErrorLog {
 }
 
 /// The latest `limit` entries of several providers' logs, newest first.
-pub fn merge_latest(logs: impl IntoIterator<Item = Vec<ErrorEntry>>, limit: usize) -> Vec<ErrorEntry> {
+pub fn merge_latest(
+    logs: impl IntoIterator<Item = Vec<ErrorEntry>>,
+    limit: usize,
+) -> Vec<ErrorEntry> {
     let mut all: Vec<ErrorEntry> = logs.into_iter().flatten().collect();
-    all.sort_by(|a, b| b.time.cmp(&a.time));
+    all.sort_by_key(|e| std::cmp::Reverse(e.time));
     all.truncate(limit);
     all
 }
@@ -254,7 +257,9 @@ impl Tally {
         let managed = fields.get("managed").and_then(Value::as_bool) == Some(true);
         match event {
             "proxy" | "proxy_error" => {
-                let Some(provider) = text("provider") else { return };
+                let Some(provider) = text("provider") else {
+                    return;
+                };
                 let error = (event == "proxy_error")
                     .then(|| (text("error").unwrap_or("error"), text("provider_error")));
                 let request = Proxied {
@@ -268,7 +273,9 @@ impl Tally {
                 self.proxied(&request, now_ms);
             }
             "token_exchange" => {
-                let Some(provider) = text("provider") else { return };
+                let Some(provider) = text("provider") else {
+                    return;
+                };
                 let d = self.provider(provider);
                 d.provider.get_or_insert_with(Default::default).exchanges += 1;
                 if fields.get("ok").and_then(Value::as_bool) != Some(true) {
@@ -283,7 +290,9 @@ impl Tally {
                 }
             }
             "api_retry" => {
-                let Some(provider) = text("provider") else { return };
+                let Some(provider) = text("provider") else {
+                    return;
+                };
                 self.provider(provider)
                     .provider
                     .get_or_insert_with(Default::default)
@@ -367,17 +376,35 @@ mod tests {
             &json!({"provider": "optoro", "ok": false, "status": 401, "provider_error": "invalid_client"}),
             4,
         );
-        t.observe("token_exchange", &json!({"provider": "optoro", "ok": true, "status": 200}), 5);
+        t.observe(
+            "token_exchange",
+            &json!({"provider": "optoro", "ok": true, "status": 200}),
+            5,
+        );
         t.observe("api_retry", &json!({"provider": "optoro"}), 6);
-        t.observe("caller_rejected", &json!({"client_id": "svc", "status": 403}), 7);
-        t.observe("caller_rejected", &json!({"client_id": "cl_x", "status": 429, "managed": true}), 7);
+        t.observe(
+            "caller_rejected",
+            &json!({"client_id": "svc", "status": 403}),
+            7,
+        );
+        t.observe(
+            "caller_rejected",
+            &json!({"client_id": "cl_x", "status": 429, "managed": true}),
+            7,
+        );
         t.observe("token_issued", &json!({"client_id": "svc"}), 8);
         let d = t.take();
         assert!(t.is_empty());
-        assert_eq!(d.keys().collect::<Vec<_>>(), ["client:svc", "provider:optoro"]);
+        assert_eq!(
+            d.keys().collect::<Vec<_>>(),
+            ["client:svc", "provider:optoro"]
+        );
         let p = d["provider:optoro"].provider.clone().unwrap();
         assert_eq!(p.requests, 3);
-        assert_eq!((p.responses.s2xx, p.responses.s4xx, p.responses.s5xx), (1, 1, 1));
+        assert_eq!(
+            (p.responses.s2xx, p.responses.s4xx, p.responses.s5xx),
+            (1, 1, 1)
+        );
         assert_eq!((p.token_source.memory, p.token_source.exchange), (1, 1));
         assert_eq!((p.exchanges, p.retries), (2, 1));
         let errors = &d["provider:optoro"].errors;
@@ -402,7 +429,10 @@ mod tests {
         };
         log.extend((0..150).map(e));
         assert_eq!(log.0.len(), ERROR_LOG_LEN);
-        assert_eq!(log.latest(2).iter().map(|e| e.time).collect::<Vec<_>>(), [149, 148]);
+        assert_eq!(
+            log.latest(2).iter().map(|e| e.time).collect::<Vec<_>>(),
+            [149, 148]
+        );
         let merged = merge_latest([vec![e(5), e(1)], vec![e(3)]], 2);
         assert_eq!(merged.iter().map(|e| e.time).collect::<Vec<_>>(), [5, 3]);
     }

@@ -68,7 +68,9 @@ pub fn admin_token(value: Option<&Value>) -> Result<Option<String>, ConfigError>
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
             if s.len() < MIN_ADMIN_TOKEN_LEN {
-                Err(bad("must be at least 32 characters (e.g. `openssl rand -base64 32`)"))
+                Err(bad(
+                    "must be at least 32 characters (e.g. `openssl rand -base64 32`)",
+                ))
             } else if !s.bytes().all(|b| b.is_ascii_graphic()) {
                 Err(bad("must be printable ASCII without spaces"))
             } else {

@@ -188,7 +188,10 @@ impl<T: Transport + 'static, S: TokenStore + 'static, R: Runtime + 'static> Toke
                     dropped.push(h);
                 }
                 // A stale read elsewhere must not bring it back either.
-                self.inner.machine.borrow_mut().forget_memory(&t.access_token);
+                self.inner
+                    .machine
+                    .borrow_mut()
+                    .forget_memory(&t.access_token);
             }
         }
         self.invalidate(None).await;

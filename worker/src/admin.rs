@@ -18,7 +18,9 @@ use tokengate::caller_tokens::parse_bearer;
 use tokengate::credentials::{self, Kind};
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
-use tokengate::managed::{next_cursor, parse_new_client, parse_page_query, parse_patch, AdminError};
+use tokengate::managed::{
+    next_cursor, parse_new_client, parse_page_query, parse_patch, AdminError,
+};
 use tokengate::oauth_server::scope_catalogue;
 use tokengate::secret::ct_eq_bytes;
 
@@ -48,7 +50,11 @@ pub async fn handle(
             "the admin API takes the admin token as a bearer",
         ));
     }
-    let segments: Vec<&str> = path.trim_start_matches("/admin").split('/').skip(1).collect();
+    let segments: Vec<&str> = path
+        .trim_start_matches("/admin")
+        .split('/')
+        .skip(1)
+        .collect();
     let answer = route(gw, &req, method, &segments, query).await;
     match answer {
         Ok((204, _)) => json_response_empty(),
@@ -102,12 +108,18 @@ async fn route(
                 parse_patch(&body, |p| gw.providers.contains_key(p)).map_err(admin_error)?;
                 let text = String::from_utf8_lossy(&body).into_owned();
                 let answer = change(gw, id, Op::Patch { body: text }).await?;
-                log_event("admin", json!({"action": "client_updated", "client_id": id}));
+                log_event(
+                    "admin",
+                    json!({"action": "client_updated", "client_id": id}),
+                );
                 Ok(answer)
             }
             "DELETE" => {
                 let answer = change(gw, id, Op::Delete).await?;
-                log_event("admin", json!({"action": "client_deleted", "client_id": id}));
+                log_event(
+                    "admin",
+                    json!({"action": "client_deleted", "client_id": id}),
+                );
                 Ok(answer)
             }
             _ => Err(method_not_allowed("GET, PATCH, DELETE")),
@@ -128,8 +140,11 @@ async fn route(
                 let op = Op::RevokeId { id: id.to_string() };
                 let answer = client_call(gw, client, &op).await?;
                 if answer.0 == 204 {
-                    log_event("admin", json!({"action": "token_revoked", "client_id": client,
-                                              "by": "admin"}));
+                    log_event(
+                        "admin",
+                        json!({"action": "token_revoked", "client_id": client,
+                                              "by": "admin"}),
+                    );
                     Ok(answer)
                 } else {
                     Err(admin_error(AdminError::not_found("no such token")))
@@ -180,9 +195,8 @@ async fn change(gw: &Gateway, id: &str, op: Op) -> Answer {
 }
 
 fn new_secret(gw: &Gateway) -> std::result::Result<String, GatewayError> {
-    let random = random_bytes::<32>().ok_or(GatewayError::Unavailable(
-        "no randomness to make a secret",
-    ))?;
+    let random =
+        random_bytes::<32>().ok_or(GatewayError::Unavailable("no randomness to make a secret"))?;
     Ok(credentials::issue(Kind::Secret, None, random, &gw.keys))
 }
 
@@ -206,7 +220,10 @@ async fn create_client(gw: &Gateway, body: &[u8]) -> Answer {
     if let Some(obj) = shown.as_object_mut() {
         obj.insert("client_secret".into(), Value::String(secret));
     }
-    log_event("admin", json!({"action": "client_created", "client_id": client_id}));
+    log_event(
+        "admin",
+        json!({"action": "client_created", "client_id": client_id}),
+    );
     Ok((201, shown))
 }
 
@@ -221,7 +238,10 @@ async fn rotate(gw: &Gateway, id: &str) -> Answer {
     if status != 200 {
         return Ok((status, body));
     }
-    log_event("admin", json!({"action": "secret_rotated", "client_id": id}));
+    log_event(
+        "admin",
+        json!({"action": "secret_rotated", "client_id": id}),
+    );
     Ok((200, json!({"client_id": id, "client_secret": secret})))
 }
 
@@ -234,7 +254,10 @@ async fn list_clients(gw: &Gateway, query: Option<&str>) -> Answer {
     };
     let (_, v) = object_call(gw, DIRECTORY, &op).await?;
     let next = v.get("last").and_then(Value::as_str).map(next_cursor);
-    Ok((200, json!({"items": v.get("items").cloned().unwrap_or(json!([])), "next_cursor": next})))
+    Ok((
+        200,
+        json!({"items": v.get("items").cloned().unwrap_or(json!([])), "next_cursor": next}),
+    ))
 }
 
 /// Every managed caller's id, page by page.
@@ -247,7 +270,12 @@ async fn managed_ids(gw: &Gateway) -> std::result::Result<Vec<String>, GatewayEr
             limit: WALK_PAGE,
         };
         let (_, v) = object_call(gw, DIRECTORY, &op).await?;
-        for item in v.get("items").and_then(Value::as_array).into_iter().flatten() {
+        for item in v
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(id) = item.get("client_id").and_then(Value::as_str) {
                 ids.push(id.to_string());
             }
@@ -260,7 +288,7 @@ async fn managed_ids(gw: &Gateway) -> std::result::Result<Vec<String>, GatewayEr
 }
 
 /// One query parameter's value.
-fn param<'q>(query: Option<&'q str>, name: &str) -> Option<String> {
+fn param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -272,16 +300,21 @@ async fn list_tokens(gw: &Gateway, query: Option<&str>) -> Answer {
         Some(id) => vec![id],
         None => managed_ids(gw).await?,
     };
-    let lists = futures::future::join_all(
-        ids.iter().map(|id| client_call(gw, id, &Op::Tokens)),
-    )
-    .await;
+    let lists =
+        futures::future::join_all(ids.iter().map(|id| client_call(gw, id, &Op::Tokens))).await;
     let mut items = Vec::new();
     for (id, answer) in ids.iter().zip(lists) {
         match answer? {
-            (200, v) => items.extend(v.get("items").and_then(Value::as_array).cloned().unwrap_or_default()),
+            (200, v) => items.extend(
+                v.get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             (404, _) if ids.len() == 1 => {
-                return Err(admin_error(AdminError::not_found(format!("no managed client `{id}`"))))
+                return Err(admin_error(AdminError::not_found(format!(
+                    "no managed client `{id}`"
+                ))))
             }
             _ => {}
         }
@@ -296,7 +329,10 @@ async fn stats(gw: &Gateway, query: Option<&str>) -> Answer {
     let client = param(query, "client_id");
     if let Some(p) = &provider {
         if !gw.providers.contains_key(p) {
-            return Err(admin_error(AdminError::invalid("provider", "names no configured provider")));
+            return Err(admin_error(AdminError::invalid(
+                "provider",
+                "names no configured provider",
+            )));
         }
     }
     let providers: Vec<String> = match &provider {
@@ -315,11 +351,12 @@ async fn stats(gw: &Gateway, query: Option<&str>) -> Answer {
     };
     let p_objects: Vec<String> = providers.iter().map(|p| provider_object(p)).collect();
     let p_answers = futures::future::join_all(
-        p_objects.iter().map(|o| object_call(gw, o, &Op::ProviderStats)),
+        p_objects
+            .iter()
+            .map(|o| object_call(gw, o, &Op::ProviderStats)),
     );
-    let c_answers = futures::future::join_all(
-        clients.iter().map(|c| client_call(gw, c, &Op::ClientStats)),
-    );
+    let c_answers =
+        futures::future::join_all(clients.iter().map(|c| client_call(gw, c, &Op::ClientStats)));
     let (p_answers, c_answers) = futures::join!(p_answers, c_answers);
     let mut out_p = serde_json::Map::new();
     for (id, a) in providers.iter().zip(p_answers) {
@@ -348,8 +385,7 @@ async fn errors(gw: &Gateway, query: Option<&str>) -> Answer {
     };
     let objects: Vec<String> = gw.providers.keys().map(|p| provider_object(p)).collect();
     let op = Op::Errors { limit };
-    let answers =
-        futures::future::join_all(objects.iter().map(|o| object_call(gw, o, &op))).await;
+    let answers = futures::future::join_all(objects.iter().map(|o| object_call(gw, o, &op))).await;
     let mut logs = Vec::new();
     for a in answers {
         let (_, v) = a?;
@@ -380,6 +416,9 @@ async fn drop_provider_token(gw: &Gateway, id: &str) -> Answer {
         tokens: dropped.iter().map(|h| hex(h)).collect(),
     };
     object_call(gw, &provider_object(id), &op).await?;
-    log_event("admin", json!({"action": "provider_token_dropped", "provider": id}));
+    log_event(
+        "admin",
+        json!({"action": "provider_token_dropped", "provider": id}),
+    );
     Ok((204, Value::Null))
 }

@@ -19,8 +19,8 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokengate::authority::address::{AddressGate, Failures};
 use tokengate::authority::client::{
-    self as client, ClientState, Counters, TokenEntry, COUNTERS_KEY, MAX_LIVE_TOKENS,
-    RECORD_KEY, TOKEN_KEY_PREFIX,
+    self as client, ClientState, Counters, TokenEntry, COUNTERS_KEY, MAX_LIVE_TOKENS, RECORD_KEY,
+    TOKEN_KEY_PREFIX,
 };
 use tokengate::authority::stats::{ErrorLog, ProviderStats};
 use tokengate::authority::{client_object, parse_sha256, ObjectKind, Op};
@@ -102,9 +102,12 @@ struct Memory {
     tokens: HashMap<String, Option<TokenEntry>>,
     /// `address:` objects.
     gate: Option<AddressGate>,
-    /// `provider:` objects: statistics, error log, dropped tokens (SHA-256 hex, ms).
-    provider: Option<(ProviderStats, ErrorLog, Vec<(String, u64)>)>,
+    /// `provider:` objects.
+    provider: Option<ProviderMemory>,
 }
+
+/// A provider object's statistics, error log and dropped tokens (SHA-256 hex, when).
+type ProviderMemory = (ProviderStats, ErrorLog, Vec<(String, u64)>);
 
 struct Object {
     env: Env,
@@ -179,8 +182,14 @@ impl Object {
             ObjectKind::Provider => self.provider_op(op, now).await,
         };
         result.unwrap_or_else(|e| {
-            log_event("authority_error", json!({"object_kind": format!("{kind:?}"), "error": e}));
-            (503, json!({"error": "the caller authority's storage failed"}))
+            log_event(
+                "authority_error",
+                json!({"object_kind": format!("{kind:?}"), "error": e}),
+            );
+            (
+                503,
+                json!({"error": "the caller authority's storage failed"}),
+            )
         })
     }
 
@@ -280,7 +289,11 @@ impl Object {
 
     fn counters_text(&self) -> String {
         let m = self.memory.borrow();
-        let counters = m.client.as_ref().map(|(_, c)| c.clone()).unwrap_or_default();
+        let counters = m
+            .client
+            .as_ref()
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
         serde_json::to_string(&counters).unwrap_or_default()
     }
 
@@ -307,9 +320,10 @@ impl Object {
                 if self.state().is_some() {
                     return Ok(refusal(409, "the client exists"));
                 }
-                let (Some(record), Some(secret_sha256)) =
-                    (ClientRecord::from_json(&record), parse_sha256(&secret_sha256))
-                else {
+                let (Some(record), Some(secret_sha256)) = (
+                    ClientRecord::from_json(&record),
+                    parse_sha256(&secret_sha256),
+                ) else {
                     return Ok(refusal(400, "not a client record"));
                 };
                 let state = ClientState {
@@ -427,7 +441,8 @@ impl Object {
                         Ok((200, shown))
                     }
                     Err(r) => {
-                        self.put_all(&[(COUNTERS_KEY, self.counters_text())]).await?;
+                        self.put_all(&[(COUNTERS_KEY, self.counters_text())])
+                            .await?;
                         let status = r.to_gateway_error().status();
                         Ok((status, serde_json::to_value(&r).unwrap_or_default()))
                     }
@@ -498,7 +513,10 @@ impl Object {
                 let id = client::token_id(&hash);
                 self.load_token(&id).await?;
                 let entry = self.memory.borrow().tokens.get(&id).cloned().flatten();
-                Ok((200, client::introspect(self.state().as_ref(), entry.as_ref(), now)))
+                Ok((
+                    200,
+                    client::introspect(self.state().as_ref(), entry.as_ref(), now),
+                ))
             }
             Op::Tokens => {
                 let Some(state) = self.state() else {
@@ -514,13 +532,17 @@ impl Object {
             Op::ClientStats => {
                 let m = self.memory.borrow();
                 let stats = m.client.as_ref().map(|(_, c)| c.stats.clone());
-                Ok((200, serde_json::to_value(stats.unwrap_or_default()).unwrap_or_default()))
+                Ok((
+                    200,
+                    serde_json::to_value(stats.unwrap_or_default()).unwrap_or_default(),
+                ))
             }
             Op::Count { stats } => {
                 if let Some((_, c)) = self.memory.borrow_mut().client.as_mut() {
                     c.stats.add(&stats);
                 }
-                self.put_all(&[(COUNTERS_KEY, self.counters_text())]).await?;
+                self.put_all(&[(COUNTERS_KEY, self.counters_text())])
+                    .await?;
                 Ok((200, json!({})))
             }
             Op::IssueStatic { per_minute } => {
@@ -529,7 +551,8 @@ impl Object {
                     let (_, counters) = m.client.as_mut().expect("loaded");
                     client::count_issue(counters, per_minute, now)
                 };
-                self.put_all(&[(COUNTERS_KEY, self.counters_text())]).await?;
+                self.put_all(&[(COUNTERS_KEY, self.counters_text())])
+                    .await?;
                 Ok(match allowed {
                     Ok(()) => (200, json!({})),
                     Err(ms) => (429, json!({"retry_after_ms": ms})),
@@ -563,7 +586,8 @@ impl Object {
         };
         if existed {
             self.delete_keys(&[client::token_key(id)]).await?;
-            self.put_all(&[(COUNTERS_KEY, self.counters_text())]).await?;
+            self.put_all(&[(COUNTERS_KEY, self.counters_text())])
+                .await?;
         }
         Ok(existed)
     }
@@ -590,7 +614,8 @@ impl Object {
                 c.live_tokens = live.len();
             }
         }
-        self.put_all(&[(COUNTERS_KEY, self.counters_text())]).await?;
+        self.put_all(&[(COUNTERS_KEY, self.counters_text())])
+            .await?;
         live.sort_by_key(|e| e.issued_at_ms);
         Ok(live)
     }
@@ -670,7 +695,8 @@ impl Object {
                 };
                 let (status, shown) = self.forward(gw, &id, &create).await?;
                 if status == 201 {
-                    self.put_all(&[(&index_key(&id), shown.to_string())]).await?;
+                    self.put_all(&[(&index_key(&id), shown.to_string())])
+                        .await?;
                 }
                 Ok((status, shown))
             }
@@ -696,7 +722,8 @@ impl Object {
                 let (status, shown) = self.forward(gw, &id, &change).await?;
                 match status {
                     200 => {
-                        self.put_all(&[(&index_key(&id), shown.to_string())]).await?
+                        self.put_all(&[(&index_key(&id), shown.to_string())])
+                            .await?
                     }
                     204 | 404 => self.delete_keys(&[index_key(&id)]).await?,
                     _ => {}
@@ -772,7 +799,10 @@ impl Object {
             Op::ProviderStats => {
                 let m = self.memory.borrow();
                 let stats = m.provider.as_ref().map(|(s, _, _)| s.clone());
-                Ok((200, serde_json::to_value(stats.unwrap_or_default()).unwrap_or_default()))
+                Ok((
+                    200,
+                    serde_json::to_value(stats.unwrap_or_default()).unwrap_or_default(),
+                ))
             }
             Op::Errors { limit } => {
                 let m = self.memory.borrow();

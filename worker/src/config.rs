@@ -15,13 +15,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use tokengate::api_call::RefusedToken;
+use tokengate::authority::{Op, DIRECTORY};
 use tokengate::cache_key::token_cache_key;
 use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
 use tokengate::callers::CallerRegistry;
-use tokengate::authority::{Op, DIRECTORY};
 use tokengate::config::gateway::{
-    self, ADMIN_TOKEN_SECRET, CLIENTS_SECRET, KEY_SECRET, KV_BINDING,
-    LOG_LEVEL_VAR, MAX_BODY_VAR, PROVIDERS_VAR,
+    self, ADMIN_TOKEN_SECRET, CLIENTS_SECRET, KEY_SECRET, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR,
+    PROVIDERS_VAR,
 };
 use tokengate::config::{ConfigError, Coordination, ProviderConfig, TokenSettings};
 use tokengate::error::TokenError;
@@ -190,11 +190,10 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     let callers =
         CallerRegistry::parse(CLIENTS_SECRET, &secret(env, CLIENTS_SECRET, None)?, &keys)?;
     callers.check_scopes(CLIENTS_SECRET, |s| configs.iter().any(|p| p.id == s))?;
-    let authority =
-        Authority::from_env(env).ok_or_else(gateway::limiter_binding_missing)?;
+    let authority = Authority::from_env(env).ok_or_else(gateway::limiter_binding_missing)?;
     let admin_token_sha256 = gateway::admin_token(value(env, ADMIN_TOKEN_SECRET).as_ref())?
         .map(|t| tokengate::authority::sha256(t.as_bytes()));
-    let rt = WorkerRuntime::default();
+    let rt = WorkerRuntime;
     let store = KvTokenStore {
         kv: kv.clone(),
         keys: keys.clone(),
@@ -325,7 +324,9 @@ impl Gateway {
                         Err(e) => e,
                     };
                     log_event("authority_error", json!({"op": "ledger", "error": error}));
-                    return Err(GatewayError::Unavailable("the caller authority is unavailable"));
+                    return Err(GatewayError::Unavailable(
+                        "the caller authority is unavailable",
+                    ));
                 };
                 let ledger = Rc::new(ledger);
                 *loaded.borrow_mut() = Some(ledger.clone());

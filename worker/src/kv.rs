@@ -6,9 +6,7 @@
 use crate::js::{self, KvNamespace};
 use crate::runtime::{random_bytes, WorkerRuntime};
 use std::rc::Rc;
-use tokengate::caller_tokens::{
-    caller_token_key, open_record, seal_record, CallerTokenRecord,
-};
+use tokengate::caller_tokens::{caller_token_key, open_record, seal_record, CallerTokenRecord};
 use tokengate::flow::Runtime;
 use tokengate::flow::TokenStore;
 use tokengate::keys::Keys;

@@ -77,13 +77,16 @@ async fn client<'a>(
     route: &str,
 ) -> std::result::Result<Authenticated<'a>, GatewayError> {
     let Some((id, secret, basic)) = &request.client else {
-        return Err(GatewayError::Grant(GrantError::InvalidClient { basic: false }));
+        return Err(GatewayError::Grant(GrantError::InvalidClient {
+            basic: false,
+        }));
     };
     let connecting_ip = js::header(&req.headers(), "cf-connecting-ip");
     let address = client_address(connecting_ip.as_deref());
     let gate = Gate::open(gw, &address).await?;
     let authenticated = authenticate(gw, id, secret, connecting_ip.as_deref()).await;
-    gate.close(gw, matches!(authenticated, Err(Refused::Failed))).await;
+    gate.close(gw, matches!(authenticated, Err(Refused::Failed)))
+        .await;
     match authenticated {
         Ok(a) => Ok(a),
         Err(Refused::Failed) => {
@@ -92,7 +95,9 @@ async fn client<'a>(
                 "caller_auth_failed",
                 json!({"route": route, "client_id": client_id, "address": address}),
             );
-            Err(GatewayError::Grant(GrantError::InvalidClient { basic: *basic }))
+            Err(GatewayError::Grant(GrantError::InvalidClient {
+                basic: *basic,
+            }))
         }
         Err(Refused::Other(e)) => Err(e),
     }
@@ -109,7 +114,9 @@ pub async fn revoke(gw: &Gateway, url: &str, req: web_sys::Request) -> Result<we
         Err(e) => return error(&e),
     };
     if request.bearer.is_some() {
-        return error(&GatewayError::Grant(GrantError::InvalidClient { basic: false }));
+        return error(&GatewayError::Grant(GrantError::InvalidClient {
+            basic: false,
+        }));
     }
     let caller = match client(gw, &req, &request, "revoke").await {
         Ok(c) => c,
@@ -128,8 +135,11 @@ pub async fn revoke(gw: &Gateway, url: &str, req: web_sys::Request) -> Result<we
             };
             match gw.authority.call(&client_object(&owner), &op).await {
                 Ok((200, _)) => {
-                    log_event("admin", json!({"action": "token_revoked", "client_id": owner,
-                                              "by": "client"}));
+                    log_event(
+                        "admin",
+                        json!({"action": "token_revoked", "client_id": owner,
+                                              "by": "client"}),
+                    );
                     json_response(200, &json!({}), &[])
                 }
                 Ok((status, _)) => error(&unavailable("revoke", format!("status {status}"))),
@@ -246,7 +256,11 @@ pub fn provider_scopes(gw: &Gateway) -> Vec<ProviderScope<'_>> {
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3).
 pub fn metadata(gw: &Gateway, url: &str) -> Result<web_sys::Response> {
     let origin = oauth_server::origin(url);
-    json_response(200, &oauth_server::metadata(&origin, &provider_scopes(gw)), &[])
+    json_response(
+        200,
+        &oauth_server::metadata(&origin, &provider_scopes(gw)),
+        &[],
+    )
 }
 
 /// `GET /openapi.json`.

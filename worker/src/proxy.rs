@@ -5,10 +5,10 @@
 use crate::client_auth::{hex, unavailable};
 use crate::config::{Gateway, Provider};
 use crate::js;
-use crate::stats;
 use crate::kv::caller_record;
 use crate::respond::{error, Result};
 use crate::runtime::{log_event, LogLine};
+use crate::stats;
 use crate::transport::{send_with_timeout, Outgoing};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
@@ -18,10 +18,10 @@ use tokengate::api_call::CallError;
 use tokengate::authority::client::{CheckRequest, Refusal};
 use tokengate::authority::stats::Proxied;
 use tokengate::authority::{client_object, sha256, Op};
-use tokengate::credentials::{self, Checked, Kind};
 use tokengate::caller_tokens::{
     authorize, caller_token_key, parse_bearer, verify_tag, CallerTokenRecord,
 };
+use tokengate::credentials::{self, Checked, Kind};
 use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin, TransportError};
 use tokengate::gateway_error::GatewayError;
 use tokengate::proxy::{
@@ -47,7 +47,10 @@ enum Body {
 /// hit is a token this gateway issued), else its tag is checked (a made-up bearer costs no KV
 /// read) and the record read from KV (sealed: a record KV holds in clear, or under another
 /// token's key, does not open).
-pub(crate) async fn caller(gw: &Gateway, token: &str) -> std::result::Result<CallerTokenRecord, GatewayError> {
+pub(crate) async fn caller(
+    gw: &Gateway,
+    token: &str,
+) -> std::result::Result<CallerTokenRecord, GatewayError> {
     let key = caller_token_key(token);
     if let Some(r) = gw.caller_cache.borrow().get(&key) {
         return Ok(r.clone());
@@ -263,8 +266,7 @@ async fn proxy(
     };
     let authorized = match &managed {
         Some(id) => {
-            let checked =
-                check_managed(gw, id, token, provider_id, &method, connecting_ip).await;
+            let checked = check_managed(gw, id, token, provider_id, &method, connecting_ip).await;
             checked.map(|p| (id.clone(), p))
         }
         None => authorize_static(gw, token, provider_id, &method, started).await,
@@ -386,7 +388,11 @@ async fn proxy(
                 },
                 _ => None,
             };
-            count(e.status(), None, Some((e.code(), provider_error.as_deref())));
+            count(
+                e.status(),
+                None,
+                Some((e.code(), provider_error.as_deref())),
+            );
             Ok(Err(e))
         }
     }
@@ -410,12 +416,14 @@ async fn check_managed<'a>(
         method: method.to_string(),
         address,
     };
-    let answer = gw.authority.call(&client_object(client_id), &Op::Check(req)).await;
+    let answer = gw
+        .authority
+        .call(&client_object(client_id), &Op::Check(req))
+        .await;
     let refusal = match answer {
         Ok((200, _)) => {
-            return provider.ok_or_else(|| {
-                GatewayError::NotFound(format!("unknown provider `{provider_id}`"))
-            })
+            return provider
+                .ok_or_else(|| GatewayError::NotFound(format!("unknown provider `{provider_id}`")))
         }
         Ok((status, v)) => match serde_json::from_value::<Refusal>(v) {
             Ok(r) => r,

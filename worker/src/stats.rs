@@ -88,8 +88,12 @@ async fn send_later(gw: Rc<Result<Gateway, ConfigError>>) {
 
 /// Forgets `provider`'s token in this isolate's memory if the answer lists it as dropped.
 async fn forget_dropped(gw: &Gateway, provider: &str, answer: &Value) {
-    let Some(p) = gw.providers.get(provider) else { return };
-    let Some(current) = p.tokens.memory_token() else { return };
+    let Some(p) = gw.providers.get(provider) else {
+        return;
+    };
+    let Some(current) = p.tokens.memory_token() else {
+        return;
+    };
     let hash = token_sha256(&current.access_token);
     let dropped = answer
         .get("dropped")

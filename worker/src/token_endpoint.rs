@@ -106,7 +106,11 @@ async fn issue(
     let op = Op::IssueStatic {
         per_minute: caller.token_requests_per_minute,
     };
-    match gw.authority.call(&client_object(&caller.client_id), &op).await {
+    match gw
+        .authority
+        .call(&client_object(&caller.client_id), &op)
+        .await
+    {
         Ok((200, _)) => {}
         Ok((429, v)) => {
             log_event(
@@ -114,13 +118,19 @@ async fn issue(
                 json!({"client_id": caller.client_id,
                        "per_minute": caller.token_requests_per_minute}),
             );
-            let retry_after_ms = v.get("retry_after_ms").and_then(Value::as_u64).unwrap_or(60_000);
+            let retry_after_ms = v
+                .get("retry_after_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(60_000);
             return Err(Refused::Other(GatewayError::TokenEndpointLimit(
                 TokenEndpointRefusal::TooManyTokenRequests { retry_after_ms },
             )));
         }
         Ok((status, _)) => {
-            return Err(Refused::Other(unavailable("issue_static", format!("status {status}"))))
+            return Err(Refused::Other(unavailable(
+                "issue_static",
+                format!("status {status}"),
+            )))
         }
         Err(e) => return Err(Refused::Other(unavailable("issue_static", e))),
     }
@@ -171,7 +181,10 @@ async fn issue_managed(
         address: connecting_ip.map(str::to_string),
         token_sha256: hex(&sha256(token.as_bytes())),
     };
-    let answer = gw.authority.call(&client_object(&grant.client_id), &op).await;
+    let answer = gw
+        .authority
+        .call(&client_object(&grant.client_id), &op)
+        .await;
     match answer {
         Ok((200, v)) => {
             let entry: TokenEntry = serde_json::from_value(v)
@@ -193,7 +206,10 @@ async fn issue_managed(
                 );
                 Err(Refused::Other(r.to_gateway_error()))
             }
-            Err(_) => Err(Refused::Other(unavailable("grant", format!("status {status}")))),
+            Err(_) => Err(Refused::Other(unavailable(
+                "grant",
+                format!("status {status}"),
+            ))),
         },
         Err(e) => Err(Refused::Other(unavailable("grant", e))),
     }

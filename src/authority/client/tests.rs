@@ -46,7 +46,10 @@ fn authentication_compares_the_secret_hash_and_refuses_a_disabled_or_missing_cal
     assert!(authenticate(Some(&s), &right));
     assert!(!authenticate(Some(&s), &wrong));
     assert!(!authenticate(None, &right));
-    assert!(!authenticate(None, &[0; 32]), "no caller: the zero hash matches nothing");
+    assert!(
+        !authenticate(None, &[0; 32]),
+        "no caller: the zero hash matches nothing"
+    );
     s.record.disabled = true;
     assert!(!authenticate(Some(&s), &right));
 }
@@ -62,7 +65,11 @@ fn state_round_trips_through_storage_without_showing_the_hash_in_the_record() {
 
 #[test]
 fn a_grant_narrows_scopes_checks_the_allowlist_and_counts_issuance() {
-    let s = state(record(&["optoro", "partner:read"], Limits::default(), &["203.0.113.0/24"]));
+    let s = state(record(
+        &["optoro", "partner:read"],
+        Limits::default(),
+        &["203.0.113.0/24"],
+    ));
     let mut c = Counters::default();
     let all = issue(&s, &mut c, None);
     assert_eq!(all.scopes, ["optoro", "partner:read"]);
@@ -71,9 +78,19 @@ fn a_grant_narrows_scopes_checks_the_allowlist_and_counts_issuance() {
     let read = issue(&s, &mut c, Some(&["optoro:read".to_string()]));
     assert_eq!(read.scopes, ["optoro:read"]);
     let issued = read.issued("tgt_x".into());
-    assert_eq!((issued.expires_in, issued.scope.as_str()), (3600, "optoro:read"));
     assert_eq!(
-        grant(&s, &mut c, Some(&["partner".to_string()]), Some("203.0.113.7"), &[2; 32], NOW),
+        (issued.expires_in, issued.scope.as_str()),
+        (3600, "optoro:read")
+    );
+    assert_eq!(
+        grant(
+            &s,
+            &mut c,
+            Some(&["partner".to_string()]),
+            Some("203.0.113.7"),
+            &[2; 32],
+            NOW
+        ),
         Err(GrantRefusal::InvalidScope {
             scope: "partner".into()
         })
@@ -98,17 +115,36 @@ fn a_grant_narrows_scopes_checks_the_allowlist_and_counts_issuance() {
             retry_after_ms: 59_000
         })
     );
-    assert!(grant(&s, &mut c, None, Some("203.0.113.7"), &[3; 32], NOW + MINUTE_MS).is_ok());
+    assert!(grant(
+        &s,
+        &mut c,
+        None,
+        Some("203.0.113.7"),
+        &[3; 32],
+        NOW + MINUTE_MS
+    )
+    .is_ok());
     c.live_tokens = MAX_LIVE_TOKENS;
     assert_eq!(
-        grant(&s, &mut c, None, Some("203.0.113.7"), &[4; 32], NOW + 2 * MINUTE_MS),
+        grant(
+            &s,
+            &mut c,
+            None,
+            Some("203.0.113.7"),
+            &[4; 32],
+            NOW + 2 * MINUTE_MS
+        ),
         Err(GrantRefusal::TooManyLiveTokens)
     );
 }
 
 #[test]
 fn a_check_refuses_in_order_and_counts_what_it_admits() {
-    let s = state(record(&["optoro", "partner:read"], Limits::default(), &["203.0.113.0/24"]));
+    let s = state(record(
+        &["optoro", "partner:read"],
+        Limits::default(),
+        &["203.0.113.0/24"],
+    ));
     let mut c = Counters::default();
     let mut e = issue(&s, &mut c, None);
     let ok = |c: &mut Counters, e: &mut TokenEntry, r: &CheckRequest| {
@@ -120,7 +156,10 @@ fn a_check_refuses_in_order_and_counts_what_it_admits() {
         ok(&mut c, &mut e, &request("partner", "POST")),
         Err(Refusal::InsufficientScope)
     );
-    assert_eq!(ok(&mut c, &mut e, &request("optimum", "GET")), Err(Refusal::InsufficientScope));
+    assert_eq!(
+        ok(&mut c, &mut e, &request("optimum", "GET")),
+        Err(Refusal::InsufficientScope)
+    );
     let mut unknown = request("nope", "GET");
     unknown.provider_known = false;
     assert_eq!(ok(&mut c, &mut e, &unknown), Err(Refusal::UnknownProvider));
@@ -167,7 +206,10 @@ fn tokens_end_at_expiry_at_a_lowered_ttl_and_when_the_caller_is_disabled() {
             reason: "disabled".into()
         })
     );
-    assert_eq!(introspect(Some(&s), Some(&e), NOW + 1), json!({"active": false}));
+    assert_eq!(
+        introspect(Some(&s), Some(&e), NOW + 1),
+        json!({"active": false})
+    );
 }
 
 #[test]
@@ -194,7 +236,10 @@ fn requests_per_minute_admits_exactly_the_limit_per_window() {
     );
     let e429 = verdicts[59].clone().unwrap_err().to_gateway_error("optoro");
     assert_eq!(e429.status(), 429);
-    assert!(e429.headers().iter().any(|(k, v)| *k == "Retry-After" && v == "60"));
+    assert!(e429
+        .headers()
+        .iter()
+        .any(|(k, v)| *k == "Retry-After" && v == "60"));
     assert_eq!(c.stats.rejected.r429, 40);
     // The next window admits again.
     assert!(check(Some(&s), &mut c, Some(&mut e), &r, NOW + 10 + MINUTE_MS).is_ok());
@@ -217,7 +262,10 @@ fn total_requests_is_spent_for_good() {
     assert_eq!(refused, Err(Refusal::Total { limit: 3 }));
     let err = refused.unwrap_err().to_gateway_error("optoro");
     assert_eq!(err.status(), 429);
-    assert!(err.headers().is_empty(), "no Retry-After: waiting does not help");
+    assert!(
+        err.headers().is_empty(),
+        "no Retry-After: waiting does not help"
+    );
 }
 
 #[test]

@@ -18,7 +18,8 @@ use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use tokengate::config::gateway::{
-    self, KV_BINDING, LIMITER_BINDING, LIMITER_CLASS, LOG_LEVEL_VAR, MAX_BODY_VAR, MINTER_BINDING, MINTER_CLASS, PROVIDERS_VAR,
+    self, KV_BINDING, LIMITER_BINDING, LIMITER_CLASS, LOG_LEVEL_VAR, MAX_BODY_VAR, MINTER_BINDING,
+    MINTER_CLASS, PROVIDERS_VAR,
 };
 use tokengate::config::{
     is_placeholder, ConfigError, Coordination, ProviderConfig, PLACEHOLDER_MESSAGE,
