@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS } from './worker.mjs';
+import { runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS, MANAGED, STEADY } from './worker.mjs';
 import { runFleetBench, fleetTables } from './fleet.mjs';
 import { latencySvg } from './plot.mjs';
 import { median } from './support.mjs';
@@ -95,7 +95,7 @@ const fleet = await runFleetBench({ log: (m) => console.error(`[bench] ${m}`) })
 const f0 = (n) => (Number.isFinite(n) ? n.toFixed(0) : 'n/a');
 const f2 = (n) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(3) : 'n/a');
-const names = [...WORKERS, ...Object.keys(TOKENGATE_VARIANTS)];
+const names = STEADY;
 const row = (w, c) => worker.steady.find((r) => r.worker === w && r.concurrency === c);
 
 const lines = [];
@@ -136,6 +136,9 @@ say('- **tokengate**: `build/` as deployed, default configuration (one log line 
 for (const [n, v] of Object.entries(TOKENGATE_VARIANTS)) {
   say(`- **${n}**: the same build with ${Object.entries(v).map(([k, x]) => `\`${k} = "${x}"\``).join(', ')}.`);
 }
+say(`- **${MANAGED}**: the same build and configuration, called with a managed caller's token`);
+say('  (created through the admin API, no limits): each request is decided and counted by the');
+say('  caller\'s authority object, one Durable Object round trip. The rows above use a static caller.');
 say();
 say('## Worker: cached proxy path');
 say();

@@ -31,7 +31,15 @@ export const WORKERS = ['passthrough', 'hand-written', 'tokengate'];
  * the default writes one log line per proxied request; `log_level = "warn"` does not.
  */
 export const TOKENGATE_VARIANTS = { 'tokengate, log_level=warn': { log_level: 'warn' } };
-const isTokengate = (name) => name === 'tokengate' || name in TOKENGATE_VARIANTS;
+/**
+ * tokengate again, called with a managed caller's token (created through the admin API): each
+ * request is decided by the caller's authority object, one Durable Object round trip.
+ */
+export const MANAGED = 'tokengate, managed caller';
+/** Every worker the steady state measures, in report order. */
+export const STEADY = [...WORKERS, ...Object.keys(TOKENGATE_VARIANTS), MANAGED];
+const isTokengate = (name) => name === 'tokengate' || name === MANAGED || name in TOKENGATE_VARIANTS;
+const ADMIN_TOKEN = `bench-admin-${'x'.repeat(32)}`;
 const CALLER_ID = 'bench';
 const CALLER_SECRET = 'bench-secret';
 const COMPAT_DATE = '2025-01-01';
@@ -85,7 +93,7 @@ async function startWorkerProcess(name, fx, kvDir) {
     const gw = await startGateway({
       buildDir: fx.buildDir,
       providers: { optoro: fx.optoro },
-      secrets: fx.secrets,
+      secrets: { ...fx.secrets, TOKENGATE_ADMIN_TOKEN: ADMIN_TOKEN },
       key: fx.key,
       clients: { [CALLER_ID]: { secret: CALLER_SECRET, scopes: ['optoro'] } },
       vars: { ...fx.gatewayVars, ...(TOKENGATE_VARIANTS[name] ?? {}) },
@@ -125,6 +133,7 @@ async function startWorkerProcess(name, fx, kvDir) {
 
 /** The Authorization header each worker's callers send. */
 function authFor(name, fx) {
+  if (name === MANAGED) return `Bearer ${fx.managedToken}`;
   if (isTokengate(name)) return `Bearer ${fx.callerToken}`;
   if (name === 'hand-written') return `Bearer ${fx.handwrittenToken}`;
   return undefined;
@@ -151,6 +160,22 @@ async function seedCallers(fx, kvDir) {
   } finally {
     await hw.close();
   }
+}
+
+/** A managed caller created on the instance at `url` (no limits, scope optoro), and its token. */
+async function managedToken(url, fx) {
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+  const created = await fetch(`${url}/admin/clients`, {
+    method: 'POST', headers: admin, body: JSON.stringify({ name: 'bench', scopes: ['optoro'] }),
+  });
+  if (created.status !== 201) throw new Error(`managed caller: HTTP ${created.status}`);
+  const c = await created.json();
+  const tok = await fetch(`${url}/oauth/token`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ grant_type: 'client_credentials', client_id: c.client_id, client_secret: c.client_secret }),
+  });
+  if (tok.status !== 200) throw new Error(`managed caller's token: HTTP ${tok.status}`);
+  return (await tok.json()).access_token;
 }
 
 /** One HTTP GET over `agent`; resolves to [status, ms]. */
@@ -205,8 +230,9 @@ async function steady(fx, opts) {
   const running = {};
   try {
     await seedCallers(fx, kvDir);
-    const names = [...WORKERS, ...Object.keys(TOKENGATE_VARIANTS)];
+    const names = STEADY;
     for (const name of names) running[name] = await startWorker(name, fx, kvDir);
+    fx.managedToken = await managedToken(running[MANAGED].url, fx);
     for (const name of names) {
       const [status] = await get(undefined, `${running[name].url}/optoro/warm`, authFor(name, fx));
       if (status !== 200) throw new Error(`${name}: warm-up got HTTP ${status}`);

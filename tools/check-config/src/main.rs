@@ -246,7 +246,10 @@ mod tests {
     }
 
     const HEAD: &str = "main = \"build/index.js\"\ncompatibility_date = \"2026-12-06\"\n";
-    const KV: &str = "[[kv_namespaces]]\nbinding = \"TOKENGATE_KV\"\nid = \"0123abcd\"\n";
+    /// The KV namespace and the caller authority every file needs.
+    const KV: &str = "[[kv_namespaces]]\nbinding = \"TOKENGATE_KV\"\nid = \"0123abcd\"\n\
+        [[durable_objects.bindings]]\nname = \"TOKENGATE_LIMITER\"\nclass_name = \"CallerAuthority\"\n\
+        [[migrations]]\ntag = \"v0\"\nnew_sqlite_classes = [\"CallerAuthority\"]\n";
     const PROVIDER: &str = "[vars.TOKENGATE_PROVIDERS.p]\n\
         token_url = \"https://auth.example.com/token\"\n\
         api_base = \"https://api.example.com/\"\n\
@@ -313,6 +316,14 @@ mod tests {
                 "max_body_bytes: must be",
             ),
             (format!("{HEAD}{KV}"), "TOKENGATE_PROVIDERS: is not set"),
+            (
+                format!("{HEAD}{}{PROVIDER}", KV.split("[[durable").next().unwrap()),
+                "durable_objects.bindings: the caller authority is required: bind TOKENGATE_LIMITER",
+            ),
+            (
+                format!("{HEAD}{}{PROVIDER}", KV.split("[[migrations]]").next().unwrap()),
+                "migrations: the caller authority is required: declare class CallerAuthority",
+            ),
             (
                 format!("{HEAD}{KV}{}", PROVIDER.replace("client_id", "client_idd")),
                 "provider `p`: client_id: is required",
