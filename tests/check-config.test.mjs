@@ -74,7 +74,8 @@ test('the demo configuration passes and prints the secret lines for its secrets'
   assert.match(r.stdout, /^wrangler\.demo\.toml: valid: 4 providers \(openapi, optimum, optoro, partner\)/);
   const puts = [...r.stdout.matchAll(/^ {2}npx wrangler secret put (\S+) --config wrangler\.demo\.toml +# \S/gm)].map((m) => m[1]);
   assert.deepEqual(puts, ['TOKENGATE_KEY', 'TOKENGATE_CLIENTS', 'OPENAPI_API_KEY', 'OPTIMUM_CLIENT_SECRET',
-    'OPTORO_CLIENT_SECRET', 'PARTNER_CLIENT_SECRET']);
+    'OPTORO_CLIENT_SECRET', 'PARTNER_CLIENT_SECRET', 'TOKENGATE_ADMIN_TOKEN']);
+  assert.match(r.stdout, /secret put TOKENGATE_ADMIN_TOKEN --config wrangler\.demo\.toml +# optional: /);
   // The secrets `make dev` writes for the demo are exactly these.
   const devVars = [...fs.readFileSync(path.join(REPO_ROOT, '.ci/dev'), 'utf8').matchAll(/echo "([A-Z_]+)=/g)].map((m) => m[1]);
   assert.deepEqual([...devVars].sort(), [...puts].sort());

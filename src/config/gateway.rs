@@ -158,6 +158,15 @@ pub struct RequiredSecret {
     pub note: String,
 }
 
+/// The Worker secrets a configuration may add: [`ADMIN_TOKEN_SECRET`] (the admin API).
+pub fn optional_secrets() -> Vec<RequiredSecret> {
+    vec![RequiredSecret {
+        name: ADMIN_TOKEN_SECRET.into(),
+        note: "optional: the admin API's bearer token (32+ characters); without it /admin/* is 404"
+            .into(),
+    }]
+}
+
 /// The Worker secrets `providers` need: [`KEY_SECRET`], [`CLIENTS_SECRET`], then each
 /// provider's `client_secret_name` in provider order, each name once (one secret shared by
 /// several providers names them all).

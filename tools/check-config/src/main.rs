@@ -220,6 +220,7 @@ fn report(file: &str, providers: &[ProviderConfig]) -> String {
     );
     let lines: Vec<(String, String)> = gateway::required_secrets(providers)
         .into_iter()
+        .chain(gateway::optional_secrets())
         .map(|s| {
             (
                 format!("npx wrangler secret put {}{config_flag}", s.name),
@@ -265,7 +266,7 @@ mod tests {
             out.starts_with("w.toml: valid: 1 provider (p), KV namespace TOKENGATE_KV."),
             "{out}"
         );
-        for name in ["TOKENGATE_KEY", "TOKENGATE_CLIENTS", "P_SECRET"] {
+        for name in ["TOKENGATE_KEY", "TOKENGATE_CLIENTS", "P_SECRET", "TOKENGATE_ADMIN_TOKEN"] {
             assert!(
                 out.contains(&format!("npx wrangler secret put {name} --config w.toml ")),
                 "{out}"
