@@ -348,3 +348,27 @@ fn fixed_width_base62() {
     assert!(62u128.pow(21) < u128::MAX && 62f64.powi(22) > u128::MAX as f64);
     assert!(62u64.pow(5) < u32::MAX.into() && 62u64.pow(6) > u32::MAX.into());
 }
+
+#[test]
+fn crc32_is_ieee() {
+    // The CRC-32 check value (the CRC of "123456789" in the catalogue of parametrised CRCs).
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    assert_eq!(crc32(b""), 0);
+    // The same as crc32fast (an independent, table-driven implementation) on every length up
+    // to a bound credential and beyond, and on every single byte value.
+    let mut state = 0x2545_f491_u32;
+    for len in 0..=130 {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        assert_eq!(crc32(&bytes), crc32fast::hash(&bytes), "{len}");
+    }
+    for b in 0..=255u8 {
+        assert_eq!(crc32(&[b]), crc32fast::hash(&[b]), "{b}");
+    }
+}
