@@ -145,6 +145,12 @@ pub fn issue(kind: Kind, client: Option<&str>, random: [u8; 32], keys: &Keys) ->
     out
 }
 
+/// Whether `token` has the length and prefix of a token bound to a managed client — by its
+/// shape alone, no checksum or tag (a routing decision; [`check`] decides whether it is one).
+pub fn looks_bound(token: &str) -> bool {
+    token.len() == BOUND_LEN && token.starts_with(TOKEN_PREFIX)
+}
+
 /// Whether `s` is a credential of `kind` that this deployment issued: its prefix, length and
 /// alphabet, then its checksum, then its tag (compared in constant time). No I/O: a typo, a
 /// credential of the other kind, a made-up one and one issued under another key are all

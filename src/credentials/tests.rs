@@ -372,3 +372,16 @@ fn crc32_is_ieee() {
         assert_eq!(crc32(&[b]), crc32fast::hash(&[b]), "{b}");
     }
 }
+
+#[test]
+fn bound_tokens_are_recognised_by_shape() {
+    let k = keys();
+    let client = client_id([7; 16]);
+    let bound = issue(Kind::Token, Some(&client), [1; 32], &k);
+    let unbound = issue(Kind::Token, None, [1; 32], &k);
+    let secret = issue(Kind::Secret, None, [1; 32], &k);
+    assert!(looks_bound(&bound));
+    assert!(!looks_bound(&unbound) && !looks_bound(&secret));
+    assert!(!looks_bound(&bound.replacen("tgt_", "tgs_", 1)));
+    assert!(!looks_bound(&bound[..bound.len() - 1]));
+}

@@ -266,7 +266,12 @@ mod tests {
             out.starts_with("w.toml: valid: 1 provider (p), KV namespace TOKENGATE_KV."),
             "{out}"
         );
-        for name in ["TOKENGATE_KEY", "TOKENGATE_CLIENTS", "P_SECRET", "TOKENGATE_ADMIN_TOKEN"] {
+        for name in [
+            "TOKENGATE_KEY",
+            "TOKENGATE_CLIENTS",
+            "P_SECRET",
+            "TOKENGATE_ADMIN_TOKEN",
+        ] {
             assert!(
                 out.contains(&format!("npx wrangler secret put {name} --config w.toml ")),
                 "{out}"
