@@ -177,7 +177,7 @@ pub fn authenticate(state: Option<&ClientState>, secret_sha256: &[u8; 32]) -> bo
 
 /// Why a token request of an authenticated managed caller was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "refusal", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum GrantRefusal {
     /// 403: the request came from outside the caller's `ip_allowlist`.
     AccessDenied,
@@ -281,7 +281,7 @@ pub struct CheckRequest {
 
 /// Why the authority refused a proxied request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "refusal", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Refusal {
     /// 401: the token is unknown, revoked, expired, or its caller is gone or disabled.
     InvalidToken {

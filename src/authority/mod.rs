@@ -67,7 +67,7 @@ impl ObjectKind {
 
 /// One request to an authority object. Hashes are hex SHA-256; no secret or token travels.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     // --- client:<id> ---
     /// Creates the managed caller (from the directory): its record and secret hash.

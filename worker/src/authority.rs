@@ -407,7 +407,7 @@ impl Object {
                     return Ok(refusal(400, "malformed grant"));
                 };
                 if !client::authenticate(state.as_ref(), &secret) {
-                    return Ok((401, json!({"refusal": "invalid_client"})));
+                    return Ok((401, json!("invalid_client")));
                 }
                 let state = state.expect("authenticate() refuses a missing caller");
                 if self.live_tokens() >= MAX_LIVE_TOKENS {
@@ -457,11 +457,11 @@ impl Object {
                     return Ok(refusal(400, "malformed authentication"));
                 };
                 if !client::authenticate(state.as_ref(), &secret) {
-                    return Ok((401, json!({"refusal": "invalid_client"})));
+                    return Ok((401, json!("invalid_client")));
                 }
                 let state = state.expect("authenticate() refuses a missing caller");
                 if !state.record.allows_address(address.as_deref()) {
-                    return Ok((403, json!({"refusal": "access_denied"})));
+                    return Ok((403, json!("access_denied")));
                 }
                 Ok((200, json!({"scopes": state.record.scopes})))
             }
