@@ -315,3 +315,35 @@ fn static_callers_issuance_window() {
     assert_eq!(count_issue(&mut c, 3, NOW + 500), Err(59_500));
     assert!(count_issue(&mut c, 3, NOW + MINUTE_MS).is_ok());
 }
+
+#[test]
+fn narrowing_the_caller_narrows_tokens_it_already_holds() {
+    let mut s = state(record(&["optoro", "partner"], Limits::default(), &[]));
+    let mut c = Counters::default();
+    let mut e = issue(&s, &mut c, None);
+    let post = |p: &str| request(p, "POST");
+    assert_eq!(
+        check(Some(&s), &mut c, Some(&mut e), &post("partner"), NOW + 1),
+        Ok(())
+    );
+    // The token still names `partner`; the caller no longer holds it, or holds it read-only.
+    s.record.scopes = vec!["optoro".parse().unwrap(), "partner:read".parse().unwrap()];
+    assert_eq!(
+        check(Some(&s), &mut c, Some(&mut e), &post("partner"), NOW + 2),
+        Err(Refusal::InsufficientScope)
+    );
+    assert_eq!(
+        check(
+            Some(&s),
+            &mut c,
+            Some(&mut e),
+            &request("partner", "GET"),
+            NOW + 3
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(Some(&s), &mut c, Some(&mut e), &post("optoro"), NOW + 4),
+        Ok(())
+    );
+}
