@@ -389,6 +389,26 @@ test('a mistyped managed secret is refused without a lookup; failed logins are l
   assert.equal((await f.token(0, c.client_id, c.client_secret, from)).status, 200);
 });
 
+test('statistics of concurrent requests on one isolate are exact: one flush carries them all, the next flush the rest', async (t) => {
+  const f = await fleet(t, { n: 1 });
+  const tok = (await f.token(0, STATIC.id, STATIC.secret)).json.access_token;
+  // 30 at once on one isolate: every one counted, by the flush the first of them started.
+  const answers = await Promise.all(Array.from({ length: 30 }, () => f.call(0, tok, '/optoro/rmas')));
+  assert.deepEqual([...new Set(answers.map((a) => a.status))], [200]);
+  await eventually(async () => {
+    const s = await f.admin(0, 'GET', '/admin/stats?provider=optoro');
+    return s.json.providers.optoro.requests === 30 && s.json.providers.optoro.responses['2xx'] === 30;
+  });
+  const c = await eventually(async () => {
+    const s = await f.admin(0, 'GET', `/admin/stats?client_id=${STATIC.id}`);
+    return s.json.clients[STATIC.id].requests === 30 && s.json.clients[STATIC.id];
+  });
+  assert.deepEqual(c.rejected, { 401: 0, 403: 0, 429: 0 });
+  // A second round after the first flush went: counted by the next flush, nothing twice.
+  await Promise.all(Array.from({ length: 5 }, () => f.call(0, tok, '/optoro/rmas')));
+  await eventually(async () => (await f.admin(0, 'GET', '/admin/stats?provider=optoro')).json.providers.optoro.requests === 35);
+});
+
 test('a static caller keeps its cached path; its token-request allowance is exact across instances', async (t) => {
   const f = await fleet(t);
   const results = [];

@@ -7,9 +7,9 @@
 
 use crate::config::{Gateway, ProviderTokens};
 use crate::runtime::{log_event, now_ms};
-use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use futures::future::{FutureExt, LocalBoxFuture};
 use serde_json::{json, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 use tokengate::authority::stats::{Proxied, Tally};
@@ -21,11 +21,11 @@ use worker::Delay;
 /// How long counts wait in the isolate before they are sent, ms.
 pub const FLUSH_DELAY_MS: u64 = 1_000;
 
-type Flush = Shared<LocalBoxFuture<'static, ()>>;
 
 thread_local! {
     static TALLY: RefCell<Tally> = RefCell::new(Tally::default());
-    static FLUSH: RefCell<Option<Flush>> = const { RefCell::new(None) };
+    /// Whether a flush is waiting to send (the request that started it keeps it alive).
+    static FLUSH_PENDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Counts what a logged event says (see [`Tally::observe`]); most events count nothing.
@@ -40,23 +40,32 @@ pub fn proxied(request: &Proxied<'_>) {
     TALLY.with(|t| t.borrow_mut().proxied(request, now_ms()));
 }
 
-/// The flush that will send what was counted so far (`None`: nothing was), for the ending
-/// request to keep alive.
-pub fn flush(gw: &Rc<Result<Gateway, ConfigError>>) -> Option<Flush> {
-    if TALLY.with(|t| t.borrow().is_empty()) {
+/// A flush that will send what was counted so far, if none is waiting yet: for the ending
+/// request to keep alive (`ctx.waitUntil`). `None` when nothing was counted, or when an earlier
+/// request's flush will send this one's counts too — a request never waits on a future another
+/// request drives (the runtime would cancel it as hung).
+pub fn flush(gw: &Rc<Result<Gateway, ConfigError>>) -> Option<LocalBoxFuture<'static, ()>> {
+    if TALLY.with(|t| t.borrow().is_empty()) || FLUSH_PENDING.with(|p| p.replace(true)) {
         return None;
     }
-    Some(FLUSH.with(|f| {
-        f.borrow_mut()
-            .get_or_insert_with(|| send_later(gw.clone()).boxed_local().shared())
-            .clone()
-    }))
+    Some(send_later(gw.clone()).boxed_local())
+}
+
+/// Clears [`FLUSH_PENDING`] when dropped: after the wait, or if the flush is cancelled during it
+/// (the counts then go with the next one).
+struct Pending;
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        FLUSH_PENDING.with(|p| p.set(false));
+    }
 }
 
 async fn send_later(gw: Rc<Result<Gateway, ConfigError>>) {
+    let pending = Pending;
     Delay::from(Duration::from_millis(FLUSH_DELAY_MS)).await;
     // Counted from now on goes with the next flush.
-    FLUSH.with(|f| f.borrow_mut().take());
+    drop(pending);
     let deltas = TALLY.with(|t| t.borrow_mut().take());
     let Ok(gw) = &*gw else { return };
     let sends = deltas.into_iter().map(|(object, delta)| {
