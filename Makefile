@@ -69,7 +69,7 @@ test-native: setup
 
 test-worker: worker worker-test check-config-bin setup-schemathesis
 	node --test --test-concurrency=1 tests/emulators.test.mjs tests/openapi-emulator.test.mjs tests/worker*.test.mjs \
-	  tests/check-config.test.mjs tests/schemathesis.test.mjs
+	  tests/check-config.test.mjs tests/schemathesis.test.mjs tests/schemathesis-gateway.test.mjs
 
 test-npm: npm-pkg setup-browser
 	wasm-pack test --node npm --test node

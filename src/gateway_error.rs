@@ -88,8 +88,9 @@ pub enum GatewayError {
     /// An admin API error: 400 malformed body, 404 no such client, 422 an invalid field
     /// (`{"error", "error_description", "field"}`).
     Admin(AdminError),
-    /// 405: an admin route with a method it does not take (`Allow` lists those it does).
-    AdminMethod(&'static str),
+    /// 405: one of the gateway's own routes (`/healthz`, `/openapi.json`, the metadata, the
+    /// admin API) with a method it does not take (`Allow` lists those it does).
+    MethodNotAllowed(&'static str),
 }
 
 /// A managed caller's limit that refused a request (HTTP 429 `too_many_requests`).
@@ -148,7 +149,7 @@ impl GatewayError {
             GatewayError::CallerLimit(_) => 429,
             GatewayError::MissingScope(_) => 403,
             GatewayError::Admin(e) => e.status,
-            GatewayError::AdminMethod(_) => 405,
+            GatewayError::MethodNotAllowed(_) => 405,
         }
     }
 
@@ -182,7 +183,7 @@ impl GatewayError {
             GatewayError::CallerLimit(_) => "too_many_requests",
             GatewayError::MissingScope(_) => "insufficient_scope",
             GatewayError::Admin(e) => e.code,
-            GatewayError::AdminMethod(_) => "invalid_request",
+            GatewayError::MethodNotAllowed(_) => "invalid_request",
         }
     }
 
@@ -259,7 +260,7 @@ impl GatewayError {
             ),
             GatewayError::MissingScope(scope) => format!("this endpoint needs the `{scope}` scope"),
             GatewayError::Admin(e) => e.description.clone(),
-            GatewayError::AdminMethod(allow) => format!("this route takes {allow}"),
+            GatewayError::MethodNotAllowed(allow) => format!("this route takes {allow}"),
             GatewayError::CallerLimit(CallerLimit::LiveTokens { limit }) => format!(
                 "the client holds {limit} live tokens; reuse one, or revoke some (POST /oauth/revoke)"
             ),
@@ -296,7 +297,7 @@ impl GatewayError {
                 vec![("Allow", crate::proxy::ALLOWED_METHODS.into())]
             }
             GatewayError::TokenEndpointMethod => vec![("Allow", "POST".into())],
-            GatewayError::AdminMethod(allow) => vec![("Allow", (*allow).into())],
+            GatewayError::MethodNotAllowed(allow) => vec![("Allow", (*allow).into())],
             GatewayError::Unavailable(_) => vec![("Retry-After", "1".into())],
             GatewayError::TokenEndpointLimit(
                 TokenEndpointRefusal::AddressLocked { retry_after_ms }
@@ -397,6 +398,13 @@ mod tests {
                 "invalid_request",
                 "use POST",
                 vec![("Allow", "POST")],
+            ),
+            (
+                GatewayError::MethodNotAllowed("GET, PATCH, DELETE"),
+                405,
+                "invalid_request",
+                "this route takes GET, PATCH, DELETE",
+                vec![("Allow", "GET, PATCH, DELETE")],
             ),
             (
                 GatewayError::BodyTooLarge { limit: 10 },

@@ -50,8 +50,10 @@ pub async fn handle(
             "the admin API takes the admin token as a bearer",
         ));
     }
+    // `/admin` once: `/admin/admin/clients` is no route.
     let segments: Vec<&str> = path
-        .trim_start_matches("/admin")
+        .strip_prefix("/admin")
+        .unwrap_or_default()
         .split('/')
         .skip(1)
         .collect();
@@ -85,7 +87,7 @@ async fn body(req: &web_sys::Request) -> std::result::Result<Vec<u8>, GatewayErr
 }
 
 fn method_not_allowed(allow: &'static str) -> GatewayError {
-    GatewayError::AdminMethod(allow)
+    GatewayError::MethodNotAllowed(allow)
 }
 
 async fn route(
@@ -95,6 +97,10 @@ async fn route(
     segments: &[&str],
     query: Option<&str>,
 ) -> Answer {
+    // An empty segment names nothing (`/admin/clients/` is no client).
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(GatewayError::NotFound("no such admin route".into()));
+    }
     match segments {
         ["clients"] => match method {
             "POST" => create_client(gw, &body(req).await?).await,
@@ -294,9 +300,20 @@ fn param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The `client_id` query parameter, if given: an empty one names no caller (422).
+fn client_param(query: Option<&str>) -> std::result::Result<Option<String>, GatewayError> {
+    match param(query, "client_id") {
+        Some(id) if id.is_empty() => Err(admin_error(AdminError::invalid(
+            "client_id",
+            "must not be empty",
+        ))),
+        given => Ok(given),
+    }
+}
+
 /// `GET /admin/tokens?client_id=`: the live tokens of one managed caller, or of all.
 async fn list_tokens(gw: &Gateway, query: Option<&str>) -> Answer {
-    let ids = match param(query, "client_id") {
+    let ids = match client_param(query)? {
         Some(id) => vec![id],
         None => managed_ids(gw).await?,
     };
@@ -326,7 +343,7 @@ async fn list_tokens(gw: &Gateway, query: Option<&str>) -> Answer {
 /// provider and every caller (static and managed), or the one asked for.
 async fn stats(gw: &Gateway, query: Option<&str>) -> Answer {
     let provider = param(query, "provider");
-    let client = param(query, "client_id");
+    let client = client_param(query)?;
     if let Some(p) = &provider {
         if !gw.providers.contains_key(p) {
             return Err(admin_error(AdminError::invalid(
@@ -373,8 +390,9 @@ async fn stats(gw: &Gateway, query: Option<&str>) -> Answer {
 async fn errors(gw: &Gateway, query: Option<&str>) -> Answer {
     let limit = match param(query, "limit") {
         None => 50,
+        // Decimal digits only, as `GET /admin/clients` takes its `limit` (not `+5`).
         Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
+            Ok(n) if l.bytes().all(|b| b.is_ascii_digit()) && (1..=100).contains(&n) => n,
             _ => {
                 return Err(admin_error(AdminError::invalid(
                     "limit",

@@ -33,7 +33,10 @@ use worker::{Delay, Env};
 
 pub use tokengate::config::gateway::LIMITER_BINDING;
 
-/// The header naming the object a request is for.
+/// The header naming the object a request is for, percent-encoded (`encodeURIComponent`): a
+/// name holds a client id as it was asked for, which a header value could not carry as it is
+/// (a control character is refused, surrounding spaces are trimmed, so `client:a ` would reach
+/// `client:a`).
 const OBJECT_HEADER: &str = "x-tokengate-object";
 /// The largest op or answer read.
 const MAX_OP_BYTES: usize = 256 * 1024;
@@ -59,7 +62,9 @@ impl Authority {
         let init = web_sys::RequestInit::new();
         init.set_method("POST");
         init.set_body(&JsValue::from_str(&op.to_json()));
-        let headers = js::headers(&[(OBJECT_HEADER, name)]).map_err(|e| js::message(&e))?;
+        let encoded = String::from(js_sys::encode_uri_component(name));
+        let headers =
+            js::headers(&[(OBJECT_HEADER, encoded.as_str())]).map_err(|e| js::message(&e))?;
         init.set_headers(&headers);
         let req = web_sys::Request::new_with_str_and_init("https://authority/", &init)
             .map_err(|e| js::message(&e))?;
@@ -135,7 +140,10 @@ impl CallerAuthority {
     pub fn fetch(&self, req: web_sys::Request) -> js_sys::Promise {
         let this = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let name = js::header(&req.headers(), OBJECT_HEADER).unwrap_or_default();
+            let name = js::header(&req.headers(), OBJECT_HEADER)
+                .and_then(|n| js_sys::decode_uri_component(&n).ok())
+                .map(String::from)
+                .unwrap_or_default();
             let body = js::read_limited(req.body(), MAX_OP_BYTES).await;
             let (status, answer) = match body {
                 Ok(Some(body)) => this.answer(&name, &body).await,

@@ -151,6 +151,11 @@ async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Re
         }
         ("GET", "/.well-known/oauth-authorization-server") => oauth::metadata(gw, &url),
         ("GET", "/openapi.json") => oauth::openapi(),
+        // Never a provider's path (no provider id is `healthz` or has a dot): another method is
+        // the wrong method for the gateway's own route, not a proxied request without a token.
+        (_, "/healthz" | "/openapi.json" | "/.well-known/oauth-authorization-server") => {
+            respond::error(&GatewayError::MethodNotAllowed("GET"))
+        }
         // A caller token sent in the clear is refused before anything is sent anywhere.
         _ if !secure_transport(&url) => respond::error(&GatewayError::PlainHttp),
         _ if path == "/admin" || path.starts_with("/admin/") => {
