@@ -21,7 +21,6 @@ use worker::Delay;
 /// How long counts wait in the isolate before they are sent, ms.
 pub const FLUSH_DELAY_MS: u64 = 1_000;
 
-
 thread_local! {
     static TALLY: RefCell<Tally> = RefCell::new(Tally::default());
     /// Whether a flush is waiting to send (the request that started it keeps it alive).
