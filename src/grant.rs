@@ -294,21 +294,31 @@ fn unsupported_grant_type() -> GrantError {
     )
 }
 
+/// The parameters of a form body; 400 `invalid_request` for one named twice (RFC 6749 §3.2
+/// for the token endpoint, and so for revocation and introspection, RFC 7009 §2.1 and RFC 7662
+/// §2.1, which take the same encoding).
+pub(crate) fn form_params(body: &[u8]) -> Result<BTreeMap<String, String>, GrantError> {
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if params
+            .insert(k.clone().into_owned(), v.into_owned())
+            .is_some()
+        {
+            return Err(GrantError::OAuth(
+                "invalid_request",
+                format!("parameter `{k}` is repeated"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
 fn parse_form_grant(
     body: &[u8],
     basic: Option<(String, Secret)>,
 ) -> Result<GrantRequest, GrantError> {
     let invalid = |d: &str| GrantError::OAuth("invalid_request", d.into());
-    let mut params: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in form_urlencoded::parse(body) {
-        // RFC 6749 §3.2: parameters MUST NOT be included more than once.
-        if params
-            .insert(k.clone().into_owned(), v.into_owned())
-            .is_some()
-        {
-            return Err(invalid(&format!("parameter `{k}` is repeated")));
-        }
-    }
+    let params = form_params(body)?;
     match params.get("grant_type").map(String::as_str) {
         None => return Err(invalid("grant_type is required")),
         Some("client_credentials") => {}

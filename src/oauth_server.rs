@@ -6,7 +6,6 @@ use crate::grant::{basic_credentials, GrantError};
 use crate::scope::INTROSPECT_SCOPE;
 use crate::secret::Secret;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 /// A revocation or introspection request (RFC 7009 §2.1, RFC 7662 §2.1): a form body with
 /// `token` and, optionally, `token_type_hint`; the client authenticated by HTTP Basic or by
@@ -43,15 +42,7 @@ pub fn parse_token_request(
             "Content-Type must be application/x-www-form-urlencoded".into(),
         ));
     }
-    let mut params: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in form_urlencoded::parse(body) {
-        if params
-            .insert(k.clone().into_owned(), v.into_owned())
-            .is_some()
-        {
-            return Err(invalid(&format!("parameter `{k}` is repeated")));
-        }
-    }
+    let params = crate::grant::form_params(body)?;
     let token = params
         .get("token")
         .filter(|t| !t.is_empty())

@@ -15,22 +15,17 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { clock, rand, startEmulators, JSON_HEADERS } from './worker-lib.mjs';
+import { ST_BIN, ST_VERSION, run, tally, assertPinnedSchemathesis } from './support/schemathesis.mjs';
 import { startGateway, issueCallerToken, makeTempDir, removeDir, REPO_ROOT } from './support/gateway.mjs';
 
 const FIXTURES = path.join(REPO_ROOT, 'tests', 'fixtures');
 const SCHEMA = path.join(REPO_ROOT, 'docs', 'openapi.json');
 const CONFIG = path.join(FIXTURES, 'schemathesis-gateway.toml');
 const HOOKS = path.join(FIXTURES, 'schemathesis_gateway_hooks.py');
-const VENV = process.env.TOKENGATE_VENV || path.join(os.homedir(), '.cache', 'tokengate-venv');
-const ST_BIN = path.join(VENV, 'bin', 'schemathesis');
-/** The version .ci/setup-tools pins (the options and the config below are written for it). */
-const ST_VERSION = /^SCHEMATHESIS_VERSION=(\S+)$/m.exec(fs.readFileSync(path.join(REPO_ROOT, '.ci', 'setup-tools'), 'utf8'))?.[1];
 const SEED = process.env.TOKENGATE_ST_SEED || '20260430';
 /** Per operation and phase: with the coverage and stateful phases, about 50 s on 2 cores. */
 const MAX_EXAMPLES = Number(process.env.TOKENGATE_ST_EXAMPLES || 60);
@@ -102,45 +97,6 @@ after(async () => {
   await emu?.close();
 });
 
-/** Runs a command to completion (killed after `ms`); resolves { code, signal, stdout, stderr }. */
-function run(cmd, args, { cwd, env, ms }) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.on('error', (err) => { clearTimeout(timer); reject(err); });
-    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
-  });
-}
-
-/**
- * From the NDJSON event stream: per check name, how many cases it ran on and how many it failed;
- * and per operation (its label), how many cases it ran.
- */
-function tally(ndjsonPath) {
-  const checks = {};
-  const operations = {};
-  for (const line of fs.readFileSync(ndjsonPath, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    const event = JSON.parse(line);
-    const recorder = event.ScenarioFinished?.recorder;
-    if (!recorder) continue;
-    const label = recorder.label;
-    for (const results of Object.values(recorder.checks ?? {})) {
-      for (const { name, status } of results) {
-        checks[name] ??= { ran: 0, failed: 0 };
-        checks[name].ran += 1;
-        if (status !== 'success') checks[name].failed += 1;
-      }
-    }
-    operations[label] = (operations[label] ?? 0) + Object.keys(recorder.cases ?? {}).length;
-  }
-  return { checks, operations };
-}
-
 /** The operations of the document schemathesis is to test: every one but the proxy's. */
 function documentedOperations() {
   const doc = JSON.parse(fs.readFileSync(SCHEMA, 'utf8'));
@@ -152,11 +108,7 @@ function documentedOperations() {
 }
 
 test('schemathesis: every check passes on every gateway route of docs/openapi.json but the proxy', { timeout: KILL_AFTER_MS + 30_000 }, async (t) => {
-  assert.ok(fs.existsSync(ST_BIN),
-    `${ST_BIN} not found: install schemathesis with \`.ci/setup-tools schemathesis\``);
-  const version = await run(ST_BIN, ['--version'], { ms: 20_000 });
-  assert.ok(ST_VERSION && version.stdout.includes(`version ${ST_VERSION}`),
-    `${ST_BIN} is "${version.stdout.trim()}", .ci/setup-tools pins ${ST_VERSION}: run \`.ci/setup-tools schemathesis\``);
+  await assertPinnedSchemathesis();
 
   // schemathesis and Hypothesis write state (.hypothesis/, reports) into their working directory.
   const work = makeTempDir('tokengate-schemathesis-gateway-');

@@ -14,21 +14,16 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { clock, rand, startEmulators } from './worker-lib.mjs';
+import { ST_BIN, ST_VERSION, run, tally, assertPinnedSchemathesis } from './support/schemathesis.mjs';
 import { startGateway, makeTempDir, removeDir, REPO_ROOT } from './support/gateway.mjs';
 
 const FIXTURES = path.join(REPO_ROOT, 'tests', 'fixtures');
 const SCHEMA = path.join(FIXTURES, 'optoro-auth.openapi.json');
 const CONFIG = path.join(FIXTURES, 'schemathesis.toml');
 const HOOKS = path.join(FIXTURES, 'schemathesis_hooks.py');
-const VENV = process.env.TOKENGATE_VENV || path.join(os.homedir(), '.cache', 'tokengate-venv');
-const ST_BIN = path.join(VENV, 'bin', 'schemathesis');
-/** The version .ci/setup-tools pins (the options and the config below are written for it). */
-const ST_VERSION = /^SCHEMATHESIS_VERSION=(\S+)$/m.exec(fs.readFileSync(path.join(REPO_ROOT, '.ci', 'setup-tools'), 'utf8'))?.[1];
 const SEED = process.env.TOKENGATE_ST_SEED || '20260430';
 const MAX_EXAMPLES = 800; // ~10 s of fuzzing here, on top of the coverage phase's ~35 cases
 const KILL_AFTER_MS = 45_000;
@@ -60,44 +55,8 @@ after(async () => {
   await emu?.close();
 });
 
-/** Runs a command to completion (killed after `ms`); resolves { code, signal, stdout, stderr }. */
-function run(cmd, args, { cwd, env, ms }) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.on('error', (err) => { clearTimeout(timer); reject(err); });
-    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
-  });
-}
-
-/** Per check name: how many cases it ran on and how many it failed, from the NDJSON event stream. */
-function checkTally(ndjsonPath) {
-  const tally = {};
-  for (const line of fs.readFileSync(ndjsonPath, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    const event = JSON.parse(line);
-    const checks = event.ScenarioFinished?.recorder?.checks ?? {};
-    for (const results of Object.values(checks)) {
-      for (const { name, status } of results) {
-        tally[name] ??= { ran: 0, failed: 0 };
-        tally[name].ran += 1;
-        if (status !== 'success') tally[name].failed += 1;
-      }
-    }
-  }
-  return tally;
-}
-
 test('schemathesis: every check passes on POST /oauth/token against the Optoro schema', { timeout: 60_000 }, async (t) => {
-  assert.ok(fs.existsSync(ST_BIN),
-    `${ST_BIN} not found: install schemathesis with \`.ci/setup-tools schemathesis\``);
-  const version = await run(ST_BIN, ['--version'], { ms: 20_000 });
-  assert.ok(ST_VERSION && version.stdout.includes(`version ${ST_VERSION}`),
-    `${ST_BIN} is "${version.stdout.trim()}", .ci/setup-tools pins ${ST_VERSION}: run \`.ci/setup-tools schemathesis\``);
+  await assertPinnedSchemathesis();
 
   // schemathesis and Hypothesis write state (.hypothesis/, reports) into their working directory.
   const work = makeTempDir('tokengate-schemathesis-');
@@ -139,10 +98,10 @@ test('schemathesis: every check passes on POST /oauth/token against the Optoro s
 
   assert.ok(fs.existsSync(reportJson), `no JSON report: schemathesis did not finish${context}`);
   const report = JSON.parse(fs.readFileSync(reportJson, 'utf8'));
-  const tally = checkTally(reportNdjson);
-  const failedChecks = Object.entries(tally).filter(([, c]) => c.failed > 0).map(([name]) => name);
+  const { checks } = tally(reportNdjson);
+  const failedChecks = Object.entries(checks).filter(([, c]) => c.failed > 0).map(([name]) => name);
   t.diagnostic(`schemathesis ${ST_VERSION}, seed ${SEED}: ${report.test_cases?.generated} test cases, `
-    + `${Object.values(tally).reduce((n, c) => n + c.ran, 0)} check runs, `
+    + `${Object.values(checks).reduce((n, c) => n + c.ran, 0)} check runs, `
     + `${report.test_cases?.with_failures} failing cases, ${report.failures?.length} failures, ${report.errors?.length} errors`);
 
   assert.deepEqual(
@@ -153,7 +112,7 @@ test('schemathesis: every check passes on POST /oauth/token against the Optoro s
   );
   assert.equal(report.operations?.tested, 1, `POST /oauth/token was not tested${context}`);
   assert.ok(report.test_cases.generated >= MAX_EXAMPLES / 2, `only ${report.test_cases.generated} test cases${context}`);
-  const notRun = CHECKS.filter((name) => !(tally[name]?.ran > 0));
+  const notRun = CHECKS.filter((name) => !(checks[name]?.ran > 0));
   assert.deepEqual(notRun, [], `checks that never ran${context}`);
 });
 
