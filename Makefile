@@ -16,7 +16,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 WASM_BINDGEN_BIN = $(shell command -v wasm-bindgen)
 export WASM_BINDGEN_BIN
 
-.PHONY: dev test bench bench-worker bench-npm setup setup-browser setup-schemathesis worker worker-test \
+.PHONY: dev test bench bench-worker bench-npm bench-forwarder setup setup-browser setup-schemathesis worker worker-test \
   check-config check-config-bin npm-pkg lint test-native test-worker test-npm fuzz clean
 
 setup: node_modules/.installed
@@ -63,6 +63,8 @@ lint: setup
 	cargo clippy -p tokengate --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -p tokengate-worker --target wasm32-unknown-unknown --all-features -- -D warnings
 	cargo clippy -p tokengate-npm --target wasm32-unknown-unknown --all-targets -- -D warnings
+	cargo clippy --locked --manifest-path $(FORWARDER)/Cargo.toml --target wasm32-unknown-unknown \
+	  --target-dir target -- -D warnings
 
 test-native: setup
 	cargo test --workspace
@@ -81,13 +83,32 @@ test: lint test-native test-worker test-npm
 
 # Every benchmark in one run → bench/RESULTS.md and bench/latency.svg (bench/run.mjs); only
 # ratios within one run are meaningful. BENCH_ARGS passes options (see bench/worker.mjs).
-bench: worker worker-test npm-pkg
+bench: worker worker-test npm-pkg bench-forwarder
 	node bench/run.mjs $(BENCH_ARGS)
 
-# The Worker part alone (bench/worker.mjs): tokengate beside a passthrough and a hand-written
-# gateway, all in workerd; prints, writes nothing.
-bench-worker: worker
+# The Worker part alone (bench/worker.mjs): tokengate beside a passthrough, the Rust forwarder
+# and a hand-written gateway, all in workerd; prints, writes nothing.
+bench-worker: worker bench-forwarder
 	node bench/worker.mjs $(BENCH_ARGS)
+
+# The Rust floor of the Worker bench (bench/baseline/rust-forwarder, its own Cargo workspace):
+# the same toolchain as the Worker — cargo for wasm32 with the Worker's release profile, the
+# wasm-bindgen CLI with worker-build's output options (`--target module`, state reset, abort
+# handler) — and a plain module-Worker entry (shim.js) instead of worker-build's. Into
+# bench/baseline/rust-forwarder/build/; rebuilt only when its sources change.
+FORWARDER := bench/baseline/rust-forwarder
+bench-forwarder: $(FORWARDER)/build/shim.js
+
+$(FORWARDER)/build/shim.js: $(FORWARDER)/Cargo.toml $(FORWARDER)/Cargo.lock $(FORWARDER)/src/lib.rs \
+  $(FORWARDER)/shim.js | setup
+	cargo build --quiet --locked --release --target wasm32-unknown-unknown \
+	  --manifest-path $(FORWARDER)/Cargo.toml --target-dir target
+	rm -rf $(FORWARDER)/build
+	$(WASM_BINDGEN_BIN) target/wasm32-unknown-unknown/release/tokengate_bench_forwarder.wasm \
+	  --out-dir $(FORWARDER)/build --out-name index --no-typescript --target module \
+	  --experimental-reset-state-function --force-enable-abort-handler
+	sed -i 's/^import source /import /' $(FORWARDER)/build/index.js
+	cp $(FORWARDER)/shim.js $@
 
 # The npm package's warm token(), client.fetch overhead against plain fetch with the same
 # timeout guarantee, and CPU per call (bench/npm.mjs).
@@ -106,4 +127,5 @@ dev: worker
 	@.ci/dev
 
 clean:
-	rm -rf build build-test pkg target/wasm32-unknown-unknown
+	rm -rf build build-test pkg target/wasm32-unknown-unknown \
+	  $(FORWARDER)/build
