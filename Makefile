@@ -6,6 +6,8 @@
 #               (WRANGLER_CONFIG=FILE for another), and print the Worker secrets it needs
 #   make test   run every test
 #   make bench  run the benchmarks
+#   make bench-profile
+#               a CPU profile of tokengate's cached proxy path → bench/PROFILE.md
 #   make fuzz   fuzz the core's parsers and its two machines (long; see FUZZING.md)
 
 SHELL := /bin/bash
@@ -16,7 +18,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 WASM_BINDGEN_BIN = $(shell command -v wasm-bindgen)
 export WASM_BINDGEN_BIN
 
-.PHONY: dev test bench bench-worker bench-npm setup setup-browser setup-schemathesis worker worker-test \
+.PHONY: dev test bench bench-worker bench-npm bench-forwarder bench-profile worker-profile setup setup-browser setup-schemathesis worker worker-test \
   check-config check-config-bin npm-pkg lint test-native test-worker test-npm fuzz clean
 
 setup: node_modules/.installed
@@ -63,6 +65,8 @@ lint: setup
 	cargo clippy -p tokengate --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -p tokengate-worker --target wasm32-unknown-unknown --all-features -- -D warnings
 	cargo clippy -p tokengate-npm --target wasm32-unknown-unknown --all-targets -- -D warnings
+	cargo clippy --locked --manifest-path $(FORWARDER)/Cargo.toml --target wasm32-unknown-unknown \
+	  --target-dir target -- -D warnings
 
 test-native: setup
 	cargo test --workspace
@@ -81,13 +85,55 @@ test: lint test-native test-worker test-npm
 
 # Every benchmark in one run → bench/RESULTS.md and bench/latency.svg (bench/run.mjs); only
 # ratios within one run are meaningful. BENCH_ARGS passes options (see bench/worker.mjs).
-bench: worker worker-test npm-pkg
+bench: worker worker-test npm-pkg bench-forwarder
 	node bench/run.mjs $(BENCH_ARGS)
 
-# The Worker part alone (bench/worker.mjs): tokengate beside a passthrough and a hand-written
-# gateway, all in workerd; prints, writes nothing.
-bench-worker: worker
+# The Worker part alone (bench/worker.mjs): tokengate beside a passthrough, the Rust forwarder
+# and a hand-written gateway, all in workerd; prints, writes nothing.
+bench-worker: worker bench-forwarder
 	node bench/worker.mjs $(BENCH_ARGS)
+
+# The Rust floor of the Worker bench (bench/baseline/rust-forwarder, its own Cargo workspace):
+# the same toolchain as the Worker — cargo for wasm32 with the Worker's release profile, the
+# wasm-bindgen CLI with worker-build's output options (`--target module`, state reset, abort
+# handler) — and a plain module-Worker entry (shim.js) instead of worker-build's. Into
+# bench/baseline/rust-forwarder/build/; rebuilt only when its sources change.
+FORWARDER := bench/baseline/rust-forwarder
+bench-forwarder: $(FORWARDER)/build/shim.js
+
+$(FORWARDER)/build/shim.js: $(FORWARDER)/Cargo.toml $(FORWARDER)/Cargo.lock $(FORWARDER)/src/lib.rs \
+  $(FORWARDER)/shim.js | setup
+	cargo build --quiet --locked --release --target wasm32-unknown-unknown \
+	  --manifest-path $(FORWARDER)/Cargo.toml --target-dir target
+	rm -rf $(FORWARDER)/build
+	$(WASM_BINDGEN_BIN) target/wasm32-unknown-unknown/release/tokengate_bench_forwarder.wasm \
+	  --out-dir $(FORWARDER)/build --out-name index --no-typescript --target module \
+	  --experimental-reset-state-function --force-enable-abort-handler
+	sed -i 's/^import source /import /' $(FORWARDER)/build/index.js
+	cp $(FORWARDER)/shim.js $@
+
+# The Worker as deployed, with its functions' names, for bench/profile.mjs (into build-profile/):
+# worker-build as for `make worker` (the same wasm, byte for byte) with the JavaScript glue left
+# unminified, then the wasm's `name` section — which `strip = true` drops at link time — filled
+# in from a second link of the same code with the linker told to keep it (bench/wasm-names.mjs
+# explains why not `strip = false`, and checks the code is the same before it splices).
+worker-profile: setup
+	NO_MINIFY=1 worker-build --release --out-dir ../build-profile worker
+	cargo rustc --quiet --release --target wasm32-unknown-unknown -p tokengate-worker \
+	  --target-dir target/profile -- -C link-arg=--keep-section=name
+	rm -rf target/profile/bindgen
+	$(WASM_BINDGEN_BIN) target/profile/wasm32-unknown-unknown/release/tokengate_worker.wasm \
+	  --out-dir target/profile/bindgen --out-name index --no-typescript --target module \
+	  --experimental-reset-state-function --force-enable-abort-handler
+	node bench/wasm-names.mjs target/profile/bindgen/index_bg.wasm build-profile/index_bg.wasm
+
+# A CPU profile of tokengate's cached proxy path (bench/profile.mjs): build-profile/ in workerd
+# under the bench's 16-client load, sampled through the V8 inspector; the tables of the hottest
+# functions by self and total time go to bench/PROFILE.md (a file of its own, not RESULTS.md;
+# `make bench` does not run it). build/ only to check the profiled code is the deployed code.
+# PROFILE_ARGS passes options (see bench/profile.mjs).
+bench-profile: worker worker-profile
+	node bench/profile.mjs --out bench/PROFILE.md $(PROFILE_ARGS)
 
 # The npm package's warm token(), client.fetch overhead against plain fetch with the same
 # timeout guarantee, and CPU per call (bench/npm.mjs).
@@ -106,4 +152,5 @@ dev: worker
 	@.ci/dev
 
 clean:
-	rm -rf build build-test pkg target/wasm32-unknown-unknown
+	rm -rf build build-test build-profile pkg target/wasm32-unknown-unknown target/profile \
+	  $(FORWARDER)/build

@@ -1,16 +1,19 @@
-// The Worker benchmark: tokengate's cached proxy path, cold bursts and cold start, beside two
-// baselines measured in the same run on the same machine, all three in workerd (Miniflare) and
+// The Worker benchmark: tokengate's cached proxy path, cold bursts and cold start, beside three
+// baselines measured in the same run on the same machine, all in workerd (Miniflare) and
 // calling the same local API (bench/api-server.mjs, its own process):
 //
-//   passthrough   bench/baseline/passthrough.js: adds a fixed provider bearer and forwards
-//   hand-written  bench/baseline/handwritten.js: the gateway a competent user writes by hand
-//   tokengate     build/ (`make worker`), as deployed, default configuration
+//   passthrough     bench/baseline/passthrough.js: adds a fixed provider bearer and forwards
+//   rust forwarder  bench/baseline/rust-forwarder (`make bench-forwarder`): the same in Rust,
+//                   built like the Worker (wasm-bindgen, web_sys types): the Rust floor
+//   hand-written    bench/baseline/handwritten.js: the gateway a competent user writes by hand
+//   tokengate       build/ (`make worker`), as deployed, default configuration
 //
 // Only ratios within one run mean anything (the machine is shared and noisy); nothing here
 // passes or fails on a number.
 //
 //   node bench/worker.mjs [--seconds 3] [--rounds 3] [--concurrency 1,16,64] [--burst 1000]
-//                         [--burst-rounds 3] [--cold-rounds 3] [--build DIR] [--json FILE]
+//                         [--burst-rounds 3] [--cold-rounds 3] [--build DIR]
+//                         [--forwarder-build DIR] [--var NAME=VALUE]… [--json FILE]
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -25,7 +28,10 @@ import {
 import { cpuMs, median, quantile, startChild, workerdPids } from './support.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const WORKERS = ['passthrough', 'hand-written', 'tokengate'];
+/** The Rust floor: bench/baseline/passthrough.js in Rust, built like the Worker. */
+export const FORWARDER = 'rust forwarder';
+export const FORWARDER_BUILD_DIR = path.join(here, 'baseline/rust-forwarder/build');
+export const WORKERS = ['passthrough', FORWARDER, 'hand-written', 'tokengate'];
 /**
  * Steady state also measures tokengate with each of these configurations (name → extra vars):
  * the default writes one log line per proxied request; `log_level = "warn"` does not.
@@ -51,7 +57,7 @@ const discardStdio = (stdout, stderr) => { stdout.resume(); stderr.resume(); };
  * The shared pieces: the provider emulator (token endpoint, in this process: one exchange per
  * fresh instance), the API server (own process) and a caller token for each gateway.
  */
-async function startFixture(buildDir, gatewayVars) {
+export async function startFixture(buildDir, gatewayVars, forwarderBuildDir) {
   const providers = await startProviders();
   const api = await startChild('./api-server.mjs');
   const { providers: config, secrets } = providers.gatewayConfig();
@@ -65,6 +71,7 @@ async function startFixture(buildDir, gatewayVars) {
     secrets,
     buildDir,
     gatewayVars,
+    forwarderBuildDir,
     key: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64'),
     callerToken: null, // issued per KV storage by seedCallers
     handwrittenToken: `hw-${Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url')}`,
@@ -77,17 +84,18 @@ async function startFixture(buildDir, gatewayVars) {
 }
 
 /**
- * A fresh instance of one of the three workers; `kvDir` shares KV between instances. Returns
- * { url, close, pid } (pid: its workerd process, for CPU accounting; undefined off Linux).
+ * A fresh instance of one of the workers; `kvDir` shares KV between instances; `miniflare`:
+ * extra Miniflare options (e.g. `inspectorPort`). Returns { url, close, pid } (pid: its workerd
+ * process, for CPU accounting; undefined off Linux), and `gw` (tokengate) or `mf`.
  */
-async function startWorker(name, fx, kvDir) {
+export async function startWorker(name, fx, kvDir, miniflare = {}) {
   const before = new Set(workerdPids());
-  const w = await startWorkerProcess(name, fx, kvDir);
+  const w = await startWorkerProcess(name, fx, kvDir, miniflare);
   w.pid = workerdPids().find((p) => !before.has(p));
   return w;
 }
 
-async function startWorkerProcess(name, fx, kvDir) {
+async function startWorkerProcess(name, fx, kvDir, miniflare) {
   const api = fx.optoro.api_base;
   if (isTokengate(name)) {
     const gw = await startGateway({
@@ -98,7 +106,7 @@ async function startWorkerProcess(name, fx, kvDir) {
       clients: { [CALLER_ID]: { secret: CALLER_SECRET, scopes: ['optoro'] } },
       vars: { ...fx.gatewayVars, ...(TOKENGATE_VARIANTS[name] ?? {}) },
       kvPersist: kvDir,
-      miniflare: { handleRuntimeStdio: discardStdio },
+      miniflare: { handleRuntimeStdio: discardStdio, ...miniflare },
     });
     return { url: gw.url.replace(/\/$/, ''), gw, close: () => gw.close() };
   }
@@ -109,14 +117,23 @@ async function startWorkerProcess(name, fx, kvDir) {
     host: '127.0.0.1',
     handleRuntimeStdio: discardStdio,
   };
-  const mf = name === 'passthrough'
-    ? new Miniflare({
-      ...common,
+  // The two forwarders: a fixed provider bearer (env.TOKEN), fetched once by the bench.
+  const forwarderBindings = { API_BASE: api, TOKEN: fx.passthroughToken };
+  const own = {
+    passthrough: () => ({
       scriptPath: path.join(here, 'baseline/passthrough.js'),
-      bindings: { API_BASE: api, TOKEN: fx.passthroughToken },
-    })
-    : new Miniflare({
-      ...common,
+      bindings: forwarderBindings,
+    }),
+    [FORWARDER]: () => ({
+      scriptPath: path.join(fx.forwarderBuildDir, 'shim.js'),
+      modulesRoot: fx.forwarderBuildDir,
+      modulesRules: [
+        { type: 'ESModule', include: ['**/*.js'] },
+        { type: 'CompiledWasm', include: ['**/*.wasm'] },
+      ],
+      bindings: forwarderBindings,
+    }),
+    'hand-written': () => ({
       scriptPath: path.join(here, 'baseline/handwritten.js'),
       kvNamespaces: ['KV'],
       ...(kvDir ? { kvPersist: kvDir } : {}),
@@ -126,13 +143,15 @@ async function startWorkerProcess(name, fx, kvDir) {
         CLIENT_ID: fx.creds.clientId,
         CLIENT_SECRET: fx.creds.clientSecret,
       },
-    });
+    }),
+  }[name]();
+  const mf = new Miniflare({ ...common, ...own, ...miniflare });
   const url = (await mf.ready).href.replace(/\/$/, '');
   return { url, mf, close: () => mf.dispose() };
 }
 
 /** The Authorization header each worker's callers send. */
-function authFor(name, fx) {
+export function authFor(name, fx) {
   if (name === MANAGED) return `Bearer ${fx.managedToken}`;
   if (isTokengate(name)) return `Bearer ${fx.callerToken}`;
   if (name === 'hand-written') return `Bearer ${fx.handwrittenToken}`;
@@ -144,7 +163,7 @@ function authFor(name, fx) {
  * instance that will be measured: tokengate issues one on a throw-away instance sharing the
  * storage (and key); the hand-written gateway's record is written straight into its KV.
  */
-async function seedCallers(fx, kvDir) {
+export async function seedCallers(fx, kvDir) {
   const gw = await startWorker('tokengate', fx, kvDir);
   try {
     fx.callerToken = await issueCallerToken(gw.gw, CALLER_ID, CALLER_SECRET);
@@ -179,7 +198,7 @@ async function managedToken(url, fx) {
 }
 
 /** One HTTP GET over `agent`; resolves to [status, ms]. */
-function get(agent, url, auth) {
+export function get(agent, url, auth) {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent, headers: auth ? { authorization: auth } : {} }, (res) => {
@@ -196,7 +215,7 @@ function get(agent, url, auth) {
  * `cpuUs`: the workerd process's CPU time per request (µs), which the machine's other load
  * disturbs far less than throughput.
  */
-async function load(url, auth, concurrency, seconds, pid) {
+export async function load(url, auth, concurrency, seconds, pid) {
   const cpu0 = pid ? cpuMs(pid) : null;
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies = [];
@@ -348,7 +367,11 @@ async function coldStart(fx, opts) {
 
 /** Runs the whole Worker benchmark; returns plain data (see bench/run.mjs for the report). */
 export async function runWorkerBench(opts) {
-  const fx = await startFixture(opts.build, opts.gatewayVars);
+  const forwarderBuild = opts.forwarderBuild ?? FORWARDER_BUILD_DIR;
+  if (!fs.existsSync(path.join(forwarderBuild, 'shim.js'))) {
+    throw new Error(`${forwarderBuild}/shim.js not found: build the Rust forwarder first (make bench-forwarder)`);
+  }
+  const fx = await startFixture(opts.build, opts.gatewayVars, forwarderBuild);
   try {
     // The passthrough's fixed token, straight from the provider (not counted for the gateways).
     const res = await fetch(fx.optoro.token_url, {
@@ -382,6 +405,7 @@ export const DEFAULTS = {
   burstRounds: 3,
   coldRounds: 3,
   build: DEPLOYED_BUILD_DIR,
+  forwarderBuild: FORWARDER_BUILD_DIR,
 };
 
 /** Command-line options shared with bench/run.mjs. */
@@ -396,6 +420,7 @@ export function parseWorkerArgs(argv) {
       'burst-rounds': { type: 'string', default: String(DEFAULTS.burstRounds) },
       'cold-rounds': { type: 'string', default: String(DEFAULTS.coldRounds) },
       build: { type: 'string', default: DEFAULTS.build },
+      'forwarder-build': { type: 'string', default: DEFAULTS.forwarderBuild },
       var: { type: 'string', multiple: true, default: [] },
       json: { type: 'string' },
     },
@@ -421,6 +446,7 @@ export function parseWorkerArgs(argv) {
     burstRounds: int('burst-rounds', values['burst-rounds']),
     coldRounds: int('cold-rounds', values['cold-rounds']),
     build: path.resolve(values.build),
+    forwarderBuild: path.resolve(values['forwarder-build']),
     gatewayVars,
     json: values.json,
   };
@@ -430,14 +456,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const opts = parseWorkerArgs(process.argv.slice(2));
   const data = await runWorkerBench({ ...opts, log: (m) => console.error(m) });
   for (const r of data.steady) {
-    console.log(`${r.worker.padEnd(13)} c=${String(r.concurrency).padStart(3)} ${r.rps.toFixed(0).padStart(6)} req/s ` +
+    console.log(`${r.worker.padEnd(25)} c=${String(r.concurrency).padStart(3)} ${r.rps.toFixed(0).padStart(6)} req/s ` +
       `p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms cpu ${r.cpuUs.toFixed(0)} µs/req non-200 ${r.non200}`);
   }
   for (const r of data.burst) {
-    console.log(`burst ${r.worker.padEnd(13)} ${r.ms.toFixed(0)} ms, ${r.ok} ok, ${r.exchanges} exchange(s)`);
+    console.log(`burst ${r.worker.padEnd(14)} ${r.ms.toFixed(0)} ms, ${r.ok} ok, ${r.exchanges} exchange(s)`);
   }
   for (const r of data.cold) {
-    console.log(`cold  ${r.worker.padEnd(13)} ready ${r.ready.toFixed(0)} ms, first response ${r.total.toFixed(0)} ms`);
+    console.log(`cold  ${r.worker.padEnd(14)} ready ${r.ready.toFixed(0)} ms, first response ${r.total.toFixed(0)} ms`);
   }
   if (opts.json) {
     fs.writeFileSync(opts.json, JSON.stringify(data, (k, v) => (k === 'latencies' ? undefined : v), 2));
