@@ -46,16 +46,23 @@ const SPOOFABLE_REQUEST: &[&str] = &[
 /// headers the edge sets itself (`Host`, `Content-Length`, `cf-*`, `x-forwarded-*`) and none of
 /// the headers a server could take as the client's address or as another method or URL.
 pub fn forward_request_header(name: &str, connection: Option<&str>) -> bool {
-    let n = name.to_ascii_lowercase();
-    !(HOP_BY_HOP.contains(&n.as_str())
-        || matches!(
-            n.as_str(),
-            "authorization" | "cookie" | "host" | "content-length"
-        )
-        || SPOOFABLE_REQUEST.contains(&n.as_str())
-        || n.starts_with("cf-")
-        || n.starts_with("x-forwarded-")
-        || connection_listed(&n, connection))
+    !(is_any(name, HOP_BY_HOP)
+        || is_any(name, &["authorization", "cookie", "host", "content-length"])
+        || is_any(name, SPOOFABLE_REQUEST)
+        || has_prefix(name, "cf-")
+        || has_prefix(name, "x-forwarded-")
+        || connection_listed(name, connection))
+}
+
+/// Whether `name` is one of `list` (lower-case), in any case — without a lower-cased copy.
+fn is_any(name: &str, list: &[&str]) -> bool {
+    list.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether `name` starts with `prefix` (lower-case), in any case.
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// Whether an upstream response header is returned to the caller: not hop-by-hop, and none
@@ -63,18 +70,19 @@ pub fn forward_request_header(name: &str, connection: Option<&str>) -> bool {
 /// provider's: `Set-Cookie` (the provider's cookies are for the gateway's upstream session),
 /// `Alt-Svc`, `Strict-Transport-Security`, `Clear-Site-Data` and CORS (`Access-Control-*`).
 pub fn forward_response_header(name: &str, connection: Option<&str>) -> bool {
-    let n = name.to_ascii_lowercase();
-    !(HOP_BY_HOP.contains(&n.as_str())
-        || matches!(
-            n.as_str(),
-            "set-cookie"
-                | "content-length"
-                | "alt-svc"
-                | "strict-transport-security"
-                | "clear-site-data"
+    !(is_any(name, HOP_BY_HOP)
+        || is_any(
+            name,
+            &[
+                "set-cookie",
+                "content-length",
+                "alt-svc",
+                "strict-transport-security",
+                "clear-site-data",
+            ],
         )
-        || n.starts_with("access-control-")
-        || connection_listed(&n, connection))
+        || has_prefix(name, "access-control-")
+        || connection_listed(name, connection))
 }
 
 /// The caller's `Cache-Control`: the upstream's, never publicly cacheable. `public` and

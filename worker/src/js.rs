@@ -237,6 +237,14 @@ pub fn header_pairs(headers: &web_sys::Headers) -> Vec<(String, String)> {
     out
 }
 
+/// One header's value in `pairs` (from [`header_pairs`]: lower-case names, each once).
+pub fn find_header<'p>(pairs: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// One header's value.
 pub fn header(headers: &web_sys::Headers, name: &str) -> Option<String> {
     headers.get(name).ok().flatten()

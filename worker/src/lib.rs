@@ -161,6 +161,6 @@ async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Re
         _ if path == "/admin" || path.starts_with("/admin/") => {
             admin::handle(gw, req, &method, path, query).await
         }
-        _ => proxy::handle(gw, req, method, path, query).await,
+        _ => proxy::handle(gw, req, &url, method, path, query).await,
     }
 }

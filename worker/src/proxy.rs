@@ -132,14 +132,13 @@ impl Drop for Reservation {
 async fn read_body(
     gw: &Gateway,
     req: &web_sys::Request,
+    declared: Option<u64>,
     method: &str,
     exceeded: &Rc<Cell<bool>>,
     abort: &web_sys::AbortController,
 ) -> Result<std::result::Result<(Body, Option<Reservation>), ()>> {
     let limit = gw.max_body_bytes;
     let raw = req.body();
-    let declared =
-        js::header(&req.headers(), "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     let plan = plan_body(
         method,
         raw.is_some(),
@@ -227,11 +226,12 @@ fn counted_stream(
 pub async fn handle(
     gw: &Gateway,
     req: web_sys::Request,
+    request_url: &str,
     method: String,
     path: &str,
     query: Option<&str>,
 ) -> Result<web_sys::Response> {
-    match proxy(gw, req, method, path, query).await? {
+    match proxy(gw, req, request_url, method, path, query).await? {
         Ok(resp) => Ok(resp),
         Err(e) => error(&e),
     }
@@ -240,6 +240,7 @@ pub async fn handle(
 async fn proxy(
     gw: &Gateway,
     req: web_sys::Request,
+    request_url: &str,
     method: String,
     path: &str,
     query: Option<&str>,
@@ -252,14 +253,16 @@ async fn proxy(
             "no such route; proxied paths are /{provider}/{path}".into(),
         )));
     }
-    let incoming = req.headers();
-    let authorization = js::header(&incoming, "authorization");
-    let Some(token) = parse_bearer(authorization.as_deref()) else {
+    // The caller's headers cross into WebAssembly once, as one string; the few the gateway
+    // reads are found in that copy.
+    let incoming = js::header_pairs(&req.headers());
+    let authorization = js::find_header(&incoming, "authorization");
+    let Some(token) = parse_bearer(authorization) else {
         return Ok(Err(GatewayError::InvalidToken(
             "a tokengate bearer token is required (POST /oauth/token)",
         )));
     };
-    let connecting_ip = js::header(&incoming, "cf-connecting-ip");
+    let connecting_ip = js::find_header(&incoming, "cf-connecting-ip").map(str::to_string);
     // Routed by shape: a managed caller's token is checked in full (checksum, tag) and then by
     // its client's authority; anything else takes the static path, whose memo of checked tokens
     // spares the cached path an HMAC per request.
@@ -292,7 +295,9 @@ async fn proxy(
     }
     let exceeded = Rc::new(Cell::new(false));
     let body_abort = web_sys::AbortController::new()?;
-    let read = read_body(gw, &req, &method, &exceeded, &body_abort).await?;
+    let declared = js::find_header(&incoming, "content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let read = read_body(gw, &req, declared, &method, &exceeded, &body_abort).await?;
     // The reservation of a held body lives until the response is on its way.
     let (body, _reservation) = match read {
         Ok(b) => b,
@@ -302,7 +307,7 @@ async fn proxy(
             }))
         }
     };
-    let forwarded = upstream_headers(js::header_pairs(&incoming), &provider.config.api_headers);
+    let forwarded = upstream_headers(incoming, &provider.config.api_headers);
 
     let result = forward(
         provider,
@@ -359,7 +364,7 @@ async fn proxy(
             let redirect = RedirectContext {
                 api_base: &provider.config.api_base,
                 upstream: &upstream,
-                request_url: &req.url(),
+                request_url,
                 provider: provider_id,
             };
             respond(resp, status, origin, &token, &redirect).map(Ok)
