@@ -295,8 +295,8 @@ async fn proxy(
     }
     let exceeded = Rc::new(Cell::new(false));
     let body_abort = web_sys::AbortController::new()?;
-    let declared = js::find_header(&incoming, "content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared =
+        js::find_header(&incoming, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     let read = read_body(gw, &req, declared, &method, &exceeded, &body_abort).await?;
     // The reservation of a held body lives until the response is on its way.
     let (body, _reservation) = match read {
