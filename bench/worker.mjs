@@ -106,6 +106,9 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
       clients: { [CALLER_ID]: { secret: CALLER_SECRET, scopes: ['optoro'] } },
       vars: { ...fx.gatewayVars, ...(TOKENGATE_VARIANTS[name] ?? {}) },
       kvPersist: kvDir,
+      // The bench reads KV through the Worker only; the harness's KV proxy would add its own
+      // set-up time to tokengate's cold start.
+      kvProxy: false,
       miniflare: { handleRuntimeStdio: discardStdio, ...miniflare },
     });
     return { url: gw.url.replace(/\/$/, ''), gw, close: () => gw.close() };
