@@ -87,3 +87,15 @@ test('introspection of a static caller\'s token reports only the scopes its call
   assert.equal(seen.active, true);
   assert.equal(seen.scope, 'optoro:read introspect', JSON.stringify(seen));
 });
+
+test('a managed caller\'s request refused for its path is not counted against its limits', async (t) => {
+  const f = await fleet(t, { n: 1 });
+  const c = await f.admin(0, 'POST', '/admin/clients', { name: 'metered', scopes: ['optoro'], limits: { total_requests: 1 } });
+  const tok = (await f.token(0, c.json.client_id, c.json.client_secret)).json.access_token;
+  // Never sent upstream: 400 before anything leaves the gateway.
+  assert.equal(await f.call(0, tok, '/optoro/%252e%252e/x'), 400);
+  assert.equal(await f.call(0, tok, '/optoro/v1/rmas'), 200, 'the one allowed request is still there');
+  assert.equal(await f.call(0, tok, '/optoro/v1/rmas'), 429);
+  const stats = await f.admin(0, 'GET', `/admin/stats?client_id=${c.json.client_id}`);
+  assert.equal(stats.json.clients[c.json.client_id].requests, 1);
+});
