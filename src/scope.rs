@@ -140,5 +140,40 @@ pub fn narrow(granted: &[String], requested: Option<&[String]>) -> Result<Vec<St
     Ok(out)
 }
 
+/// What the scopes `token` carries still allow under the caller's current `granted` scopes (a
+/// caller narrowed after the token was issued narrows the token): each token scope the caller
+/// still covers, `<provider>:read` for a `<provider>` scope of which the caller now holds only
+/// the read form, none for a scope the caller no longer holds. Unparsable scopes give nothing;
+/// each scope is given once, in the token's order.
+pub fn effective(token: &[String], granted: &[String]) -> Vec<String> {
+    let held: Vec<Scope> = granted
+        .iter()
+        .filter_map(|s| Scope::parse(s).ok())
+        .collect();
+    let mut out: Vec<String> = Vec::with_capacity(token.len());
+    for scope in token.iter().filter_map(|s| Scope::parse(s).ok()) {
+        let kept = if held.iter().any(|g| g.covers(&scope)) {
+            Some(scope)
+        } else {
+            match scope {
+                Scope::Provider { id, .. } => {
+                    let read = Scope::Provider {
+                        id,
+                        read_only: true,
+                    };
+                    held.iter().any(|g| g.covers(&read)).then_some(read)
+                }
+                Scope::Introspect => None,
+            }
+        };
+        if let Some(s) = kept.map(|s| s.to_string()) {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

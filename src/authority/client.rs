@@ -15,7 +15,7 @@ use crate::gateway_error::{CallerLimit, GatewayError};
 use crate::grant::GrantError;
 use crate::limits::{TokenEndpointRefusal, DEFAULT_TOKEN_REQUESTS_PER_MINUTE};
 use crate::managed::ClientRecord;
-use crate::scope::{narrow, permits};
+use crate::scope::{effective, narrow, permits};
 use crate::secret::ct_eq_bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -435,13 +435,14 @@ fn decide(
 
 /// RFC 7662 §2.2: the introspection response for a token of this caller (`entry` its entry,
 /// if it has one): `{active: true, client_id, scope, exp, iat, token_type}` for a live token,
-/// else `{active: false}` and nothing more.
+/// else `{active: false}` and nothing more. `scope` is what the token still allows under the
+/// caller's current scopes ([`effective`]), as [`check`] decides its requests.
 pub fn introspect(state: Option<&ClientState>, entry: Option<&TokenEntry>, now_ms: u64) -> Value {
     match (live(state, entry, now_ms), state, entry) {
         (Ok(()), Some(state), Some(entry)) => json!({
             "active": true,
             "client_id": state.record.client_id,
-            "scope": entry.scopes.join(" "),
+            "scope": effective(&entry.scopes, &state.record.scopes).join(" "),
             "exp": entry.good_until(&state.record) / 1000,
             "iat": entry.issued_at_ms / 1000,
             "token_type": "Bearer",

@@ -173,3 +173,35 @@ fn narrow_table() {
         Err("optoro".into())
     );
 }
+
+#[test]
+fn effective_is_what_a_token_still_allows_under_its_callers_current_scopes() {
+    let e = |token: &[&str], granted: &[&str]| effective(&strings(token), &strings(granted));
+    assert_eq!(
+        e(&["optoro", "partner:read"], &["optoro", "partner"]),
+        strings(&["optoro", "partner:read"])
+    );
+    // Narrowed to reads: the token reads; a scope the caller lost is gone.
+    assert_eq!(
+        e(&["optoro", "partner:read"], &["optoro:read"]),
+        strings(&["optoro:read"])
+    );
+    assert_eq!(
+        e(&["optoro", "optoro:read"], &["optoro:read"]),
+        strings(&["optoro:read"])
+    );
+    assert_eq!(
+        e(&["introspect", "optoro"], &["partner"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        e(&["introspect"], &["introspect"]),
+        strings(&["introspect"])
+    );
+    // Widening the caller never widens the token.
+    assert_eq!(
+        e(&["optoro:read"], &["optoro", "partner"]),
+        strings(&["optoro:read"])
+    );
+    assert_eq!(e(&["bad scope!"], &["optoro"]), Vec::<String>::new());
+}

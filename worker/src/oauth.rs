@@ -17,7 +17,7 @@ use tokengate::gateway_error::GatewayError;
 use tokengate::grant::{check_transport, GrantError};
 use tokengate::limits::client_address;
 use tokengate::oauth_server::{self, parse_token_request, ProviderScope, TokenRequest};
-use tokengate::scope::INTROSPECT_SCOPE;
+use tokengate::scope::{effective, INTROSPECT_SCOPE};
 use tokengate::secret::ct_eq_bytes;
 
 /// The OpenAPI 3.1 description of every route.
@@ -231,7 +231,8 @@ async fn static_introspection(
             json!({
                 "active": true,
                 "client_id": record.client_id,
-                "scope": record.scopes.join(" "),
+                // What the token still allows: its caller may have been narrowed since.
+                "scope": effective(&record.scopes, &caller.scopes).join(" "),
                 "exp": exp / 1000,
                 "iat": record.issued_at_ms / 1000,
                 "token_type": "Bearer",

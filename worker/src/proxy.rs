@@ -267,6 +267,13 @@ async fn proxy(
     // its client's authority; anything else takes the static path, whose memo of checked tokens
     // spares the cached path an HMAC per request.
     let managed = credentials::looks_bound(token);
+    // A managed caller's authority counts what it admits: a path the gateway refuses anyway is
+    // refused before, so that it is never counted as a request.
+    if let Some(p) = gw.providers.get(provider_id).filter(|_| managed) {
+        if let Err(e) = upstream_url(&p.config.api_base, rest, query) {
+            return Ok(Err(GatewayError::Path(e)));
+        }
+    }
     let authorized = if managed {
         match credentials::check(token, Kind::Token, &gw.keys) {
             Ok(Checked { client: Some(id) }) => {

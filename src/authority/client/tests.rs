@@ -347,3 +347,21 @@ fn narrowing_the_caller_narrows_tokens_it_already_holds() {
         Ok(())
     );
 }
+
+#[test]
+fn introspection_reports_what_a_token_still_allows_after_its_caller_is_narrowed() {
+    let mut s = state(record(&["optoro", "partner:read"], Limits::default(), &[]));
+    let mut c = Counters::default();
+    let e = issue(&s, &mut c, None);
+    assert_eq!(
+        introspect(Some(&s), Some(&e), NOW)["scope"],
+        "optoro partner:read"
+    );
+    s.record.scopes = vec!["optoro:read".into()];
+    assert_eq!(introspect(Some(&s), Some(&e), NOW)["scope"], "optoro:read");
+    s.record.scopes = vec!["optoro".into(), "partner".into()];
+    assert_eq!(
+        introspect(Some(&s), Some(&e), NOW)["scope"],
+        "optoro partner:read"
+    );
+}
