@@ -28,21 +28,24 @@ import { fileURLToPath } from 'node:url';
 const CUSTOM = 0;
 const EXPORT = 7;
 
+/** The unsigned LEB128 number at `p` in `buf`, and the position after it. */
+function readLeb(buf, p) {
+  let r = 0;
+  let shift = 0;
+  let b;
+  do {
+    b = buf[p++];
+    r += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (b & 0x80);
+  return [r, p];
+}
+
 /** The sections of a wasm module: [{ id, name (custom sections), start, end (payload) }]. */
 export function sections(buf) {
   if (buf.readUInt32LE(0) !== 0x6d736100) throw new Error('not a wasm module');
   let p = 8;
-  const leb = () => {
-    let r = 0;
-    let shift = 0;
-    let b;
-    do {
-      b = buf[p++];
-      r += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (b & 0x80);
-    return r;
-  };
+  const leb = () => { const [v, next] = readLeb(buf, p); p = next; return v; };
   const out = [];
   while (p < buf.length) {
     const headerStart = p;
@@ -79,17 +82,7 @@ export function functionNames(buf) {
   const sec = sections(buf).find((s) => s.id === CUSTOM && s.name === 'name');
   if (!sec) return names;
   let p = sec.start;
-  const leb = () => {
-    let r = 0;
-    let shift = 0;
-    let b;
-    do {
-      b = buf[p++];
-      r += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (b & 0x80);
-    return r;
-  };
+  const leb = () => { const [v, next] = readLeb(buf, p); p = next; return v; };
   p += leb(); // past the custom section's own name, "name"
   while (p < sec.end) {
     const sub = buf[p++];
@@ -115,17 +108,7 @@ export function exportedFunctions(buf) {
   const sec = sections(buf).find((s) => s.id === EXPORT);
   if (!sec) return out;
   let p = sec.start;
-  const leb = () => {
-    let r = 0;
-    let shift = 0;
-    let b;
-    do {
-      b = buf[p++];
-      r += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (b & 0x80);
-    return r;
-  };
+  const leb = () => { const [v, next] = readLeb(buf, p); p = next; return v; };
   const count = leb();
   for (let i = 0; i < count; i++) {
     const len = leb();

@@ -19,7 +19,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { clock, rand, startEmulators, JSON_HEADERS } from './worker-lib.mjs';
-import { ST_BIN, ST_VERSION, run, tally, assertPinnedSchemathesis } from './support/schemathesis.mjs';
+import { ST_BIN, ST_VERSION, run, runArgs, tally, assertPinnedSchemathesis } from './support/schemathesis.mjs';
 import { startGateway, issueCallerToken, makeTempDir, removeDir, REPO_ROOT } from './support/gateway.mjs';
 
 const FIXTURES = path.join(REPO_ROOT, 'tests', 'fixtures');
@@ -113,27 +113,9 @@ test('schemathesis: every check passes on every gateway route of docs/openapi.js
   // schemathesis and Hypothesis write state (.hypothesis/, reports) into their working directory.
   const work = makeTempDir('tokengate-schemathesis-gateway-');
   t.after(() => removeDir(work));
-  const reportJson = path.join(work, 'report.json');
-  const reportNdjson = path.join(work, 'events.ndjson');
-  const reportJunit = path.join(work, 'junit.xml');
-  const args = [
-    '--config-file', CONFIG,
-    'run', SCHEMA,
-    '--url', gw.url,
-    '--checks', 'all',
-    '--max-response-time', '5', // enables max_response_time, generously: answers take milliseconds
-    '--mode', 'all', // positive and negative (schema-violating) data
-    '--seed', SEED,
-    '--max-examples', String(MAX_EXAMPLES),
-    '--generation-database', 'none',
-    '--workers', '1',
-    '--request-timeout', '10',
-    '--no-color',
-    '--report', 'json,ndjson,junit',
-    '--report-json-path', reportJson,
-    '--report-ndjson-path', reportNdjson,
-    '--report-junit-path', reportJunit,
-  ];
+  const { args, reportJson, reportNdjson, reportJunit } = runArgs({
+    config: CONFIG, schema: SCHEMA, url: gw.url, seed: SEED, maxExamples: MAX_EXAMPLES, dir: work, junit: true,
+  });
   const started = Date.now();
   const res = await run(ST_BIN, args, {
     cwd: work,

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { clock, rand, startEmulators } from './worker-lib.mjs';
-import { ST_BIN, ST_VERSION, run, tally, assertPinnedSchemathesis } from './support/schemathesis.mjs';
+import { ST_BIN, ST_VERSION, run, runArgs, tally, assertPinnedSchemathesis } from './support/schemathesis.mjs';
 import { startGateway, makeTempDir, removeDir, REPO_ROOT } from './support/gateway.mjs';
 
 const FIXTURES = path.join(REPO_ROOT, 'tests', 'fixtures');
@@ -61,25 +61,9 @@ test('schemathesis: every check passes on POST /oauth/token against the Optoro s
   // schemathesis and Hypothesis write state (.hypothesis/, reports) into their working directory.
   const work = makeTempDir('tokengate-schemathesis-');
   t.after(() => removeDir(work));
-  const reportJson = path.join(work, 'report.json');
-  const reportNdjson = path.join(work, 'events.ndjson');
-  const args = [
-    '--config-file', CONFIG,
-    'run', SCHEMA,
-    '--url', gw.url,
-    '--checks', 'all',
-    '--max-response-time', '5', // enables max_response_time, generously: answers take milliseconds
-    '--mode', 'all', // positive and negative (schema-violating) data
-    '--seed', SEED,
-    '--max-examples', String(MAX_EXAMPLES),
-    '--generation-database', 'none',
-    '--workers', '1',
-    '--request-timeout', '10',
-    '--no-color',
-    '--report', 'json,ndjson',
-    '--report-json-path', reportJson,
-    '--report-ndjson-path', reportNdjson,
-  ];
+  const { args, reportJson, reportNdjson } = runArgs({
+    config: CONFIG, schema: SCHEMA, url: gw.url, seed: SEED, maxExamples: MAX_EXAMPLES, dir: work,
+  });
   const started = Date.now();
   const res = await run(ST_BIN, args, {
     cwd: work,

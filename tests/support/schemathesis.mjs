@@ -31,6 +31,36 @@ export function run(cmd, args, { cwd, env, ms }) {
   });
 }
 
+/**
+ * The `schemathesis run` arguments both tests use — every check, positive and negative data, a
+ * fixed seed, no example database, one worker — with reports written into `dir`; `junit` adds a
+ * JUnit report. Returns { args, reportJson, reportNdjson, reportJunit? }.
+ */
+export function runArgs({ config, schema, url, seed, maxExamples, dir, junit = false }) {
+  const reportJson = path.join(dir, 'report.json');
+  const reportNdjson = path.join(dir, 'events.ndjson');
+  const reportJunit = junit ? path.join(dir, 'junit.xml') : undefined;
+  const args = [
+    '--config-file', config,
+    'run', schema,
+    '--url', url,
+    '--checks', 'all',
+    '--max-response-time', '5', // enables max_response_time, generously: answers take milliseconds
+    '--mode', 'all', // positive and negative (schema-violating) data
+    '--seed', seed,
+    '--max-examples', String(maxExamples),
+    '--generation-database', 'none',
+    '--workers', '1',
+    '--request-timeout', '10',
+    '--no-color',
+    '--report', junit ? 'json,ndjson,junit' : 'json,ndjson',
+    '--report-json-path', reportJson,
+    '--report-ndjson-path', reportNdjson,
+    ...(junit ? ['--report-junit-path', reportJunit] : []),
+  ];
+  return { args, reportJson, reportNdjson, reportJunit };
+}
+
 /** Fails unless the pinned schemathesis is installed. */
 export async function assertPinnedSchemathesis() {
   assert.ok(fs.existsSync(ST_BIN),

@@ -268,12 +268,14 @@ async fn proxy(
     // spares the cached path an HMAC per request.
     let managed = credentials::looks_bound(token);
     // A managed caller's authority counts what it admits: a path the gateway refuses anyway is
-    // refused before, so that it is never counted as a request.
-    if let Some(p) = gw.providers.get(provider_id).filter(|_| managed) {
-        if let Err(e) = upstream_url(&p.config.api_base, rest, query) {
-            return Ok(Err(GatewayError::Path(e)));
-        }
-    }
+    // refused before, so that it is never counted as a request (the URL is built once).
+    let checked_early = match gw.providers.get(provider_id).filter(|_| managed) {
+        Some(p) => match upstream_url(&p.config.api_base, rest, query) {
+            Ok(u) => Some(u),
+            Err(e) => return Ok(Err(GatewayError::Path(e))),
+        },
+        None => None,
+    };
     let authorized = if managed {
         match credentials::check(token, Kind::Token, &gw.keys) {
             Ok(Checked { client: Some(id) }) => {
@@ -292,9 +294,12 @@ async fn proxy(
         Ok(x) => x,
         Err(e) => return Ok(Err(e)),
     };
-    let upstream = match upstream_url(&provider.config.api_base, rest, query) {
-        Ok(u) => u,
-        Err(e) => return Ok(Err(GatewayError::Path(e))),
+    let upstream = match checked_early {
+        Some(u) => u,
+        None => match upstream_url(&provider.config.api_base, rest, query) {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(GatewayError::Path(e))),
+        },
     };
     let method = method.to_ascii_uppercase();
     if !forwards_method(&method) {
