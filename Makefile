@@ -60,6 +60,7 @@ npm-pkg: setup
 	.ci/build-npm
 
 lint: setup
+	$(STAMP)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p tokengate --target wasm32-unknown-unknown -- -D warnings
@@ -68,18 +69,27 @@ lint: setup
 	cargo clippy --locked --manifest-path $(FORWARDER)/Cargo.toml --target wasm32-unknown-unknown \
 	  --target-dir target -- -D warnings
 
+# Every node test is bounded: a hung one fails at TEST_TIMEOUT_MS with its name, instead of
+# holding the run until CI's limit (a test may set a longer timeout of its own).
+TEST_TIMEOUT_MS ?= 300000
+NODE_TEST = node --test --test-concurrency=1 --test-timeout=$(TEST_TIMEOUT_MS)
+STAMP = @echo "== $@ $$(date -u +%T)"
+
 test-native: setup
+	$(STAMP)
 	cargo test --workspace
 
 test-worker: worker worker-test check-config-bin setup-schemathesis
-	node --test --test-concurrency=1 tests/emulators.test.mjs tests/openapi-emulator.test.mjs tests/worker*.test.mjs \
+	$(STAMP)
+	$(NODE_TEST) tests/emulators.test.mjs tests/openapi-emulator.test.mjs tests/worker*.test.mjs \
 	  tests/check-config.test.mjs tests/schemathesis.test.mjs tests/schemathesis-gateway.test.mjs
 
 test-npm: npm-pkg setup-browser
+	$(STAMP)
 	wasm-pack test --node npm --test node
 	WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/.ci/webdriver.json wasm-pack test --headless --chrome \
 	  --chromedriver /usr/bin/chromedriver npm --test browser
-	node --test --test-concurrency=1 tests/npm*.test.mjs tests/www.test.mjs
+	$(NODE_TEST) tests/npm*.test.mjs tests/www.test.mjs
 
 test: lint test-native test-worker test-npm
 
