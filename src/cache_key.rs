@@ -22,6 +22,21 @@ pub fn token_cache_key(
     secret: &Secret,
     pepper: &[u8],
 ) -> String {
+    token_cache_key_bound(provider, settings, secret, pepper, None)
+}
+
+/// [`token_cache_key`] for a provider with proof of possession: `secret` is the client's
+/// credential (its client secret, or its private key for `private_key_jwt`), and `dpop_key`
+/// identifies the DPoP key the token is bound to (the configured key, or an id of the key an
+/// isolate generated), fingerprinted like the secret: a token bound to one key is never served
+/// to the holder of another (RFC 9449 §6).
+pub fn token_cache_key_bound(
+    provider: &str,
+    settings: &TokenSettings,
+    secret: &Secret,
+    pepper: &[u8],
+    dpop_key: Option<&Secret>,
+) -> String {
     let mut h = Sha256::new();
     let mut field = |v: &str| {
         // Length-prefixed, so no two field lists hash alike.
@@ -50,6 +65,17 @@ pub fn token_cache_key(
         field(&serde_json::Value::Object(body.clone()).to_string());
     }
     field(&secret_fingerprint(secret, pepper));
+    // Proof of possession shapes the token too; absent, the keys of the other styles are
+    // unchanged.
+    if settings.auth_style == crate::config::AuthStyle::PrivateKeyJwt {
+        field(settings.client_key_alg.as_str());
+        field(settings.kid.as_deref().unwrap_or("\u{0}"));
+        field(settings.assertion_audience());
+    }
+    if let Some(k) = dpop_key.filter(|_| settings.dpop) {
+        field("dpop");
+        field(&secret_fingerprint(k, pepper));
+    }
     format!("{TOKEN_KEY_PREFIX}{}", hex::encode(h.finalize()))
 }
 

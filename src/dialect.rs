@@ -16,6 +16,11 @@
 //!   must arrive as written) — and the configured `token_body` as JSON creates a token;
 //!   [`rotate_request`] and [`revoke_request`] are its `PATCH` and `DELETE`.
 //!
+//! - `private_key_jwt` (RFC 7523 §2.2): a form with `client_id`; the signed
+//!   `client_assertion` is appended per request by [`crate::flow::ProofTransport`].
+//! - `tls_client_auth` (RFC 8705 §2.1.1): a form with `client_id` only; the certificate is
+//!   presented in the TLS handshake.
+//!
 //! Every style sends `Accept: application/json` (the partner API requires it:
 //! `docs/providers.md#partner-token-request`).
 
@@ -23,7 +28,7 @@ use crate::config::{AuthStyle, TokenSettings};
 use crate::error::TokenError;
 use crate::http::HttpRequest;
 use crate::http::HttpResponse;
-use crate::response::{parse_token_record, parse_token_response, Token};
+use crate::response::{parse_token_record, parse_token_response_of, Token};
 use crate::scrub::{Scrubber, UNRESERVED};
 use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
@@ -61,6 +66,13 @@ pub fn build_token_request(settings: &TokenSettings, secret: &Secret) -> HttpReq
         AuthStyle::ClientSecretPost | AuthStyle::JsonBody | AuthStyle::TokenApi => {
             params.push(("client_id", &settings.client_id));
             params.push(("client_secret", secret.expose()));
+        }
+        // The client id, and no secret: the assertion that authenticates the client is added
+        // to the form when the request is sent, a new one each time
+        // ([`crate::flow::ProofTransport`]); a `tls_client_auth` client is authenticated by its
+        // certificate (RFC 8705 §2.1.1).
+        AuthStyle::PrivateKeyJwt | AuthStyle::TlsClientAuth => {
+            params.push(("client_id", &settings.client_id));
         }
     }
     for (k, v) in [
@@ -115,7 +127,7 @@ pub fn parse_reply(
     if settings.auth_style.manages_tokens() {
         parse_token_record(resp, now_ms, &settings.expiry, scrub)
     } else {
-        parse_token_response(resp, now_ms, &settings.expiry, scrub)
+        parse_token_response_of(resp, now_ms, &settings.expiry, scrub, settings.dpop)
     }
 }
 

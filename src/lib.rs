@@ -53,6 +53,7 @@ pub mod flow;
 pub mod gateway_error;
 pub mod grant;
 pub mod http;
+pub mod jose;
 pub mod jwt;
 pub mod keys;
 pub mod limits;

@@ -18,7 +18,8 @@ use serde_json::Value;
 pub struct Token {
     /// The bearer token.
     pub access_token: Secret,
-    /// Always `Bearer` (normalised).
+    /// `Bearer`, or `DPoP` for a DPoP-bound token (normalised): the `Authorization` scheme it
+    /// is sent with.
     pub token_type: String,
     /// When the provider issued it (response `created_at` when sane, else receipt time), ms.
     pub issued_at_ms: u64,
@@ -35,6 +36,12 @@ impl Token {
     /// Whether `other` carries the same access token (compared in constant time).
     pub fn same_token(&self, other: &Token) -> bool {
         self.access_token.ct_eq(other.access_token.expose())
+    }
+
+    /// The `Authorization` header value it is sent with: `Bearer …`, or `DPoP …` for a
+    /// DPoP-bound token (RFC 9449 §7.1).
+    pub fn authorization(&self) -> String {
+        format!("{} {}", self.token_type, self.access_token.expose())
     }
 
     /// The token as the shared store keeps it: `{access_token, token_type, issued_at_ms,
@@ -96,6 +103,20 @@ pub fn parse_token_response(
     policy: &ExpiryPolicy,
     scrub: &Scrubber,
 ) -> Result<Token, TokenError> {
+    parse_token_response_of(resp, now_ms, policy, scrub, false)
+}
+
+/// [`parse_token_response`] for a client that asked for DPoP-bound tokens (`dpop`): a
+/// `token_type` of `DPoP` is accepted too (RFC 9449 §5), and kept, so the token is sent as
+/// `Authorization: DPoP …`; a server that issued a Bearer token anyway gets it back as one
+/// (§7.1).
+pub fn parse_token_response_of(
+    resp: &HttpResponse,
+    now_ms: u64,
+    policy: &ExpiryPolicy,
+    scrub: &Scrubber,
+    dpop: bool,
+) -> Result<Token, TokenError> {
     let invalid = |d: &str| invalid_response(resp, d);
     let body = success_object(resp, now_ms, "token response", scrub)?;
     let obj = &body;
@@ -103,9 +124,11 @@ pub fn parse_token_response(
         .map_err(|why| invalid(&format!("access_token {why}")))?
         .ok_or_else(|| invalid("token response has no access_token"))?;
     // RFC 6749 §7.1 / RFC 6750: only bearer tokens are usable; the type is case-insensitive.
+    let mut token_type = "Bearer";
     match obj.get("token_type") {
         None => {}
         Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(t)) if dpop && t.eq_ignore_ascii_case("dpop") => token_type = "DPoP",
         // The value is named only when it looks like a token type (RFC 6749 §7.1: a short
         // name), never as arbitrary provider text.
         Some(Value::String(t))
@@ -151,7 +174,7 @@ pub fn parse_token_response(
     }
     Ok(Token {
         access_token: Secret::new(access_token),
-        token_type: "Bearer".into(),
+        token_type: token_type.into(),
         issued_at_ms,
         expires_at_ms,
         scope,

@@ -79,7 +79,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, FieldError> {
+    pub(super) fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, FieldError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),

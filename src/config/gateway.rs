@@ -168,8 +168,8 @@ pub fn optional_secrets() -> Vec<RequiredSecret> {
 }
 
 /// The Worker secrets `providers` need: [`KEY_SECRET`], [`CLIENTS_SECRET`], then each
-/// provider's `client_secret_name` in provider order, each name once (one secret shared by
-/// several providers names them all).
+/// provider's `client_secret_name`, `client_key_name` and `dpop_key_name` in provider order,
+/// each name once (one secret shared by several providers names them all).
 pub fn required_secrets(providers: &[ProviderConfig]) -> Vec<RequiredSecret> {
     let mut out = vec![
         RequiredSecret {
@@ -182,14 +182,16 @@ pub fn required_secrets(providers: &[ProviderConfig]) -> Vec<RequiredSecret> {
                 .into(),
         },
     ];
-    let mut users: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut users: Vec<(&str, &str, Vec<&str>)> = Vec::new();
     for p in providers {
-        match users.iter_mut().find(|(n, _)| *n == p.client_secret_name) {
-            Some((_, ids)) => ids.push(&p.id),
-            None => users.push((&p.client_secret_name, vec![&p.id])),
+        for (name, what) in p.secret_names() {
+            match users.iter_mut().find(|(n, w, _)| *n == name && *w == what) {
+                Some((_, _, ids)) => ids.push(&p.id),
+                None => users.push((name, what, vec![&p.id])),
+            }
         }
     }
-    for (name, ids) in users {
+    for (name, what, ids) in users {
         if out.iter().any(|s| s.name == name) {
             continue;
         }
@@ -197,7 +199,7 @@ pub fn required_secrets(providers: &[ProviderConfig]) -> Vec<RequiredSecret> {
         let s = if ids.len() > 1 { "s" } else { "" };
         out.push(RequiredSecret {
             name: name.into(),
-            note: format!("the client secret of provider{s} {}", ids.join(", ")),
+            note: format!("the {what} of provider{s} {}", ids.join(", ")),
         });
     }
     out

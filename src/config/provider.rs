@@ -11,6 +11,7 @@ use super::settings::{
     DEFAULT_REFRESH_AHEAD_PERCENT, DEFAULT_TIMEOUT_MS,
 };
 use crate::expiry::ExpiryPolicy;
+use crate::jose::JwsAlg;
 use serde_json::Value;
 
 /// What a placeholder left in a configuration is told (the value itself is never repeated).
@@ -115,31 +116,61 @@ impl ProviderConfig {
         if api_base.query().is_some() {
             return Err(err("api_base", "must not have a query".into()));
         }
-        let client_secret_name = fields.required_str("client_secret_name").map_err(wrap)?;
-        if !client_secret_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            return Err(err(
-                "client_secret_name",
-                "must be a secret name of letters, digits and `_`".into(),
-            ));
-        }
-        // The gateway's own bindings, vars and secrets are not a provider's: naming one would
-        // send, say, TOKENGATE_KEY to the provider as a client secret.
-        if client_secret_name.starts_with("TOKENGATE_")
-            || super::gateway::VARS.contains(&client_secret_name.as_str())
-        {
-            return Err(err(
-                "client_secret_name",
-                "names one of tokengate's own settings (TOKENGATE_*, max_body_bytes, log_level); \
-                 give the provider's client secret a name of its own"
-                    .into(),
-            ));
+        let client_secret_name = secret_name(&mut fields, "client_secret_name").map_err(wrap)?;
+        let client_key_name = secret_name(&mut fields, "client_key_name").map_err(wrap)?;
+        let dpop_key_name = secret_name(&mut fields, "dpop_key_name").map_err(wrap)?;
+        let mtls_certificate = fields.optional_str("mtls_certificate").map_err(wrap)?;
+        if let Some(name) = &mtls_certificate {
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || name.is_empty() {
+                return Err(err(
+                    "mtls_certificate",
+                    "must be a binding name of letters, digits and `_`".into(),
+                ));
+            }
         }
         let api_headers = fields.headers("api_headers").map_err(wrap)?;
         check_header_names(&api_headers, API_HEADER_DENY).map_err(|m| err("api_headers", m))?;
         let token = TokenSettings::from_fields(&mut fields).map_err(wrap)?;
+        // Which secrets the auth style reads, and the ones it would silently ignore.
+        let style = token.auth_style.as_str();
+        match (token.auth_style.uses_secret(), &client_secret_name) {
+            (true, None) => return Err(err("client_secret_name", "is required".into())),
+            (false, Some(_)) => {
+                return Err(err(
+                    "client_secret_name",
+                    format!("is not used with auth_style {style}, which sends no secret"),
+                ))
+            }
+            _ => {}
+        }
+        match (
+            token.auth_style == AuthStyle::PrivateKeyJwt,
+            &client_key_name,
+        ) {
+            (true, None) => return Err(err(
+                "client_key_name",
+                "is required with auth_style private_key_jwt (the secret holding the private key)"
+                    .into(),
+            )),
+            (false, Some(_)) => {
+                return Err(err(
+                    "client_key_name",
+                    "is used only with auth_style private_key_jwt".into(),
+                ))
+            }
+            _ => {}
+        }
+        if dpop_key_name.is_some() && !token.dpop {
+            return Err(err("dpop_key_name", "is used only with dpop = true".into()));
+        }
+        if token.auth_style == AuthStyle::TlsClientAuth && mtls_certificate.is_none() {
+            return Err(err(
+                "mtls_certificate",
+                "is required with auth_style tls_client_auth (the binding whose certificate \
+                 authenticates the client)"
+                    .into(),
+            ));
+        }
         let coordination = match fields
             .optional_str("coordination")
             .map_err(wrap)?
@@ -154,6 +185,15 @@ impl ProviderConfig {
                 ))
             }
         };
+        if token.dpop && dpop_key_name.is_none() && coordination == Coordination::DurableObject {
+            return Err(err(
+                "dpop_key_name",
+                "is required with dpop and coordination = \"durable_object\": a DPoP key generated \
+                 in one isolate cannot prove possession in another (set dpop_key_name, or \
+                 coordination = \"isolate\")"
+                    .into(),
+            ));
+        }
         let refresh_ahead_percent = fields
             .optional_u64("refresh_ahead_percent", 50, 95)
             .map_err(wrap)?
@@ -164,10 +204,28 @@ impl ProviderConfig {
             token,
             api_base,
             client_secret_name,
+            client_key_name,
+            dpop_key_name,
+            mtls_certificate,
             api_headers,
             coordination,
             refresh_ahead_percent,
         })
+    }
+}
+
+impl ProviderConfig {
+    /// The Worker secrets this provider reads, with what each holds: its client secret, its
+    /// private key, its DPoP key.
+    pub fn secret_names(&self) -> Vec<(&str, &'static str)> {
+        [
+            (&self.client_secret_name, "client secret"),
+            (&self.client_key_name, "private key (private_key_jwt)"),
+            (&self.dpop_key_name, "DPoP key"),
+        ]
+        .into_iter()
+        .filter_map(|(n, what)| n.as_deref().map(|n| (n, what)))
+        .collect()
     }
 }
 
@@ -195,7 +253,8 @@ impl TokenSettings {
             Some(s) => AuthStyle::parse(&s).ok_or_else(|| {
                 f.error(
                     "auth_style",
-                    "unknown value; expected client_secret_basic, client_secret_post, json_body or token_api",
+                    "unknown value; expected client_secret_basic, client_secret_post, json_body, \
+                     token_api, private_key_jwt or tls_client_auth",
                 )
             })?,
         };
@@ -210,6 +269,8 @@ impl TokenSettings {
             "scope",
             "audience",
             "resource",
+            "client_assertion",
+            "client_assertion_type",
         ];
         if let Some(k) = token_params
             .keys()
@@ -261,6 +322,32 @@ impl TokenSettings {
         } else if token_body.is_some() {
             return Err(f.error("token_body", "is used only with auth_style token_api"));
         }
+        let alg_given = f.optional_str("client_key_alg")?;
+        let client_key_alg = match &alg_given {
+            None => JwsAlg::default(),
+            Some(a) => JwsAlg::parse(a)
+                .ok_or_else(|| f.error("client_key_alg", "must be ES256, RS256 or PS256"))?,
+        };
+        let kid = f.optional_str("kid")?;
+        let assertion_audience = f.optional_str("assertion_audience")?;
+        if auth_style != AuthStyle::PrivateKeyJwt {
+            for (key, set) in [
+                ("client_key_alg", alg_given.is_some()),
+                ("kid", kid.is_some()),
+                ("assertion_audience", assertion_audience.is_some()),
+            ] {
+                if set {
+                    return Err(f.error(key, "is used only with auth_style private_key_jwt"));
+                }
+            }
+        }
+        let dpop = f.optional_bool("dpop")?.unwrap_or(false);
+        if dpop && auth_style == AuthStyle::TokenApi {
+            return Err(f.error(
+                "dpop",
+                "is not used with auth_style token_api (a token API is not an OAuth server)",
+            ));
+        }
         let expiry = expiry_fields(f)?;
         if let Some(body) = &token_body {
             // A token lives `ttl` and is rotated before then; one the gateway stopped using
@@ -297,8 +384,31 @@ impl TokenSettings {
             retry,
             timeout_ms,
             token_rate_limit_per_minute,
+            client_key_alg,
+            kid,
+            assertion_audience,
+            dpop,
         })
     }
+}
+
+/// An optional Worker secret name: letters, digits and `_`, and none of the gateway's own
+/// settings (naming one would send, say, TOKENGATE_KEY to the provider).
+fn secret_name(f: &mut Fields<'_>, key: &str) -> Result<Option<String>, FieldError> {
+    let Some(name) = f.optional_str(key)? else {
+        return Ok(None);
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(f.error(key, "must be a secret name of letters, digits and `_`"));
+    }
+    if name.starts_with("TOKENGATE_") || super::gateway::VARS.contains(&name.as_str()) {
+        return Err(f.error(
+            key,
+            "names one of tokengate's own settings (TOKENGATE_*, max_body_bytes, log_level); \
+             give the provider's secret a name of its own",
+        ));
+    }
+    Ok(Some(name))
 }
 
 impl ExpiryPolicy {

@@ -4,6 +4,7 @@
 //! ([`Naming`]) and the error every rule reports ([`ConfigError`]).
 
 use crate::expiry::ExpiryPolicy;
+use crate::jose::JwsAlg;
 use crate::retry::RetryPolicy;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -25,6 +26,12 @@ pub enum AuthStyle {
     /// encodes it and `token_body` as JSON creates a token; `PATCH {token_url}/{token}` with
     /// its refresh token rotates it; `DELETE {token_url}/{token}` removes it.
     TokenApi,
+    /// A JWT client assertion signed with the client's private key (RFC 7523 §2.2, OpenID
+    /// Connect Core §9 `private_key_jwt`): no shared secret crosses the network.
+    PrivateKeyJwt,
+    /// Mutual TLS (RFC 8705 §2.1.1 `tls_client_auth`): the client id in the form, the client's
+    /// certificate in the TLS handshake, no secret.
+    TlsClientAuth,
 }
 
 impl AuthStyle {
@@ -35,6 +42,8 @@ impl AuthStyle {
             AuthStyle::ClientSecretPost => "client_secret_post",
             AuthStyle::JsonBody => "json_body",
             AuthStyle::TokenApi => "token_api",
+            AuthStyle::PrivateKeyJwt => "private_key_jwt",
+            AuthStyle::TlsClientAuth => "tls_client_auth",
         }
     }
 
@@ -44,12 +53,20 @@ impl AuthStyle {
         self == AuthStyle::TokenApi
     }
 
+    /// Whether the client authenticates with a shared secret (every style but
+    /// `private_key_jwt` and `tls_client_auth`).
+    pub fn uses_secret(self) -> bool {
+        !matches!(self, AuthStyle::PrivateKeyJwt | AuthStyle::TlsClientAuth)
+    }
+
     pub(super) fn parse(s: &str) -> Option<Self> {
         match s {
             "client_secret_basic" => Some(AuthStyle::ClientSecretBasic),
             "client_secret_post" => Some(AuthStyle::ClientSecretPost),
             "json_body" => Some(AuthStyle::JsonBody),
             "token_api" => Some(AuthStyle::TokenApi),
+            "private_key_jwt" => Some(AuthStyle::PrivateKeyJwt),
+            "tls_client_auth" => Some(AuthStyle::TlsClientAuth),
             _ => None,
         }
     }
@@ -143,6 +160,26 @@ pub struct TokenSettings {
     /// (`token_rate_limit_per_minute`): a budget shared by every instance that mints through one
     /// coordinator, kept by that coordinator (and by each instance that mints itself).
     pub token_rate_limit_per_minute: Option<u32>,
+    /// The client assertion's algorithm (`client_key_alg`, `private_key_jwt` only; ES256 by
+    /// default).
+    pub client_key_alg: JwsAlg,
+    /// The client assertion's `kid` header, if configured (`private_key_jwt` only).
+    pub kid: Option<String>,
+    /// The client assertion's `aud` (`assertion_audience`; the token endpoint by default).
+    pub assertion_audience: Option<String>,
+    /// Whether tokens are DPoP-bound (RFC 9449): every token request and API call carries a
+    /// proof made with the DPoP key.
+    pub dpop: bool,
+}
+
+impl TokenSettings {
+    /// The `aud` of a client assertion: `assertion_audience`, else the token endpoint (RFC 7523
+    /// §3 item 3).
+    pub fn assertion_audience(&self) -> &str {
+        self.assertion_audience
+            .as_deref()
+            .unwrap_or(self.token_url.as_str())
+    }
 }
 
 /// Default timeout for one token or API call.
@@ -161,8 +198,17 @@ pub struct ProviderConfig {
     pub token: TokenSettings,
     /// The only base URL proxied requests may reach; its path ends with `/`.
     pub api_base: Url,
-    /// Name of the Worker secret holding the client secret.
-    pub client_secret_name: String,
+    /// Name of the Worker secret holding the client secret (the styles that use one).
+    pub client_secret_name: Option<String>,
+    /// Name of the Worker secret holding the client's private key (`private_key_jwt`): a
+    /// private JWK or a PKCS#8 PEM.
+    pub client_key_name: Option<String>,
+    /// Name of the Worker secret holding the DPoP key (same forms); without it each isolate
+    /// generates an ES256 key and keeps it in memory.
+    pub dpop_key_name: Option<String>,
+    /// Name of the `[[mtls_certificates]]` binding whose client certificate the token endpoint
+    /// and API calls present (RFC 8705; required by `tls_client_auth`).
+    pub mtls_certificate: Option<String>,
     /// Headers added to every proxied request (e.g. Optoro's `X-Optiturn-Api-Version`:
     /// `docs/providers.md#optoro-rate-limits-and-api-version`).
     pub api_headers: BTreeMap<String, String>,

@@ -11,6 +11,7 @@
 mod api;
 mod flight;
 mod minted;
+mod proof;
 mod token;
 mod tokens;
 
@@ -19,6 +20,7 @@ pub use crate::token_machine::{TokenOrigin, INVALID_CLIENT_COOLDOWN_MS};
 pub use api::{call_api, decide, ApiReply};
 pub use flight::SingleFlight;
 pub use minted::{MintedSource, Minter};
+pub use proof::{Dpop, DpopServer, JwsSigner, ProofTransport, Proofs};
 pub use token::TokenSource;
 pub use tokens::Tokens;
 

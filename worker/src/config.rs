@@ -201,7 +201,24 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     };
     let mut providers = BTreeMap::new();
     for config in configs {
-        let client_secret = Secret::new(secret(env, &config.client_secret_name, Some(&config.id))?);
+        let Some(secret_name) = config.client_secret_name.as_deref() else {
+            return Err(ConfigError {
+                provider: Some(config.id.clone()),
+                key: "auth_style".into(),
+                message: format!(
+                    "{} is not available in the Worker yet (the npm package has it)",
+                    config.token.auth_style.as_str()
+                ),
+            });
+        };
+        if config.token.dpop {
+            return Err(ConfigError {
+                provider: Some(config.id.clone()),
+                key: "dpop".into(),
+                message: "is not available in the Worker yet (the npm package has it)".into(),
+            });
+        }
+        let client_secret = Secret::new(secret(env, secret_name, Some(&config.id))?);
         let key = token_cache_key(
             &config.id,
             &config.token,

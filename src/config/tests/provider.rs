@@ -32,7 +32,10 @@ fn optoro_entry() {
     // A trailing slash is added so paths join under the base.
     assert_eq!(p.api_base.as_str(), "https://api.optiturn.com/v1/");
     assert_eq!(p.token.auth_style, AuthStyle::JsonBody);
-    assert_eq!(p.client_secret_name, "OPTORO_CLIENT_SECRET");
+    assert_eq!(
+        p.client_secret_name.as_deref(),
+        Some("OPTORO_CLIENT_SECRET")
+    );
     assert_eq!(
         p.api_headers,
         BTreeMap::from([("X-Optiturn-Api-Version".to_string(), "1".to_string())])
@@ -119,11 +122,134 @@ fn parse_providers_whole_object() {
 
 #[test]
 fn unknown_auth_style() {
-    let e = parse_err("p", json!({"auth_style": "private_key_jwt"}));
+    let e = parse_err("p", json!({"auth_style": "client_secret_jwt"}));
     assert_err(&e, "p", "auth_style", "unknown value; expected");
     assert!(
-        !e.to_string().contains("private_key_jwt"),
+        !e.to_string().contains("client_secret_jwt"),
         "the value is not echoed"
+    );
+}
+
+#[test]
+fn private_key_jwt_reads_a_key_secret_and_no_client_secret() {
+    let pk = json!({"auth_style": "private_key_jwt", "client_secret_name": null,
+                    "client_key_name": "PARTNER_KEY", "client_key_alg": "PS256", "kid": "k-1",
+                    "assertion_audience": "https://idp.example/"});
+    let p = ProviderConfig::parse("p", &entry(pk.clone())).unwrap();
+    assert_eq!(p.token.auth_style, AuthStyle::PrivateKeyJwt);
+    assert_eq!(p.token.client_key_alg, crate::jose::JwsAlg::Ps256);
+    assert_eq!(p.token.assertion_audience(), "https://idp.example/");
+    assert_eq!(
+        p.secret_names(),
+        vec![("PARTNER_KEY", "private key (private_key_jwt)")]
+    );
+    let with = |extra: Value| {
+        let mut v = pk.clone();
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    for (extra, key, part) in [
+        (
+            json!({"client_key_name": null}),
+            "client_key_name",
+            "is required with auth_style private_key_jwt",
+        ),
+        (
+            json!({"client_secret_name": "S"}),
+            "client_secret_name",
+            "which sends no secret",
+        ),
+        (
+            json!({"client_key_alg": "HS256"}),
+            "client_key_alg",
+            "ES256, RS256 or PS256",
+        ),
+        (
+            json!({"client_key_name": "TOKENGATE_KEY"}),
+            "client_key_name",
+            "tokengate's own settings",
+        ),
+    ] {
+        assert_err(&parse_err("p", with(extra)), "p", key, part);
+    }
+    // The assertion's keys mean nothing to a secret style: refused, not ignored.
+    for key in [
+        "client_key_alg",
+        "kid",
+        "assertion_audience",
+        "client_key_name",
+    ] {
+        let v = if key == "client_key_alg" {
+            "ES256"
+        } else {
+            "X"
+        };
+        assert_err(
+            &parse_err("p", json!({ key: v })),
+            "p",
+            key,
+            "only with auth_style private_key_jwt",
+        );
+    }
+}
+
+#[test]
+fn dpop_and_tls_client_auth_rules() {
+    let p = ProviderConfig::parse(
+        "p",
+        &entry(json!({"dpop": true, "dpop_key_name": "DPOP_KEY"})),
+    )
+    .unwrap();
+    assert!(p.token.dpop);
+    assert_eq!(
+        p.secret_names(),
+        vec![
+            ("EXAMPLE_SECRET", "client secret"),
+            ("DPOP_KEY", "DPoP key")
+        ]
+    );
+    assert!(
+        ProviderConfig::parse("p", &entry(json!({"dpop": true}))).is_ok(),
+        "a generated key"
+    );
+    assert_err(
+        &parse_err("p", json!({"dpop": true, "coordination": "durable_object"})),
+        "p",
+        "dpop_key_name",
+        "cannot prove possession in another",
+    );
+    assert_err(
+        &parse_err("p", json!({"dpop_key_name": "K"})),
+        "p",
+        "dpop_key_name",
+        "only with dpop = true",
+    );
+    assert_err(
+        &parse_err("p", json!({"dpop": "yes"})),
+        "p",
+        "dpop",
+        "true or false",
+    );
+    let tls = json!({"auth_style": "tls_client_auth", "client_secret_name": null, "mtls_certificate": "PARTNER_CERT"});
+    let p = ProviderConfig::parse("p", &entry(tls)).unwrap();
+    assert_eq!(p.mtls_certificate.as_deref(), Some("PARTNER_CERT"));
+    assert!(p.secret_names().is_empty());
+    assert_err(
+        &parse_err(
+            "p",
+            json!({"auth_style": "tls_client_auth", "client_secret_name": null}),
+        ),
+        "p",
+        "mtls_certificate",
+        "is required with auth_style tls_client_auth",
+    );
+    assert_err(
+        &parse_err("p", json!({"mtls_certificate": "bad-name"})),
+        "p",
+        "mtls_certificate",
+        "letters, digits",
     );
 }
 

@@ -437,5 +437,6 @@ fn assert_token_request(req: &HttpRequest, timeout_ms: u64) {
 mod api;
 mod flight;
 mod minted;
+mod proof;
 mod token;
 mod token_api;
