@@ -132,9 +132,15 @@ const tokenApi: TokenClientConfig = {
   tokenBody: { scopes: ['GET:company.openapi.com/IT-start'], ttl: 3600, name: 'n', limits: { total: 10 } },
 };
 void tokenApi;
+const strong: TokenClientConfig[] = [
+  { tokenUrl: 'https://idp.example/token', clientId: 'id', authStyle: 'private_key_jwt', clientKey: '-----BEGIN PRIVATE KEY-----', clientKeyAlg: 'PS256', kid: 'k', dpop: true },
+  { tokenUrl: 'https://idp.example/token', clientId: 'id', authStyle: 'tls_client_auth', dpop: true, dpopKey: { kty: 'EC' } },
+];
+void strong;
 export async function use(): Promise<number> {
   const t: Token = await client.token();
   const header: string = await client.authorizationHeader();
+  const proof: string = await client.dpopProof('GET', new URL('https://api.example/x'));
   const res: Response = await client.fetch(new URL('https://api.example/x'), { method: 'POST', body: 'x' });
   await client.invalidate();
   client.free();
@@ -145,13 +151,14 @@ export async function use(): Promise<number> {
   try { await client.token(); } catch (e) {
     if (e instanceof TokenError) { const code: TokenErrorCode = e.code; void code; }
   }
-  return t.expiresAt + header.length + res.status + req.body.length + (policy.ttlSeconds ?? 0) + (claims ? 1 : 0);
+  return proof.length + t.expiresAt + header.length + res.status + req.body.length + (policy.ttlSeconds ?? 0) + (claims ? 1 : 0);
 }
 `;
   const mistakes = `
 import { TokenClient } from 'tokengate';
 new TokenClient({ tokenUrl: 'https://a/t', clientId: 'id' });
 new TokenClient({ tokenUrl: 'https://a/t', clientId: 'id', clientSecret: 's', authStyle: 'digest' });
+new TokenClient({ tokenUrl: 'https://a/t', clientId: 'id', authStyle: 'private_key_jwt' });
 `;
   const project = (name, compilerOptions, files) => {
     const dir = path.join(tmp, name);
@@ -173,8 +180,9 @@ new TokenClient({ tokenUrl: 'https://a/t', clientId: 'id', clientSecret: 's', au
   for (const options of [{ module: 'nodenext', moduleResolution: 'nodenext' }, { module: 'esnext', moduleResolution: 'bundler' }]) {
     assert.equal(project(`ts-ok-${options.moduleResolution}`, options, { 'use.ts': source }), '', JSON.stringify(options));
     const out = project(`ts-bad-${options.moduleResolution}`, options, { 'bad.ts': mistakes });
-    assert.match(out, /clientSecret/, `${JSON.stringify(options)}: a missing clientSecret is a type error`);
+    assert.match(out, /bad\.ts\(3,/, `${JSON.stringify(options)}: a config without clientSecret (or another credential) is a type error`);
     assert.match(out, /"digest"/, `${JSON.stringify(options)}: an unknown authStyle is a type error`);
+    assert.match(out, /bad\.ts\(5,[^]*Property 'clientKey' is missing/, `${JSON.stringify(options)}: private_key_jwt without clientKey is a type error`);
   }
 });
 

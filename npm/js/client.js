@@ -34,6 +34,120 @@ function configError(key, message) {
 const OPTION_KEYS = new Set(['fetch', 'cache', 'now', 'log']);
 const given = (v) => v !== undefined && v !== null;
 
+// ---------------------------------------------------------------- proof of possession
+// The core builds every client assertion and DPoP proof (RFC 7523, RFC 9449) and asks this
+// file only to sign them: WebCrypto (`crypto.subtle`), in Node >= 20, browsers, Deno and
+// Workers alike. Keys are imported once, on first use, non-extractable (a PKCS#8 DPoP key is
+// imported extractable once to read its public half).
+
+/** WebCrypto's parameters for each JWS alg (RFC 7518 §3.3–3.5): [import, sign]. */
+const JWS_PARAMS = {
+  ES256: [{ name: 'ECDSA', namedCurve: 'P-256' }, { name: 'ECDSA', hash: 'SHA-256' }],
+  RS256: [{ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, { name: 'RSASSA-PKCS1-v1_5' }],
+  PS256: [{ name: 'RSA-PSS', hash: 'SHA-256' }, { name: 'RSA-PSS', saltLength: 32 }],
+};
+
+function subtle() {
+  const s = globalThis.crypto?.subtle;
+  if (s === undefined) throw new TypeError('no WebCrypto (crypto.subtle): private_key_jwt and DPoP need it');
+  return s;
+}
+
+const isCryptoKey = (v) => typeof CryptoKey === 'function' && v instanceof CryptoKey;
+const isKeyPair = (v) => typeof v === 'object' && v !== null && isCryptoKey(v.privateKey) && isCryptoKey(v.publicKey);
+
+/** The JWS alg of a WebCrypto private key (`unsupported` for any other kind). */
+function algOf(key) {
+  const a = key.algorithm;
+  if (a.name === 'ECDSA' && a.namedCurve === 'P-256') return 'ES256';
+  if (a.name === 'RSASSA-PKCS1-v1_5' && a.hash?.name === 'SHA-256') return 'RS256';
+  if (a.name === 'RSA-PSS' && a.hash?.name === 'SHA-256') return 'PS256';
+  return 'unsupported';
+}
+
+/** The public members of a JWK (RFC 7638 §3.2), never a private one. */
+function publicMembers(jwk) {
+  const out = {};
+  for (const k of ['crv', 'e', 'kty', 'n', 'x', 'y']) if (jwk[k] !== undefined) out[k] = jwk[k];
+  return out;
+}
+
+/** 16 random bytes, base64url. */
+function randomId() {
+  const b = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  let s = '';
+  for (const x of b) s += String.fromCharCode(x);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * Takes the keys the user gave as WebCrypto objects out of `config` (they are not JSON): a
+ * private `CryptoKey` as `clientKey`, a `CryptoKeyPair` as `dpopKey`. Returns the config for
+ * the core, the keys held here, and their algs for the core's checks.
+ */
+function holdKeys(config) {
+  const held = {};
+  const algs = {};
+  if (typeof config !== 'object' || config === null) return { config, held, algs };
+  const rest = { ...config };
+  if (isCryptoKey(config.clientKey)) {
+    if (config.clientKey.type !== 'private') throw configError('clientKey', 'is a public CryptoKey; a private key is needed to sign');
+    held.client = { privateKey: config.clientKey };
+    algs.client = algOf(config.clientKey);
+    delete rest.clientKey;
+  }
+  if (isKeyPair(config.dpopKey)) {
+    held.dpop = config.dpopKey;
+    algs.dpop = algOf(config.dpopKey.privateKey);
+    delete rest.dpopKey;
+  } else if (isCryptoKey(config.dpopKey)) {
+    throw configError('dpopKey', 'must be a CryptoKeyPair ({privateKey, publicKey}): the proof carries the public key');
+  }
+  return { config: rest, held, algs };
+}
+
+/** `host.keys` for the core (npm/src/pop.rs): signing with the keys of one client. */
+function keyHost(held, algs, core) {
+  const loaded = {};
+  const load = (role, alg) => {
+    loaded[role] ??= (async () => {
+      const s = subtle();
+      const [importParams] = JWS_PARAMS[alg];
+      const mine = held[role];
+      if (mine !== undefined) {
+        const publicJwk = mine.publicKey ? publicMembers(await s.exportKey('jwk', mine.publicKey)) : undefined;
+        return { privateKey: mine.privateKey, publicJwk };
+      }
+      const m = core().keyMaterial(role);
+      if (m === undefined) {
+        // A DPoP key of this client's own, kept in memory only.
+        const pair = await s.generateKey(importParams, false, ['sign', 'verify']);
+        return { privateKey: pair.privateKey, publicJwk: publicMembers(await s.exportKey('jwk', pair.publicKey)) };
+      }
+      const key = m.format === 'jwk' ? { ...m.key, key_ops: undefined, use: undefined, alg: undefined } : m.key;
+      const readPublic = role === 'dpop' && m.format === 'pkcs8';
+      const privateKey = await s.importKey(m.format, key, importParams, readPublic, ['sign']);
+      let publicJwk;
+      if (role === 'dpop') publicJwk = publicMembers(m.format === 'jwk' ? m.key : await s.exportKey('jwk', privateKey));
+      return { privateKey, publicJwk };
+    })();
+    // A key that failed to load is tried again next time.
+    loaded[role].catch(() => { delete loaded[role]; });
+    return loaded[role];
+  };
+  return {
+    cryptoKey: algs,
+    jti: randomId,
+    async sign(role, alg, input) {
+      const { privateKey } = await load(role, alg);
+      return new Uint8Array(await subtle().sign(JWS_PARAMS[alg][1], privateKey, input));
+    },
+    async publicJwk(role, alg) {
+      return (await load(role, alg)).publicJwk;
+    },
+  };
+}
+
 /** Validates `options`: `{fetch?, cache?, now?, log?}`. */
 function readOptions(options) {
   if (!given(options)) return {};
@@ -208,18 +322,20 @@ function isPlainObject(v) {
  * stays a plain object (as cheap for `fetch` as the caller's own), anything else becomes a
  * `Headers` (which throws the host's TypeError for invalid ones).
  */
-function copyHeaders(given) {
+function copyHeaders(given, dpop) {
   if (given === undefined || given === null) return {};
   if (isPlainObject(given)) {
     const copy = {};
     for (const name of Object.keys(given)) {
       if (name.length === 13 && name.toLowerCase() === 'authorization') continue;
+      if (dpop && name.length === 4 && name.toLowerCase() === 'dpop') continue;
       copy[name] = given[name];
     }
     return copy;
   }
   const headers = new Headers(given);
   headers.delete('authorization');
+  if (dpop) headers.delete('dpop');
   return headers;
 }
 
@@ -235,21 +351,31 @@ function isDirect(input, init) {
 }
 
 class DirectCall {
-  constructor(input, init) {
+  constructor(input, init, dpop) {
     this.input = input;
     this.init = { ...init };
-    this.headers = copyHeaders(init.headers);
+    this.headers = copyHeaders(init.headers, dpop);
     this.init.headers = this.headers;
     this.method = typeof init.method === 'string' ? init.method.toUpperCase() : 'GET';
     this.replayable = !isStream(init.body);
     this.signal = init.signal ?? undefined;
   }
 
-  send(fetchFn, bearer, signal) {
-    if (this.headers instanceof Headers) this.headers.set('authorization', bearer);
-    else this.headers.authorization = bearer;
+  send(fetchFn, bearer, signal, proof) {
+    if (this.headers instanceof Headers) {
+      this.headers.set('authorization', bearer);
+      if (proof !== undefined) this.headers.set('dpop', proof);
+    } else {
+      this.headers.authorization = bearer;
+      if (proof !== undefined) this.headers.dpop = proof;
+    }
     this.init.signal = signal;
     return fetchFn(this.input, this.init);
+  }
+
+  /** The request URL (a DPoP proof's `htu`). */
+  url() {
+    return String(this.input);
   }
 
   /**
@@ -281,15 +407,20 @@ class NormalisedCall {
     this.signal = base.signal;
   }
 
-  send(fetchFn, bearer, signal) {
+  send(fetchFn, bearer, signal, proof) {
     const headers = new Headers(this.base.headers);
     headers.set('authorization', bearer);
+    if (proof !== undefined) headers.set('dpop', proof);
     const init = { headers, signal };
     if (this.body !== undefined) init.body = this.body;
     return fetchFn(new Request(this.base, init));
   }
 
   validate() {}
+
+  url() {
+    return this.base.url;
+  }
 }
 
 /**
@@ -302,6 +433,7 @@ export class TokenClient {
   #core;
   #fetch;
   #timeoutMs;
+  #dpop;
 
   /**
    * @param {object} config  the Worker's provider entry in camelCase, plus `clientSecret`
@@ -311,15 +443,18 @@ export class TokenClient {
     bind();
     const opts = readOptions(options);
     const injected = opts.fetch;
+    const { config: plain, held, algs } = holdKeys(config);
     const host = {
       send: (req) => sendTokenRequest(fetcher(injected), req),
       cache: opts.cache === undefined ? undefined : boundedCache(opts.cache, () => this.#timeoutMs),
       now: opts.now,
       log: opts.log,
+      keys: keyHost(held, algs, () => this.#core),
     };
-    this.#core = new core.Core(config, host); // validates config: throws a `config` TokenError
+    this.#core = new core.Core(plain, host); // validates config: throws a `config` TokenError
     this.#fetch = injected;
     this.#timeoutMs = this.#core.timeoutMs;
+    this.#dpop = this.#core.dpop;
   }
 
   /** A fresh token `{accessToken, tokenType, expiresAt, scope}` (`expiresAt` in epoch ms). */
@@ -327,9 +462,19 @@ export class TokenClient {
     return this.#core.token();
   }
 
-  /** `"Bearer <access token>"`, for an `Authorization` header. */
+  /** `"Bearer <access token>"` (`"DPoP <access token>"` for a DPoP-bound token), for an `Authorization` header. */
   authorizationHeader() {
     return this.#core.authorizationHeader();
+  }
+
+  /**
+   * A new DPoP proof (RFC 9449 §4.2) for a `method` request to `url` carrying this client's
+   * current token (`ath`), with the nonce the API last supplied: for callers who send requests
+   * themselves, with `Authorization: await client.authorizationHeader()`.
+   */
+  async dpopProof(method, url) {
+    const authorization = await this.#core.authorizationHeader();
+    return this.#core.dpopProof(method, String(url), authorization);
   }
 
   /** Forgets the cached token (memory and `options.cache`); the next call exchanges anew. */
@@ -350,7 +495,8 @@ export class TokenClient {
    */
   async fetch(input, init) {
     const c = this.#core;
-    const call = isDirect(input, init) ? new DirectCall(input, init ?? {}) : await NormalisedCall.of(input, init);
+    const dpop = this.#dpop;
+    const call = isDirect(input, init) ? new DirectCall(input, init ?? {}, dpop) : await NormalisedCall.of(input, init);
     const caller = call.signal;
     if (caller?.aborted) throw caller.reason;
     let bearer = c.bearer();
@@ -359,7 +505,10 @@ export class TokenClient {
       call.validate();
       bearer = await untilAborted(c.authorizationHeader(), caller);
     }
+    let nonceAsked = false;
     for (let state = 0; ;) {
+      // A DPoP proof of its own for each attempt (RFC 9449 §4.2), bound to its token.
+      const proof = dpop ? await untilAborted(c.dpopProof(call.method, call.url(), bearer), caller) : undefined;
       // One attempt, aborted at `timeoutMs` unless its response headers are in by then.
       const controller = new AbortController();
       const signal = caller === undefined ? controller.signal : anySignal(caller, controller);
@@ -367,7 +516,7 @@ export class TokenClient {
       let response;
       let outcome; // an HTTP status, 'timeout', or the error of a network failure
       try {
-        response = await call.send(fetcher(this.#fetch), bearer, signal);
+        response = await call.send(fetcher(this.#fetch), bearer, signal, proof);
         outcome = response.status;
       } catch (error) {
         if (caller?.aborted) throw caller.reason;
@@ -377,6 +526,17 @@ export class TokenClient {
       } finally {
         clearTimeout(timer);
         controller.release?.();
+      }
+      // A nonce the API supplies is kept; when its 401 asks for one, the request is sent once
+      // more with it (RFC 9449 §9), before the core sees that 401.
+      if (dpop && response !== undefined) {
+        const h = response.headers;
+        const asks = c.dpopAnswer(response.status, h.get('www-authenticate') ?? undefined, h.get('dpop-nonce') ?? undefined);
+        if (asks && !nonceAsked && call.replayable) {
+          nonceAsked = true;
+          discard(response);
+          continue;
+        }
       }
       // What the core has declared final needs no decision (most calls end here).
       if (typeof outcome === 'number' && outcome < finalBelow) return response;

@@ -2,9 +2,20 @@
 
 /**
  * How the client authenticates at the token endpoint; `"token_api"` is a token-management API
- * (openapi.com Oauth v2) rather than an OAuth token endpoint.
+ * (openapi.com Oauth v2) rather than an OAuth token endpoint. `"private_key_jwt"` signs a JWT
+ * client assertion with `clientKey` (RFC 7523); `"tls_client_auth"` sends the client id only,
+ * the client certificate being presented by `options.fetch` (RFC 8705).
  */
-export type AuthStyle = "client_secret_basic" | "client_secret_post" | "json_body" | "token_api";
+export type AuthStyle =
+  | "client_secret_basic"
+  | "client_secret_post"
+  | "json_body"
+  | "token_api"
+  | "private_key_jwt"
+  | "tls_client_auth";
+
+/** A JWS algorithm of a client or DPoP key. */
+export type KeyAlg = "ES256" | "RS256" | "PS256";
 
 /**
  * The JSON body that creates a token at a token API (`authStyle: "token_api"`), e.g.
@@ -42,14 +53,52 @@ export interface ExpiryPolicyConfig {
   maxLifetimeS?: number;
 }
 
-/** A provider configuration: the Worker's provider entry in camelCase, plus the secret. */
-export interface TokenClientConfig extends ExpiryPolicyConfig {
+/**
+ * A provider configuration: the Worker's provider entry in camelCase, plus the client's
+ * credential — `clientSecret` for the styles that send a secret, `clientKey` for
+ * `private_key_jwt`, nothing for `tls_client_auth` (the certificate is in `options.fetch`).
+ */
+export type TokenClientConfig = TokenClientSettings &
+  (
+    | {
+        /** Default "client_secret_basic". */
+        authStyle?: "client_secret_basic" | "client_secret_post" | "json_body" | "token_api";
+        clientSecret: string;
+        clientKey?: never;
+      }
+    | {
+        authStyle: "private_key_jwt";
+        /**
+         * The private key that signs each client assertion — a private JWK, a PKCS#8 PEM
+         * (`-----BEGIN PRIVATE KEY-----`) or a private `CryptoKey`.
+         */
+        clientKey: JsonWebKey | string | CryptoKey;
+        /** The assertion's algorithm (default "ES256"). */
+        clientKeyAlg?: KeyAlg;
+        /** The assertion's `kid` header. */
+        kid?: string;
+        /** The assertion's `aud` (default: `tokenUrl`). */
+        assertionAudience?: string;
+        clientSecret?: never;
+      }
+    | { authStyle: "tls_client_auth"; clientSecret?: never; clientKey?: never }
+  );
+
+/** The settings every auth style shares. */
+export interface TokenClientSettings extends ExpiryPolicyConfig {
   /** Token endpoint; https (http only for 127.0.0.1 / localhost). */
   tokenUrl: string;
   clientId: string;
-  clientSecret: string;
-  /** Default "client_secret_basic". */
-  authStyle?: AuthStyle;
+  /**
+   * DPoP-bound tokens (RFC 9449): every token request and `client.fetch` attempt carries a
+   * proof; nonces asked for are supplied; tokens are sent as `Authorization: DPoP …`.
+   */
+  dpop?: boolean;
+  /**
+   * The DPoP key: a private JWK, a PKCS#8 PEM or a `CryptoKeyPair` (EC keys sign ES256, RSA
+   * keys PS256). Without it each client generates an ES256 key and keeps it in memory.
+   */
+  dpopKey?: JsonWebKey | string | CryptoKeyPair;
   scope?: string;
   audience?: string;
   /** RFC 8707 resource indicator. */
@@ -102,7 +151,8 @@ export interface TokenClientOptions {
 /** An access token. */
 export interface Token {
   accessToken: string;
-  tokenType: "Bearer";
+  /** "DPoP" for a DPoP-bound token. */
+  tokenType: "Bearer" | "DPoP";
   /** Expiry, epoch milliseconds. */
   expiresAt: number;
   scope: string | null;
@@ -165,8 +215,13 @@ export declare class TokenClient {
   constructor(config: TokenClientConfig, options?: TokenClientOptions);
   /** A fresh token; concurrent callers share one exchange. */
   token(): Promise<Token>;
-  /** `"Bearer <access token>"`, for an `Authorization` header. */
+  /** `"Bearer <access token>"` (`"DPoP <access token>"` when DPoP-bound), for an `Authorization` header. */
   authorizationHeader(): Promise<string>;
+  /**
+   * A new DPoP proof for a `method` request to `url` with this client's current token, for a
+   * request sent without `client.fetch` (config `dpop: true` only).
+   */
+  dpopProof(method: string, url: string | URL): Promise<string>;
   /**
    * `fetch` with `Authorization: Bearer …`: a 401 drops the token and replays once with a new
    * one; 429/5xx and timeouts are retried with backoff for idempotent methods. Each attempt is

@@ -57,6 +57,8 @@ pub(crate) struct Host {
     pub(crate) transport: JsTransport,
     pub(crate) store: JsStore,
     pub(crate) runtime: JsRuntime,
+    /// `host.keys`: signing with WebCrypto (see `pop.rs`).
+    pub(crate) keys: JsValue,
 }
 
 impl Host {
@@ -74,6 +76,7 @@ impl Host {
                 now: function("now"),
                 log: function("log"),
             },
+            keys: get(host, "keys"),
         }
     }
 }
@@ -211,6 +214,7 @@ impl TokenStore for JsStore {
 }
 
 /// Clock, jitter, sleep and log of the JS host.
+#[derive(Clone)]
 pub(crate) struct JsRuntime {
     /// A function returning epoch milliseconds (`options.now`).
     now: Option<Function>,

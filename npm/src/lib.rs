@@ -16,6 +16,7 @@ mod error;
 mod helpers;
 mod host;
 mod js_json;
+mod pop;
 
 pub use error::{config_error_js, set_error_class};
 pub use helpers::{
@@ -31,8 +32,11 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use tokengate::api_call::{Action, ApiCall, Attempted, CallError, FINAL_BELOW};
-use tokengate::cache_key::token_cache_key;
-use tokengate::flow::{decide, TokenSource, TransportError};
+use tokengate::cache_key::token_cache_key_bound;
+use tokengate::flow::{
+    decide, Dpop, DpopServer, JwsSigner, ProofTransport, Proofs, TokenSource, TransportError,
+};
+use tokengate::jose::{self, KeyMaterial};
 use tokengate::response::Token;
 use tokengate::secret::Secret;
 use tokengate::TokenSettings;
@@ -41,7 +45,7 @@ use wasm_bindgen::prelude::*;
 /// Cache-key namespace of npm clients (the Worker uses its provider ids).
 const CACHE_KEY_PROVIDER: &str = "npm";
 
-type Source = TokenSource<JsTransport, JsStore, JsRuntime>;
+type Source = TokenSource<ProofTransport<JsTransport, JsRuntime>, JsStore, JsRuntime>;
 
 /// The tokens of one provider configuration and the decisions of its API calls.
 #[wasm_bindgen]
@@ -49,6 +53,12 @@ pub struct Core {
     source: Source,
     /// The JS forms of the token last served (see [`JsToken`]).
     last: Rc<RefCell<Option<JsToken>>>,
+    /// The DPoP key and its nonces (`dpop: true`).
+    dpop: Option<Rc<Dpop>>,
+    /// The clock of the proofs.
+    rt: JsRuntime,
+    /// The material of the client key and of the DPoP key, for the façade to import.
+    materials: [Option<KeyMaterial>; 2],
 }
 
 #[wasm_bindgen]
@@ -58,27 +68,125 @@ impl Core {
     /// provides: `{send, cache?, now?, log?}` (see `host.rs`).
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue, host: JsValue) -> Result<Core, JsValue> {
-        let (settings, secret) = parse_config(&config)?;
+        let (settings, secret, value) = parse_config_value(&config)?;
         let host = Host::from_js(&host);
-        let key = token_cache_key(CACHE_KEY_PROVIDER, &settings, &secret, b"");
+        let (client, dpop_key) = pop::read_keys(&value, &settings, &host.keys)?;
+        // The cache key covers the credential that authenticates the client (the secret, or
+        // the private key) and the key a DPoP-bound token is bound to.
+        let credential = client.as_ref().map_or(&secret, |k| &k.identity);
+        let key = token_cache_key_bound(
+            CACHE_KEY_PROVIDER,
+            &settings,
+            credential,
+            b"",
+            dpop_key.as_ref().map(|k| &k.identity),
+        );
         let name = settings
             .token_url
             .host_str()
             .unwrap_or("provider")
             .to_string();
+        let signer = |role, alg, kid| -> Rc<dyn JwsSigner> {
+            Rc::new(pop::HostKey::new(role, alg, kid, &host.keys))
+        };
+        let dpop = dpop_key
+            .as_ref()
+            .map(|k| Rc::new(Dpop::new(signer("dpop", k.alg, None))));
+        let proofs = Proofs {
+            client_key: client.as_ref().map(|k| {
+                (
+                    signer("client", k.alg, settings.kid.clone()),
+                    settings.assertion_audience().to_string(),
+                )
+            }),
+            dpop: dpop.clone(),
+        };
+        let transport = ProofTransport::new(
+            host.transport,
+            host.runtime.clone(),
+            &settings.client_id,
+            proofs,
+        );
+        let rt = host.runtime.clone();
         let source = TokenSource::new(
             &name,
             settings,
             secret,
             key,
-            host.transport,
+            transport,
             host.store,
             host.runtime,
         );
         Ok(Core {
             source,
             last: Rc::default(),
+            dpop,
+            rt,
+            materials: [
+                client.and_then(|k| k.material),
+                dpop_key.and_then(|k| k.material),
+            ],
         })
+    }
+
+    /// The material of the `"client"` or `"dpop"` key as `crypto.subtle.importKey` takes it
+    /// (`{format, key}`), or `undefined` for a key the façade holds itself.
+    #[wasm_bindgen(js_name = keyMaterial)]
+    pub fn key_material(&self, role: &str) -> JsValue {
+        let i = usize::from(role == "dpop");
+        self.materials[i]
+            .as_ref()
+            .map_or(JsValue::UNDEFINED, pop::material_js)
+    }
+
+    /// Whether API calls carry DPoP proofs.
+    #[wasm_bindgen(getter)]
+    pub fn dpop(&self) -> bool {
+        self.dpop.is_some()
+    }
+
+    /// A new DPoP proof for a `method` request to `url` (RFC 9449 §4.2) with the API's last
+    /// nonce, bound to the token of `authorization` (`"DPoP …"`) when given.
+    #[wasm_bindgen(js_name = dpopProof)]
+    pub fn dpop_proof(&self, method: &str, url: &str, authorization: Option<String>) -> Promise {
+        let Some(dpop) = self.dpop.clone() else {
+            return Promise::reject(&config_key_error("dpop", "is not enabled in this config"));
+        };
+        let (method, url) = (method.to_ascii_uppercase(), url.to_string());
+        let token = authorization.map(|a| bearer_secret(&JsValue::from(a)));
+        let now = tokengate::flow::Runtime::now_ms(&self.rt);
+        promise(async move {
+            dpop.proof(DpopServer::Api, &method, &url, now, token.as_ref())
+                .await
+                .map(JsValue::from)
+                .map_err(|e| {
+                    let err = tokengate::error::TokenError::new(
+                        tokengate::error::ErrorCode::Config,
+                        format!("the DPoP proof could not be signed: {e}"),
+                    );
+                    token_error(&err, None)
+                })
+        })
+    }
+
+    /// Takes in an API answer's DPoP headers: keeps a `DPoP-Nonce` it supplies, and says
+    /// whether it asks for one (401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"`), in
+    /// which case the façade sends the request once more with a new proof.
+    #[wasm_bindgen(js_name = dpopAnswer)]
+    pub fn dpop_answer(
+        &self,
+        status: u16,
+        #[wasm_bindgen(js_name = wwwAuthenticate)] www_authenticate: Option<String>,
+        nonce: Option<String>,
+    ) -> bool {
+        let Some(dpop) = &self.dpop else {
+            return false;
+        };
+        let supplied = jose::nonce_value(nonce.as_deref());
+        let wants = jose::api_wants_nonce(status, www_authenticate.as_deref());
+        let usable = supplied.is_some();
+        dpop.set_nonce(DpopServer::Api, supplied);
+        wants && usable
     }
 
     /// The configured timeout of one HTTP call, milliseconds.
@@ -93,7 +201,7 @@ impl Core {
         self.serve(|c| Object::assign(&Object::new(), &c.object).into())
     }
 
-    /// `"Bearer <access token>"`.
+    /// `"Bearer <access token>"` (`"DPoP <access token>"` for a DPoP-bound token).
     #[wasm_bindgen(js_name = authorizationHeader)]
     pub fn authorization_header(&self) -> Promise {
         self.serve(|c| c.header.clone())
@@ -221,20 +329,43 @@ impl Core {
     }
 }
 
-/// The token of a `"Bearer …"` string (anything else is no token this client issued).
+/// The token of a `"Bearer …"` or `"DPoP …"` string (anything else is no token this client
+/// issued).
 fn bearer_secret(bearer: &JsValue) -> Secret {
     let text = bearer.as_string().unwrap_or_default();
-    Secret::new(text.strip_prefix("Bearer ").unwrap_or_default())
+    let token = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("DPoP "))
+        .unwrap_or_default();
+    Secret::new(token)
 }
 
 /// Parses a camelCase config object into token settings and the client secret.
 pub(crate) fn parse_config(config: &JsValue) -> Result<(TokenSettings, Secret), JsValue> {
+    parse_config_value(config).map(|(settings, secret, _)| (settings, secret))
+}
+
+/// [`parse_config`], and the config's JSON form. `clientSecret` is required by the styles
+/// that send one, and refused by `private_key_jwt` and `tls_client_auth` (the secret is then
+/// empty).
+fn parse_config_value(config: &JsValue) -> Result<(TokenSettings, Secret, Value), JsValue> {
     let value: Value = plain_json(config, "config")?;
-    let settings =
-        TokenSettings::parse_camel(&value, &["clientSecret"]).map_err(|e| config_error(&e))?;
+    let settings = TokenSettings::parse_camel(&value, &["clientSecret", "clientKey", "dpopKey"])
+        .map_err(|e| config_error(&e))?;
+    let uses_secret = settings.auth_style.uses_secret();
     let secret = match value.get("clientSecret") {
-        Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() && uses_secret => Secret::new(s.clone()),
+        None | Some(Value::Null) if !uses_secret => Secret::new(""),
         None | Some(Value::Null) => return Err(config_key_error("clientSecret", "is required")),
+        Some(_) if !uses_secret => {
+            return Err(config_key_error(
+                "clientSecret",
+                &format!(
+                    "is not used with authStyle {}, which sends no secret",
+                    settings.auth_style.as_str()
+                ),
+            ))
+        }
         Some(_) => {
             return Err(config_key_error(
                 "clientSecret",
@@ -242,7 +373,7 @@ pub(crate) fn parse_config(config: &JsValue) -> Result<(TokenSettings, Secret), 
             ))
         }
     };
-    Ok((settings, secret))
+    Ok((settings, secret, value))
 }
 
 /// `{accessToken, tokenType, expiresAt, scope}`.
@@ -280,7 +411,7 @@ impl JsToken {
             Some(c) if Rc::ptr_eq(&c.token, &t) || c.token == t => c,
             _ => JsToken {
                 object: token_to_js(&t),
-                header: JsValue::from(format!("Bearer {}", t.access_token.expose())),
+                header: JsValue::from(t.authorization()),
                 token: t,
             },
         };
