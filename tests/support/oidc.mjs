@@ -15,7 +15,7 @@ import { startEchoApi } from './emulators.mjs';
 
 // oidc-provider 9 prints "Unsupported runtime" once at import on Node 20; the toolchain notes
 // record 9.13.3 as working on Node 20, so only that one line is filtered, nothing else.
-async function importProvider() {
+export async function importProvider() {
   const warn = console.warn;
   console.warn = (...args) => {
     if (String(args[0]).includes('oidc-provider WARNING: Unsupported runtime')) return;
@@ -29,7 +29,7 @@ async function importProvider() {
 }
 
 /** A per-instance in-memory adapter (oidc-provider's default one is process-global and warns). */
-function memoryAdapterFactory() {
+export function memoryAdapterFactory() {
   const stores = new Map();
   return (name) => {
     if (!stores.has(name)) stores.set(name, new Map());

@@ -9,44 +9,7 @@
 
 import crypto from 'node:crypto';
 import http from 'node:http';
-
-async function importProvider() {
-  const warn = console.warn;
-  console.warn = (...args) => {
-    if (String(args[0]).includes('oidc-provider WARNING: Unsupported runtime')) return;
-    warn.apply(console, args);
-  };
-  try {
-    return (await import('oidc-provider')).default;
-  } finally {
-    console.warn = warn;
-  }
-}
-
-function memoryAdapterFactory() {
-  const stores = new Map();
-  return (name) => {
-    if (!stores.has(name)) stores.set(name, new Map());
-    const store = stores.get(name);
-    const live = (id) => {
-      const e = store.get(id);
-      if (!e) return undefined;
-      if (e.expiresAt !== undefined && e.expiresAt <= Date.now()) { store.delete(id); return undefined; }
-      return e;
-    };
-    return {
-      async upsert(id, payload, expiresIn) {
-        store.set(id, { payload: { ...payload }, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
-      },
-      async find(id) { return live(id)?.payload; },
-      async findByUserCode() { return undefined; },
-      async findByUid() { return undefined; },
-      async consume(id) { const e = live(id); if (e) e.payload.consumed = Math.floor(Date.now() / 1000); },
-      async destroy(id) { store.delete(id); },
-      async revokeByGrantId(grantId) { for (const [id, e] of store) if (e.payload.grantId === grantId) store.delete(id); },
-    };
-  };
-}
+import { importProvider, memoryAdapterFactory } from './oidc.mjs';
 
 const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
 
