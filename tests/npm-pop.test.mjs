@@ -106,6 +106,20 @@ test('DPoP: the nonce dance at the token endpoint and the API; DPoP tokens bound
   assert.ok(logs.some((l) => l.event === 'dpop_nonce'));
 });
 
+test('DPoP: a nonce asked for on a body that cannot be sent again is the caller\'s 401, and the token stays', async (t) => {
+  const p = await popProvider(t, { tokenNonce: false });
+  const { clientId, clientSecret } = p.dpopSecretClient;
+  const client = new tg.TokenClient({ tokenUrl: p.tokenUrl, clientId, clientSecret, dpop: true });
+  const stream = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('once')); c.close(); } });
+  const res = await client.fetch(`${p.apiBase}/upload`, { method: 'POST', body: stream, duplex: 'half' });
+  assert.equal(res.status, 401);
+  assert.match(res.headers.get('www-authenticate'), /use_dpop_nonce/);
+  // The nonce is kept and the token was not dropped: the next call is answered at once.
+  assert.equal((await client.fetch(`${p.apiBase}/after`)).status, 200);
+  assert.equal(p.tokenRequests().length, 1);
+  assert.deepEqual(p.apiRequests().map((r) => r.status), [401, 200]);
+});
+
 test('DPoP with a configured key (JWK and key pair): the token is bound to that key; a new key is a new token', async (t) => {
   const p = await popProvider(t, { tokenNonce: false, apiNonce: false });
   const { clientId, clientSecret } = p.dpopSecretClient;

@@ -532,7 +532,10 @@ export class TokenClient {
       if (dpop && response !== undefined) {
         const h = response.headers;
         const asks = c.dpopAnswer(response.status, h.get('www-authenticate') ?? undefined, h.get('dpop-nonce') ?? undefined);
-        if (asks && !nonceAsked && call.replayable) {
+        if (asks) {
+          // A nonce problem, not the token's: never a reason to drop the token. Sent once more
+          // when the body can be; otherwise (or asked again) the 401 is the caller's.
+          if (nonceAsked || !call.replayable) return response;
           nonceAsked = true;
           discard(response);
           continue;
