@@ -37,7 +37,9 @@ impl LogLevel {
         match event {
             "store_error" | "config_error" | "clock_error" | "panic" | "proxy_error"
             | "internal_error" | "authority_error" => LogLevel::Error,
-            "proxy" | "token_issued" | "api_retry" | "caller_rejected" | "admin" => LogLevel::Info,
+            "proxy" | "token_issued" | "api_retry" | "caller_rejected" | "admin" | "dpop_nonce" => {
+                LogLevel::Info
+            }
             "token_exchange" | "token_revoked" if ok => LogLevel::Info,
             _ => LogLevel::Warn,
         }
@@ -84,6 +86,10 @@ mod tests {
             ("admin", Info, Info),
             ("stats_flush_failed", Warn, Warn),
             ("provider_token_dropped", Warn, Warn),
+            // A server asking for a DPoP nonce is the protocol working; a refused client
+            // assertion is worth a look.
+            ("dpop_nonce", Info, Info),
+            ("client_assertion_refused", Warn, Warn),
         ];
         for &(event, when_ok, when_not) in table {
             assert_eq!(LogLevel::of(event, true), when_ok, "{event} ok");
