@@ -122,7 +122,7 @@ async function screenshots(page, name) {
 async function readmeScreenshot(page, name, scrollTo) {
   if (process.env.CONSOLE_README_SCREENSHOTS !== '1') return;
   await page.setViewportSize({ width: 1280, height: 860 });
-  if (scrollTo) await page.locator(scrollTo).scrollIntoViewIfNeeded();
+  if (scrollTo) await page.locator(scrollTo).evaluate((e) => e.scrollIntoView({ block: 'start' }));
   await page.screenshot({ path: path.join(REPO_ROOT, 'docs', `console-${name}.png`) });
   await page.setViewportSize({ width: 1440, height: 900 });
 }
@@ -181,7 +181,7 @@ test('playground: seed 001 (Optoro) → lifetime 90000 s and the core\'s KV TTL;
   }
   assert.match(await text(page, '#timeline-legend'), new RegExp(`KV entry\\s+from now for ${shown} s`));
   await screenshots(page, 'playground');
-  await readmeScreenshot(page, 'playground');
+  await readmeScreenshot(page, 'playground', '#inspect-result');
 
   // A malformed response: the typed error the gateway would give.
   await page.locator('#resp-body').fill('{"access_token": "abc", "expires_in": ');
@@ -199,6 +199,19 @@ test('playground: seed 001 (Optoro) → lifetime 90000 s and the core\'s KV TTL;
   assert.match(await text(page, '#out-ttl'), /^memory only/);
   assert.equal(await page.locator('#timeline [data-part="kv"]').count(), 0);
   assert.match(await text(page, '#timeline-legend'), /Memory only/);
+
+  // A seed dialect, then any other key of the provider configuration: the exact request, secret masked.
+  await page.getByRole('button', { name: 'RFC 6749 (client_secret_basic)' }).click();
+  await page.locator('#cfg-extra').fill('{"audience": "https://api.example", "tokenHeaders": {"X-Request-Source": "console"}}');
+  await page.locator('#req-body', { hasText: 'audience=' }).waitFor();
+  assert.equal(await text(page, '#req-body'), 'grant_type=client_credentials&scope=api%3Aread&audience=https%3A%2F%2Fapi.example');
+  assert.equal(await text(page, '#req-headers tr[data-header="x-request-source"] .header-value'), 'console');
+  assert.equal(await text(page, '#req-headers tr[data-header="authorization"] .header-value'), 'Basic ••••••••');
+  await page.locator('#cfg-extra').fill('{"audiance": "x"}');
+  await page.locator('#req-err-code', { hasText: 'config' }).waitFor();
+  assert.match(await text(page, '#req-err-message'), /audiance/);
+  await page.locator('#cfg-extra').fill('[1]');
+  await page.locator('#req-err-message', { hasText: 'not a JSON object' }).waitFor();
   await check();
 });
 
@@ -245,7 +258,7 @@ test('dashboard: a wrong admin token is refused; a caller created, its token use
   const secret = await text(page, '#new-client-secret');
   assert.match(clientId, /^cl_[0-9A-Za-z]{22}$/);
   assert.match(secret, /^tgs_[0-9A-Za-z]{72}$/);
-  await page.locator(`#callers-table tr[data-client="${clientId}"]`).waitFor();
+  await page.locator(`#callers-table tr[data-client="${clientId}"] td[data-label="Limits"]`, { hasText: '100/min' }).waitFor();
   const rowOf = (id) => page.locator(`#chart-clients dd[data-row$="(${id})"]`);
   assert.equal(await rowOf(clientId).getAttribute('data-total'), '0', 'nothing counted yet');
   await screenshots(page, 'dashboard');
@@ -291,11 +304,29 @@ test('dashboard: a wrong admin token is refused; a caller created, its token use
   await page.getByRole('button', { name: "Drop optoro's token" }).click();
   await page.locator('#providers-table tr[data-provider="optoro"]', { hasText: 'not cached' }).waitFor();
 
+  // Edit the caller's scopes and limit, rotate its secret (shown once more), delete it.
+  const callerRow = page.locator(`#callers-table tr[data-client="${clientId}"]`);
+  await callerRow.getByRole('button', { name: `Edit ${name}` }).click();
+  assert.equal(await page.locator('#caller-scopes').inputValue(), 'optoro');
+  await page.locator('#caller-scopes').fill('optoro:read optimum');
+  await page.locator('#caller-rpm').fill('');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await callerRow.locator('td', { hasText: 'optoro:read optimum' }).waitFor();
+  assert.match(await callerRow.locator('td[data-label="Limits"]').innerText(), /^none\b/, 'the limit was removed');
+  await callerRow.getByRole('button', { name: `Rotate ${name}'s secret` }).click();
+  await page.locator('#new-client-secret').waitFor();
+  const rotated = await text(page, '#new-client-secret');
+  assert.match(rotated, /^tgs_[0-9A-Za-z]{72}$/);
+  assert.notEqual(rotated, secret);
+  await page.getByRole('button', { name: 'Done' }).click();
+  assert.equal(await page.locator('#new-client-secret').count(), 0, 'the secret is gone from the page');
+  await callerRow.getByRole('button', { name: `Delete ${name}` }).click();
+  await callerRow.waitFor({ state: 'detached' });
+
   // Nothing secret left where it must not be.
   const kept = await page.evaluate(() => ({ local: localStorage.length, session: Object.values(sessionStorage), url: location.href }));
   assert.equal(kept.local, 0);
   assert.deepEqual(kept.session, [ADMIN]);
-  for (const s of [ADMIN, secret]) assert.ok(!kept.url.includes(s));
-  await page.getByRole('button', { name: 'Done' }).isVisible().then((v) => v && page.getByRole('button', { name: 'Done' }).click());
+  for (const s of [ADMIN, secret, rotated]) assert.ok(!kept.url.includes(s));
   await check();
 });

@@ -317,8 +317,20 @@ const FIELDS = [
   ['scope', '#cfg-scope'],
 ];
 
+/** The configuration the form gives; throws a TypeError when "More configuration" is not a JSON object. */
 function readConfig() {
   const config = {};
+  const extra = $('#cfg-extra').value.trim();
+  if (extra !== '') {
+    let parsed;
+    try {
+      parsed = JSON.parse(extra);
+    } catch (e) {
+      throw new TypeError(`More configuration is not JSON: ${e.message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TypeError('More configuration is not a JSON object');
+    Object.assign(config, parsed);
+  }
   for (const [key, sel] of FIELDS) {
     const v = $(sel).value;
     if (key === 'scope' && v.trim() === '') continue;
@@ -389,15 +401,16 @@ function preview() {
   const out = $('#request-result');
   out.replaceChildren();
   if (!tg) return;
-  const config = readConfig();
-  const secret = config.clientSecret ?? '';
+  let config;
   let req;
   try {
+    config = readConfig();
     req = tg.buildTokenRequest(config);
   } catch (e) {
     out.append(errorBox(e, 'Invalid configuration', 'req-'));
     return;
   }
+  const secret = config.clientSecret ?? '';
   const contentType = Object.entries(req.headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const headers = Object.entries(req.headers).map(([name, value]) => ({ name, ...maskHeader(name, value, secret) }));
   const body = scrub(maskBody(req.body, contentType, secret), secret);
@@ -447,6 +460,7 @@ function preview() {
 function loadPreset(key) {
   const p = PRESETS[key];
   for (const [k, sel] of FIELDS) $(sel).value = p[k] ?? '';
+  $('#cfg-extra').value = '';
   preview();
 }
 
