@@ -1,6 +1,6 @@
 # tokengate — every command installs what it needs (idempotently) from the package registries.
-#   make dev    run the gateway locally with a demo provider and print curl lines (the demo
-#               configuration, wrangler.demo.toml)
+#   make dev    run the gateway locally with a demo provider and print curl lines and the
+#               console's URL (the demo configuration, wrangler.demo.toml)
 #   make check-config
 #               check wrangler.toml, the production configuration `wrangler deploy` reads
 #               (WRANGLER_CONFIG=FILE for another), and print the Worker secrets it needs
@@ -18,7 +18,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 WASM_BINDGEN_BIN = $(shell command -v wasm-bindgen)
 export WASM_BINDGEN_BIN
 
-.PHONY: dev test bench bench-worker bench-npm bench-forwarder bench-profile worker-profile setup setup-browser setup-schemathesis worker worker-test \
+.PHONY: dev test bench console bench-worker bench-npm bench-forwarder bench-profile worker-profile setup setup-browser setup-schemathesis worker worker-test \
   check-config check-config-bin npm-pkg lint test-native test-worker test-npm fuzz clean
 
 setup: node_modules/.installed
@@ -59,6 +59,23 @@ worker-test: setup
 npm-pkg: setup
 	.ci/build-npm
 
+# The console the Worker serves at /ui/ (the wrangler files' [assets]): www/ and the package's
+# web build, into build-console/ui/ (pkg/web as ui/pkg/). The package is built when it is
+# missing or older than its sources; the copy is made again when anything in it changed.
+CONSOLE_DIR := build-console
+CONSOLE_FILES := $(filter-out www/serve.mjs,$(wildcard www/*))
+NPM_SOURCES := $(shell find src npm -type f -not -path '*/tests/*') Cargo.toml Cargo.lock
+console: $(CONSOLE_DIR)/ui/index.html
+
+$(CONSOLE_DIR)/ui/index.html: $(CONSOLE_FILES) pkg/web/core_bg.wasm
+	rm -rf $(CONSOLE_DIR)
+	mkdir -p $(CONSOLE_DIR)/ui/pkg
+	cp $(CONSOLE_FILES) $(CONSOLE_DIR)/ui/
+	cp pkg/web/*.js pkg/web/core_bg.wasm $(CONSOLE_DIR)/ui/pkg/
+
+pkg/web/core_bg.wasm: $(NPM_SOURCES) | setup
+	.ci/build-npm
+
 lint: setup
 	$(STAMP)
 	cargo fmt --all --check
@@ -79,7 +96,7 @@ test-native: setup
 	$(STAMP)
 	cargo test --workspace
 
-test-worker: worker worker-test check-config-bin setup-schemathesis
+test-worker: worker worker-test check-config-bin console setup-schemathesis setup-browser
 	$(STAMP)
 	$(NODE_TEST) tests/emulators.test.mjs tests/openapi-emulator.test.mjs tests/worker*.test.mjs \
 	  tests/check-config.test.mjs tests/schemathesis.test.mjs tests/schemathesis-gateway.test.mjs
@@ -157,10 +174,10 @@ fuzz:
 
 # The demo configuration, checked quietly first (wrangler dev's own [build] step then finds the
 # check built and the Worker up to date).
-dev: worker
+dev: worker console
 	@cargo run --quiet -p tokengate-check-config -- wrangler.demo.toml >/dev/null
 	@.ci/dev
 
 clean:
-	rm -rf build build-test build-profile pkg target/wasm32-unknown-unknown target/profile \
+	rm -rf build build-test build-profile build-console pkg target/wasm32-unknown-unknown target/profile \
 	  $(FORWARDER)/build

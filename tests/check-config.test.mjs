@@ -176,8 +176,10 @@ for (const [what, change, expected] of mistakes) {
 test('wrangler deploy --dry-run: the demo configuration checks, builds and bundles', async (t) => {
   const r = await dryRun(t, 'wrangler.demo.toml');
   assert.equal(r.code, 0, r.output);
-  assert.match(r.output, /Running: make check-config worker WRANGLER_CONFIG=wrangler\.demo\.toml/);
+  assert.match(r.output, /Running: make check-config worker console WRANGLER_CONFIG=wrangler\.demo\.toml/);
   assert.match(r.output, /wrangler\.demo\.toml: valid: 4 providers/);
+  // The console, built by the [build] step: the [assets] wrangler uploads with the Worker.
+  assert.match(r.output, /Read \d+ files from the assets directory \S*build-console/);
   assert.match(r.output, /--dry-run: exiting now\./);
   assert.ok(fs.existsSync(path.join(r.outdir, 'index.js')), 'the bundle was written');
 });

@@ -42,6 +42,7 @@ const ROUTES = [
   ['GET', '/admin/scopes'],
   ['GET', '/admin/stats'],
   ['GET', '/admin/errors'],
+  ['GET', '/admin/providers'],
   ['DELETE', '/admin/providers/{provider}/token'],
   // Everything else: the proxy. TRACE is answered by the gateway (405), never forwarded.
   ...['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'].map((m) => [m, PROXY]),
@@ -228,6 +229,8 @@ test('every gateway route answers as documented; other methods are 405 with the 
   await probe('GET', '/admin/stats', '/admin/stats', { headers: AUTH }, 200);
   await probe('GET', '/admin/stats', '/admin/stats?provider=nope', { headers: AUTH }, 422);
   await probe('GET', '/admin/errors', '/admin/errors?limit=5', { headers: AUTH }, 200);
+  const states = await probe('GET', '/admin/providers', '/admin/providers', { headers: AUTH }, 200);
+  assert.deepEqual(states.json.items.map((p) => p.provider), Object.keys(emu.gatewayConfig().providers).sort());
   await probe('DELETE', '/admin/providers/{provider}/token', '/admin/providers/optoro/token', { headers: AUTH }, 204);
   await probe('DELETE', '/admin/providers/{provider}/token', '/admin/providers/nope/token', { headers: AUTH }, 404);
   await probe('DELETE', '/admin/clients/{client_id}', `/admin/clients/${id}`, { headers: AUTH }, 204);

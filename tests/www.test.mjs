@@ -1,5 +1,6 @@
-// The static page in www/ (token-response inspector + token-request preview) on the package's
-// web build, served by www/serve.mjs and driven in Debian's Chromium through playwright-core.
+// The console in www/ as www/serve.mjs serves it — its playground (token-response inspector +
+// token-request preview) on the package's web build — driven in Debian's Chromium through
+// playwright-core. (The whole console, as the Worker serves it: tests/worker-console.test.mjs.)
 //
 //   node --test tests/www.test.mjs        (needs pkg/ from .ci/build-npm; builds nothing itself)
 //
@@ -110,6 +111,8 @@ test('serve.mjs: MIME types, and nothing outside www/ and pkg/web/', async () =>
       '/www/style.css': 'text/css; charset=utf-8',
       '/pkg/web/index.js': 'text/javascript; charset=utf-8',
       '/pkg/web/core_bg.wasm': 'application/wasm',
+      '/www/pkg/index.js': 'text/javascript; charset=utf-8',
+      '/www/pkg/core_bg.wasm': 'application/wasm',
     };
     for (const [p, type] of Object.entries(expect)) {
       const r = await rawRequest(srv.origin, p);
@@ -172,7 +175,7 @@ test('serve.mjs as a command: --port 0 prints the page URL and serves it on 127.
 
 test('the page loads the package with no console errors (screenshot: /tmp/www.png)', async () => {
   await withPage(async (page) => {
-    assert.equal(await page.title(), 'tokengate — token response inspector and request preview');
+    assert.equal(await page.title(), 'tokengate console — playground, dashboard, try it');
     // Both tools render on load: Optoro's example response and the Optoro preset.
     await page.locator('#out-expires time').waitFor();
     await page.locator('#req-body').waitFor();

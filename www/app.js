@@ -1,68 +1,18 @@
-// The tokengate integration bench: a token-response inspector and a token-request preview,
-// built on the package's web build (pkg/web, made by .ci/build-npm). No framework, no network:
-// the only requests are for this page's own files and the package's module and .wasm.
+// The tokengate console: the playground (a token-response inspector with its timeline and a
+// token-request preview, on the package's web build — pkg/web, made by .ci/build-npm — with no
+// network), the operator dashboard (dashboard.js) and "Try it" (try.js). No framework, no
+// bundler: plain ES modules. The playground's only requests are for the page's own files.
 
-const PKG = '../pkg/web/index.js';
+import { $, el, row, duration, instant } from './dom.js';
+import { startDashboard } from './dashboard.js';
+import { startTry } from './try.js';
+import { timeline } from './charts.js';
+
+// The package's web build: ui/pkg/ in the Worker's assets, www/pkg/ under www/serve.mjs.
+const PKG = './pkg/index.js';
 const MASK = '••••••••';
 
 let tg = null; // the tokengate module once initialised
-
-// ---------------------------------------------------------------------------------------------
-// Small DOM helpers (text only: nothing pasted is ever parsed as HTML).
-
-const $ = (sel) => document.querySelector(sel);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === 'class') node.className = v;
-    else if (k === 'text') node.textContent = v;
-    else node.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
-/** A `<dl>` row: term, then one or more description nodes. */
-function row(id, term, ...desc) {
-  return [el('dt', {}, term), el('dd', { id }, ...desc)];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Time formatting.
-
-function duration(ms) {
-  const neg = ms < 0;
-  let s = Math.round(Math.abs(ms) / 1000);
-  const units = [];
-  for (const [name, size] of [['d', 86400], ['h', 3600], ['min', 60], ['s', 1]]) {
-    units.push([Math.floor(s / size), name]);
-    s %= size;
-  }
-  // The largest unit and, when not zero, the next two below it (at most two shown): "1 d 58 min".
-  const first = units.findIndex(([n]) => n > 0);
-  if (first < 0) return '0 s';
-  const parts = units.slice(first, first + 3).filter(([n]) => n > 0).slice(0, 2).map(([n, u]) => `${n} ${u}`);
-  return `${neg ? '-' : ''}${parts.join(' ')}`;
-}
-
-function relative(ms, nowMs) {
-  const delta = ms - nowMs;
-  return delta >= 0 ? `in ${duration(delta)}` : `${duration(-delta)} ago`;
-}
-
-/** `<time>` with the ISO instant, plus where it lies relative to now and its epoch ms. */
-function instant(ms, nowMs, extra) {
-  const iso = new Date(ms).toISOString();
-  return [
-    el('time', { datetime: iso, 'data-epoch-ms': ms }, iso),
-    el('span', { class: 'aside' }, ` (${relative(ms, nowMs)}${extra ? `; ${extra}` : ''}) · ${ms} ms`),
-  ];
-}
 
 // ---------------------------------------------------------------------------------------------
 // Examples of token responses from the providers' documentation (docs/providers.md).
@@ -217,7 +167,10 @@ function inspect() {
   out.replaceChildren();
   if (!tg) return;
   const status = Number($('#resp-status').value);
-  const body = $('#resp-body').value;
+  let body = $('#resp-body').value;
+  // A bare JWT is read as the access token of a response that states nothing else.
+  const jwt = /^\s*([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/.exec(body);
+  if (jwt) body = JSON.stringify({ access_token: jwt[1], token_type: 'Bearer' });
   const policy = readPolicy();
   const nowMs = Date.now();
   let parsed;
@@ -285,7 +238,12 @@ function inspect() {
     row('out-scope', 'Scope', parsed.scope === null ? el('span', { class: 'aside' }, 'none stated') : el('code', {}, parsed.scope)),
   );
   if (capped) facts.querySelector('#out-lifetime').classList.add('capped');
-  out.append(el('h3', {}, 'Parsed token'), facts);
+  out.append(
+    el('h3', {}, jwt ? 'Parsed token (a bare JWT)' : 'Parsed token'),
+    facts,
+    el('h4', { id: 'timeline-title' }, 'Timeline'),
+    timeline({ issuedAt: parsed.issuedAt, refreshAt: cache.refreshAt, expiresAt: parsed.expiresAt, nowMs, ttlSeconds: cache.ttlSeconds }),
+  );
 
   if (claims) {
     out.append(
@@ -359,8 +317,20 @@ const FIELDS = [
   ['scope', '#cfg-scope'],
 ];
 
+/** The configuration the form gives; throws a TypeError when "More configuration" is not a JSON object. */
 function readConfig() {
   const config = {};
+  const extra = $('#cfg-extra').value.trim();
+  if (extra !== '') {
+    let parsed;
+    try {
+      parsed = JSON.parse(extra);
+    } catch (e) {
+      throw new TypeError(`More configuration is not JSON: ${e.message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TypeError('More configuration is not a JSON object');
+    Object.assign(config, parsed);
+  }
   for (const [key, sel] of FIELDS) {
     const v = $(sel).value;
     if (key === 'scope' && v.trim() === '') continue;
@@ -431,15 +401,16 @@ function preview() {
   const out = $('#request-result');
   out.replaceChildren();
   if (!tg) return;
-  const config = readConfig();
-  const secret = config.clientSecret ?? '';
+  let config;
   let req;
   try {
+    config = readConfig();
     req = tg.buildTokenRequest(config);
   } catch (e) {
     out.append(errorBox(e, 'Invalid configuration', 'req-'));
     return;
   }
+  const secret = config.clientSecret ?? '';
   const contentType = Object.entries(req.headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const headers = Object.entries(req.headers).map(([name, value]) => ({ name, ...maskHeader(name, value, secret) }));
   const body = scrub(maskBody(req.body, contentType, secret), secret);
@@ -489,14 +460,52 @@ function preview() {
 function loadPreset(key) {
   const p = PRESETS[key];
   for (const [k, sel] of FIELDS) $(sel).value = p[k] ?? '';
+  $('#cfg-extra').value = '';
   preview();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Start.
 
+// ---------------------------------------------------------------------------------------------
+// Views: #playground (default), #dashboard, #try. The hash names a view and nothing else.
+
+const VIEWS = ['playground', 'dashboard', 'try'];
+const viewListeners = [];
+
+/** Calls `fn(view)` whenever the shown view changes (and once now). */
+export function onView(fn) {
+  viewListeners.push(fn);
+  fn(currentView());
+}
+
+function currentView() {
+  const v = location.hash.slice(1);
+  return VIEWS.includes(v) ? v : 'playground';
+}
+
+function showView() {
+  const view = currentView();
+  for (const section of document.querySelectorAll('[data-view]')) section.hidden = section.dataset.view !== view;
+  for (const a of document.querySelectorAll('[data-view-link]')) {
+    if (a.dataset.viewLink === view) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  for (const fn of viewListeners) fn(view);
+}
+
+/** Shows `view` (as following its link would). */
+export function goTo(view) {
+  if (currentView() === view) return;
+  location.hash = view;
+}
+
 async function main() {
   const status = $('#status');
+  window.addEventListener('hashchange', showView);
+  showView();
+  startDashboard({ onView, goTo });
+  startTry({ onView });
   for (const b of document.querySelectorAll('[data-example]')) b.addEventListener('click', () => loadExample(b.dataset.example));
   for (const b of document.querySelectorAll('[data-preset]')) b.addEventListener('click', () => loadPreset(b.dataset.preset));
   $('#inspect-form').addEventListener('submit', (e) => {
@@ -516,11 +525,11 @@ async function main() {
   } catch (e) {
     tg = null;
     status.dataset.state = 'error';
-    status.textContent = `Could not load the tokengate package from ${PKG} (${e?.message ?? e}). Build it with .ci/build-npm and serve the repository with node www/serve.mjs.`;
+    status.textContent = `Could not load the tokengate package from ${PKG} (${e?.message ?? e}): the playground needs it. Build it with make console (or .ci/build-npm for node www/serve.mjs).`;
     return;
   }
   status.dataset.state = 'ready';
-  status.textContent = 'tokengate loaded (WebAssembly, running locally).';
+  status.textContent = 'tokengate loaded (the playground runs on WebAssembly in this browser).';
   loadExample('optoro');
   loadPreset('optoro');
 }

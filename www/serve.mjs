@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// A tiny static server for the tokengate page: serves www/ and pkg/web/ (built by .ci/build-npm)
-// from the repository root on 127.0.0.1, and nothing else.
+// A tiny static server for the tokengate console's playground: serves www/ and pkg/web/ (built
+// by .ci/build-npm; also as www/pkg/) from the repository root on 127.0.0.1, and nothing else.
+// The whole console — dashboard and "Try it" too — is served by the gateway itself at /ui/.
 //
 //   node www/serve.mjs [--port N]     (or PORT=N; default 8080; 0 picks a free port)
 //   → open http://127.0.0.1:N/www/
@@ -17,6 +18,7 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 
 /** URL prefix → directory under the root. Nothing outside these is ever served. */
 const MOUNTS = [
+  ['/www/pkg/', 'pkg/web'], // where the console imports the package from (ui/pkg/ in the Worker's assets)
   ['/www/', 'www'],
   ['/pkg/web/', 'pkg/web'],
 ];

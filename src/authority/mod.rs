@@ -193,6 +193,12 @@ pub enum Op {
     },
     /// The provider's statistics.
     ProviderStats,
+    /// What the provider's object knows of its tokens, for `GET /admin/providers`: the latest
+    /// exchange, the latest drop and the latest `errors` errors.
+    ProviderState {
+        /// At most this many errors.
+        errors: usize,
+    },
     /// The provider's latest errors, newest first.
     Errors {
         /// At most this many.
@@ -230,9 +236,11 @@ impl Op {
             Ledger { .. } | Add { .. } | List { .. } | Change { .. } => {
                 kind == ObjectKind::Directory
             }
-            Flush { .. } | ProviderStats | Errors { .. } | DropTokens { .. } => {
-                kind == ObjectKind::Provider
-            }
+            Flush { .. }
+            | ProviderStats
+            | ProviderState { .. }
+            | Errors { .. }
+            | DropTokens { .. } => kind == ObjectKind::Provider,
         }
     }
 

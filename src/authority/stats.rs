@@ -148,6 +148,27 @@ pub struct ErrorEntry {
     pub provider_error: Option<String>,
 }
 
+/// The latest token exchange with a provider's token endpoint, as an isolate saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeMark {
+    /// When it ended, ms since the epoch.
+    pub time: u64,
+    /// Whether it gave a token.
+    pub ok: bool,
+    /// The token endpoint's HTTP status (0: no answer).
+    pub status: u16,
+}
+
+impl ExchangeMark {
+    /// The later of `a` and `b`.
+    pub fn latest(a: Option<ExchangeMark>, b: Option<ExchangeMark>) -> Option<ExchangeMark> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.time >= a.time { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// What one isolate counted for one authority object since its last flush.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
@@ -160,6 +181,9 @@ pub struct Delta {
     /// New error-log entries (`provider:<id>` objects).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ErrorEntry>,
+    /// The latest exchange seen (`provider:<id>` objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exchange: Option<ExchangeMark>,
 }
 
 /// The error log of one provider: the latest [`ERROR_LOG_LEN`] entries.
@@ -278,7 +302,14 @@ impl Tally {
                 };
                 let d = self.provider(provider);
                 d.provider.get_or_insert_with(Default::default).exchanges += 1;
-                if fields.get("ok").and_then(Value::as_bool) != Some(true) {
+                let ok = fields.get("ok").and_then(Value::as_bool) == Some(true);
+                let mark = ExchangeMark {
+                    time: now_ms,
+                    ok,
+                    status: num("status"),
+                };
+                d.last_exchange = ExchangeMark::latest(d.last_exchange.take(), Some(mark));
+                if !ok {
                     d.errors.push(ErrorEntry {
                         time: now_ms,
                         provider: provider.to_string(),
@@ -414,6 +445,15 @@ mod tests {
         assert_eq!(errors[1].provider_error.as_deref(), Some("invalid_client"));
         let c = d["client:svc"].client.clone().unwrap();
         assert_eq!((c.requests, c.rejected.r403), (2, 1));
+        // The latest exchange is the successful one at 5.
+        assert_eq!(
+            d["provider:optoro"].last_exchange,
+            Some(ExchangeMark {
+                time: 5,
+                ok: true,
+                status: 200
+            })
+        );
     }
 
     #[test]

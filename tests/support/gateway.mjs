@@ -109,6 +109,9 @@ class CaptureLog extends Log {
  *   minter      true: bind TOKENGATE_MINTER to TokenMinter
  *   kvProxy     false: no `kv` handle (Miniflare's KV proxy, ~0.2 s to set up, is not started)
  *   clock       { now() } → service binding TOKENGATE_CLOCK answering GET /now with ms as text
+ *   assets      a wrangler file (e.g. 'wrangler.demo.toml'): its [assets] (the console at /ui/,
+ *               from build-console/: `make console`), routed as wrangler routes them — wrangler's
+ *               own translation of the file into Miniflare options (`run_worker_first` included)
  *   buildDir    default <repo>/build-test; scriptPath default <buildDir>/index.js
  *   miniflare   extra Miniflare options (merged last)
  * }
@@ -142,6 +145,16 @@ export async function startGateway(opts = {}) {
     };
   }
 
+  let assets = {};
+  if (opts.assets) {
+    const { unstable_getMiniflareWorkerOptions } = await import('wrangler');
+    const { workerOptions } = unstable_getMiniflareWorkerOptions(path.resolve(REPO_ROOT, opts.assets));
+    if (!workerOptions.assets || !fs.existsSync(path.join(workerOptions.assets.directory, 'ui/index.html'))) {
+      throw new Error(`${opts.assets}: no [assets], or its directory is not built (make console)`);
+    }
+    assets = { assets: workerOptions.assets };
+  }
+
   const mf = new Miniflare({
     modules: true,
     scriptPath,
@@ -162,6 +175,7 @@ export async function startGateway(opts = {}) {
     ...(opts.doPersist ? { durableObjectsPersist: opts.doPersist } : {}),
     bindings,
     serviceBindings,
+    ...assets,
     cf: false,
     host: '127.0.0.1',
     log: new CaptureLog(push),

@@ -34,6 +34,7 @@ type Answer = std::result::Result<(u16, Value), GatewayError>;
 /// Handles `/admin/*`.
 pub async fn handle(
     gw: &Gateway,
+    env: &worker::Env,
     req: web_sys::Request,
     method: &str,
     path: &str,
@@ -57,7 +58,7 @@ pub async fn handle(
         .split('/')
         .skip(1)
         .collect();
-    let answer = route(gw, &req, method, &segments, query).await;
+    let answer = route(gw, env, &req, method, &segments, query).await;
     match answer {
         Ok((204, _)) => json_response_empty(),
         Ok((status, body)) => json_response(status, &body, &[]),
@@ -92,6 +93,7 @@ fn method_not_allowed(allow: &'static str) -> GatewayError {
 
 async fn route(
     gw: &Gateway,
+    env: &worker::Env,
     req: &web_sys::Request,
     method: &str,
     segments: &[&str],
@@ -168,6 +170,10 @@ async fn route(
         },
         ["errors"] => match method {
             "GET" => errors(gw, query).await,
+            _ => Err(method_not_allowed("GET")),
+        },
+        ["providers"] => match method {
+            "GET" => providers(gw, env).await,
             _ => Err(method_not_allowed("GET")),
         },
         ["providers", id, "token"] => match method {
@@ -439,4 +445,121 @@ async fn drop_provider_token(gw: &Gateway, id: &str) -> Answer {
         json!({"action": "provider_token_dropped", "provider": id}),
     );
     Ok((204, Value::Null))
+}
+
+/// How many of a provider's latest errors `GET /admin/providers` shows.
+const RECENT_ERRORS: usize = 5;
+
+/// What is known of the provider token a request would be served next: never the token.
+struct Held {
+    /// `minter`, `memory` (this isolate's) or `kv`.
+    by: &'static str,
+    issued_at_ms: u64,
+    expires_at_ms: u64,
+    /// The first bytes of its SHA-256, in hex: tells one token from the next.
+    sha256_prefix: String,
+}
+
+/// `GET /admin/providers`: every provider with the state of its token — who holds it (its
+/// minter; else this isolate's memory or KV), when it was issued, expires and is refreshed —
+/// its latest exchange, latest drop and latest errors. Metadata only: never a token or secret.
+async fn providers(gw: &Gateway, env: &worker::Env) -> Answer {
+    let ns = crate::js::ObjectNamespace::from_env(env, crate::minter::MINTER_BINDING);
+    let now = gw.rt.now_ms();
+    let states = gw.providers.values().map(|p| {
+        let ns = ns.as_ref();
+        async move {
+            let object = provider_object(&p.config.id);
+            let op = Op::ProviderState {
+                errors: RECENT_ERRORS,
+            };
+            let (held, known) =
+                futures::join!(held_token(gw, ns, p), object_call(gw, &object, &op));
+            let mut known = known?.1;
+            let token = held?.map(|t| {
+                let refresh_at = tokengate::expiry::refresh_at_ms(
+                    &p.config.token.expiry,
+                    t.issued_at_ms,
+                    t.expires_at_ms,
+                );
+                json!({
+                    "held_by": t.by,
+                    "issued_at_ms": t.issued_at_ms,
+                    "expires_at_ms": t.expires_at_ms,
+                    "refresh_at_ms": refresh_at,
+                    "expires_in_s": t.expires_at_ms.saturating_sub(now) / 1000,
+                    "fresh": now < refresh_at,
+                    "sha256_prefix": t.sha256_prefix,
+                })
+            });
+            let minted = matches!(p.tokens, crate::config::ProviderTokens::Minted(_));
+            let mut item = json!({
+                "provider": p.config.id,
+                "api_host": p.config.api_base.host_str().unwrap_or_default(),
+                "auth_style": p.config.token.auth_style.as_str(),
+                "coordination": if minted { "durable_object" } else { "isolate" },
+                "token": token,
+            });
+            if let (Some(o), Some(k)) = (item.as_object_mut(), known.as_object_mut()) {
+                for key in ["last_exchange", "dropped_at", "recent_errors"] {
+                    o.insert(key.into(), k.remove(key).unwrap_or(Value::Null));
+                }
+            }
+            Ok::<_, GatewayError>(item)
+        }
+    });
+    let items = futures::future::join_all(states)
+        .await
+        .into_iter()
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((200, json!({ "items": items })))
+}
+
+/// The provider token a request would be served next, and who holds it: the minter (asked, for
+/// a provider it coordinates), else this isolate's memory or KV. Nothing is obtained.
+async fn held_token(
+    gw: &Gateway,
+    ns: Option<&crate::js::ObjectNamespace>,
+    p: &crate::config::Provider,
+) -> std::result::Result<Option<Held>, GatewayError> {
+    use tokengate::flow::TokenStore;
+    let held = |by, t: &tokengate::response::Token| Held {
+        by,
+        issued_at_ms: t.issued_at_ms,
+        expires_at_ms: t.expires_at_ms,
+        sha256_prefix: crate::minter::sha256_prefix(t),
+    };
+    if let (crate::config::ProviderTokens::Minted(_), Some(ns)) = (&p.tokens, ns) {
+        let v = crate::minter::minter_state(ns, &p.key, &p.config.id)
+            .await
+            .map_err(|e| unavailable("minter_state", e))?;
+        let t = &v["token"];
+        let field = |k: &str| t.get(k).and_then(Value::as_u64);
+        return Ok(match (field("issued_at_ms"), field("expires_at_ms")) {
+            (Some(issued_at_ms), Some(expires_at_ms)) => Some(Held {
+                by: "minter",
+                issued_at_ms,
+                expires_at_ms,
+                sha256_prefix: t["sha256_prefix"].as_str().unwrap_or_default().to_string(),
+            }),
+            _ => None,
+        });
+    }
+    if let Some(t) = p.tokens.memory_token() {
+        return Ok(Some(held("memory", &t)));
+    }
+    let store = crate::kv::KvTokenStore {
+        kv: gw.kv.clone(),
+        keys: gw.keys.clone(),
+        authority: None,
+    };
+    let stored = store
+        .get(&p.key)
+        .await
+        .map_err(|e| unavailable("provider_state", e))?;
+    Ok(stored
+        .as_deref()
+        .and_then(tokengate::response::Token::from_stored)
+        .filter(|t| t.expires_at_ms > gw.rt.now_ms())
+        .map(|t| held("kv", &t)))
 }

@@ -22,7 +22,7 @@ use tokengate::authority::client::{
     self as client, ClientState, Counters, TokenEntry, COUNTERS_KEY, MAX_LIVE_TOKENS, RECORD_KEY,
     TOKEN_KEY_PREFIX,
 };
-use tokengate::authority::stats::{ErrorLog, ProviderStats};
+use tokengate::authority::stats::{ErrorLog, ExchangeMark, ProviderStats};
 use tokengate::authority::{client_object, parse_sha256, ObjectKind, Op};
 use tokengate::caller_tokens::CallerLedger;
 use tokengate::flow::Runtime;
@@ -111,8 +111,14 @@ struct Memory {
     provider: Option<ProviderMemory>,
 }
 
-/// A provider object's statistics, error log and dropped tokens (SHA-256 hex, when).
-type ProviderMemory = (ProviderStats, ErrorLog, Vec<(String, u64)>);
+/// A provider object's statistics, error log, dropped tokens (SHA-256 hex, when) and latest
+/// exchange.
+type ProviderMemory = (
+    ProviderStats,
+    ErrorLog,
+    Vec<(String, u64)>,
+    Option<ExchangeMark>,
+);
 
 struct Object {
     env: Env,
@@ -771,23 +777,34 @@ impl Object {
                 .await?
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default();
+            let last_exchange: Option<ExchangeMark> = self
+                .get("last_exchange")
+                .await?
+                .and_then(|s| serde_json::from_str(&s).ok());
             let mut m = self.memory.borrow_mut();
             if m.provider.is_none() {
-                m.provider = Some((stats, errors, dropped));
+                m.provider = Some((stats, errors, dropped, last_exchange));
             }
         }
         let dropped_list = |m: &Memory| -> Vec<String> {
             m.provider
                 .as_ref()
-                .map(|(_, _, d)| d.iter().map(|(h, _)| h.clone()).collect())
+                .map(|(_, _, d, _)| d.iter().map(|(h, _)| h.clone()).collect())
                 .unwrap_or_default()
         };
         match op {
             Op::Flush { delta } => {
                 let writes = {
                     let mut m = self.memory.borrow_mut();
-                    let (stats, errors, _) = m.provider.as_mut().expect("loaded");
+                    let (stats, errors, _, last) = m.provider.as_mut().expect("loaded");
                     let mut writes = Vec::new();
+                    if delta.last_exchange.is_some() {
+                        *last = ExchangeMark::latest(last.take(), delta.last_exchange.clone());
+                        writes.push((
+                            "last_exchange",
+                            serde_json::to_string(last).unwrap_or_default(),
+                        ));
+                    }
                     if let Some(p) = &delta.provider {
                         stats.add(p);
                         writes.push(("stats", serde_json::to_string(stats).unwrap_or_default()));
@@ -806,7 +823,7 @@ impl Object {
             }
             Op::ProviderStats => {
                 let m = self.memory.borrow();
-                let stats = m.provider.as_ref().map(|(s, _, _)| s.clone());
+                let stats = m.provider.as_ref().map(|(s, _, _, _)| s.clone());
                 Ok((
                     200,
                     serde_json::to_value(stats.unwrap_or_default()).unwrap_or_default(),
@@ -817,14 +834,23 @@ impl Object {
                 let items = m
                     .provider
                     .as_ref()
-                    .map(|(_, e, _)| e.latest(limit))
+                    .map(|(_, e, _, _)| e.latest(limit))
                     .unwrap_or_default();
                 Ok((200, json!({ "items": items })))
+            }
+            Op::ProviderState { errors } => {
+                let m = self.memory.borrow();
+                let (_, log, dropped, last) = m.provider.as_ref().expect("loaded");
+                Ok((
+                    200,
+                    json!({"last_exchange": last, "dropped_at": dropped.first().map(|(_, at)| at),
+                           "recent_errors": log.latest(errors)}),
+                ))
             }
             Op::DropTokens { tokens } => {
                 let text = {
                     let mut m = self.memory.borrow_mut();
-                    let (_, _, dropped) = m.provider.as_mut().expect("loaded");
+                    let (_, _, dropped, _) = m.provider.as_mut().expect("loaded");
                     for t in tokens.into_iter().filter(|t| parse_sha256(t).is_some()) {
                         dropped.retain(|(h, _)| *h != t);
                         dropped.insert(0, (t, now));

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokengate::api_call::{RefusedToken, REFRESH_ON_401_WINDOW_MS};
 use tokengate::dialect::list_request;
-use tokengate::flow::{Minter, Runtime, SingleFlight, TokenSource, Transport};
+use tokengate::flow::{Minter, Runtime, SingleFlight, TokenSource, TokenStore, Transport};
 use tokengate::mint::{token_sha256, MintAnswer, MintReason, MintRequest};
 use tokengate::response::listed_tokens;
 use tokengate::token_machine::TokenOrigin;
@@ -118,12 +118,15 @@ impl TokenMinter {
         }
     }
 
-    /// Answers one mint request (a promise of the `Response`, never rejected).
+    /// Answers one mint request, or a question about its token's state ([`STATE_URL`]) (a
+    /// promise of the `Response`, never rejected).
     pub fn fetch(&self, req: web_sys::Request) -> js_sys::Promise {
         let this = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
+            let state = req.url() == STATE_URL;
             let body = js::read_limited(req.body(), MAX_MINT_BYTES).await;
             let (status, text) = match body {
+                Ok(Some(body)) if state => this.state(&body).await,
                 Ok(Some(body)) => this.answer(&body).await,
                 _ => (
                     400,
@@ -144,7 +147,98 @@ impl TokenMinter {
     }
 }
 
+/// The URL an isolate asks the minter for the state of its token (`GET /admin/providers`).
+pub const STATE_URL: &str = "https://minter/state";
+
+/// What the minter holds for `provider` (`{"token": {issued_at_ms, expires_at_ms, sha256} |
+/// null}`): metadata only, never the token. `Err` when it could not be asked or answered
+/// something else.
+pub async fn minter_state(
+    ns: &js::ObjectNamespace,
+    key: &str,
+    provider: &str,
+) -> Result<serde_json::Value, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(
+        &json!({ "provider": provider }).to_string(),
+    ));
+    let req =
+        web_sys::Request::new_with_str_and_init(STATE_URL, &init).map_err(|e| js::message(&e))?;
+    let resp = ns.fetch_named(key, &req).await?;
+    let status = resp.status();
+    let body = js::read_limited(resp.body(), MAX_MINT_BYTES)
+        .await?
+        .ok_or("the minter's answer is too large")?;
+    match (status, serde_json::from_slice::<serde_json::Value>(&body)) {
+        (200, Ok(v)) if v.get("token").is_some() => Ok(v),
+        _ => Err(format!("the minter answered HTTP {status}")),
+    }
+}
+
+/// The first 6 bytes of a token's SHA-256, in hex: what the admin API shows to tell one token
+/// from the next (never the token).
+pub fn sha256_prefix(token: &tokengate::response::Token) -> String {
+    token_sha256(&token.access_token)[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The metadata of `token` the admin API shows: never the token.
+fn token_metadata(token: &tokengate::response::Token) -> serde_json::Value {
+    json!({"issued_at_ms": token.issued_at_ms, "expires_at_ms": token.expires_at_ms,
+           "sha256_prefix": sha256_prefix(token)})
+}
+
 impl MinterObject {
+    /// The state of a provider's token in this minter: its memory, else its storage (the
+    /// authority), else KV; nothing is obtained or changed.
+    async fn state(&self, body: &[u8]) -> (u16, String) {
+        let gw = crate::gateway(&self.env);
+        let gw = match &*gw {
+            Ok(gw) => gw,
+            Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
+        };
+        #[cfg(feature = "test-clock")]
+        crate::sync_clock(gw).await;
+        let provider = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.get("provider")
+                    .and_then(|p| p.as_str())
+                    .map(str::to_string)
+            });
+        let Some(provider) = provider.and_then(|p| gw.providers.get(&p)) else {
+            return (404, json!({"error": "no such provider"}).to_string());
+        };
+        let minted = self.minted(gw, provider);
+        let token = match minted.source.memory_token() {
+            Some(t) => Some((*t).clone()),
+            None => match self.store(gw).get(&provider.key).await {
+                Ok(v) => v
+                    .as_deref()
+                    .and_then(tokengate::response::Token::from_stored)
+                    .filter(|t| t.expires_at_ms > gw.rt.now_ms()),
+                Err(e) => return (503, json!({ "error": e }).to_string()),
+            },
+        };
+        let token = token.as_ref().map(token_metadata);
+        (200, json!({ "token": token }).to_string())
+    }
+
+    /// The store of this minter's tokens: its storage, written through to KV.
+    fn store(&self, gw: &crate::config::Gateway) -> KvTokenStore {
+        KvTokenStore {
+            kv: gw.kv.clone(),
+            keys: gw.keys.clone(),
+            authority: Some(Authority {
+                storage: self.storage.clone(),
+                rt: gw.rt.clone(),
+            }),
+        }
+    }
+
     async fn answer(&self, body: &[u8]) -> (u16, String) {
         let gw = crate::gateway(&self.env);
         let gw = match &*gw {
@@ -188,14 +282,7 @@ impl MinterObject {
         if let Some(m) = self.minted.borrow().get(id) {
             return m.clone();
         }
-        let store = KvTokenStore {
-            kv: gw.kv.clone(),
-            keys: gw.keys.clone(),
-            authority: Some(Authority {
-                storage: self.storage.clone(),
-                rt: gw.rt.clone(),
-            }),
-        };
+        let store = self.store(gw);
         let source = TokenSource::new(
             id,
             provider.config.token.clone(),
