@@ -41,7 +41,8 @@ fn find_placeholder(value: &Value, path: &str) -> Option<String> {
     }
 }
 
-/// Provider ids that would shadow gateway routes, or a scope ([`crate::scope::INTROSPECT_SCOPE`]).
+/// Provider ids that would shadow gateway routes (`ui`: the console's static assets), or a scope
+/// ([`crate::scope::INTROSPECT_SCOPE`]).
 pub const RESERVED_IDS: &[&str] = &[
     "oauth",
     "admin",
@@ -49,6 +50,7 @@ pub const RESERVED_IDS: &[&str] = &[
     "metrics",
     "well-known",
     "introspect",
+    "ui",
 ];
 
 /// Checks a provider id: `^[a-z0-9][a-z0-9-]{0,62}$`, not reserved.

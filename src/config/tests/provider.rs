@@ -257,7 +257,7 @@ fn dpop_and_tls_client_auth_rules() {
 fn reserved_id_oauth() {
     let e = parse_err("oauth", json!({}));
     assert_err(&e, "oauth", "id", "reserved");
-    for id in ["admin", "healthz", "introspect"] {
+    for id in ["admin", "healthz", "introspect", "ui"] {
         assert_err(&parse_err(id, json!({})), id, "id", "reserved");
     }
 }
