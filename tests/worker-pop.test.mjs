@@ -220,6 +220,22 @@ test('configuration errors at start-up name the provider and the key, never the 
   }
 });
 
+test('a key that reads as a JWK but WebCrypto refuses fails its token requests (502), never the gateway or the key', async (t) => {
+  pop.reset();
+  // Well-formed members, but not a point on P-256: only the import can tell.
+  const bogus = JSON.stringify({ kty: 'EC', crv: 'P-256', x: rand(32), y: rand(32), d: rand(32) });
+  sweep.secrets.add(bogus);
+  sweep.secrets.add(JSON.parse(bogus).d);
+  const gw = await gateway(t, { es: pkProvider('ES256') }, { PK_ES256: bogus });
+  assert.equal((await gw.fetch('/healthz')).status, 200);
+  const tok = await callerToken(gw);
+  const r = await call(gw, tok, '/es/x');
+  assert.equal(r.status, 502, r.text);
+  assert.ok(!r.text.includes(JSON.parse(bogus).d));
+  assert.equal(pop.tokenRequests().length, 0, 'nothing unsigned was sent');
+  await gw.waitForLog((l) => l.includes('could not be signed'), 2000);
+});
+
 test('mTLS: tls_client_auth token requests and API calls go through the mtls_certificate binding', async (t) => {
   echo.seen.length = 0;
   const viaBinding = [];
