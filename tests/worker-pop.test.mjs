@@ -200,6 +200,8 @@ test('configuration errors at start-up name the provider and the key, never the 
     ['unreadable key', pkProvider('ES256'), { PK_ES256: `garbage ${rand(30)}` }, 'client_key_name', /PK_ES256. must be a private JWK .* or a PKCS#8 PEM/],
     ['key type against alg', pkProvider('ES256'), { PK_ES256: rsa.pem }, 'client_key_name', /is a RSA key, which ES256 cannot use/],
     ['public JWK', pkProvider('RS256'), { PK_RS256: JSON.stringify(rsa.publicJwk) }, 'client_key_name', /is a public key/],
+    // A secret that is not set is named by its own name, as a client secret is.
+    ['key secret not set', pkProvider('ES256'), {}, 'PK_ES256', /Worker secret `PK_ES256` is not set/],
     ['DPoP key unreadable', pkProvider('ES256', { dpop_key_name: 'DPOP_BAD' }),
       { PK_ES256: jwk(pop.clients.ES256), DPOP_BAD: '{"kty":"EC","crv":"P-256","x":"' }, 'dpop_key_name', /not a readable JWK/],
   ];
