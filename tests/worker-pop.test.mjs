@@ -148,6 +148,29 @@ test('DPoP with a client secret: a configured key and a generated one, the nonce
   }
 });
 
+test("a streamed body is not sent twice: the API's nonce 401 reaches the caller, the token is kept and the next request has the nonce", async (t) => {
+  pop.reset();
+  const { clientId, clientSecret } = pop.dpopSecretClient;
+  const gw = await gateway(t, {
+    bound: {
+      token_url: pop.tokenUrl, api_base: `${pop.apiBase}/`, client_id: clientId, client_secret_name: 'DPOP_BASIC_SECRET',
+      scope: 'api:read', dpop: true, dpop_key_name: 'DPOP_EC',
+    },
+  }, { DPOP_BASIC_SECRET: clientSecret, DPOP_EC: jwk(dpopEc) });
+  const tok = await callerToken(gw);
+  // Larger than the replay buffer (1 MiB): it streams, once.
+  const big = Buffer.alloc(1536 * 1024, 'x');
+  const first = await call(gw, tok, '/bound/upload', { method: 'POST', body: big, headers: { 'content-type': 'text/plain' } });
+  assert.equal(first.status, 401, first.text);
+  assert.equal(first.json.error, 'use_dpop_nonce');
+  assert.deepEqual(pop.apiRequests().map((x) => [x.status, x.error ?? null]), [[401, 'use_dpop_nonce']]);
+  const again = await call(gw, tok, '/bound/upload', { method: 'POST', body: big, headers: { 'content-type': 'text/plain' } });
+  assert.equal(again.status, 200, again.text);
+  assert.equal(source(again.timing), 'memory', 'the nonce refusal did not drop the token');
+  assert.deepEqual(pop.apiRequests().map((x) => x.status), [401, 200]);
+  assert.equal(pop.tokenRequests().filter((x) => x.status === 200).length, 1, 'one token');
+});
+
 test('the minter (a Durable Object) signs the assertion and the DPoP proof with the same keys', async (t) => {
   pop.reset();
   const gw = await gateway(t, {

@@ -576,6 +576,7 @@ async fn forward(
                 let resp = send_with_timeout(out, timeout, abort.clone()).await?;
                 let status = resp.status();
                 let got = resp.headers();
+                let mut wants_nonce = false;
                 if let Some(dpop) = dpop {
                     // The API's nonce is kept for the next proof (RFC 9449 §9); a 401 asking
                     // for one is sent once more with it, before the call's rules see it, when
@@ -598,10 +599,16 @@ async fn forward(
                         );
                         continue;
                     }
+                    wants_nonce = asks;
                 }
                 let retry_after = js::header(&got, "retry-after");
+                // A nonce the API still asks for (a body that cannot be sent again, or a second
+                // request for one) is about the proof, not the token: the call's rules see a
+                // final client error, so the token is neither dropped nor reported as refused
+                // (to the minter, for the fleet). The caller gets the 401; the next request
+                // carries the nonce.
                 return Ok(ApiReply {
-                    status,
+                    status: if wants_nonce { 400 } else { status },
                     retry_after,
                     response: (resp, status),
                 });
