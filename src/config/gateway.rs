@@ -50,6 +50,19 @@ pub fn kv_binding_missing() -> ConfigError {
     )
 }
 
+/// The error for a provider whose `mtls_certificate` names binding `name`, which is not bound
+/// (the deployed Worker at start-up, `make check-config` before a deploy).
+pub fn mtls_binding_missing(provider: &str, name: &str) -> ConfigError {
+    ConfigError {
+        provider: Some(provider.to_string()),
+        key: "mtls_certificate".into(),
+        message: format!(
+            "names the binding `{name}`, which is not bound: add an [[mtls_certificates]] entry \
+             with binding = \"{name}\" and your certificate_id"
+        ),
+    }
+}
+
 /// The error for a missing `TOKENGATE_LIMITER` binding.
 pub fn limiter_binding_missing() -> ConfigError {
     ConfigError::global(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 pub(super) const TOKEN_HEADER_DENY: &[&str] = &[
     "accept",
     "authorization",
+    "dpop",
     "content-type",
     "content-length",
     "host",
@@ -14,6 +15,7 @@ pub(super) const TOKEN_HEADER_DENY: &[&str] = &[
 /// Header names `api_headers` may not set (compared ignoring case).
 pub(super) const API_HEADER_DENY: &[&str] = &[
     "authorization",
+    "dpop",
     "host",
     "cookie",
     "content-length",

@@ -4,6 +4,7 @@
 
 use super::{Runtime, TokenOrigin, Tokens, TransportError};
 use crate::api_call::{Action, ApiCall, Attempted, CallError, Facts, RefusedToken};
+use crate::response::Token;
 use crate::secret::Secret;
 use serde_json::json;
 use std::cell::Cell;
@@ -95,11 +96,30 @@ where
     F: FnMut(Secret) -> Fut,
     Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
 {
+    call_api_token(source, method, replayable, move |t: Token| {
+        send(t.access_token)
+    })
+    .await
+}
+
+/// [`call_api`] whose `send` gets the whole token record: its type says how it is sent
+/// ([`Token::authorization`]: `Bearer`, or `DPoP` with a proof bound to it).
+pub async fn call_api_token<P, Resp, F, Fut>(
+    source: &P,
+    method: &str,
+    replayable: bool,
+    mut send: F,
+) -> Result<(Resp, TokenOrigin, Secret), CallError>
+where
+    P: Tokens,
+    F: FnMut(Token) -> Fut,
+    Fut: Future<Output = Result<ApiReply<Resp>, TransportError>>,
+{
     let mut call = ApiCall::new(method, replayable, source.settings().retry);
-    let (token, mut origin) = source.token().await.map_err(CallError::Token)?;
-    let mut token = token.access_token;
+    let (mut record, mut origin) = source.token().await.map_err(CallError::Token)?;
+    let mut token = record.access_token.clone();
     loop {
-        let result = send(token.clone()).await;
+        let result = send(record.clone()).await;
         let attempted = match &result {
             Ok(reply) => Attempted::Response {
                 status: reply.status,
@@ -131,7 +151,8 @@ where
                         .map(|r| (r.response, origin, token))
                         .map_err(CallError::Transport);
                 }
-                (token, origin) = (t.access_token, o);
+                (token, origin) = (t.access_token.clone(), o);
+                record = t;
             }
             Action::Return { forget_token } => {
                 if forget_token {

@@ -17,7 +17,7 @@ mod tokens;
 
 pub use crate::http::TransportError;
 pub use crate::token_machine::{TokenOrigin, INVALID_CLIENT_COOLDOWN_MS};
-pub use api::{call_api, decide, ApiReply};
+pub use api::{call_api, call_api_token, decide, ApiReply};
 pub use flight::SingleFlight;
 pub use minted::{MintedSource, Minter};
 pub use proof::{Dpop, DpopServer, JwsSigner, ProofTransport, Proofs};

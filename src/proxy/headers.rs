@@ -42,12 +42,15 @@ const SPOOFABLE_REQUEST: &[&str] = &[
 ];
 
 /// Whether a caller's request header is forwarded upstream. Never the caller's credentials
-/// (`Authorization`, `Cookie`), never hop-by-hop headers or those `Connection` names, not
+/// (`Authorization`, `Cookie`, a `DPoP` proof: the gateway sends its own), never hop-by-hop headers or those `Connection` names, not
 /// headers the edge sets itself (`Host`, `Content-Length`, `cf-*`, `x-forwarded-*`) and none of
 /// the headers a server could take as the client's address or as another method or URL.
 pub fn forward_request_header(name: &str, connection: Option<&str>) -> bool {
     !(is_any(name, HOP_BY_HOP)
-        || is_any(name, &["authorization", "cookie", "host", "content-length"])
+        || is_any(
+            name,
+            &["authorization", "cookie", "dpop", "host", "content-length"],
+        )
         || is_any(name, SPOOFABLE_REQUEST)
         || has_prefix(name, "cf-")
         || has_prefix(name, "x-forwarded-")

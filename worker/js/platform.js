@@ -28,17 +28,18 @@ if (typeof platformQueueMicrotask === 'function') {
 }
 
 /**
- * Resolves with fetch(request)'s response, or rejects with what fetch rejected with; after
- * `ms` without response headers, aborts `controller` (whose signal the request carries) and
- * rejects with the timeout marker instead. The body is not under the deadline.
+ * Resolves with fetch(request)'s response — `via.fetch(request)` when a binding is given (an
+ * mTLS certificate binding) — or rejects with what fetch rejected with; after `ms` without
+ * response headers, aborts `controller` (whose signal the request carries) and rejects with the
+ * timeout marker instead. The body is not under the deadline.
  */
-export function fetchWithin(request, ms, controller) {
+export function fetchWithin(request, ms, controller, via) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       controller.abort();
       reject(TIMEOUT);
     }, ms);
-    fetch(request).then(
+    (via ? via.fetch(request) : fetch(request)).then(
       (response) => {
         clearTimeout(timer);
         resolve(response);

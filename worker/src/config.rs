@@ -7,6 +7,7 @@ use crate::authority::Authority;
 use crate::js::KvNamespace;
 use crate::kv::KvTokenStore;
 use crate::minter::{DoMinter, MINTER_BINDING};
+use crate::pop::{random_id, WebCryptoSigner};
 use crate::runtime::{log_event, set_log_level, WorkerRuntime};
 use crate::transport::FetchTransport;
 use futures::FutureExt;
@@ -16,17 +17,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use tokengate::api_call::RefusedToken;
 use tokengate::authority::{Op, DIRECTORY};
-use tokengate::cache_key::token_cache_key;
+use tokengate::cache_key::token_cache_key_bound;
 use tokengate::caller_tokens::{CallerLedger, CallerTokenRecord};
 use tokengate::callers::CallerRegistry;
 use tokengate::config::gateway::{
     self, ADMIN_TOKEN_SECRET, CLIENTS_SECRET, KEY_SECRET, KV_BINDING, LOG_LEVEL_VAR, MAX_BODY_VAR,
     PROVIDERS_VAR,
 };
-use tokengate::config::{ConfigError, Coordination, ProviderConfig, TokenSettings};
+use tokengate::config::{AuthStyle, ConfigError, Coordination, ProviderConfig, TokenSettings};
 use tokengate::error::TokenError;
-use tokengate::flow::{MintedSource, SingleFlight, TokenSource, Tokens};
+use tokengate::flow::{
+    Dpop, JwsSigner, MintedSource, ProofTransport, Proofs, SingleFlight, TokenSource, Tokens,
+};
 use tokengate::gateway_error::GatewayError;
+use tokengate::jose::{self, KeyMaterial};
 use tokengate::keys::Keys;
 use tokengate::limits::BoundedMap;
 use tokengate::proxy::ReplayBudget;
@@ -48,11 +52,15 @@ pub const CALLER_CACHE_LIMIT: usize = 10_000;
 /// store's failure.
 pub type CallerLoad = Result<Option<CallerTokenRecord>, GatewayError>;
 
+/// The transport of a provider's token requests: `fetch` (or its mTLS binding's), each request
+/// with the provider's proofs (a new client assertion, a DPoP proof) when it has any.
+pub type TokenTransport = ProofTransport<FetchTransport, WorkerRuntime>;
+
 /// The token source type the Worker uses.
-pub type Source = TokenSource<FetchTransport, KvTokenStore, WorkerRuntime>;
+pub type Source = TokenSource<TokenTransport, KvTokenStore, WorkerRuntime>;
 
 /// The tokens of a provider coordinated by its minter.
-pub type MintedSrc = MintedSource<FetchTransport, KvTokenStore, WorkerRuntime, DoMinter>;
+pub type MintedSrc = MintedSource<TokenTransport, KvTokenStore, WorkerRuntime, DoMinter>;
 
 /// Who obtains a provider's tokens in this isolate.
 pub enum ProviderTokens {
@@ -114,10 +122,117 @@ pub struct Provider {
     pub config: ProviderConfig,
     /// Its tokens.
     pub tokens: ProviderTokens,
-    /// Its client secret (the minter obtains tokens with it).
+    /// Its client secret (the minter obtains tokens with it); for `private_key_jwt` the
+    /// private key's text (never sent: the token machine only scrubs answers of it), empty for
+    /// `tls_client_auth`.
     pub secret: Secret,
     /// Its token's cache key (KV, and the name of its minter).
     pub key: String,
+    /// How its requests are sent: the global `fetch`, or its mTLS certificate binding's.
+    pub transport: FetchTransport,
+    /// Its keys: the client key (`private_key_jwt`), the DPoP key and its nonces (`dpop`).
+    pub proofs: Proofs,
+}
+
+impl Provider {
+    /// The transport of its token requests, with its proofs.
+    pub fn token_transport(&self, rt: &WorkerRuntime) -> TokenTransport {
+        ProofTransport::new(
+            self.transport.clone(),
+            rt.clone(),
+            &self.config.token.client_id,
+            self.proofs.clone(),
+        )
+    }
+}
+
+/// What a provider authenticates with, read from the Worker's secrets and bindings.
+struct Credentials {
+    /// The token machine's secret (see [`Provider::secret`]).
+    secret: Secret,
+    /// What the cache key fingerprints as the client's credential: the client secret, the
+    /// private key, or the mTLS binding's name.
+    credential: Secret,
+    /// The DPoP key's identity in the cache key: the configured key, or a random id of the key
+    /// this isolate generates.
+    dpop_identity: Option<Secret>,
+    transport: FetchTransport,
+    proofs: Proofs,
+}
+
+/// Reads `config`'s secrets and bindings: a key is checked against its algorithm here, at
+/// start-up (WebCrypto imports it on first use); an error names the provider and the key,
+/// never the key's material.
+fn credentials(env: &Env, config: &ProviderConfig) -> Result<Credentials, ConfigError> {
+    let err = |key: &str, message: String| ConfigError {
+        provider: Some(config.id.clone()),
+        key: key.into(),
+        message,
+    };
+    let transport = match &config.mtls_certificate {
+        None => FetchTransport::default(),
+        Some(name) => FetchTransport {
+            via: Some(
+                crate::js::Fetcher::from_env(env, name)
+                    .ok_or_else(|| gateway::mtls_binding_missing(&config.id, name))?,
+            ),
+        },
+    };
+    let mut proofs = Proofs::default();
+    let (machine_secret, credential) = match config.token.auth_style {
+        AuthStyle::PrivateKeyJwt => {
+            let name = config.client_key_name.as_deref().unwrap_or_default();
+            let text = secret(env, name, Some(&config.id))?;
+            let alg = config.token.client_key_alg;
+            let material = KeyMaterial::parse(&text, alg)
+                .map_err(|m| err("client_key_name", format!("the secret `{name}` {m}")))?;
+            let signer = WebCryptoSigner::client_key(material, alg, config.token.kid.clone());
+            proofs.client_key = Some((
+                Rc::new(signer) as Rc<dyn JwsSigner>,
+                config.token.assertion_audience().to_string(),
+            ));
+            let key = Secret::new(text);
+            (key.clone(), key)
+        }
+        AuthStyle::TlsClientAuth => {
+            let binding = config.mtls_certificate.as_deref().unwrap_or_default();
+            (
+                Secret::new(""),
+                Secret::new(format!("mtls_certificate:{binding}")),
+            )
+        }
+        _ => {
+            let name = config.client_secret_name.as_deref().unwrap_or_default();
+            let s = Secret::new(secret(env, name, Some(&config.id))?);
+            (s.clone(), s)
+        }
+    };
+    let dpop_identity = if config.token.dpop {
+        let (signer, identity) = match config.dpop_key_name.as_deref() {
+            Some(name) => {
+                let text = secret(env, name, Some(&config.id))?;
+                let alg = KeyMaterial::dpop_alg(&text);
+                let material = KeyMaterial::parse(&text, alg)
+                    .map_err(|m| err("dpop_key_name", format!("the secret `{name}` {m}")))?;
+                (WebCryptoSigner::dpop_key(material, alg), Secret::new(text))
+            }
+            None => (
+                WebCryptoSigner::generated_dpop_key(),
+                Secret::new(format!("generated:{}", jose::b64url(&random_id::<16>()))),
+            ),
+        };
+        proofs.dpop = Some(Rc::new(Dpop::new(Rc::new(signer))));
+        Some(identity)
+    } else {
+        None
+    };
+    Ok(Credentials {
+        secret: machine_secret,
+        credential,
+        dpop_identity,
+        transport,
+        proofs,
+    })
 }
 
 /// Everything a request needs, built once per isolate.
@@ -201,36 +316,26 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     };
     let mut providers = BTreeMap::new();
     for config in configs {
-        let Some(secret_name) = config.client_secret_name.as_deref() else {
-            return Err(ConfigError {
-                provider: Some(config.id.clone()),
-                key: "auth_style".into(),
-                message: format!(
-                    "{} is not available in the Worker yet (the npm package has it)",
-                    config.token.auth_style.as_str()
-                ),
-            });
-        };
-        if config.token.dpop {
-            return Err(ConfigError {
-                provider: Some(config.id.clone()),
-                key: "dpop".into(),
-                message: "is not available in the Worker yet (the npm package has it)".into(),
-            });
-        }
-        let client_secret = Secret::new(secret(env, secret_name, Some(&config.id))?);
-        let key = token_cache_key(
+        let c = credentials(env, &config)?;
+        let key = token_cache_key_bound(
             &config.id,
             &config.token,
-            &client_secret,
+            &c.credential,
             keys.cache_pepper(),
+            c.dpop_identity.as_ref(),
+        );
+        let transport = ProofTransport::new(
+            c.transport.clone(),
+            rt.clone(),
+            &config.token.client_id,
+            c.proofs.clone(),
         );
         let source = TokenSource::new(
             &config.id,
             config.token.clone(),
-            client_secret.clone(),
+            c.secret.clone(),
             key.clone(),
-            FetchTransport,
+            transport,
             store.clone(),
             rt.clone(),
         );
@@ -240,8 +345,10 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
             Provider {
                 config,
                 tokens,
-                secret: client_secret,
+                secret: c.secret,
                 key,
+                transport: c.transport,
+                proofs: c.proofs,
             },
         );
     }

@@ -75,6 +75,27 @@ impl ObjectNamespace {
     }
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// A binding with a `fetch` of its own: an mTLS certificate binding
+    /// (`[[mtls_certificates]]`), whose `fetch` presents the client certificate, or a service
+    /// binding.
+    #[derive(Clone)]
+    pub type Fetcher;
+
+    #[wasm_bindgen(method, catch, js_name = fetch)]
+    fn fetcher_fetch(this: &Fetcher, request: &web_sys::Request) -> Result<Promise, JsValue>;
+}
+
+impl Fetcher {
+    /// The binding `name` in `env`, if it has a `fetch`.
+    pub fn from_env(env: &JsValue, name: &str) -> Option<Fetcher> {
+        let v = Reflect::get(env, &JsValue::from_str(name)).ok()?;
+        let f = Reflect::get(&v, &JsValue::from_str("fetch")).ok()?;
+        f.is_function().then(|| v.unchecked_into())
+    }
+}
+
 #[wasm_bindgen(module = "/js/platform.js")]
 extern "C" {
     #[wasm_bindgen(js_name = fetchWithin)]
@@ -82,6 +103,7 @@ extern "C" {
         request: &web_sys::Request,
         ms: f64,
         controller: &web_sys::AbortController,
+        via: Option<Fetcher>,
     ) -> Promise;
 
     #[wasm_bindgen(js_name = isTimeout)]
@@ -110,14 +132,23 @@ pub enum FetchFailure {
     Failed(JsValue),
 }
 
-/// `fetch(request)`, waiting at most `ms` for the response headers: past that, `controller`
-/// (whose signal `request` carries) is aborted. The body is not under the deadline.
+/// `fetch(request)` — through `via`'s own `fetch` when given — waiting at most `ms` for the
+/// response headers: past that, `controller` (whose signal `request` carries) is aborted. The
+/// body is not under the deadline.
 pub async fn fetch_within(
     request: &web_sys::Request,
     ms: u64,
     controller: &web_sys::AbortController,
+    via: Option<&Fetcher>,
 ) -> Result<web_sys::Response, FetchFailure> {
-    match JsFuture::from(fetch_within_js(request, ms as f64, controller)).await {
+    match JsFuture::from(fetch_within_js(
+        request,
+        ms as f64,
+        controller,
+        via.cloned(),
+    ))
+    .await
+    {
         Ok(resp) => Ok(resp.unchecked_into()),
         Err(e) if is_timeout(&e) => Err(FetchFailure::Timeout),
         Err(e) => Err(FetchFailure::Failed(e)),
@@ -178,9 +209,17 @@ impl KvNamespace {
     }
 }
 
-/// `fetch(request)`: the response, or the error it rejected with.
-pub async fn fetch(request: &web_sys::Request) -> Result<web_sys::Response, JsValue> {
-    let resp = JsFuture::from(global_fetch(request)?).await?;
+/// `fetch(request)` — `via.fetch(request)` when given: the response, or the error it
+/// rejected with.
+pub async fn fetch(
+    request: &web_sys::Request,
+    via: Option<&Fetcher>,
+) -> Result<web_sys::Response, JsValue> {
+    let promise = match via {
+        Some(f) => f.fetcher_fetch(request)?,
+        None => global_fetch(request)?,
+    };
+    let resp = JsFuture::from(promise).await?;
     Ok(resp.unchecked_into())
 }
 

@@ -18,6 +18,7 @@ mod js;
 mod kv;
 mod minter;
 mod oauth;
+mod pop;
 mod proxy;
 mod respond;
 mod runtime;

@@ -288,7 +288,9 @@ impl MinterObject {
             provider.config.token.clone(),
             provider.secret.clone(),
             provider.key.clone(),
-            FetchTransport,
+            // The provider's own transport and keys (the same signers, and DPoP nonces, as
+            // this isolate's requests use).
+            provider.token_transport(&gw.rt),
             store,
             gw.rt.clone(),
         );
@@ -373,6 +375,7 @@ struct Checked {
     id: String,
     settings: tokengate::TokenSettings,
     secret: tokengate::Secret,
+    transport: FetchTransport,
 }
 
 impl Provider {
@@ -381,6 +384,7 @@ impl Provider {
             id: self.config.id.clone(),
             settings: self.config.token.clone(),
             secret: self.secret.clone(),
+            transport: self.transport.clone(),
         }
     }
 }
@@ -393,7 +397,10 @@ async fn still_listed(provider: &Checked, token: &tokengate::Secret, rt: &Worker
         return false;
     };
     let started = rt.now_ms();
-    let result = FetchTransport.send(req, provider.settings.timeout_ms).await;
+    let result = provider
+        .transport
+        .send(req, provider.settings.timeout_ms)
+        .await;
     let listed = match &result {
         Ok(resp) => listed_tokens(resp).map(|l| l.iter().any(|t| t.ct_eq(token.expose()))),
         Err(_) => None,

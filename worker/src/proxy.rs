@@ -7,7 +7,7 @@ use crate::config::{Gateway, Provider};
 use crate::js;
 use crate::kv::caller_record;
 use crate::respond::{error, Result};
-use crate::runtime::{log_event, LogLine};
+use crate::runtime::{log_event, now_ms, LogLine};
 use crate::stats;
 use crate::transport::{send_with_timeout, Outgoing};
 use futures::{FutureExt, StreamExt};
@@ -22,13 +22,15 @@ use tokengate::caller_tokens::{
     authorize, caller_token_key, parse_bearer, verify_tag, CallerTokenRecord,
 };
 use tokengate::credentials::{self, Checked, Kind};
-use tokengate::flow::{call_api, ApiReply, Runtime, TokenOrigin, TransportError};
+use tokengate::flow::{call_api_token, ApiReply, DpopServer, Runtime, TokenOrigin, TransportError};
 use tokengate::gateway_error::GatewayError;
+use tokengate::jose;
 use tokengate::proxy::{
     downstream_headers, forwards_method, has_null_body, passes_on, upstream_headers, upstream_url,
     RedirectContext,
 };
 use tokengate::proxy::{plan_body, BodyPlan, ReplayBudget};
+use tokengate::response::Token;
 use tokengate::Secret;
 use wasm_bindgen::JsValue;
 
@@ -518,16 +520,11 @@ async fn forward(
     };
     let timeout = provider.config.token.timeout_ms;
     let forwarded = js::HeaderLines::from_pairs(forwarded);
-    call_api(&provider.tokens, method, replayable, |token: Secret| {
-        // Names and values came from the platform's own Headers or a checked configuration;
-        // the token is visible ASCII (checked when it was received).
-        let headers = forwarded.as_ref().ok().and_then(|lines| {
-            let mut lines = lines.clone();
-            lines
-                .push("authorization", &format!("Bearer {}", token.expose()))
-                .ok()?;
-            js::headers_from(&lines).ok()
-        });
+    let base = forwarded.as_ref().ok();
+    let dpop = provider.proofs.dpop.as_deref();
+    let via = provider.transport.via.as_ref();
+    let id = provider.config.id.as_str();
+    call_api_token(&provider.tokens, method, replayable, |token: Token| {
         // A stream is sent once, under the controller its byte counter aborts.
         let (body, abort): (Option<JsValue>, _) = match (&bytes, stream.take()) {
             (Some(b), _) => (Some(b.clone().into()), None),
@@ -535,22 +532,87 @@ async fn forward(
             (None, None) => (None, None),
         };
         async move {
-            let headers =
-                headers.ok_or_else(|| TransportError::Network("Headers is unavailable".into()))?;
-            let out = Outgoing {
-                method,
-                url,
-                headers: &headers,
-                body,
-            };
-            let resp = send_with_timeout(out, timeout, abort).await?;
-            let status = resp.status();
-            let retry_after = js::header(&resp.headers(), "retry-after");
-            Ok(ApiReply {
-                status,
-                retry_after,
-                response: (resp, status),
-            })
+            let base =
+                base.ok_or_else(|| TransportError::Network("Headers is unavailable".into()))?;
+            // `Bearer …`, or `DPoP …` for a DPoP-bound token (the token is visible ASCII,
+            // checked when it was received).
+            let authorization = token.authorization();
+            let mut nonce_asked = false;
+            loop {
+                // Names and values came from the platform's own Headers or a checked
+                // configuration.
+                let mut lines = base.clone();
+                let pushed = lines.push("authorization", &authorization);
+                if let Some(dpop) = dpop {
+                    // A new proof for each request, bound to the token, with the API's nonce.
+                    let proof = dpop
+                        .proof(
+                            DpopServer::Api,
+                            method,
+                            url,
+                            now_ms(),
+                            Some(&token.access_token),
+                        )
+                        .await
+                        .map_err(|e| {
+                            TransportError::Network(format!(
+                                "the DPoP proof could not be signed: {e}"
+                            ))
+                        })?;
+                    lines
+                        .push("dpop", &proof)
+                        .map_err(|_| TransportError::Network("invalid DPoP proof".into()))?;
+                }
+                let headers = pushed
+                    .and_then(|_| js::headers_from(&lines))
+                    .map_err(|_| TransportError::Network("Headers is unavailable".into()))?;
+                let out = Outgoing {
+                    method,
+                    url,
+                    headers: &headers,
+                    body: body.clone(),
+                    via,
+                };
+                let resp = send_with_timeout(out, timeout, abort.clone()).await?;
+                let status = resp.status();
+                let got = resp.headers();
+                let mut wants_nonce = false;
+                if let Some(dpop) = dpop {
+                    // The API's nonce is kept for the next proof (RFC 9449 §9); a 401 asking
+                    // for one is sent once more with it, before the call's rules see it, when
+                    // the body can be sent again.
+                    let nonce = jose::nonce_value(js::header(&got, "dpop-nonce").as_deref());
+                    let asks = nonce.is_some()
+                        && jose::api_wants_nonce(
+                            status,
+                            js::header(&got, "www-authenticate").as_deref(),
+                        );
+                    dpop.set_nonce(DpopServer::Api, nonce);
+                    if asks && !nonce_asked && replayable {
+                        nonce_asked = true;
+                        if let Some(b) = resp.body() {
+                            let _ = b.cancel();
+                        }
+                        log_event(
+                            "dpop_nonce",
+                            json!({"server": "api", "provider": id, "status": status}),
+                        );
+                        continue;
+                    }
+                    wants_nonce = asks;
+                }
+                let retry_after = js::header(&got, "retry-after");
+                // A nonce the API still asks for (a body that cannot be sent again, or a second
+                // request for one) is about the proof, not the token: the call's rules see a
+                // final client error, so the token is neither dropped nor reported as refused
+                // (to the minter, for the fleet). The caller gets the 401; the next request
+                // carries the nonce.
+                return Ok(ApiReply {
+                    status: if wants_nonce { 400 } else { status },
+                    retry_after,
+                    response: (resp, status),
+                });
+            }
         }
     })
     .await

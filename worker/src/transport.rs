@@ -1,5 +1,7 @@
 //! `fetch`: one outgoing request with a timeout, redirects returned and never followed; the
-//! token-endpoint transport of the flow on top of it.
+//! token-endpoint transport of the flow on top of it. A provider with an `mtls_certificate`
+//! sends through that binding's `fetch` (which presents its client certificate) instead of the
+//! global one.
 
 use crate::js;
 use futures::future::{select, Either};
@@ -9,9 +11,13 @@ use tokengate::http::{HttpRequest, HttpResponse, MAX_TOKEN_RESPONSE_BYTES};
 use wasm_bindgen::JsValue;
 use worker::Delay;
 
-/// `fetch` with a timeout and `redirect: "manual"`, for token requests.
-#[derive(Clone, Copy, Default)]
-pub struct FetchTransport;
+/// `fetch` with a timeout and `redirect: "manual"`, for token requests: the global `fetch`, or
+/// the provider's mTLS certificate binding's.
+#[derive(Clone, Default)]
+pub struct FetchTransport {
+    /// The binding whose `fetch` sends the requests, if any.
+    pub via: Option<js::Fetcher>,
+}
 
 /// One outgoing request. The method is sent verbatim (not mapped through an enum).
 pub struct Outgoing<'a> {
@@ -23,6 +29,8 @@ pub struct Outgoing<'a> {
     pub headers: &'a web_sys::Headers,
     /// Body, if any.
     pub body: Option<JsValue>,
+    /// The binding whose `fetch` sends it (an mTLS certificate), else the global `fetch`.
+    pub via: Option<&'a js::Fetcher>,
 }
 
 fn build_request(
@@ -45,7 +53,7 @@ async fn fetch_once(
     out: &Outgoing<'_>,
     signal: &web_sys::AbortSignal,
 ) -> Result<web_sys::Response, TransportError> {
-    js::fetch(&build_request(out, signal)?)
+    js::fetch(&build_request(out, signal)?, out.via)
         .await
         .map_err(|e| TransportError::Network(js::message(&e)))
 }
@@ -91,7 +99,7 @@ pub async fn send_with_timeout(
             .map_err(|_| TransportError::Network("AbortController is unavailable".into()))?,
     };
     let request = build_request(&out, &controller.signal())?;
-    js::fetch_within(&request, timeout_ms, &controller)
+    js::fetch_within(&request, timeout_ms, &controller, out.via)
         .await
         .map_err(|f| match f {
             js::FetchFailure::Timeout => TransportError::Timeout,
@@ -120,6 +128,7 @@ impl Transport for FetchTransport {
             // (a token API's list).
             body: (!req.body.is_empty())
                 .then(|| js_sys::Uint8Array::from(req.body.as_slice()).into()),
+            via: self.via.as_ref(),
         };
         // The timeout covers the whole exchange, body included, and the body is capped: a
         // token endpoint that trickles or floods cannot hold an exchange (and its waiters).

@@ -24,6 +24,11 @@ fn api_headers_authorization_refused() {
         "token_headers",
         "`content-type` is set by the gateway",
     );
+    // A DPoP proof is made by the gateway for each request (RFC 9449), never configured.
+    for key in ["api_headers", "token_headers"] {
+        let e = parse_err("p", json!({key: {"DPoP": "eyJ.x.y"}}));
+        assert_err(&e, "p", key, "`DPoP` is set by the gateway");
+    }
     let e = parse_err("p", json!({"api_headers": {"Bad Name": "v"}}));
     assert_err(&e, "p", "api_headers", "not a valid header name");
 }

@@ -332,3 +332,30 @@ fn decide_reads_memory_only_after_a_401() {
     assert_eq!(h.rt.events("api_401_not_refreshed").len(), 1);
     h.assert_logs_clean();
 }
+
+#[test]
+fn call_api_token_hands_each_attempt_the_token_record_with_its_type() {
+    let clock: Clock = Rc::new(Cell::new(T0));
+    let store = FakeStore::new(&clock);
+    let mut s = settings();
+    s.dpop = true;
+    let h = Harness::build(&clock, &store, s);
+    let dpop_token =
+        |t: &str| format!(r#"{{"access_token":"{t}","token_type":"DPoP","expires_in":3600}}"#);
+    h.transport
+        .reply(200, &[], &dpop_token(TOKEN_A))
+        .reply(200, &[], &dpop_token(TOKEN_B));
+    let mut replies = VecDeque::from([api_reply(401, "expired"), api_reply(200, "ok")]);
+    let used = RefCell::new(Vec::new());
+    let result = block_on(call_api_token(&h.source, "GET", true, |t: Token| {
+        used.borrow_mut().push(t.authorization());
+        let r = replies.pop_front().expect("scripted");
+        async move { r }
+    }));
+    assert_eq!(result.unwrap().0, "ok");
+    assert_eq!(
+        *used.borrow(),
+        [format!("DPoP {TOKEN_A}"), format!("DPoP {TOKEN_B}")]
+    );
+    h.assert_logs_clean();
+}

@@ -9,6 +9,7 @@ fn header_rules() {
     for h in [
         "Authorization",
         "cookie",
+        "DPoP",
         "Connection",
         "Transfer-Encoding",
         "Host",
@@ -91,6 +92,7 @@ fn upstream_headers_filter_and_merge() {
             ("accept", "application/json"),
             ("authorization", "Bearer tg_caller"),
             ("cookie", "session=1"),
+            ("dpop", "eyJ0eXAiOiJkcG9wK2p3dCJ9.the-callers-own.proof"),
             ("connection", "keep-alive, x-hop"),
             ("x-hop", "1"),
             ("cf-connecting-ip", "203.0.113.9"),

@@ -5,7 +5,8 @@
 //! - `main` and `compatibility_date` are set; a `[[kv_namespaces]]` binds `TOKENGATE_KV` to an
 //!   `id` that is not a placeholder; every `[vars]` key is one tokengate reads; a provider that
 //!   asks for the minter (`coordination = "durable_object"`) has `TOKENGATE_MINTER` bound to
-//!   class `TokenMinter`, declared in `[[migrations]]`;
+//!   class `TokenMinter`, declared in `[[migrations]]`; a provider's `mtls_certificate` names an
+//!   `[[mtls_certificates]]` binding with a `certificate_id`;
 //! - `[vars]` then go through the core's own rules (`tokengate::config::gateway`), in the
 //!   Worker's order, so a mistake is reported with the very text the deployed Worker would
 //!   answer every request with (its 500's `error_description`).
@@ -145,7 +146,37 @@ fn check(config: &Value) -> Result<Vec<ProviderConfig>, ConfigError> {
         _ => return Err(kv_id("is required")),
     }
     check_minter(config, &providers)?;
+    check_mtls(config, &providers)?;
     Ok(providers)
+}
+
+/// Each provider's `mtls_certificate` is an `[[mtls_certificates]]` binding of the file, with a
+/// `certificate_id` (what `npx wrangler mtls-certificate upload` prints): without it the
+/// deployed Worker would refuse to start, with the same message.
+fn check_mtls(config: &Value, providers: &[ProviderConfig]) -> Result<(), ConfigError> {
+    for p in providers {
+        let Some(name) = p.mtls_certificate.as_deref() else {
+            continue;
+        };
+        let entry = config["mtls_certificates"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["binding"] == name))
+            .ok_or_else(|| gateway::mtls_binding_missing(&p.id, name))?;
+        let id_error = |message: &str| {
+            ConfigError::global(
+                "mtls_certificates.certificate_id",
+                format!(
+                    "{message} (binding {name}: the id `npx wrangler mtls-certificate upload` prints)"
+                ),
+            )
+        };
+        match entry["certificate_id"].as_str() {
+            Some(id) if is_placeholder(id) => return Err(id_error(PLACEHOLDER_MESSAGE)),
+            Some(id) if !id.trim().is_empty() => {}
+            _ => return Err(id_error("is required")),
+        }
+    }
+    Ok(())
 }
 
 /// The caller authority is always bound (`TOKENGATE_LIMITER` to `CallerAuthority`, declared
@@ -211,8 +242,27 @@ fn report(file: &str, providers: &[ProviderConfig]) -> String {
         DEFAULT_FILE | "./wrangler.toml" => String::new(),
         other => format!(" --config {other}"),
     };
+    // Each mTLS certificate binding with the providers that send through it.
+    let mut users: Vec<(&str, Vec<&str>)> = Vec::new();
+    for p in providers {
+        if let Some(name) = p.mtls_certificate.as_deref() {
+            match users.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, ids)) => ids.push(&p.id),
+                None => users.push((name, vec![&p.id])),
+            }
+        }
+    }
+    let certificates: Vec<String> = users
+        .iter()
+        .map(|(name, ids)| format!("{name} ({})", ids.join(", ")))
+        .collect();
+    let mtls = match certificates.len() {
+        0 => String::new(),
+        1 => format!(", mTLS certificate binding {}", certificates[0]),
+        _ => format!(", mTLS certificate bindings {}", certificates.join(", ")),
+    };
     let mut out = format!(
-        "{file}: valid: {} provider{} ({}), KV namespace {KV_BINDING}.\n\
+        "{file}: valid: {} provider{} ({}), KV namespace {KV_BINDING}{mtls}.\n\
          The Worker secrets it needs (each command asks for the value):\n",
         ids.len(),
         if ids.len() == 1 { "" } else { "s" },
@@ -339,6 +389,64 @@ mod tests {
             let e = checked(&toml).unwrap_err();
             assert!(e.starts_with(expected), "{e}\n--- for ---\n{toml}");
             assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+
+    /// A provider's `mtls_certificate` is a binding of the file with a certificate id; the
+    /// report names it, and a private_key_jwt provider's key and a DPoP key are secrets to put.
+    #[test]
+    fn mtls_bindings_and_key_secrets() {
+        let mt = "[vars.TOKENGATE_PROVIDERS.mt]\ntoken_url = \"https://auth.example.com/token\"\n\
+            api_base = \"https://api.example.com/\"\nclient_id = \"cid\"\n\
+            auth_style = \"tls_client_auth\"\nmtls_certificate = \"MT_CERT\"\n";
+        let pk = "[vars.TOKENGATE_PROVIDERS.pk]\ntoken_url = \"https://auth.example.com/token\"\n\
+            api_base = \"https://api.example.com/\"\nclient_id = \"cid\"\n\
+            auth_style = \"private_key_jwt\"\nclient_key_name = \"PK_KEY\"\n\
+            client_key_alg = \"PS256\"\ndpop = true\ndpop_key_name = \"PK_DPOP\"\n\
+            mtls_certificate = \"MT_CERT\"\n";
+        let cert = "[[mtls_certificates]]\nbinding = \"MT_CERT\"\ncertificate_id = \"0123-abcd\"\n";
+        let out = checked(&format!("{HEAD}{KV}{cert}{mt}{pk}")).unwrap();
+        assert!(
+            out.starts_with(
+                "w.toml: valid: 2 providers (mt, pk), KV namespace TOKENGATE_KV, \
+                 mTLS certificate binding MT_CERT (mt, pk)."
+            ),
+            "{out}"
+        );
+        for (name, note) in [
+            (
+                "PK_KEY",
+                "the private key (private_key_jwt) of provider `pk`",
+            ),
+            ("PK_DPOP", "the DPoP key of provider `pk`"),
+        ] {
+            let line = out
+                .lines()
+                .find(|l| l.contains(&format!("secret put {name} ")));
+            assert!(line.is_some_and(|l| l.ends_with(note)), "{out}");
+        }
+        let cases = [
+            (
+                format!("{HEAD}{KV}{mt}"),
+                "provider `mt`: mtls_certificate: names the binding `MT_CERT`, which is not bound: \
+                 add an [[mtls_certificates]] entry",
+            ),
+            (
+                format!("{HEAD}{KV}{}{mt}", cert.replace("MT_CERT", "OTHER")),
+                "provider `mt`: mtls_certificate: names the binding `MT_CERT`",
+            ),
+            (
+                format!("{HEAD}{KV}{}{mt}", cert.replace("0123-abcd", "<your certificate id>")),
+                "mtls_certificates.certificate_id: still holds a placeholder",
+            ),
+            (
+                format!("{HEAD}{KV}{}{mt}", cert.replace("certificate_id = \"0123-abcd\"\n", "")),
+                "mtls_certificates.certificate_id: is required (binding MT_CERT",
+            ),
+        ];
+        for (toml, expected) in cases {
+            let e = checked(&toml).unwrap_err();
+            assert!(e.starts_with(expected), "{e}\n--- for ---\n{toml}");
         }
     }
 
