@@ -134,6 +134,7 @@ export async function startPopProvider(opts = {}) {
       dpop: typeof ctx.headers.dpop === 'string', clientId: ctx.oidc?.client?.clientId ?? null,
     });
   });
+  // POP_DEBUG=1 prints why the provider refused a token request (its own error detail).
   if (process.env.POP_DEBUG) provider.on('grant.error', (ctx, err) => console.error('grant.error', err.message, err.error_detail));
   server.on('request', provider.callback());
 
