@@ -121,3 +121,24 @@ test('GET /admin/providers: the minter\'s token, this isolate\'s, the latest exc
   }
   assert.equal((await gw.fetch('/admin/providers', { method: 'POST', headers: AUTH })).status, 405);
 });
+
+test('a minter in an isolate of its own: its exchanges reach the statistics and the dashboard', async (t) => {
+  // In production the minter's Durable Object may run in another isolate than any Worker
+  // request; what it counts must still be sent. Here it runs in a second copy of the Worker.
+  const cfg = emu.gatewayConfig({ optoro: { coordination: 'durable_object', max_lifetime_s: 90000 } });
+  const gw = await start(t, { ...cfg, minter: 'isolate', secrets: { ...cfg.secrets, TOKENGATE_ADMIN_TOKEN: ADMIN } });
+  const exchangesBefore = emu.exchanges('optoro');
+  const tok = await callerToken(gw);
+  assert.equal((await call(gw, tok, '/optoro/v1/rmas')).status, 200);
+  assert.equal(emu.exchanges('optoro'), exchangesBefore + 1, 'one exchange, by the minter');
+  const { byId } = await states(gw);
+  assert.equal(byId.optoro.token.held_by, 'minter');
+  const seen = await eventually(async () => (await states(gw)).byId.optoro.last_exchange);
+  assert.deepEqual({ ok: seen.ok, status: seen.status }, { ok: true, status: 200 });
+  const stats = await eventually(async () => {
+    const r = await gw.fetch('/admin/stats?provider=optoro', { headers: AUTH });
+    const optoro = (await r.json()).providers.optoro;
+    return optoro.exchanges >= 1 && optoro;
+  });
+  assert.equal(stats.exchanges, 1);
+});

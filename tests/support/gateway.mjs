@@ -106,7 +106,9 @@ class CaptureLog extends Log {
  *   kvPersist   directory for TOKENGATE_KV storage, to share it between instances
  *   doPersist   directory for Durable Object storage (the caller authority, the minter)
  *   limiter     false: leave TOKENGATE_LIMITER unbound (default: bound to CallerAuthority)
- *   minter      true: bind TOKENGATE_MINTER to TokenMinter
+ *   minter      true: bind TOKENGATE_MINTER to TokenMinter; 'isolate': the minter runs in a
+ *               second copy of the Worker (its own isolate, as it may in production), bound to
+ *               the same KV namespace and the first copy's caller authority
  *   kvProxy     false: no `kv` handle (Miniflare's KV proxy, ~0.2 s to set up, is not started)
  *   clock       { now() } → service binding TOKENGATE_CLOCK answering GET /now with ms as text
  *   assets      a wrangler file (e.g. 'wrangler.demo.toml'): its [assets] (the console at /ui/,
@@ -155,7 +157,7 @@ export async function startGateway(opts = {}) {
     assets = { assets: workerOptions.assets };
   }
 
-  const mf = new Miniflare({
+  const script = {
     modules: true,
     scriptPath,
     modulesRoot: buildDir,
@@ -165,17 +167,13 @@ export async function startGateway(opts = {}) {
     ],
     compatibilityDate: opts.compatibilityDate ?? '2025-01-01',
     compatibilityFlags: opts.compatibilityFlags ?? [],
-    kvNamespaces: ['TOKENGATE_KV'],
-    ...(opts.kvPersist ? { kvPersist: opts.kvPersist } : {}),
-    // The caller authority (required) and, when a test asks, the minter.
-    durableObjects: {
-      ...(opts.limiter === false ? {} : { TOKENGATE_LIMITER: 'CallerAuthority' }),
-      ...(opts.minter ? { TOKENGATE_MINTER: 'TokenMinter' } : {}),
-    },
-    ...(opts.doPersist ? { durableObjectsPersist: opts.doPersist } : {}),
+    kvNamespaces: { TOKENGATE_KV: 'TOKENGATE_KV' },
     bindings,
     serviceBindings,
-    ...assets,
+  };
+  const shared = {
+    ...(opts.kvPersist ? { kvPersist: opts.kvPersist } : {}),
+    ...(opts.doPersist ? { durableObjectsPersist: opts.doPersist } : {}),
     cf: false,
     host: '127.0.0.1',
     log: new CaptureLog(push),
@@ -183,8 +181,42 @@ export async function startGateway(opts = {}) {
       lineSplitter(stdout, push);
       lineSplitter(stderr, push);
     },
-    ...(opts.miniflare ?? {}),
-  });
+  };
+  const mf = new Miniflare(opts.minter === 'isolate'
+    ? {
+      ...shared,
+      workers: [
+        {
+          name: 'gateway',
+          ...script,
+          durableObjects: {
+            TOKENGATE_LIMITER: 'CallerAuthority',
+            TOKENGATE_MINTER: { className: 'TokenMinter', scriptName: 'minter' },
+          },
+          ...assets,
+        },
+        {
+          name: 'minter',
+          ...script,
+          durableObjects: {
+            TOKENGATE_LIMITER: { className: 'CallerAuthority', scriptName: 'gateway' },
+            TOKENGATE_MINTER: 'TokenMinter',
+          },
+        },
+      ],
+      ...(opts.miniflare ?? {}),
+    }
+    : {
+      ...script,
+      // The caller authority (required) and, when a test asks, the minter.
+      durableObjects: {
+        ...(opts.limiter === false ? {} : { TOKENGATE_LIMITER: 'CallerAuthority' }),
+        ...(opts.minter ? { TOKENGATE_MINTER: 'TokenMinter' } : {}),
+      },
+      ...assets,
+      ...shared,
+      ...(opts.miniflare ?? {}),
+    });
   let url;
   try {
     url = await mf.ready;

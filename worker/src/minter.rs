@@ -141,6 +141,16 @@ impl TokenMinter {
                 });
                 let _ = this.state.wait_until(&promise);
             }
+            // What this object counted (its exchanges) travels with its isolate's next flush,
+            // which this request keeps alive: an isolate that runs only minters has no Worker
+            // request of its own to send it.
+            if let Some(flush) = crate::stats::flush(&crate::gateway(&this.env)) {
+                let promise = wasm_bindgen_futures::future_to_promise(async move {
+                    flush.await;
+                    Ok(JsValue::UNDEFINED)
+                });
+                let _ = this.state.wait_until(&promise);
+            }
             let headers = js::headers(&[("content-type", "application/json")])?;
             Ok(js::text_response(status, &headers, &text)?.into())
         })
