@@ -145,6 +145,10 @@ test('DPoP with a client secret: a configured key and a generated one, the nonce
     assert.equal(again.status, 200, again.text);
     assert.equal(pop.apiRequests().at(-1).jkt, jkt);
     assert.equal(pop.tokenRequests().length, 2, `${name}: no second exchange`);
+    // A token bound to a key only this isolate holds is not shared through KV: no other
+    // isolate could use it.
+    const stored = (await gw.kv.list({ prefix: 'tg:v2:ptok:' })).keys;
+    assert.equal(stored.length, name === 'configured' ? 1 : 0, `${name}: provider tokens in KV`);
   }
 });
 

@@ -552,6 +552,7 @@ async fn held_token(
         kv: gw.kv.clone(),
         keys: gw.keys.clone(),
         authority: None,
+        memory_only: false,
     };
     let stored = store
         .get(&p.key)

@@ -313,6 +313,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         kv: kv.clone(),
         keys: keys.clone(),
         authority: None,
+        memory_only: false,
     };
     let mut providers = BTreeMap::new();
     for config in configs {
@@ -336,7 +337,10 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
             c.secret.clone(),
             key.clone(),
             transport,
-            store.clone(),
+            KvTokenStore {
+                memory_only: config.token.dpop && config.dpop_key_name.is_none(),
+                ..store.clone()
+            },
             rt.clone(),
         );
         let tokens = coordinated(env, &config, &key, &store, source);

@@ -24,6 +24,10 @@ pub struct KvTokenStore {
     pub keys: Rc<Keys>,
     /// In the minter: its storage.
     pub authority: Option<Authority>,
+    /// Nothing is read or written: the tokens of a provider whose DPoP key this isolate
+    /// generated are bound to a key no other isolate holds, so sharing them would only cost KV
+    /// writes no one reads.
+    pub memory_only: bool,
 }
 
 /// The minter's own storage: the authority on its token (KV is a cache that may lag). A token
@@ -71,6 +75,9 @@ fn nonce() -> Result<[u8; 12], String> {
 
 impl TokenStore for KvTokenStore {
     async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        if self.memory_only {
+            return Ok(None);
+        }
         if let Some(a) = &self.authority {
             if let Some(v) = a.get(key).await? {
                 return Ok(Some(v));
@@ -83,6 +90,9 @@ impl TokenStore for KvTokenStore {
     }
 
     async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
+        if self.memory_only {
+            return Ok(());
+        }
         if let Some(a) = &self.authority {
             a.put(key, &value, ttl_s).await?;
         }
@@ -94,6 +104,9 @@ impl TokenStore for KvTokenStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), String> {
+        if self.memory_only {
+            return Ok(());
+        }
         if let Some(a) = &self.authority {
             a.delete(key).await?;
         }

@@ -246,6 +246,7 @@ impl MinterObject {
                 storage: self.storage.clone(),
                 rt: gw.rt.clone(),
             }),
+            memory_only: false,
         }
     }
 
