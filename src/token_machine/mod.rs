@@ -65,7 +65,7 @@ mod acquire;
 pub use acquire::Acquisition;
 
 use crate::api_call::RefusedToken;
-use crate::config::TokenSettings;
+use crate::config::{AuthStyle, TokenSettings};
 use crate::dialect::revoke_request;
 use crate::expiry::is_fresh;
 use crate::http::{HttpRequest, HttpResponse, TransportError};
@@ -428,11 +428,16 @@ impl TokenMachine {
 
     /// The longest an acquisition can take — every attempt of every exchange it may make (a
     /// token API may rotate, then create) at its timeout and longest backoff — plus a second:
-    /// a caller waiting for another's acquisition gives up after this.
+    /// a caller waiting for another's acquisition gives up after this. An attempt with proof
+    /// of possession may be sent up to twice more ([`crate::flow::ProofTransport`]: once with a
+    /// DPoP nonce, once with a new client assertion), each under the timeout.
     pub fn acquisition_bound_ms(&self) -> u64 {
         let s = &self.settings;
         let exchanges = if s.auth_style.manages_tokens() { 2 } else { 1 };
-        exchanges * u64::from(s.retry.max_attempts.max(1)) * (s.timeout_ms + s.retry.max_delay_ms)
+        let sends = 1 + u64::from(s.dpop) + u64::from(s.auth_style == AuthStyle::PrivateKeyJwt);
+        exchanges
+            * u64::from(s.retry.max_attempts.max(1))
+            * (sends * s.timeout_ms + s.retry.max_delay_ms)
             + 1_000
     }
 

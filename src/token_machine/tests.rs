@@ -974,3 +974,30 @@ fn the_token_just_obtained_is_never_removed() {
         effects(&done)
     );
 }
+
+#[test]
+fn the_acquisition_bound_counts_every_request_an_attempt_may_send() {
+    // 3 attempts × (10 s timeout + 1 s backoff) + 1 s.
+    assert_eq!(
+        machine(oauth()).acquisition_bound_ms(),
+        3 * (10 * S + S) + S
+    );
+    // A token API may rotate, then create.
+    assert_eq!(
+        machine(token_api()).acquisition_bound_ms(),
+        2 * 3 * (10 * S + S) + S
+    );
+    // With proof of possession an attempt may be sent again for a DPoP nonce and again with a
+    // new assertion, each under the timeout.
+    let pop = TokenSettings::parse_camel(
+        &json!({"tokenUrl": "https://auth.example.com/oauth/token", "clientId": "cid-1",
+                "authStyle": "private_key_jwt", "dpop": true,
+                "retry": {"maxAttempts": 3, "baseDelayMs": 100, "maxDelayMs": 1000}}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        machine(pop).acquisition_bound_ms(),
+        3 * (3 * 10 * S + S) + S
+    );
+}
