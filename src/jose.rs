@@ -196,6 +196,21 @@ pub fn public_jwk(jwk: &Map<String, Value>) -> Value {
     Value::Object(out)
 }
 
+/// The members of a private JWK that WebCrypto's `importKey` reads (RFC 7518 §6.2 and §6.3),
+/// and no other: an `alg`, `use`, `key_ops`, `ext` or `kid` some tool wrote cannot make the
+/// import fail.
+pub fn importable_jwk(jwk: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for k in [
+        "kty", "crv", "x", "y", "d", "n", "e", "p", "q", "dp", "dq", "qi",
+    ] {
+        if let Some(v) = jwk.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    out
+}
+
 /// The JWK thumbprint of a public JWK (RFC 7638 §3): SHA-256 of its required members in
 /// lexicographic order, without whitespace, base64url.
 pub fn jwk_thumbprint(jwk: &Value) -> String {

@@ -65,21 +65,6 @@ function algOf(key) {
   return 'unsupported';
 }
 
-/** The public members of a JWK (RFC 7638 §3.2), never a private one. */
-function publicMembers(jwk) {
-  const out = {};
-  for (const k of ['crv', 'e', 'kty', 'n', 'x', 'y']) if (jwk[k] !== undefined) out[k] = jwk[k];
-  return out;
-}
-
-/** 16 random bytes, base64url. */
-function randomId() {
-  const b = globalThis.crypto.getRandomValues(new Uint8Array(16));
-  let s = '';
-  for (const x of b) s += String.fromCharCode(x);
-  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
 /**
  * Takes the keys the user gave as WebCrypto objects out of `config` (they are not JSON): a
  * private `CryptoKey` as `clientKey`, a `CryptoKeyPair` as `dpopKey`. Returns the config for
@@ -114,22 +99,21 @@ function keyHost(held, algs, core) {
       const s = subtle();
       const [importParams] = JWS_PARAMS[alg];
       const mine = held[role];
+      // The core keeps only the public members of an exported JWK (and needs none for a key
+      // it was given as a JWK).
       if (mine !== undefined) {
-        const publicJwk = mine.publicKey ? publicMembers(await s.exportKey('jwk', mine.publicKey)) : undefined;
-        return { privateKey: mine.privateKey, publicJwk };
+        const jwk = mine.publicKey ? await s.exportKey('jwk', mine.publicKey) : undefined;
+        return { privateKey: mine.privateKey, jwk };
       }
       const m = core().keyMaterial(role);
       if (m === undefined) {
         // A DPoP key of this client's own, kept in memory only.
         const pair = await s.generateKey(importParams, false, ['sign', 'verify']);
-        return { privateKey: pair.privateKey, publicJwk: publicMembers(await s.exportKey('jwk', pair.publicKey)) };
+        return { privateKey: pair.privateKey, jwk: await s.exportKey('jwk', pair.publicKey) };
       }
-      const key = m.format === 'jwk' ? { ...m.key, key_ops: undefined, use: undefined, alg: undefined } : m.key;
       const readPublic = role === 'dpop' && m.format === 'pkcs8';
-      const privateKey = await s.importKey(m.format, key, importParams, readPublic, ['sign']);
-      let publicJwk;
-      if (role === 'dpop') publicJwk = publicMembers(m.format === 'jwk' ? m.key : await s.exportKey('jwk', privateKey));
-      return { privateKey, publicJwk };
+      const privateKey = await s.importKey(m.format, m.key, importParams, readPublic, ['sign']);
+      return { privateKey, jwk: readPublic ? await s.exportKey('jwk', privateKey) : undefined };
     })();
     // A key that failed to load is tried again next time.
     loaded[role].catch(() => { delete loaded[role]; });
@@ -137,13 +121,12 @@ function keyHost(held, algs, core) {
   };
   return {
     cryptoKey: algs,
-    jti: randomId,
     async sign(role, alg, input) {
       const { privateKey } = await load(role, alg);
       return new Uint8Array(await subtle().sign(JWS_PARAMS[alg][1], privateKey, input));
     },
     async publicJwk(role, alg) {
-      return (await load(role, alg)).publicJwk;
+      return (await load(role, alg)).jwk;
     },
   };
 }

@@ -86,16 +86,22 @@ impl Core {
             .host_str()
             .unwrap_or("provider")
             .to_string();
-        let signer = |role, alg, kid| -> Rc<dyn JwsSigner> {
-            Rc::new(pop::HostKey::new(role, alg, kid, &host.keys))
+        let signer = |role, k: &pop::KeySpec, kid| -> Rc<dyn JwsSigner> {
+            Rc::new(pop::HostKey::new(
+                role,
+                k.alg,
+                kid,
+                &host.keys,
+                k.material.as_ref(),
+            ))
         };
         let dpop = dpop_key
             .as_ref()
-            .map(|k| Rc::new(Dpop::new(signer("dpop", k.alg, None))));
+            .map(|k| Rc::new(Dpop::new(signer("dpop", k, None))));
         let proofs = Proofs {
             client_key: client.as_ref().map(|k| {
                 (
-                    signer("client", k.alg, settings.kid.clone()),
+                    signer("client", k, settings.kid.clone()),
                     settings.assertion_audience().to_string(),
                 )
             }),

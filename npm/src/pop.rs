@@ -3,8 +3,9 @@
 //! signed by the façade with WebCrypto (`crypto.subtle`) through `host.keys`:
 //!
 //! - `keys.sign(role, alg, input)` → a promise of the JWS signature (`Uint8Array`);
-//! - `keys.publicJwk(role, alg)` → a promise of the public JWK (DPoP only);
-//! - `keys.jti()` → 16 random bytes, base64url;
+//! - `keys.publicJwk(role, alg)` → a promise of the key's JWK as WebCrypto exports it (DPoP
+//!   only, for a key given as PEM, as a `CryptoKeyPair`, or generated; its public members are
+//!   kept here);
 //! - `keys.cryptoKey.client` / `keys.cryptoKey.dpop`: the alg of a `CryptoKey` (or key pair)
 //!   the user gave instead of key material, which the façade kept out of the config.
 //!
@@ -16,7 +17,7 @@ use futures::future::LocalBoxFuture;
 use js_sys::{Function, Promise, Uint8Array};
 use serde_json::Value;
 use tokengate::flow::JwsSigner;
-use tokengate::jose::{JwsAlg, KeyMaterial};
+use tokengate::jose::{self, JwsAlg, KeyMaterial};
 use tokengate::secret::Secret;
 use tokengate::TokenSettings;
 use wasm_bindgen::{JsCast, JsValue};
@@ -36,6 +37,8 @@ pub(crate) struct HostKey {
     alg: JwsAlg,
     kid: Option<String>,
     keys: JsValue,
+    /// The public JWK, when the key came as a JWK (no need to ask the façade).
+    public_jwk: Option<Value>,
 }
 
 impl HostKey {
@@ -44,12 +47,17 @@ impl HostKey {
         alg: JwsAlg,
         kid: Option<String>,
         keys: &JsValue,
+        material: Option<&KeyMaterial>,
     ) -> Self {
         HostKey {
             role,
             alg,
             kid,
             keys: keys.clone(),
+            public_jwk: match material {
+                Some(KeyMaterial::Jwk(jwk)) => Some(jose::public_jwk(jwk)),
+                _ => None,
+            },
         }
     }
 
@@ -76,12 +84,19 @@ impl JwsSigner for HostKey {
 
     fn public_jwk(&self) -> LocalBoxFuture<'_, Result<Value, String>> {
         Box::pin(async move {
+            if let Some(jwk) = &self.public_jwk {
+                return Ok(jwk.clone());
+            }
             let args = [
                 JsValue::from_str(self.role),
                 JsValue::from_str(self.alg.as_str()),
             ];
             let jwk = self.call("publicJwk", &args).await?;
-            crate::js_json::json_of(&jwk).map_err(|e| format!("the public JWK {}", e.message()))
+            match crate::js_json::json_of(&jwk) {
+                Ok(Value::Object(m)) => Ok(jose::public_jwk(&m)),
+                Ok(_) => Err("the exported key is not a JWK".into()),
+                Err(e) => Err(format!("the exported key {}", e.message())),
+            }
         })
     }
 
@@ -98,19 +113,22 @@ impl JwsSigner for HostKey {
     }
 
     fn jti(&self) -> String {
-        random_id(&self.keys)
+        random_id()
     }
 }
 
-/// A new random id from the façade (`keys.jti()`); never empty.
-pub(crate) fn random_id(keys: &JsValue) -> String {
-    get(keys, "jti")
-        .dyn_into::<Function>()
-        .ok()
-        .and_then(|f| f.call0(keys).ok())
-        .and_then(|v| v.as_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| format!("{:x}", (js_sys::Math::random() * 1e18) as u64))
+/// 16 bytes from the platform's CSPRNG (`crypto.getRandomValues`), base64url. Without one
+/// nothing unguessable can be made, and WebCrypto, which signs, is missing too: the module
+/// stops rather than sign a predictable `jti`.
+pub(crate) fn random_id() -> String {
+    let bytes = (|| {
+        let crypto = get(&js_sys::global(), "crypto");
+        let fill: Function = get(&crypto, "getRandomValues").dyn_into().ok()?;
+        let buf = Uint8Array::new_with_length(16);
+        fill.call1(&crypto, &buf).ok()?;
+        Some(buf.to_vec())
+    })();
+    jose::b64url(&bytes.unwrap_or_else(|| std::process::abort()))
 }
 
 /// The alg of a `CryptoKey` the façade kept for `role`, if any.
@@ -153,7 +171,7 @@ pub(crate) fn read_keys(
                 Some(KeySpec {
                     alg: settings.client_key_alg,
                     material: None,
-                    identity: Secret::new(random_id(keys)),
+                    identity: Secret::new(random_id()),
                 })
             }
             (true, None | Some(Value::Null), None) => return Err(config_key_error(
@@ -179,7 +197,7 @@ pub(crate) fn read_keys(
             Some(KeySpec {
                 alg,
                 material: None,
-                identity: Secret::new(random_id(keys)),
+                identity: Secret::new(random_id()),
             })
         }
         (true, Some(v), _) => {
@@ -222,7 +240,7 @@ pub(crate) fn material_js(m: &KeyMaterial) -> JsValue {
     match m {
         KeyMaterial::Jwk(jwk) => {
             crate::host::set(&o, "format", &JsValue::from_str("jwk"));
-            let v = js_sys::JSON::parse(&Value::Object(jwk.clone()).to_string())
+            let v = js_sys::JSON::parse(&Value::Object(jose::importable_jwk(jwk)).to_string())
                 .unwrap_or(JsValue::NULL);
             crate::host::set(&o, "key", &v);
         }

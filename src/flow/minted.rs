@@ -169,6 +169,11 @@ where
         self.inner.local.forget_memory(token) || held
     }
 
+    /// The minter it asks.
+    pub fn minter(&self) -> &M {
+        &self.inner.minter
+    }
+
     /// The token memory serves right now, without any I/O: fresh, or — while the minter could
     /// give no other — not yet expired.
     pub fn memory_token(&self) -> Option<Rc<Token>> {

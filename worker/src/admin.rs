@@ -34,7 +34,6 @@ type Answer = std::result::Result<(u16, Value), GatewayError>;
 /// Handles `/admin/*`.
 pub async fn handle(
     gw: &Gateway,
-    env: &worker::Env,
     req: web_sys::Request,
     method: &str,
     path: &str,
@@ -58,7 +57,7 @@ pub async fn handle(
         .split('/')
         .skip(1)
         .collect();
-    let answer = route(gw, env, &req, method, &segments, query).await;
+    let answer = route(gw, &req, method, &segments, query).await;
     match answer {
         Ok((204, _)) => json_response_empty(),
         Ok((status, body)) => json_response(status, &body, &[]),
@@ -93,7 +92,6 @@ fn method_not_allowed(allow: &'static str) -> GatewayError {
 
 async fn route(
     gw: &Gateway,
-    env: &worker::Env,
     req: &web_sys::Request,
     method: &str,
     segments: &[&str],
@@ -173,7 +171,7 @@ async fn route(
             _ => Err(method_not_allowed("GET")),
         },
         ["providers"] => match method {
-            "GET" => providers(gw, env).await,
+            "GET" => providers(gw).await,
             _ => Err(method_not_allowed("GET")),
         },
         ["providers", id, "token"] => match method {
@@ -463,50 +461,45 @@ struct Held {
 /// `GET /admin/providers`: every provider with the state of its token — who holds it (its
 /// minter; else this isolate's memory or KV), when it was issued, expires and is refreshed —
 /// its latest exchange, latest drop and latest errors. Metadata only: never a token or secret.
-async fn providers(gw: &Gateway, env: &worker::Env) -> Answer {
-    let ns = crate::js::ObjectNamespace::from_env(env, crate::minter::MINTER_BINDING);
+async fn providers(gw: &Gateway) -> Answer {
     let now = gw.rt.now_ms();
-    let states = gw.providers.values().map(|p| {
-        let ns = ns.as_ref();
-        async move {
-            let object = provider_object(&p.config.id);
-            let op = Op::ProviderState {
-                errors: RECENT_ERRORS,
-            };
-            let (held, known) =
-                futures::join!(held_token(gw, ns, p), object_call(gw, &object, &op));
-            let mut known = known?.1;
-            let token = held?.map(|t| {
-                let refresh_at = tokengate::expiry::refresh_at_ms(
-                    &p.config.token.expiry,
-                    t.issued_at_ms,
-                    t.expires_at_ms,
-                );
-                json!({
-                    "held_by": t.by,
-                    "issued_at_ms": t.issued_at_ms,
-                    "expires_at_ms": t.expires_at_ms,
-                    "refresh_at_ms": refresh_at,
-                    "expires_in_s": t.expires_at_ms.saturating_sub(now) / 1000,
-                    "fresh": now < refresh_at,
-                    "sha256_prefix": t.sha256_prefix,
-                })
-            });
-            let minted = matches!(p.tokens, crate::config::ProviderTokens::Minted(_));
-            let mut item = json!({
-                "provider": p.config.id,
-                "api_host": p.config.api_base.host_str().unwrap_or_default(),
-                "auth_style": p.config.token.auth_style.as_str(),
-                "coordination": if minted { "durable_object" } else { "isolate" },
-                "token": token,
-            });
-            if let (Some(o), Some(k)) = (item.as_object_mut(), known.as_object_mut()) {
-                for key in ["last_exchange", "dropped_at", "recent_errors"] {
-                    o.insert(key.into(), k.remove(key).unwrap_or(Value::Null));
-                }
+    let states = gw.providers.values().map(|p| async move {
+        let object = provider_object(&p.config.id);
+        let op = Op::ProviderState {
+            errors: RECENT_ERRORS,
+        };
+        let (held, known) = futures::join!(held_token(gw, p), object_call(gw, &object, &op));
+        let mut known = known?.1;
+        let token = held?.map(|t| {
+            let refresh_at = tokengate::expiry::refresh_at_ms(
+                &p.config.token.expiry,
+                t.issued_at_ms,
+                t.expires_at_ms,
+            );
+            json!({
+                "held_by": t.by,
+                "issued_at_ms": t.issued_at_ms,
+                "expires_at_ms": t.expires_at_ms,
+                "refresh_at_ms": refresh_at,
+                "expires_in_s": t.expires_at_ms.saturating_sub(now) / 1000,
+                "fresh": now < refresh_at,
+                "sha256_prefix": t.sha256_prefix,
+            })
+        });
+        let minted = matches!(p.tokens, crate::config::ProviderTokens::Minted(_));
+        let mut item = json!({
+            "provider": p.config.id,
+            "api_host": p.config.api_base.host_str().unwrap_or_default(),
+            "auth_style": p.config.token.auth_style.as_str(),
+            "coordination": if minted { "durable_object" } else { "isolate" },
+            "token": token,
+        });
+        if let (Some(o), Some(k)) = (item.as_object_mut(), known.as_object_mut()) {
+            for key in ["last_exchange", "dropped_at", "recent_errors"] {
+                o.insert(key.into(), k.remove(key).unwrap_or(Value::Null));
             }
-            Ok::<_, GatewayError>(item)
         }
+        Ok::<_, GatewayError>(item)
     });
     let items = futures::future::join_all(states)
         .await
@@ -519,7 +512,6 @@ async fn providers(gw: &Gateway, env: &worker::Env) -> Answer {
 /// a provider it coordinates), else this isolate's memory or KV. Nothing is obtained.
 async fn held_token(
     gw: &Gateway,
-    ns: Option<&crate::js::ObjectNamespace>,
     p: &crate::config::Provider,
 ) -> std::result::Result<Option<Held>, GatewayError> {
     use tokengate::flow::TokenStore;
@@ -529,8 +521,8 @@ async fn held_token(
         expires_at_ms: t.expires_at_ms,
         sha256_prefix: crate::minter::sha256_prefix(t),
     };
-    if let (crate::config::ProviderTokens::Minted(_), Some(ns)) = (&p.tokens, ns) {
-        let v = crate::minter::minter_state(ns, &p.key, &p.config.id)
+    if let crate::config::ProviderTokens::Minted(m) = &p.tokens {
+        let v = crate::minter::minter_state(&m.minter().ns, &p.key, &p.config.id)
             .await
             .map_err(|e| unavailable("minter_state", e))?;
         let t = &v["token"];
@@ -548,12 +540,7 @@ async fn held_token(
     if let Some(t) = p.tokens.memory_token() {
         return Ok(Some(held("memory", &t)));
     }
-    let store = crate::kv::KvTokenStore {
-        kv: gw.kv.clone(),
-        keys: gw.keys.clone(),
-        authority: None,
-        memory_only: false,
-    };
+    let store = crate::kv::KvTokenStore::new(&gw.kv, &gw.keys);
     let stored = store
         .get(&p.key)
         .await

@@ -137,13 +137,23 @@ pub struct Provider {
 impl Provider {
     /// The transport of its token requests, with its proofs.
     pub fn token_transport(&self, rt: &WorkerRuntime) -> TokenTransport {
-        ProofTransport::new(
-            self.transport.clone(),
-            rt.clone(),
-            &self.config.token.client_id,
-            self.proofs.clone(),
-        )
+        token_transport(&self.config, &self.transport, &self.proofs, rt)
     }
+}
+
+/// The transport of `config`'s token requests: `transport` with its `proofs`.
+fn token_transport(
+    config: &ProviderConfig,
+    transport: &FetchTransport,
+    proofs: &Proofs,
+    rt: &WorkerRuntime,
+) -> TokenTransport {
+    ProofTransport::new(
+        transport.clone(),
+        rt.clone(),
+        &config.token.client_id,
+        proofs.clone(),
+    )
 }
 
 /// What a provider authenticates with, read from the Worker's secrets and bindings.
@@ -156,6 +166,9 @@ struct Credentials {
     /// The DPoP key's identity in the cache key: the configured key, or a random id of the key
     /// this isolate generates.
     dpop_identity: Option<Secret>,
+    /// Its tokens stay in this isolate's memory: bound to a DPoP key this isolate generated, no
+    /// other isolate could use them.
+    memory_only: bool,
     transport: FetchTransport,
     proofs: Proofs,
 }
@@ -229,6 +242,7 @@ fn credentials(env: &Env, config: &ProviderConfig) -> Result<Credentials, Config
     Ok(Credentials {
         secret: machine_secret,
         credential,
+        memory_only: config.token.dpop && config.dpop_key_name.is_none(),
         dpop_identity,
         transport,
         proofs,
@@ -309,12 +323,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
     let admin_token_sha256 = gateway::admin_token(value(env, ADMIN_TOKEN_SECRET).as_ref())?
         .map(|t| tokengate::authority::sha256(t.as_bytes()));
     let rt = WorkerRuntime;
-    let store = KvTokenStore {
-        kv: kv.clone(),
-        keys: keys.clone(),
-        authority: None,
-        memory_only: false,
-    };
+    let store = KvTokenStore::new(&kv, &keys);
     let mut providers = BTreeMap::new();
     for config in configs {
         let c = credentials(env, &config)?;
@@ -325,12 +334,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
             keys.cache_pepper(),
             c.dpop_identity.as_ref(),
         );
-        let transport = ProofTransport::new(
-            c.transport.clone(),
-            rt.clone(),
-            &config.token.client_id,
-            c.proofs.clone(),
-        );
+        let transport = token_transport(&config, &c.transport, &c.proofs, &rt);
         let source = TokenSource::new(
             &config.id,
             config.token.clone(),
@@ -338,7 +342,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
             key.clone(),
             transport,
             KvTokenStore {
-                memory_only: config.token.dpop && config.dpop_key_name.is_none(),
+                memory_only: c.memory_only,
                 ..store.clone()
             },
             rt.clone(),

@@ -73,6 +73,18 @@ fn nonce() -> Result<[u8; 12], String> {
     random_bytes().ok_or_else(|| "no randomness for the nonce".to_string())
 }
 
+impl KvTokenStore {
+    /// The store of an isolate: KV only.
+    pub fn new(kv: &KvNamespace, keys: &Rc<Keys>) -> Self {
+        KvTokenStore {
+            kv: kv.clone(),
+            keys: keys.clone(),
+            authority: None,
+            memory_only: false,
+        }
+    }
+}
+
 impl TokenStore for KvTokenStore {
     async fn get(&self, key: &str) -> Result<Option<String>, String> {
         if self.memory_only {

@@ -160,7 +160,7 @@ async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Re
         // A caller token sent in the clear is refused before anything is sent anywhere.
         _ if !secure_transport(&url) => respond::error(&GatewayError::PlainHttp),
         _ if path == "/admin" || path.starts_with("/admin/") => {
-            admin::handle(gw, env, req, &method, path, query).await
+            admin::handle(gw, req, &method, path, query).await
         }
         _ => proxy::handle(gw, req, &url, method, path, query).await,
     }

@@ -125,13 +125,22 @@ impl TokenMinter {
         wasm_bindgen_futures::future_to_promise(async move {
             let state = req.url() == STATE_URL;
             let body = js::read_limited(req.body(), MAX_MINT_BYTES).await;
-            let (status, text) = match body {
-                Ok(Some(body)) if state => this.state(&body).await,
-                Ok(Some(body)) => this.answer(&body).await,
-                _ => (
+            let gateway = crate::gateway(&this.env);
+            let (status, text) = match (&*gateway, body) {
+                (_, Ok(None) | Err(_)) => (
                     400,
                     json!({"error": "the request body could not be read"}).to_string(),
                 ),
+                (Err(e), _) => (500, json!({"error": e.to_string()}).to_string()),
+                (Ok(gw), Ok(Some(body))) => {
+                    #[cfg(feature = "test-clock")]
+                    crate::sync_clock(gw).await;
+                    if state {
+                        this.state(gw, &body).await
+                    } else {
+                        this.answer(gw, &body).await
+                    }
+                }
             };
             // Removals of superseded tokens run on after the answer, kept alive by this object.
             for task in take_background() {
@@ -144,7 +153,7 @@ impl TokenMinter {
             // What this object counted (its exchanges) travels with its isolate's next flush,
             // which this request keeps alive: an isolate that runs only minters has no Worker
             // request of its own to send it.
-            if let Some(flush) = crate::stats::flush(&crate::gateway(&this.env)) {
+            if let Some(flush) = crate::stats::flush(&gateway) {
                 let promise = wasm_bindgen_futures::future_to_promise(async move {
                     flush.await;
                     Ok(JsValue::UNDEFINED)
@@ -204,14 +213,7 @@ fn token_metadata(token: &tokengate::response::Token) -> serde_json::Value {
 impl MinterObject {
     /// The state of a provider's token in this minter: its memory, else its storage (the
     /// authority), else KV; nothing is obtained or changed.
-    async fn state(&self, body: &[u8]) -> (u16, String) {
-        let gw = crate::gateway(&self.env);
-        let gw = match &*gw {
-            Ok(gw) => gw,
-            Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
-        };
-        #[cfg(feature = "test-clock")]
-        crate::sync_clock(gw).await;
+    async fn state(&self, gw: &crate::config::Gateway, body: &[u8]) -> (u16, String) {
         let provider = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| {
@@ -250,14 +252,7 @@ impl MinterObject {
         }
     }
 
-    async fn answer(&self, body: &[u8]) -> (u16, String) {
-        let gw = crate::gateway(&self.env);
-        let gw = match &*gw {
-            Ok(gw) => gw,
-            Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
-        };
-        #[cfg(feature = "test-clock")]
-        crate::sync_clock(gw).await;
+    async fn answer(&self, gw: &crate::config::Gateway, body: &[u8]) -> (u16, String) {
         let request = match MintRequest::parse(body) {
             Ok(r) => r,
             Err(e) => return (400, json!({"error": e}).to_string()),

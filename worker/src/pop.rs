@@ -110,20 +110,6 @@ fn usages(list: &[&str]) -> Array {
     list.iter().map(|u| JsValue::from_str(u)).collect()
 }
 
-/// The members of a private JWK WebCrypto needs, and no other (`alg`, `use`, `key_ops`, `ext`
-/// or `kid` of a JWK exported by some tool cannot make the import fail).
-fn private_members(jwk: &Map<String, Value>) -> Result<JsValue, String> {
-    let mut out = Map::new();
-    for k in [
-        "kty", "crv", "x", "y", "d", "n", "e", "p", "q", "dp", "dq", "qi",
-    ] {
-        if let Some(v) = jwk.get(k) {
-            out.insert(k.into(), v.clone());
-        }
-    }
-    js_sys::JSON::parse(&Value::Object(out).to_string()).map_err(|_| "the JWK is unreadable".into())
-}
-
 /// Imports `material` for `alg`, extractable or not.
 async fn import(
     subtle: &SubtleCrypto,
@@ -132,7 +118,11 @@ async fn import(
     extractable: bool,
 ) -> Result<JsValue, String> {
     let (format, data) = match material {
-        KeyMaterial::Jwk(jwk) => ("jwk", private_members(jwk)?),
+        KeyMaterial::Jwk(jwk) => {
+            let members = Value::Object(jose::importable_jwk(jwk)).to_string();
+            let data = js_sys::JSON::parse(&members).map_err(|_| "the JWK is unreadable")?;
+            ("jwk", data)
+        }
         KeyMaterial::Pkcs8(der) => ("pkcs8", Uint8Array::from(der.as_slice()).into()),
     };
     let params = import_params(alg);
@@ -143,13 +133,14 @@ async fn import(
     .await
 }
 
-/// A key's JWK as JSON.
-async fn exported_jwk(subtle: &SubtleCrypto, key: &JsValue) -> Result<Value, String> {
+/// The public members of a key's exported JWK.
+async fn exported_public_jwk(subtle: &SubtleCrypto, key: &JsValue) -> Result<Value, String> {
     let jwk = settled("exporting the public key", subtle.export_key("jwk", key)).await?;
     js_sys::JSON::stringify(&jwk)
         .ok()
         .and_then(|t| t.as_string())
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|t| serde_json::from_str::<Map<String, Value>>(&t).ok())
+        .map(|m| jose::public_jwk(&m))
         .ok_or_else(|| "the exported key is unreadable".to_string())
 }
 
@@ -221,11 +212,7 @@ impl WebCryptoSigner {
                     (true, KeyMaterial::Pkcs8(_)) => {
                         // Extractable only for as long as it takes to read its public members.
                         let key = import(&subtle, material, self.alg, true).await?;
-                        let jwk = exported_jwk(&subtle, &key).await?;
-                        Some(match jwk.as_object() {
-                            Some(m) => jose::public_jwk(m),
-                            None => return Err("the exported key is unreadable".into()),
-                        })
+                        Some(exported_public_jwk(&subtle, &key).await?)
                     }
                 };
                 let private = import(&subtle, material, self.alg, false).await?;
@@ -251,13 +238,9 @@ impl WebCryptoSigner {
                         .ok_or_else(|| "the generated key pair is incomplete".to_string())
                 };
                 let (private, public) = (member("privateKey")?, member("publicKey")?);
-                let jwk = exported_jwk(&subtle, &public).await?;
                 Ready {
                     private,
-                    public_jwk: Some(match jwk.as_object() {
-                        Some(m) => jose::public_jwk(m),
-                        None => return Err("the exported key is unreadable".into()),
-                    }),
+                    public_jwk: Some(exported_public_jwk(&subtle, &public).await?),
                 }
             }
         };
