@@ -336,6 +336,39 @@ pub fn api_wants_nonce(status: u16, www_authenticate: Option<&str>) -> bool {
         })
 }
 
+/// What an API call with a DPoP proof does after an answer (RFC 9449 §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceStep {
+    /// The answer is not about a nonce: the call's own rules decide.
+    Proceed,
+    /// A 401 asking for a nonce it supplied, the first of this call, and the body can be sent
+    /// again: send it once more, with a proof carrying the nonce.
+    Resend,
+    /// A nonce request that cannot be answered again (asked before in this call, or a body
+    /// that cannot be replayed): the caller gets the 401 as it is. It is about the proof, not
+    /// the token: the token is neither dropped nor reported as refused.
+    CallersAnswer,
+}
+
+/// The step after an API answer with `status` and `WWW-Authenticate` `www_authenticate`, which
+/// supplied a usable nonce (`supplied`, see [`nonce_value`]), in a call that has (`asked`) or
+/// has not yet resent for a nonce, with a body that can (`replayable`) or cannot be sent again.
+pub fn api_nonce_step(
+    status: u16,
+    www_authenticate: Option<&str>,
+    supplied: bool,
+    asked: bool,
+    replayable: bool,
+) -> NonceStep {
+    if !(supplied && api_wants_nonce(status, www_authenticate)) {
+        NonceStep::Proceed
+    } else if asked || !replayable {
+        NonceStep::CallersAnswer
+    } else {
+        NonceStep::Resend
+    }
+}
+
 /// Whether a token endpoint's answer is an `invalid_client` refusal (RFC 6749 §5.2), which a
 /// replayed or expired client assertion earns: worth one more request with a new assertion.
 pub fn refused_client(resp: &HttpResponse) -> bool {

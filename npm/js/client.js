@@ -514,11 +514,11 @@ export class TokenClient {
       // more with it (RFC 9449 §9), before the core sees that 401.
       if (dpop && response !== undefined) {
         const h = response.headers;
-        const asks = c.dpopAnswer(response.status, h.get('www-authenticate') ?? undefined, h.get('dpop-nonce') ?? undefined);
-        if (asks) {
-          // A nonce problem, not the token's: never a reason to drop the token. Sent once more
-          // when the body can be; otherwise (or asked again) the 401 is the caller's.
-          if (nonceAsked || !call.replayable) return response;
+        const step = c.dpopAnswer(response.status, h.get('www-authenticate') ?? undefined,
+          h.get('dpop-nonce') ?? undefined, nonceAsked, call.replayable);
+        // A nonce problem the caller must have is not the token's: never a reason to drop it.
+        if (step === 'return') return response;
+        if (step === 'resend') {
           nonceAsked = true;
           discard(response);
           continue;

@@ -175,24 +175,36 @@ impl Core {
         })
     }
 
-    /// Takes in an API answer's DPoP headers: keeps a `DPoP-Nonce` it supplies, and says
-    /// whether it asks for one (401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"`), in
-    /// which case the façade sends the request once more with a new proof.
+    /// Takes in an API answer's DPoP headers: keeps a `DPoP-Nonce` it supplies, and says what
+    /// the call does ([`jose::api_nonce_step`]): `"resend"` (once more, with a proof carrying
+    /// the nonce), `"return"` (the 401 is the caller's; the token stays), or `undefined` (the
+    /// call's own rules decide). `asked`: whether this call has resent for a nonce already.
     #[wasm_bindgen(js_name = dpopAnswer)]
     pub fn dpop_answer(
         &self,
         status: u16,
         #[wasm_bindgen(js_name = wwwAuthenticate)] www_authenticate: Option<String>,
         nonce: Option<String>,
-    ) -> bool {
+        asked: bool,
+        replayable: bool,
+    ) -> JsValue {
         let Some(dpop) = &self.dpop else {
-            return false;
+            return JsValue::UNDEFINED;
         };
         let supplied = jose::nonce_value(nonce.as_deref());
-        let wants = jose::api_wants_nonce(status, www_authenticate.as_deref());
-        let usable = supplied.is_some();
+        let step = jose::api_nonce_step(
+            status,
+            www_authenticate.as_deref(),
+            supplied.is_some(),
+            asked,
+            replayable,
+        );
         dpop.set_nonce(DpopServer::Api, supplied);
-        wants && usable
+        match step {
+            jose::NonceStep::Proceed => JsValue::UNDEFINED,
+            jose::NonceStep::Resend => JsValue::from_str("resend"),
+            jose::NonceStep::CallersAnswer => JsValue::from_str("return"),
+        }
     }
 
     /// The configured timeout of one HTTP call, milliseconds.

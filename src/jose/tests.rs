@@ -181,3 +181,34 @@ fn nonce_requests_are_recognised() {
         r#"{"error":"invalid_client"}"#
     )));
 }
+
+#[test]
+fn the_step_after_an_api_answer_with_a_dpop_proof() {
+    use NonceStep::*;
+    /// (status, WWW-Authenticate, nonce supplied, resent before, replayable, step)
+    type Row<'a> = (u16, Option<&'a str>, bool, bool, bool, NonceStep);
+    let asks = Some(r#"DPoP error="use_dpop_nonce""#);
+    let table: &[Row] = &[
+        (401, asks, true, false, true, Resend),
+        (401, asks, true, true, true, CallersAnswer),
+        (401, asks, true, false, false, CallersAnswer),
+        (401, asks, false, false, true, Proceed),
+        (
+            401,
+            Some(r#"DPoP error="invalid_token""#),
+            true,
+            false,
+            true,
+            Proceed,
+        ),
+        (403, asks, true, false, true, Proceed),
+        (200, None, true, false, true, Proceed),
+    ];
+    for &(status, www, supplied, asked, replayable, want) in table {
+        assert_eq!(
+            api_nonce_step(status, www, supplied, asked, replayable),
+            want,
+            "{status} {www:?} supplied={supplied} asked={asked} replayable={replayable}"
+        );
+    }
+}

@@ -576,19 +576,19 @@ async fn forward(
                 let resp = send_with_timeout(out, timeout, abort.clone()).await?;
                 let status = resp.status();
                 let got = resp.headers();
-                let mut wants_nonce = false;
+                let mut step = jose::NonceStep::Proceed;
                 if let Some(dpop) = dpop {
-                    // The API's nonce is kept for the next proof (RFC 9449 §9); a 401 asking
-                    // for one is sent once more with it, before the call's rules see it, when
-                    // the body can be sent again.
+                    // The API's nonce is kept for the next proof (RFC 9449 §9).
                     let nonce = jose::nonce_value(js::header(&got, "dpop-nonce").as_deref());
-                    let asks = nonce.is_some()
-                        && jose::api_wants_nonce(
-                            status,
-                            js::header(&got, "www-authenticate").as_deref(),
-                        );
+                    step = jose::api_nonce_step(
+                        status,
+                        js::header(&got, "www-authenticate").as_deref(),
+                        nonce.is_some(),
+                        nonce_asked,
+                        replayable,
+                    );
                     dpop.set_nonce(DpopServer::Api, nonce);
-                    if asks && !nonce_asked && replayable {
+                    if step == jose::NonceStep::Resend {
                         nonce_asked = true;
                         if let Some(b) = resp.body() {
                             let _ = b.cancel();
@@ -599,16 +599,15 @@ async fn forward(
                         );
                         continue;
                     }
-                    wants_nonce = asks;
                 }
                 let retry_after = js::header(&got, "retry-after");
-                // A nonce the API still asks for (a body that cannot be sent again, or a second
-                // request for one) is about the proof, not the token: the call's rules see a
-                // final client error, so the token is neither dropped nor reported as refused
-                // (to the minter, for the fleet). The caller gets the 401; the next request
-                // carries the nonce.
+                // A nonce request the caller must have is about the proof, not the token: the
+                // call's rules see a final client error, so the token is neither dropped nor
+                // reported as refused (to the minter, for the fleet). The caller gets the 401;
+                // the next request carries the nonce.
+                let callers = step == jose::NonceStep::CallersAnswer;
                 return Ok(ApiReply {
-                    status: if wants_nonce { 400 } else { status },
+                    status: if callers { 400 } else { status },
                     retry_after,
                     response: (resp, status),
                 });
