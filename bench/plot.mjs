@@ -3,7 +3,7 @@
 
 import { quantile } from './support.mjs';
 
-const COLORS = ['#4c78a8', '#72b7b2', '#f58518', '#54a24b', '#b279a2', '#e45756', '#9d755d'];
+const COLORS = ['#4c78a8', '#72b7b2', '#f58518', '#54a24b', '#b279a2', '#e45756', '#9d755d', '#eeca3b', '#ff9da6'];
 const W = 780;
 const H = 420;
 const M = { left: 64, right: 230, top: 40, bottom: 56 };

@@ -12,7 +12,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import {
-  runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS, MANAGED, STEADY, FORWARDER,
+  runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS, MANAGED, STEADY, FORWARDER, DUTIES, BURST,
 } from './worker.mjs';
 import { runFleetBench, fleetTables } from './fleet.mjs';
 import { latencySvg } from './plot.mjs';
@@ -139,6 +139,12 @@ say('  `web_sys` types built with the Worker\'s toolchain and release profile: t
 say('- **hand-written**: `bench/baseline/handwritten.js`, the gateway a competent user writes by');
 say('  hand (caller check with SHA-256 + KV + memo, scope, provider token memory → KV → one');
 say('  shared exchange, header hygiene).');
+say(`- **${DUTIES}**: \`bench/baseline/handwritten-duties.js\`, the hand-written gateway doing the`);
+say('  work tokengate does on this path that it leaves out: the path segment rule, the full request');
+say('  header rule, a deadline timer (AbortController) for the response headers, the response headers');
+say('  filtered (token echo, private `Cache-Control`, `Server-Timing`) into a new Response, one JSON log');
+say('  line per request. The control for "the rules in Rust cost no more than the same job in');
+say('  JavaScript".');
 say('- **tokengate**: `build/` as deployed, default configuration (one log line per request).');
 for (const [n, v] of Object.entries(TOKENGATE_VARIANTS)) {
   say(`- **${n}**: the same build with ${Object.entries(v).map(([k, x]) => `\`${k} = "${x}"\``).join(', ')}.`);
@@ -182,6 +188,13 @@ for (const c of [goalC, ...opts.concurrency.filter((x) => x !== goalC)]) {
     `(goal ≥ ${BUDGET.ratio}; ${verdict(tg.rps, floor.rps, rps >= BUDGET.ratio)})`);
   say(`- ${c} concurrent: tokengate CPU − forwarder CPU = ${f0(over)} µs/req vs hand-written CPU − ` +
     `passthrough CPU = ${f0(handOver)} µs/req (goal: ≤; ${verdict(over, handOver, over <= handOver)})`);
+  const duties = row(DUTIES, c);
+  if (duties) {
+    const dutiesOver = duties.cpuUs - row('passthrough', c).cpuUs;
+    say(`  - the same job in JavaScript (${DUTIES}): its CPU − passthrough CPU = ${f0(dutiesOver)} µs/req; ` +
+      `its req/s / passthrough = ${ratio(duties.rps, row('passthrough', c).rps)}; tokengate CPU − its CPU = ` +
+      `${f0(tg.cpuUs - duties.cpuUs)} µs/req`);
+  }
 }
 say();
 say('Per-round req/s:');
@@ -196,19 +209,20 @@ say('## Worker: cold burst');
 say();
 say(`${opts.burst} concurrent requests to a fresh instance (nothing served yet, no provider token`);
 say(`anywhere; a caller token issued beforehand on another instance sharing the KV storage), ${opts.burstRounds}`);
-say('rounds alternating the two gateways: time until the last response, and the token exchanges');
+say(`rounds alternating the gateways: time until the last response, and the token exchanges`);
 say('the provider saw.');
 say();
 say('| worker | median ms | rounds, ms | 200s | exchanges per burst |');
 say('| --- | ---: | --- | ---: | --- |');
 const bursts = {};
-for (const w of ['hand-written', 'tokengate']) {
+for (const w of BURST) {
   const rs = worker.burst.filter((r) => r.worker === w);
   bursts[w] = median(rs.map((r) => r.ms));
   say(`| ${w} | ${f0(bursts[w])} | ${rs.map((r) => f0(r.ms)).join(', ')} | ${rs.map((r) => r.ok).join(', ')} | ${rs.map((r) => r.exchanges).join(', ')} |`);
 }
 say();
-say(`tokengate / hand-written: ${ratio(bursts.tokengate, bursts['hand-written'])} (goal ≤ ${BUDGET.burstRatio}).`);
+say(`tokengate / hand-written: ${ratio(bursts.tokengate, bursts['hand-written'])} (goal ≤ ${BUDGET.burstRatio}); ` +
+  `tokengate / ${DUTIES}: ${ratio(bursts.tokengate, bursts[DUTIES])}.`);
 say();
 say('## Worker: cold start');
 say();

@@ -6,6 +6,10 @@
 //   rust forwarder  bench/baseline/rust-forwarder (`make bench-forwarder`): the same in Rust,
 //                   built like the Worker (wasm-bindgen, web_sys types): the Rust floor
 //   hand-written    bench/baseline/handwritten.js: the gateway a competent user writes by hand
+//   hand-written, tokengate's duties
+//                   bench/baseline/handwritten-duties.js: the same with the platform work tokengate
+//                   does on the cached path (deadline timer, response header copy, a log line):
+//                   the control for what tokengate's rules cost in Rust
 //   tokengate       build/ (`make worker`), as deployed, default configuration
 //
 // Only ratios within one run mean anything (the machine is shared and noisy); nothing here
@@ -14,6 +18,7 @@
 //   node bench/worker.mjs [--seconds 3] [--rounds 3] [--concurrency 1,16,64] [--burst 1000]
 //                         [--burst-rounds 3] [--cold-rounds 3] [--build DIR]
 //                         [--forwarder-build DIR] [--var NAME=VALUE]… [--json FILE]
+//                         [--only NAME]…   (steady state: only these workers)
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -32,6 +37,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const FORWARDER = 'rust forwarder';
 export const FORWARDER_BUILD_DIR = path.join(here, 'baseline/rust-forwarder/build');
 export const WORKERS = ['passthrough', FORWARDER, 'hand-written', 'tokengate'];
+/** The hand-written gateway doing tokengate's platform work too (handwritten-duties.js). */
+export const DUTIES = "hand-written, tokengate's duties";
 /**
  * Steady state also measures tokengate with each of these configurations (name → extra vars):
  * the default writes one log line per proxied request; `log_level = "warn"` does not.
@@ -43,7 +50,10 @@ export const TOKENGATE_VARIANTS = { 'tokengate, log_level=warn': { log_level: 'w
  */
 export const MANAGED = 'tokengate, managed caller';
 /** Every worker the steady state measures, in report order. */
-export const STEADY = [...WORKERS, ...Object.keys(TOKENGATE_VARIANTS), MANAGED];
+export const STEADY = [...WORKERS.slice(0, 3), DUTIES, ...WORKERS.slice(3),
+  ...Object.keys(TOKENGATE_VARIANTS), MANAGED];
+/** The gateways of the cold burst, each from a cold instance with no provider token anywhere. */
+export const BURST = ['hand-written', DUTIES, 'tokengate'];
 const isTokengate = (name) => name === 'tokengate' || name === MANAGED || name in TOKENGATE_VARIANTS;
 const ADMIN_TOKEN = `bench-admin-${'x'.repeat(32)}`;
 const CALLER_ID = 'bench';
@@ -120,6 +130,17 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
     host: '127.0.0.1',
     handleRuntimeStdio: discardStdio,
   };
+  const handWritten = (script) => ({
+    scriptPath: path.join(here, script),
+    kvNamespaces: ['KV'],
+    ...(kvDir ? { kvPersist: kvDir } : {}),
+    bindings: {
+      API_BASE: api,
+      TOKEN_URL: fx.optoro.token_url,
+      CLIENT_ID: fx.creds.clientId,
+      CLIENT_SECRET: fx.creds.clientSecret,
+    },
+  });
   // The two forwarders: a fixed provider bearer (env.TOKEN), fetched once by the bench.
   const forwarderBindings = { API_BASE: api, TOKEN: fx.passthroughToken };
   const own = {
@@ -136,17 +157,8 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
       ],
       bindings: forwarderBindings,
     }),
-    'hand-written': () => ({
-      scriptPath: path.join(here, 'baseline/handwritten.js'),
-      kvNamespaces: ['KV'],
-      ...(kvDir ? { kvPersist: kvDir } : {}),
-      bindings: {
-        API_BASE: api,
-        TOKEN_URL: fx.optoro.token_url,
-        CLIENT_ID: fx.creds.clientId,
-        CLIENT_SECRET: fx.creds.clientSecret,
-      },
-    }),
+    'hand-written': () => handWritten('baseline/handwritten.js'),
+    [DUTIES]: () => handWritten('baseline/handwritten-duties.js'),
   }[name]();
   const mf = new Miniflare({ ...common, ...own, ...miniflare });
   const url = (await mf.ready).href.replace(/\/$/, '');
@@ -157,7 +169,7 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
 export function authFor(name, fx) {
   if (name === MANAGED) return `Bearer ${fx.managedToken}`;
   if (isTokengate(name)) return `Bearer ${fx.callerToken}`;
-  if (name === 'hand-written') return `Bearer ${fx.handwrittenToken}`;
+  if (name === 'hand-written' || name === DUTIES) return `Bearer ${fx.handwrittenToken}`;
   return undefined;
 }
 
@@ -252,9 +264,9 @@ async function steady(fx, opts) {
   const running = {};
   try {
     await seedCallers(fx, kvDir);
-    const names = STEADY;
+    const names = opts.only ? STEADY.filter((n) => opts.only.includes(n)) : STEADY;
     for (const name of names) running[name] = await startWorker(name, fx, kvDir);
-    fx.managedToken = await managedToken(running[MANAGED].url, fx);
+    if (running[MANAGED]) fx.managedToken = await managedToken(running[MANAGED].url, fx);
     for (const name of names) {
       const [status] = await get(undefined, `${running[name].url}/optoro/warm`, authFor(name, fx));
       if (status !== 200) throw new Error(`${name}: warm-up got HTTP ${status}`);
@@ -304,7 +316,7 @@ async function steady(fx, opts) {
 async function burst(fx, opts) {
   const rows = [];
   for (let r = 0; r < opts.burstRounds; r++) {
-    for (const name of ['hand-written', 'tokengate']) {
+    for (const name of BURST) {
       const kvDir = makeTempDir('tokengate-burst-');
       try {
         await seedCallers(fx, kvDir);
@@ -401,7 +413,7 @@ export async function runWorkerBench(opts) {
 
 export const DEFAULTS = {
   seconds: 3,
-  rounds: 3,
+  rounds: 5,
   concurrency: [1, 16, 64],
   plotConcurrency: 16,
   burst: 1000,
@@ -426,6 +438,7 @@ export function parseWorkerArgs(argv) {
       'forwarder-build': { type: 'string', default: DEFAULTS.forwarderBuild },
       var: { type: 'string', multiple: true, default: [] },
       json: { type: 'string' },
+      only: { type: 'string', multiple: true },
     },
   });
   const int = (k, v) => {
@@ -452,6 +465,7 @@ export function parseWorkerArgs(argv) {
     forwarderBuild: path.resolve(values['forwarder-build']),
     gatewayVars,
     json: values.json,
+    only: values.only?.length ? values.only : undefined,
   };
 }
 
