@@ -379,10 +379,10 @@ mod tests {
                 )],
             ),
             (
-                GatewayError::Path(PathError::Escapes),
+                GatewayError::Path(PathError::Unsafe),
                 400,
                 "invalid_request",
-                "path escapes the provider's api_base",
+                "path has a segment that decodes to a dot segment, a separator or a control character, or is encoded more than once",
                 vec![],
             ),
             (

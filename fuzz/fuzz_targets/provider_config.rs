@@ -207,7 +207,8 @@ fn check_provider(p: &ProviderConfig) {
     );
     check_settings(&p.token);
     match tokengate::proxy::upstream_url(&p.api_base, "x", Some("a=1")) {
-        Ok(u) => {
+        Ok(s) => {
+            let u = url::Url::parse(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(u.origin(), p.api_base.origin());
             assert!(
                 u.path().starts_with(p.api_base.path()),

@@ -9,9 +9,10 @@
 //! `https://gateway.example/p/<rest>?<query>` (what the URL parser leaves of them).
 //!
 //! Invariants asserted, independently of the checks `upstream_url` makes itself (a panic is a
-//! finding):
+//! finding), on its result as the platform's URL parser reads it (WHATWG URL, the `url` crate
+//! here; `upstream_url` itself does not parse what it joins):
 //! - nothing panics, whatever the strings;
-//! - an `Ok` URL has the base's scheme, host and port (origin) and its path starts with the
+//! - an `Ok` URL parses, and has the base's scheme, host and port (origin) and its path starts with the
 //!   base's path;
 //! - every path segment of an `Ok` URL below the base's path — what the upstream server gets,
 //!   after the URL parser's own normalisation — is safe for a server that decodes it and
@@ -82,9 +83,10 @@ fuzz_target!(|data: &[u8]| {
 
 /// The invariants of one `upstream_url` call. Whether it was `Ok`.
 fn check(base: &Url, rest: &str, query: Option<&str>) -> bool {
-    let Ok(url) = upstream_url(base, rest, query) else {
+    let Ok(joined) = upstream_url(base, rest, query) else {
         return false;
     };
+    let url = Url::parse(&joined).unwrap_or_else(|e| panic!("{joined:?} does not parse: {e}"));
     assert_eq!(url.origin(), base.origin(), "{url} from {rest:?} {query:?}");
     assert_eq!(url.scheme(), base.scheme());
     assert_eq!(url.host_str(), base.host_str());

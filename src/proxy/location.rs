@@ -15,8 +15,9 @@ use url::Url;
 pub struct RedirectContext<'a> {
     /// The provider's `api_base`: what lies under it has a gateway route.
     pub api_base: &'a Url,
-    /// The upstream request's URL, which a relative `Location` is resolved against.
-    pub upstream: &'a Url,
+    /// The upstream request's URL ([`super::upstream_url`]), which a relative `Location` is
+    /// resolved against (parsed only when a response has a `Location`).
+    pub upstream: &'a str,
     /// The caller's request URL (the gateway's own origin).
     pub request_url: &'a str,
     /// The provider id: the first segment of the gateway's route for it.
@@ -34,7 +35,7 @@ pub struct RedirectContext<'a> {
 /// - an absolute one naming the gateway's own origin (outside `api_base`, so not a route the
 ///   API may point a caller at) is dropped.
 pub fn rewrite_location(location: &str, cx: &RedirectContext<'_>) -> Option<String> {
-    let resolved = cx.upstream.join(location.trim()).ok()?;
+    let resolved = Url::parse(cx.upstream).ok()?.join(location.trim()).ok()?;
     if !matches!(resolved.scheme(), "http" | "https") {
         return None;
     }
@@ -70,7 +71,7 @@ mod tests {
     fn cx<'a>(api_base: &'a Url, upstream: &'a Url) -> RedirectContext<'a> {
         RedirectContext {
             api_base,
-            upstream,
+            upstream: upstream.as_str(),
             request_url: "https://gateway.example/optoro/v1/rmas/1?x=1",
             provider: "optoro",
         }
@@ -147,7 +148,7 @@ mod tests {
         let upstream = Url::parse("http://127.0.0.1:8788/optoro/api/rmas").unwrap();
         let cx = RedirectContext {
             api_base: &base,
-            upstream: &upstream,
+            upstream: upstream.as_str(),
             request_url: "http://127.0.0.1:8787/optoro/rmas",
             provider: "optoro",
         };

@@ -42,7 +42,9 @@ enum Body {
     None,
     /// Held for replays: one JavaScript copy, sent by every attempt.
     Bytes(js_sys::Uint8Array),
-    Stream(web_sys::ReadableStream),
+    /// Sent once, under its own controller, which the byte counter aborts when the body runs
+    /// over `max_body_bytes` (made only for a streamed body).
+    Stream(web_sys::ReadableStream, web_sys::AbortController),
 }
 
 /// The record of caller token `token`: from this isolate's memo (keyed by the token's hash: a
@@ -128,8 +130,8 @@ impl Drop for Reservation {
 /// and nothing has been sent. A held body (up to [`tokengate::proxy::REPLAY_LIMIT`], within the isolate's replay
 /// budget) is copied into JavaScript once and replayable; any other streams. A body of unknown
 /// length streams through a byte counter that errors the stream (so the upstream request is
-/// aborted) once it exceeds `limit`: it sets `exceeded` and aborts `abort` (the upstream
-/// request's controller), so the provider sees a torn-down request, never a truncated one that
+/// aborted) once it exceeds `limit`: it sets `exceeded` and aborts the stream's controller
+/// (the upstream request's, [`Body::Stream`]), so the provider sees a torn-down request, never a truncated one that
 /// looks complete. The [`Reservation`] returned lives as long as the request.
 async fn read_body(
     gw: &Gateway,
@@ -137,7 +139,6 @@ async fn read_body(
     declared: Option<u64>,
     method: &str,
     exceeded: &Rc<Cell<bool>>,
-    abort: &web_sys::AbortController,
 ) -> Result<std::result::Result<(Body, Option<Reservation>), ()>> {
     let limit = gw.max_body_bytes;
     let raw = req.body();
@@ -160,12 +161,13 @@ async fn read_body(
     let (hold, raw) = match (plan, raw) {
         (BodyPlan::Hold { hold }, Some(raw)) => (hold, raw),
         (BodyPlan::Stream { counted, .. }, Some(raw)) => {
+            let abort = web_sys::AbortController::new()?;
             let body = if counted {
-                counted_stream(Vec::new(), js::chunks(raw), limit, exceeded, abort)
+                counted_stream(Vec::new(), js::chunks(raw), limit, exceeded, &abort)
             } else {
                 raw
             };
-            return Ok(Ok((Body::Stream(body), None)));
+            return Ok(Ok((Body::Stream(body, abort), None)));
         }
         (BodyPlan::TooLarge, _) => return Ok(Err(())),
         _ => return Ok(Ok((Body::None, None))),
@@ -194,8 +196,9 @@ async fn read_body(
     }
     // Longer than it may hold: the head, then the rest as it arrives, counted. (The head stays
     // reserved until the request ends.)
-    let counted = counted_stream(head, stream, limit, exceeded, abort);
-    Ok(Ok((Body::Stream(counted), Some(reservation))))
+    let abort = web_sys::AbortController::new()?;
+    let counted = counted_stream(head, stream, limit, exceeded, &abort);
+    Ok(Ok((Body::Stream(counted, abort), Some(reservation))))
 }
 
 /// `head`, then the chunks of `rest`, as one stream that errors (setting `exceeded` and
@@ -308,10 +311,9 @@ async fn proxy(
         return Ok(Err(GatewayError::MethodNotForwarded(method)));
     }
     let exceeded = Rc::new(Cell::new(false));
-    let body_abort = web_sys::AbortController::new()?;
     let declared =
         js::find_header(&incoming, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    let read = read_body(gw, &req, declared, &method, &exceeded, &body_abort).await?;
+    let read = read_body(gw, &req, declared, &method, &exceeded).await?;
     // The reservation of a held body lives until the response is on its way.
     let (body, _reservation) = match read {
         Ok(b) => b,
@@ -323,25 +325,21 @@ async fn proxy(
     };
     let forwarded = upstream_headers(incoming, &provider.config.api_headers);
 
-    let result = forward(
-        provider,
-        &method,
-        upstream.as_str(),
-        &forwarded,
-        body,
-        &body_abort,
-    )
-    .await;
-    let elapsed = gw.rt.now_ms().saturating_sub(started);
+    let result = forward(provider, &method, upstream.as_str(), &forwarded, body).await;
+    let ended = gw.rt.now_ms();
+    let elapsed = ended.saturating_sub(started);
     let count = |status: u16, origin: Option<TokenOrigin>, error: Option<(&str, Option<&str>)>| {
-        stats::proxied(&Proxied {
-            provider: provider_id,
-            status,
-            token_source: origin.map(|o| o.as_str()),
-            client_id: Some(&client_id),
-            managed,
-            error,
-        })
+        stats::proxied(
+            &Proxied {
+                provider: provider_id,
+                status,
+                token_source: origin.map(|o| o.as_str()),
+                client_id: Some(&client_id),
+                managed,
+                error,
+            },
+            ended,
+        )
     };
     let line = |event: &'static str, status: u16| {
         LogLine::new(event)
@@ -510,13 +508,12 @@ async fn forward(
     url: &str,
     forwarded: &[(String, String)],
     body: Body,
-    body_abort: &web_sys::AbortController,
 ) -> std::result::Result<((web_sys::Response, u16), TokenOrigin, Secret), CallError> {
-    let replayable = !matches!(body, Body::Stream(_));
+    let replayable = !matches!(body, Body::Stream(..));
     let (bytes, mut stream) = match body {
         Body::None => (None, None),
         Body::Bytes(b) => (Some(b), None),
-        Body::Stream(s) => (None, Some(s)),
+        Body::Stream(s, abort) => (None, Some((s, abort))),
     };
     let timeout = provider.config.token.timeout_ms;
     let forwarded = js::HeaderLines::from_pairs(forwarded);
@@ -528,7 +525,7 @@ async fn forward(
         // A stream is sent once, under the controller its byte counter aborts.
         let (body, abort): (Option<JsValue>, _) = match (&bytes, stream.take()) {
             (Some(b), _) => (Some(b.clone().into()), None),
-            (None, Some(s)) => (Some(s.into()), Some(body_abort.clone())),
+            (None, Some((s, abort))) => (Some(s.into()), Some(abort)),
             (None, None) => (None, None),
         };
         async move {

@@ -34,9 +34,9 @@ pub fn observe(event: &str, fields: &Value) {
     }
 }
 
-/// Counts a proxied request.
-pub fn proxied(request: &Proxied<'_>) {
-    TALLY.with(|t| t.borrow_mut().proxied(request, now_ms()));
+/// Counts a proxied request that ended at `now_ms`.
+pub fn proxied(request: &Proxied<'_>, now_ms: u64) {
+    TALLY.with(|t| t.borrow_mut().proxied(request, now_ms));
 }
 
 /// A flush that will send what was counted so far, if none is waiting yet: for the ending

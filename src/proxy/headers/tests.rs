@@ -162,7 +162,7 @@ fn redirect() -> RedirectContext<'static> {
     });
     RedirectContext {
         api_base: base,
-        upstream,
+        upstream: upstream.as_str(),
         request_url: "https://gateway.example/optoro/rmas/1",
         provider: "optoro",
     }

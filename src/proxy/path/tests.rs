@@ -8,20 +8,35 @@ fn base() -> Url {
     Url::parse("https://api.example.com/v1/").unwrap()
 }
 
+/// [`upstream_url`] under [`base`], parsed as the platform parses it (WHATWG URL), with what
+/// its construction promises checked on the parsed URL: the base's origin, under its path.
+fn joined(rest: &str, query: Option<&str>) -> Result<Url, PathError> {
+    upstream_url(&base(), rest, query).map(|s| {
+        let u = Url::parse(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(u.origin(), base().origin(), "{s}");
+        assert!(u.path().starts_with(base().path()), "{s}");
+        u
+    })
+}
+
 #[test]
 fn joins_under_base() {
     let u = upstream_url(&base(), "rmas/42", Some("a=1&b=%20")).unwrap();
-    assert_eq!(u.as_str(), "https://api.example.com/v1/rmas/42?a=1&b=%20");
+    assert_eq!(u, "https://api.example.com/v1/rmas/42?a=1&b=%20");
+    assert_eq!(joined("rmas/42", Some("a=1&b=%20")).unwrap().as_str(), u);
     assert_eq!(
-        upstream_url(&base(), "", None).unwrap().as_str(),
+        upstream_url(&base(), "", None).unwrap(),
         "https://api.example.com/v1/"
     );
     // An absolute URL in the path stays a path under the base.
-    let u = upstream_url(&base(), "https://evil.example/x", None).unwrap();
+    let u = joined("https://evil.example/x", None).unwrap();
     assert_eq!(u.host_str(), Some("api.example.com"));
     assert!(u.path().starts_with("/v1/"));
-    let u = upstream_url(&base(), "//evil.example/x", None).unwrap();
+    let u = joined("//evil.example/x", None).unwrap();
     assert_eq!(u.host_str(), Some("api.example.com"));
+    // Whatever the query holds, it is the query.
+    let u = joined("x", Some("/../../y#z?w")).unwrap();
+    assert_eq!(u.path(), "/v1/x");
 }
 
 #[test]
@@ -147,7 +162,7 @@ fn lets_ordinary_segments_through() {
         ("%EF%BC%9Bx", "/v1/%EF%BC%9Bx"),
         ("a%C2%A0b", "/v1/a%C2%A0b"),
     ] {
-        let u = upstream_url(&base(), p, None).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let u = joined(p, None).unwrap_or_else(|e| panic!("{p}: {e}"));
         assert_eq!(u.path(), path, "{p}");
     }
 }
