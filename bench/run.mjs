@@ -12,7 +12,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import {
-  runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS, MANAGED, STEADY, FORWARDER, DUTIES, BURST,
+  runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS, MANAGED, STEADY, FORWARDER, DUTIES, DUTIES_NO_LOG, BURST,
 } from './worker.mjs';
 import { runFleetBench, fleetTables } from './fleet.mjs';
 import { latencySvg } from './plot.mjs';
@@ -145,6 +145,7 @@ say('  header rule, a deadline timer (AbortController) for the response headers,
 say('  filtered (token echo, private `Cache-Control`, `Server-Timing`) into a new Response, one JSON log');
 say('  line per request. The control for "the rules in Rust cost no more than the same job in');
 say('  JavaScript".');
+say(`- **${DUTIES_NO_LOG}**: the same without the log line, beside tokengate with \`log_level = "warn"\`.`);
 say('- **tokengate**: `build/` as deployed, default configuration (one log line per request).');
 for (const [n, v] of Object.entries(TOKENGATE_VARIANTS)) {
   say(`- **${n}**: the same build with ${Object.entries(v).map(([k, x]) => `\`${k} = "${x}"\``).join(', ')}.`);
@@ -194,6 +195,13 @@ for (const c of [goalC, ...opts.concurrency.filter((x) => x !== goalC)]) {
     say(`  - the same job in JavaScript (${DUTIES}): its CPU − passthrough CPU = ${f0(dutiesOver)} µs/req; ` +
       `its req/s / passthrough = ${ratio(duties.rps, row('passthrough', c).rps)}; tokengate CPU − its CPU = ` +
       `${f0(tg.cpuUs - duties.cpuUs)} µs/req`);
+  }
+  const quiet = row(DUTIES_NO_LOG, c);
+  const tgQuiet = row('tokengate, log_level=warn', c);
+  if (quiet && tgQuiet) {
+    say(`  - without the log line: tokengate (\`log_level = "warn"\`) CPU − ${DUTIES_NO_LOG} CPU = ` +
+      `${f0(tgQuiet.cpuUs - quiet.cpuUs)} µs/req; the log line costs tokengate ${f0(tg.cpuUs - tgQuiet.cpuUs)} µs/req ` +
+      `and the JavaScript ${f0(duties.cpuUs - quiet.cpuUs)} µs/req`);
   }
 }
 say();

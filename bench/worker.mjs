@@ -39,6 +39,8 @@ export const FORWARDER_BUILD_DIR = path.join(here, 'baseline/rust-forwarder/buil
 export const WORKERS = ['passthrough', FORWARDER, 'hand-written', 'tokengate'];
 /** The hand-written gateway doing tokengate's platform work too (handwritten-duties.js). */
 export const DUTIES = "hand-written, tokengate's duties";
+/** The same without its log line (as tokengate with `log_level = "warn"`). */
+export const DUTIES_NO_LOG = "hand-written, tokengate's duties, no log line";
 /**
  * Steady state also measures tokengate with each of these configurations (name → extra vars):
  * the default writes one log line per proxied request; `log_level = "warn"` does not.
@@ -50,7 +52,7 @@ export const TOKENGATE_VARIANTS = { 'tokengate, log_level=warn': { log_level: 'w
  */
 export const MANAGED = 'tokengate, managed caller';
 /** Every worker the steady state measures, in report order. */
-export const STEADY = [...WORKERS.slice(0, 3), DUTIES, ...WORKERS.slice(3),
+export const STEADY = [...WORKERS.slice(0, 3), DUTIES, DUTIES_NO_LOG, ...WORKERS.slice(3),
   ...Object.keys(TOKENGATE_VARIANTS), MANAGED];
 /** The gateways of the cold burst, each from a cold instance with no provider token anywhere. */
 export const BURST = ['hand-written', DUTIES, 'tokengate'];
@@ -130,11 +132,12 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
     host: '127.0.0.1',
     handleRuntimeStdio: discardStdio,
   };
-  const handWritten = (script) => ({
+  const handWritten = (script, extra = {}) => ({
     scriptPath: path.join(here, script),
     kvNamespaces: ['KV'],
     ...(kvDir ? { kvPersist: kvDir } : {}),
     bindings: {
+      ...extra,
       API_BASE: api,
       TOKEN_URL: fx.optoro.token_url,
       CLIENT_ID: fx.creds.clientId,
@@ -159,6 +162,7 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
     }),
     'hand-written': () => handWritten('baseline/handwritten.js'),
     [DUTIES]: () => handWritten('baseline/handwritten-duties.js'),
+    [DUTIES_NO_LOG]: () => handWritten('baseline/handwritten-duties.js', { LOG: 'off' }),
   }[name]();
   const mf = new Miniflare({ ...common, ...own, ...miniflare });
   const url = (await mf.ready).href.replace(/\/$/, '');
@@ -169,7 +173,9 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
 export function authFor(name, fx) {
   if (name === MANAGED) return `Bearer ${fx.managedToken}`;
   if (isTokengate(name)) return `Bearer ${fx.callerToken}`;
-  if (name === 'hand-written' || name === DUTIES) return `Bearer ${fx.handwrittenToken}`;
+  if (name === 'hand-written' || name === DUTIES || name === DUTIES_NO_LOG) {
+    return `Bearer ${fx.handwrittenToken}`;
+  }
   return undefined;
 }
 

@@ -12,10 +12,31 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 /// §5.3 require TLS for client secrets and bearer tokens; a request that sent one in the clear
 /// is refused rather than served, so the caller learns its credential crossed the network.
 pub fn secure_transport(request_url: &str) -> bool {
-    // (The common case without parsing the URL again.)
+    // The common cases without parsing the URL again: https, and the platform's serialisation
+    // of a loopback host (local development, and the benchmarks).
     request_url.starts_with("https://")
+        || plain_loopback(request_url)
         || url::Url::parse(request_url)
             .is_ok_and(|u| u.scheme() == "https" || crate::config::is_loopback(&u))
+}
+
+/// Whether `url` is `http://` and a loopback host as the URL parser serialises it, then an
+/// optional port of digits, then the path's `/`. Anything else (userinfo, another spelling)
+/// is left to the parser: in `http://127.0.0.1:1@example.com/` the host is `example.com`,
+/// because the authority runs to the first `/` and an `@` in it ends the userinfo.
+fn plain_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| {
+        rest.strip_prefix(host).is_some_and(|after| {
+            let path = match after.strip_prefix(':') {
+                Some(port) => port.trim_start_matches(|c: char| c.is_ascii_digit()),
+                None => after,
+            };
+            path.starts_with('/')
+        })
+    })
 }
 
 /// A transport-level failure: no HTTP response.
@@ -114,4 +135,42 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut of [`secure_transport`] decides as the URL parser does.
+    #[test]
+    fn the_loopback_shortcut_agrees_with_the_parser() {
+        let parsed = |u: &str| {
+            url::Url::parse(u)
+                .is_ok_and(|u| u.scheme() == "https" || crate::config::is_loopback(&u))
+        };
+        for url in [
+            "http://127.0.0.1:8787/oauth/token",
+            "http://127.0.0.1/",
+            "http://localhost:1/x?y",
+            "http://[::1]:8787/optoro/x",
+            "http://[::1]/",
+            "http://127.0.0.1:1@example.com/",
+            "http://127.0.0.1:@example.com/",
+            "http://127.0.0.1@example.com/",
+            "http://localhost.example.com/",
+            "http://localhost:80x/",
+            "http://127.0.0.10/",
+            "http://127.0.0.1:8787",
+            "http://[::1]:8787@[::2]/",
+            "http://example.com/127.0.0.1/",
+        ] {
+            assert_eq!(secure_transport(url), parsed(url), "{url}");
+            if plain_loopback(url) {
+                assert!(parsed(url), "{url}");
+            }
+        }
+        assert!(plain_loopback("http://127.0.0.1:8787/oauth/token"));
+        assert!(!plain_loopback("http://127.0.0.1:1@example.com/"));
+        assert!(!secure_transport("http://127.0.0.1:1@example.com/"));
+    }
 }

@@ -15,7 +15,9 @@
 // - response headers: hop-by-hop, cookies, CORS, HSTS, Alt-Svc and Clear-Site-Data dropped, any
 //   value holding the provider token dropped, `Cache-Control` made private, a `Server-Timing`
 //   naming the token's origin added; the body streamed through a new Response;
-// - one JSON log line per request (provider, method, status, token source, ms, client id).
+// - one JSON log line per request (provider, method, status, token source, ms, client id);
+//   none when the binding LOG is "off" (the bench's row without a log line, beside tokengate's
+//   `log_level = "warn"` row).
 //
 // Still left out: retries and provider error handling (none happen on this path), caller-token
 // issuance, multiple providers, Unicode look-alike segments, token-echo spellings other than
@@ -181,7 +183,7 @@ export default {
     }
     out.set('cache-control', privateCacheControl(cacheControl));
     out.set('server-timing', `token;desc="${source}"`);
-    console.log(JSON.stringify({
+    if (env.LOG !== 'off') console.log(JSON.stringify({
       event: 'proxy',
       provider,
       method: request.method,

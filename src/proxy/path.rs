@@ -89,9 +89,13 @@ pub fn split_request_url(url: &str) -> (&str, Option<&str>) {
 fn check_segment(seg: &str) -> Result<(), PathError> {
     // An encoded `%` (`%25`), or an escape that only a second decoding reveals (`%%32e` is
     // `%2e` once decoded): a server that decodes twice would see what this check did not.
+    // (Without a `%` there is nothing to decode. `%25` has no letter: no case to fold.)
+    if !seg.contains('%') {
+        return check_decoded(seg);
+    }
     let once: Vec<u8> = percent_encoding::percent_decode_str(seg).collect();
     let twice: Vec<u8> = percent_encoding::percent_decode(&once).collect();
-    if seg.to_ascii_lowercase().contains("%25") || twice != once {
+    if seg.contains("%25") || twice != once {
         return Err(PathError::Unsafe);
     }
     let decoded = std::str::from_utf8(&once).map_err(|_| PathError::Unsafe)?;

@@ -3,6 +3,7 @@
 // times rather than once per header or per timer callback.
 
 const TIMEOUT = Symbol('tokengate.timeout');
+const UNBUILDABLE = Symbol('tokengate.unbuildable');
 
 // The Rust side's futures are run by wasm-bindgen's task queue, which schedules each batch of
 // woken tasks with the global queueMicrotask. On workerd that call costs far more than a
@@ -49,6 +50,53 @@ export function fetchWithin(request, ms, controller, via) {
         reject(error);
       },
     );
+  });
+}
+
+/**
+ * A proxied request, built and sent in one step: `new Request(url, …)` with `method`, the
+ * headers of `lines` (headersFromLines' form), `body` (undefined: none), redirects returned
+ * rather than followed and the signal of `controller` (a new controller when none is given),
+ * sent by fetchWithin with deadline `ms`, through `via` when given. Rejects with the
+ * unbuildable marker when the platform refuses to build the request (a header it refuses:
+ * its error is dropped, as its message could quote the header's value).
+ */
+export function sendWithin(url, method, lines, body, ms, controller, via) {
+  const abort = controller ?? new AbortController();
+  let request;
+  try {
+    request = new Request(url, {
+      method,
+      headers: headersFromLines(lines),
+      body,
+      redirect: 'manual',
+      signal: abort.signal,
+    });
+  } catch {
+    return Promise.reject(UNBUILDABLE);
+  }
+  return fetchWithin(request, ms, abort, via);
+}
+
+/** Whether sendWithin rejected because the request could not be built. */
+export function isUnbuildable(error) {
+  return error === UNBUILDABLE;
+}
+
+/** headerLines of a Request's or a Response's headers. */
+export function headerLinesOf(message) {
+  return headerLines(message.headers);
+}
+
+/**
+ * The caller's response in one step: `status`, the headers of `lines` (headersFromLines'
+ * form) and `upstream`'s body stream itself (none when `withBody` is false). Throws
+ * (TypeError) on a header the platform refuses.
+ */
+export function responseWith(upstream, status, lines, withBody) {
+  return new Response(withBody ? upstream.body : null, {
+    status,
+    headers: headersFromLines(lines),
   });
 }
 

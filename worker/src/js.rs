@@ -98,22 +98,36 @@ impl Fetcher {
 
 #[wasm_bindgen(module = "/js/platform.js")]
 extern "C" {
-    #[wasm_bindgen(js_name = fetchWithin)]
-    fn fetch_within_js(
-        request: &web_sys::Request,
+    #[wasm_bindgen(js_name = sendWithin)]
+    fn send_within_js(
+        url: &str,
+        method: &str,
+        lines: &str,
+        body: Option<JsValue>,
         ms: f64,
-        controller: &web_sys::AbortController,
+        controller: Option<web_sys::AbortController>,
         via: Option<Fetcher>,
     ) -> Promise;
+
+    #[wasm_bindgen(js_name = isUnbuildable)]
+    fn is_unbuildable(error: &JsValue) -> bool;
+
+    #[wasm_bindgen(js_name = headerLinesOf)]
+    fn header_lines_of(message: &JsValue) -> String;
+
+    #[wasm_bindgen(catch, js_name = responseWith)]
+    fn response_with_js(
+        upstream: &web_sys::Response,
+        status: u16,
+        lines: &str,
+        with_body: bool,
+    ) -> Result<web_sys::Response, JsValue>;
 
     #[wasm_bindgen(js_name = isTimeout)]
     fn is_timeout(error: &JsValue) -> bool;
 
     #[wasm_bindgen(js_name = settledWithin)]
     fn settled_within_js(promise: &Promise, ms: f64) -> Promise;
-
-    #[wasm_bindgen(js_name = headerLines)]
-    fn header_lines(headers: &web_sys::Headers) -> String;
 
     #[wasm_bindgen(catch, js_name = headersFromLines)]
     fn headers_from_lines(lines: &str) -> Result<web_sys::Headers, JsValue>;
@@ -124,35 +138,57 @@ pub async fn settled_within(promise: &Promise, ms: u64) {
     let _ = JsFuture::from(settled_within_js(promise, ms as f64)).await;
 }
 
-/// How a [`fetch_within`] ended without a response.
-pub enum FetchFailure {
+/// How a [`send_within`] ended without a response.
+pub enum SendFailure {
     /// No response headers within the deadline (the request was aborted).
     Timeout,
+    /// The platform refused to build the request (a header it refuses).
+    Unbuildable,
     /// What `fetch` rejected with.
     Failed(JsValue),
 }
 
-/// `fetch(request)` — through `via`'s own `fetch` when given — waiting at most `ms` for the
-/// response headers: past that, `controller` (whose signal `request` carries) is aborted. The
-/// body is not under the deadline.
-pub async fn fetch_within(
-    request: &web_sys::Request,
+/// Builds and sends a request in one crossing into JavaScript: `method` to `url` with the
+/// headers of `lines`, `body` (or none), redirects returned and never followed, waiting at most
+/// `ms` for the response headers, after which the request is aborted — through `controller`,
+/// when given (whoever holds it may abort the request too), else through one of its own. Sent
+/// by `via`'s own `fetch` when given. The body is not under the deadline.
+pub async fn send_within(
+    url: &str,
+    method: &str,
+    lines: &HeaderLines,
+    body: Option<JsValue>,
     ms: u64,
-    controller: &web_sys::AbortController,
+    controller: Option<web_sys::AbortController>,
     via: Option<&Fetcher>,
-) -> Result<web_sys::Response, FetchFailure> {
-    match JsFuture::from(fetch_within_js(
-        request,
+) -> Result<web_sys::Response, SendFailure> {
+    let sent = send_within_js(
+        url,
+        method,
+        &lines.0,
+        body,
         ms as f64,
         controller,
         via.cloned(),
-    ))
-    .await
-    {
+    );
+    match JsFuture::from(sent).await {
         Ok(resp) => Ok(resp.unchecked_into()),
-        Err(e) if is_timeout(&e) => Err(FetchFailure::Timeout),
-        Err(e) => Err(FetchFailure::Failed(e)),
+        Err(e) if is_timeout(&e) => Err(SendFailure::Timeout),
+        Err(e) if is_unbuildable(&e) => Err(SendFailure::Unbuildable),
+        Err(e) => Err(SendFailure::Failed(e)),
     }
+}
+
+/// The caller's response in one crossing: `status`, the headers of `lines` and `upstream`'s
+/// body stream itself (none when `with_body` is false; a header the platform refuses is an
+/// error).
+pub fn response_with(
+    upstream: &web_sys::Response,
+    status: u16,
+    lines: &HeaderLines,
+    with_body: bool,
+) -> Result<web_sys::Response, JsValue> {
+    response_with_js(upstream, status, &lines.0, with_body)
 }
 
 /// What a JavaScript error says (its `message`, or the value as a string), for logs.
@@ -264,10 +300,10 @@ pub fn headers<K: AsRef<str>, V: AsRef<str>>(
     headers_from(&HeaderLines::from_pairs(pairs)?)
 }
 
-/// Every header as (name, value), names lower-case as the platform gives them: read in one
-/// call.
-pub fn header_pairs(headers: &web_sys::Headers) -> Vec<(String, String)> {
-    let lines = header_lines(headers);
+/// Every header of a `Request` or a `Response` as (name, value), names lower-case as the
+/// platform gives them: read in one call.
+pub fn header_pairs(message: &JsValue) -> Vec<(String, String)> {
+    let lines = header_lines_of(message);
     let mut parts = lines.split('\n');
     let mut out = Vec::new();
     while let (Some(name), Some(value)) = (parts.next(), parts.next()) {

@@ -9,7 +9,7 @@ use crate::kv::caller_record;
 use crate::respond::{error, Result};
 use crate::runtime::{log_event, now_ms, LogLine};
 use crate::stats;
-use crate::transport::{send_with_timeout, Outgoing};
+use crate::transport::{send_with_timeout, ApiRequest};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
@@ -46,6 +46,9 @@ enum Body {
     /// over `max_body_bytes` (made only for a streamed body).
     Stream(web_sys::ReadableStream, web_sys::AbortController),
 }
+
+/// A response's headers as (name, value) pairs ([`js::header_pairs`]).
+type Headers = Vec<(String, String)>;
 
 /// The record of caller token `token`: from this isolate's memo (keyed by the token's hash: a
 /// hit is a token this gateway issued), else its tag is checked (a made-up bearer costs no KV
@@ -260,7 +263,7 @@ async fn proxy(
     }
     // The caller's headers cross into WebAssembly once, as one string; the few the gateway
     // reads are found in that copy.
-    let incoming = js::header_pairs(&req.headers());
+    let incoming = js::header_pairs(&req);
     let authorization = js::find_header(&incoming, "authorization");
     let Some(token) = parse_bearer(authorization) else {
         return Ok(Err(GatewayError::InvalidToken(
@@ -348,7 +351,7 @@ async fn proxy(
             .num("status", status.into())
     };
     match result {
-        Ok(((resp, status), origin, token)) => {
+        Ok(((resp, status, got), origin, token)) => {
             if !passes_on(status) {
                 // A Workers Response cannot carry it (and a 1xx is no final answer): the body
                 // is cancelled, the caller gets a 502.
@@ -379,7 +382,7 @@ async fn proxy(
                 request_url,
                 provider: provider_id,
             };
-            respond(resp, status, origin, &token, &redirect).map(Ok)
+            respond(resp, status, got, origin, &token, &redirect).map(Ok)
         }
         Err(_) if exceeded.get() => {
             // The counted body stopped the upstream request part way.
@@ -508,7 +511,7 @@ async fn forward(
     url: &str,
     forwarded: &[(String, String)],
     body: Body,
-) -> std::result::Result<((web_sys::Response, u16), TokenOrigin, Secret), CallError> {
+) -> std::result::Result<((web_sys::Response, u16, Headers), TokenOrigin, Secret), CallError> {
     let replayable = !matches!(body, Body::Stream(..));
     let (bytes, mut stream) = match body {
         Body::None => (None, None),
@@ -560,26 +563,28 @@ async fn forward(
                         .push("dpop", &proof)
                         .map_err(|_| TransportError::Network("invalid DPoP proof".into()))?;
                 }
-                let headers = pushed
-                    .and_then(|_| js::headers_from(&lines))
-                    .map_err(|_| TransportError::Network("Headers is unavailable".into()))?;
-                let out = Outgoing {
+                pushed.map_err(|_| {
+                    TransportError::Network("the provider token cannot be a header".into())
+                })?;
+                let out = ApiRequest {
                     method,
                     url,
-                    headers: &headers,
+                    headers: &lines,
                     body: body.clone(),
                     via,
                 };
                 let resp = send_with_timeout(out, timeout, abort.clone()).await?;
                 let status = resp.status();
-                let got = resp.headers();
+                // The response's headers cross into WebAssembly once: the call's rules, the
+                // nonce and the caller's response all read this copy.
+                let got = js::header_pairs(&resp);
                 let mut step = jose::NonceStep::Proceed;
                 if let Some(dpop) = dpop {
                     // The API's nonce is kept for the next proof (RFC 9449 §9).
-                    let nonce = jose::nonce_value(js::header(&got, "dpop-nonce").as_deref());
+                    let nonce = jose::nonce_value(js::find_header(&got, "dpop-nonce"));
                     step = jose::api_nonce_step(
                         status,
-                        js::header(&got, "www-authenticate").as_deref(),
+                        js::find_header(&got, "www-authenticate"),
                         nonce.is_some(),
                         nonce_asked,
                         replayable,
@@ -597,7 +602,7 @@ async fn forward(
                         continue;
                     }
                 }
-                let retry_after = js::header(&got, "retry-after");
+                let retry_after = js::find_header(&got, "retry-after").map(str::to_string);
                 // A nonce request the caller must have is about the proof, not the token: the
                 // call's rules see a final client error, so the token is neither dropped nor
                 // reported as refused (to the minter, for the fleet). The caller gets the 401;
@@ -606,7 +611,7 @@ async fn forward(
                 return Ok(ApiReply {
                     status: if callers { 400 } else { status },
                     retry_after,
-                    response: (resp, status),
+                    response: (resp, status, got),
                 });
             }
         }
@@ -614,26 +619,18 @@ async fn forward(
     .await
 }
 
-/// The caller's response: upstream status and body (streamed), the headers the core lets
-/// through (none that echoes `token`, a `Location` rewritten in `redirect`), a private
-/// `Cache-Control` and `Server-Timing`.
+/// The caller's response: upstream status and body (streamed), of the upstream `headers` those
+/// the core lets through (none that echoes `token`, a `Location` rewritten in `redirect`), a
+/// private `Cache-Control` and `Server-Timing`.
 fn respond(
     resp: web_sys::Response,
     status: u16,
+    headers: Headers,
     origin: TokenOrigin,
     token: &Secret,
     redirect: &RedirectContext<'_>,
 ) -> Result<web_sys::Response> {
-    let out = js::headers(&downstream_headers(
-        js::header_pairs(&resp.headers()),
-        origin,
-        token,
-        redirect,
-    ))?;
+    let out = js::HeaderLines::from_pairs(&downstream_headers(headers, origin, token, redirect))?;
     // The upstream body stream itself, not a rebuilt Response around it.
-    let body = resp
-        .body()
-        .filter(|_| !has_null_body(status))
-        .map(JsValue::from);
-    js::response(status, &out, body.as_ref())
+    js::response_with(&resp, status, &out, !has_null_body(status))
 }

@@ -19,7 +19,7 @@ pub struct FetchTransport {
     pub via: Option<js::Fetcher>,
 }
 
-/// One outgoing request. The method is sent verbatim (not mapped through an enum).
+/// One outgoing token request. The method is sent verbatim (not mapped through an enum).
 pub struct Outgoing<'a> {
     /// Method.
     pub method: &'a str,
@@ -85,26 +85,45 @@ where
     }
 }
 
+/// A proxied request to a provider's API.
+pub struct ApiRequest<'a> {
+    /// Method, sent verbatim.
+    pub method: &'a str,
+    /// Absolute URL.
+    pub url: &'a str,
+    /// Headers.
+    pub headers: &'a js::HeaderLines,
+    /// Body, if any.
+    pub body: Option<JsValue>,
+    /// The binding whose `fetch` sends it (an mTLS certificate), else the global `fetch`.
+    pub via: Option<&'a js::Fetcher>,
+}
+
 /// Sends `out`, waiting at most `timeout_ms` for the response headers. Redirects are returned,
 /// never followed. `abort`: a controller that also aborts the request (the proxy's body
 /// counter uses it to tear the request down when the body runs over its limit).
 pub async fn send_with_timeout(
-    out: Outgoing<'_>,
+    out: ApiRequest<'_>,
     timeout_ms: u64,
     abort: Option<web_sys::AbortController>,
 ) -> Result<web_sys::Response, TransportError> {
-    let controller = match abort {
-        Some(c) => c,
-        None => web_sys::AbortController::new()
-            .map_err(|_| TransportError::Network("AbortController is unavailable".into()))?,
-    };
-    let request = build_request(&out, &controller.signal())?;
-    js::fetch_within(&request, timeout_ms, &controller, out.via)
-        .await
-        .map_err(|f| match f {
-            js::FetchFailure::Timeout => TransportError::Timeout,
-            js::FetchFailure::Failed(e) => TransportError::Network(js::message(&e)),
-        })
+    js::send_within(
+        out.url,
+        out.method,
+        out.headers,
+        out.body,
+        timeout_ms,
+        abort,
+        out.via,
+    )
+    .await
+    .map_err(|f| match f {
+        js::SendFailure::Timeout => TransportError::Timeout,
+        js::SendFailure::Unbuildable => {
+            TransportError::Network("the request could not be built".into())
+        }
+        js::SendFailure::Failed(e) => TransportError::Network(js::message(&e)),
+    })
 }
 
 impl Transport for FetchTransport {
@@ -135,7 +154,7 @@ impl Transport for FetchTransport {
         timed(timeout_ms, None, |signal| async move {
             let resp = fetch_once(&out, &signal).await?;
             let status = resp.status();
-            let headers = js::header_pairs(&resp.headers())
+            let headers = js::header_pairs(&resp)
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
