@@ -19,6 +19,7 @@
 //                         [--burst-rounds 3] [--cold-rounds 3] [--build DIR]
 //                         [--forwarder-build DIR] [--var NAME=VALUE]… [--json FILE]
 //                         [--only NAME]…   (steady state: only these workers)
+//                         [--compare DIR]  (steady state: also tokengate built in DIR, same rounds)
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -56,7 +57,10 @@ export const STEADY = [...WORKERS.slice(0, 3), DUTIES, DUTIES_NO_LOG, ...WORKERS
   ...Object.keys(TOKENGATE_VARIANTS), MANAGED];
 /** The gateways of the cold burst, each from a cold instance with no provider token anywhere. */
 export const BURST = ['hand-written', DUTIES, 'tokengate'];
-const isTokengate = (name) => name === 'tokengate' || name === MANAGED || name in TOKENGATE_VARIANTS;
+/** `--compare DIR`: tokengate built from DIR too, in the same rounds (an A/B of two builds). */
+export const COMPARED = 'tokengate, compared build';
+const isTokengate = (name) => name === 'tokengate' || name === MANAGED || name === COMPARED
+  || name in TOKENGATE_VARIANTS;
 const ADMIN_TOKEN = `bench-admin-${'x'.repeat(32)}`;
 const CALLER_ID = 'bench';
 const CALLER_SECRET = 'bench-secret';
@@ -111,7 +115,7 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
   const api = fx.optoro.api_base;
   if (isTokengate(name)) {
     const gw = await startGateway({
-      buildDir: fx.buildDir,
+      buildDir: name === COMPARED ? fx.compareBuild : fx.buildDir,
       providers: { optoro: fx.optoro },
       secrets: { ...fx.secrets, TOKENGATE_ADMIN_TOKEN: ADMIN_TOKEN },
       key: fx.key,
@@ -270,7 +274,8 @@ async function steady(fx, opts) {
   const running = {};
   try {
     await seedCallers(fx, kvDir);
-    const names = opts.only ? STEADY.filter((n) => opts.only.includes(n)) : STEADY;
+    const all = opts.compareBuild ? [...STEADY, COMPARED] : STEADY;
+    const names = opts.only ? all.filter((n) => opts.only.includes(n) || n === COMPARED) : all;
     for (const name of names) running[name] = await startWorker(name, fx, kvDir);
     if (running[MANAGED]) fx.managedToken = await managedToken(running[MANAGED].url, fx);
     for (const name of names) {
@@ -393,6 +398,7 @@ export async function runWorkerBench(opts) {
     throw new Error(`${forwarderBuild}/shim.js not found: build the Rust forwarder first (make bench-forwarder)`);
   }
   const fx = await startFixture(opts.build, opts.gatewayVars, forwarderBuild);
+  fx.compareBuild = opts.compareBuild;
   try {
     // The passthrough's fixed token, straight from the provider (not counted for the gateways).
     const res = await fetch(fx.optoro.token_url, {
@@ -445,6 +451,7 @@ export function parseWorkerArgs(argv) {
       var: { type: 'string', multiple: true, default: [] },
       json: { type: 'string' },
       only: { type: 'string', multiple: true },
+      compare: { type: 'string' },
     },
   });
   const int = (k, v) => {
@@ -472,6 +479,7 @@ export function parseWorkerArgs(argv) {
     gatewayVars,
     json: values.json,
     only: values.only?.length ? values.only : undefined,
+    compareBuild: values.compare ? path.resolve(values.compare) : undefined,
   };
 }
 
