@@ -126,7 +126,7 @@ bench-worker: worker bench-forwarder
 # handler) — and a plain module-Worker entry (shim.js) instead of worker-build's. Into
 # bench/baseline/rust-forwarder/build/; rebuilt only when its sources change.
 FORWARDER := bench/baseline/rust-forwarder
-bench-forwarder: $(FORWARDER)/build/shim.js
+bench-forwarder: $(FORWARDER)/build/shim.js $(FORWARDER)/build-worker-build/index.js
 
 $(FORWARDER)/build/shim.js: $(FORWARDER)/Cargo.toml $(FORWARDER)/Cargo.lock $(FORWARDER)/src/lib.rs \
   $(FORWARDER)/shim.js | setup
@@ -138,6 +138,13 @@ $(FORWARDER)/build/shim.js: $(FORWARDER)/Cargo.toml $(FORWARDER)/Cargo.lock $(FO
 	  --experimental-reset-state-function --force-enable-abort-handler
 	sed -i 's/^import source /import /' $(FORWARDER)/build/index.js
 	cp $(FORWARDER)/shim.js $@
+
+# The same forwarder behind the worker crate's #[event(fetch)] (feature worker-build), built by
+# worker-build exactly as the Worker is: its JavaScript entry included.
+$(FORWARDER)/build-worker-build/index.js: $(FORWARDER)/Cargo.toml $(FORWARDER)/Cargo.lock \
+  $(FORWARDER)/src/lib.rs | setup
+	CARGO_TARGET_DIR=$(CURDIR)/target worker-build --release --out-dir build-worker-build \
+	  $(FORWARDER) --locked --features worker-build
 
 # The Worker as deployed, with its functions' names, for bench/profile.mjs (into build-profile/):
 # worker-build as for `make worker` (the same wasm, byte for byte) with the JavaScript glue left
@@ -180,4 +187,4 @@ dev: worker console
 
 clean:
 	rm -rf build build-test build-profile build-console pkg target/wasm32-unknown-unknown target/profile \
-	  $(FORWARDER)/build
+	  $(FORWARDER)/build $(FORWARDER)/build-worker-build

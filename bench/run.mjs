@@ -12,7 +12,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import {
-  runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS, MANAGED, STEADY, FORWARDER, DUTIES, DUTIES_NO_LOG, BURST,
+  runWorkerBench, parseWorkerArgs, WORKERS, TOKENGATE_VARIANTS, MANAGED, STEADY, FORWARDER, DUTIES, DUTIES_NO_LOG, BURST, FORWARDER_WB, COLD,
 } from './worker.mjs';
 import { runFleetBench, fleetTables } from './fleet.mjs';
 import { latencySvg } from './plot.mjs';
@@ -74,6 +74,8 @@ const sizes = {
   workerGlue: size('build/index.js'),
   forwarder: size(path.relative(root, path.join(opts.forwarderBuild, 'index_bg.wasm'))),
   forwarderGlue: size(path.relative(root, path.join(opts.forwarderBuild, 'index.js'))),
+  forwarderWb: size('bench/baseline/rust-forwarder/build-worker-build/index_bg.wasm'),
+  forwarderWbGlue: size('bench/baseline/rust-forwarder/build-worker-build/index.js'),
   npm: size('pkg/node/core_bg.wasm'),
 };
 
@@ -136,6 +138,9 @@ say('- **passthrough**: `bench/baseline/passthrough.js`, adds a fixed bearer and
 say(`- **${FORWARDER}**: \`bench/baseline/rust-forwarder\`, the passthrough in Rust (same upstream URL,`);
 say('  same header, the global `fetch`), a wasm-bindgen export `fetch(request, env, ctx)` on');
 say('  `web_sys` types built with the Worker\'s toolchain and release profile: the Rust floor.');
+say(`- **${FORWARDER_WB}**: the same forwarder behind the worker crate's \`#[event(fetch)]\` on`);
+say('  `web_sys` types, built by worker-build with its JavaScript entry (a class per request behind');
+say('  the proxies that re-initialise the module after a trap), exactly as tokengate is built.');
 say('- **hand-written**: `bench/baseline/handwritten.js`, the gateway a competent user writes by');
 say('  hand (caller check with SHA-256 + KV + memo, scope, provider token memory → KV → one');
 say('  shared exchange, header hygiene).');
@@ -189,6 +194,11 @@ for (const c of [goalC, ...opts.concurrency.filter((x) => x !== goalC)]) {
     `(goal ≥ ${BUDGET.ratio}; ${verdict(tg.rps, floor.rps, rps >= BUDGET.ratio)})`);
   say(`- ${c} concurrent: tokengate CPU − forwarder CPU = ${f0(over)} µs/req vs hand-written CPU − ` +
     `passthrough CPU = ${f0(handOver)} µs/req (goal: ≤; ${verdict(over, handOver, over <= handOver)})`);
+  const wb = row(FORWARDER_WB, c);
+  if (wb) {
+    say(`  - against ${FORWARDER_WB} (the floor with worker-build's entry): req/s ${ratio(tg.rps, wb.rps)}, ` +
+      `tokengate CPU − its CPU = ${f0(tg.cpuUs - wb.cpuUs)} µs/req`);
+  }
   const duties = row(DUTIES, c);
   if (duties) {
     const dutiesOver = duties.cpuUs - row('passthrough', c).cpuUs;
@@ -240,7 +250,7 @@ say(`of ${opts.coldRounds}.`);
 say();
 say('| worker | ready ms | first response ms |');
 say('| --- | ---: | ---: |');
-for (const w of WORKERS) {
+for (const w of COLD) {
   const rs = worker.cold.filter((r) => r.worker === w);
   say(`| ${w} | ${f0(median(rs.map((r) => r.ready)))} | ${f0(median(rs.map((r) => r.total)))} |`);
 }
@@ -266,6 +276,8 @@ say(`| Worker ${sizes.worker.file} | ${sizes.worker.raw} | ${sizes.worker.gzip} 
 say(`| Worker ${sizes.workerGlue.file} | ${sizes.workerGlue.raw} | ${sizes.workerGlue.gzip} | |`);
 say(`| ${FORWARDER} ${sizes.forwarder.file} | ${sizes.forwarder.raw} | ${sizes.forwarder.gzip} | |`);
 say(`| ${FORWARDER} ${sizes.forwarderGlue.file} | ${sizes.forwarderGlue.raw} | ${sizes.forwarderGlue.gzip} | |`);
+say(`| ${FORWARDER_WB} ${sizes.forwarderWb.file} | ${sizes.forwarderWb.raw} | ${sizes.forwarderWb.gzip} | |`);
+say(`| ${FORWARDER_WB} ${sizes.forwarderWbGlue.file} | ${sizes.forwarderWbGlue.raw} | ${sizes.forwarderWbGlue.gzip} | |`);
 say(`| npm ${sizes.npm.file} | ${sizes.npm.raw} | ${sizes.npm.gzip} | ${BUDGET.npmGzip} |`);
 say();
 say('gzip -9 is zlib level 9 (Node\'s `zlib.gzipSync`).');

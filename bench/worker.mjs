@@ -5,6 +5,9 @@
 //   passthrough     bench/baseline/passthrough.js: adds a fixed provider bearer and forwards
 //   rust forwarder  bench/baseline/rust-forwarder (`make bench-forwarder`): the same in Rust,
 //                   built like the Worker (wasm-bindgen, web_sys types): the Rust floor
+//   rust forwarder, worker-build
+//                   the same behind the worker crate's #[event(fetch)], built by worker-build
+//                   with its JavaScript entry, as the Worker is
 //   hand-written    bench/baseline/handwritten.js: the gateway a competent user writes by hand
 //   hand-written, tokengate's duties
 //                   bench/baseline/handwritten-duties.js: the same with the platform work tokengate
@@ -37,6 +40,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The Rust floor: bench/baseline/passthrough.js in Rust, built like the Worker. */
 export const FORWARDER = 'rust forwarder';
 export const FORWARDER_BUILD_DIR = path.join(here, 'baseline/rust-forwarder/build');
+/** The same forwarder behind `#[event(fetch)]`, built by worker-build like the Worker. */
+export const FORWARDER_WB = 'rust forwarder, worker-build';
+export const FORWARDER_WB_BUILD_DIR = path.join(here, 'baseline/rust-forwarder/build-worker-build');
 export const WORKERS = ['passthrough', FORWARDER, 'hand-written', 'tokengate'];
 /** The hand-written gateway doing tokengate's platform work too (handwritten-duties.js). */
 export const DUTIES = "hand-written, tokengate's duties";
@@ -53,8 +59,11 @@ export const TOKENGATE_VARIANTS = { 'tokengate, log_level=warn': { log_level: 'w
  */
 export const MANAGED = 'tokengate, managed caller';
 /** Every worker the steady state measures, in report order. */
-export const STEADY = [...WORKERS.slice(0, 3), DUTIES, DUTIES_NO_LOG, ...WORKERS.slice(3),
+export const STEADY = [WORKERS[0], WORKERS[1], FORWARDER_WB, WORKERS[2], DUTIES, DUTIES_NO_LOG,
+  ...WORKERS.slice(3),
   ...Object.keys(TOKENGATE_VARIANTS), MANAGED];
+/** The workers of the cold start. */
+export const COLD = [WORKERS[0], WORKERS[1], FORWARDER_WB, ...WORKERS.slice(2)];
 /** The gateways of the cold burst, each from a cold instance with no provider token anywhere. */
 export const BURST = ['hand-written', DUTIES, 'tokengate'];
 /** `--compare DIR`: tokengate built from DIR too, in the same rounds (an A/B of two builds). */
@@ -158,6 +167,15 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
     [FORWARDER]: () => ({
       scriptPath: path.join(fx.forwarderBuildDir, 'shim.js'),
       modulesRoot: fx.forwarderBuildDir,
+      modulesRules: [
+        { type: 'ESModule', include: ['**/*.js'] },
+        { type: 'CompiledWasm', include: ['**/*.wasm'] },
+      ],
+      bindings: forwarderBindings,
+    }),
+    [FORWARDER_WB]: () => ({
+      scriptPath: path.join(FORWARDER_WB_BUILD_DIR, 'index.js'),
+      modulesRoot: FORWARDER_WB_BUILD_DIR,
       modulesRules: [
         { type: 'ESModule', include: ['**/*.js'] },
         { type: 'CompiledWasm', include: ['**/*.wasm'] },
@@ -368,7 +386,7 @@ async function burst(fx, opts) {
 async function coldStart(fx, opts) {
   const rows = [];
   for (let r = 0; r < opts.coldRounds; r++) {
-    for (const name of WORKERS) {
+    for (const name of COLD) {
       const kvDir = makeTempDir('tokengate-cold-');
       try {
         await seedCallers(fx, kvDir);
@@ -396,6 +414,9 @@ export async function runWorkerBench(opts) {
   const forwarderBuild = opts.forwarderBuild ?? FORWARDER_BUILD_DIR;
   if (!fs.existsSync(path.join(forwarderBuild, 'shim.js'))) {
     throw new Error(`${forwarderBuild}/shim.js not found: build the Rust forwarder first (make bench-forwarder)`);
+  }
+  if (!fs.existsSync(path.join(FORWARDER_WB_BUILD_DIR, 'index.js'))) {
+    throw new Error(`${FORWARDER_WB_BUILD_DIR}/index.js not found: make bench-forwarder`);
   }
   const fx = await startFixture(opts.build, opts.gatewayVars, forwarderBuild);
   fx.compareBuild = opts.compareBuild;

@@ -6,6 +6,7 @@
 //!
 //! The export has the shape `#[event(fetch)]` gives a handler on `web_sys` types
 //! (`async fn fetch(req, env, ctx) -> Result<JsValue, JsValue>`), without the worker crate.
+//! With the feature `worker-build` it is that handler, built by worker-build.
 
 use js_sys::{Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -42,16 +43,16 @@ fn path_and_search(url: &str) -> (&str, &str) {
     )
 }
 
-#[wasm_bindgen]
-pub async fn fetch(req: Request, env: JsValue, _ctx: JsValue) -> Result<JsValue, JsValue> {
+/// The forwarder itself.
+async fn forward(req: Request, env: &JsValue) -> Result<JsValue, JsValue> {
     let url = req.url();
     let (path, search) = path_and_search(&url);
     let rest = path.strip_prefix("/optoro/").unwrap_or(path);
-    let upstream = format!("{}{rest}{search}", binding(&env, "API_BASE"));
+    let upstream = format!("{}{rest}{search}", binding(env, "API_BASE"));
     let headers = Headers::new_with_headers(&req.headers())?;
     headers.set(
         "authorization",
-        &format!("Bearer {}", binding(&env, "TOKEN")),
+        &format!("Bearer {}", binding(env, "TOKEN")),
     )?;
     let init = RequestInit::new();
     init.set_method(&req.method());
@@ -59,4 +60,25 @@ pub async fn fetch(req: Request, env: JsValue, _ctx: JsValue) -> Result<JsValue,
     init.set_body(&req.body().map_or(JsValue::NULL, JsValue::from));
     init.set_redirect(RequestRedirect::Manual);
     JsFuture::from(global_fetch(&upstream, &init)).await
+}
+
+/// The export `make bench-forwarder` links with shim.js (the row "rust forwarder").
+#[cfg(not(feature = "worker-build"))]
+#[wasm_bindgen]
+pub async fn fetch(req: Request, env: JsValue, _ctx: JsValue) -> Result<JsValue, JsValue> {
+    forward(req, &env).await
+}
+
+/// With feature `worker-build`: the same forwarder behind the worker crate's `#[event(fetch)]`
+/// on `web_sys` types, built by worker-build with its own JavaScript entry — the way tokengate's
+/// Worker is built (the row "rust forwarder, worker-build").
+#[cfg(feature = "worker-build")]
+#[worker::event(fetch)]
+async fn fetch(
+    req: Request,
+    env: worker::Env,
+    _ctx: worker::Context,
+) -> worker::Result<web_sys::Response> {
+    let env: JsValue = env.into();
+    Ok(forward(req, &env).await?.into())
 }
