@@ -6,6 +6,7 @@ use super::location::{rewrite_location, RedirectContext};
 use crate::flow::TokenOrigin;
 use crate::scrub::spellings;
 use crate::secret::Secret;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own credentials.
@@ -114,19 +115,20 @@ pub fn private_cache_control(upstream: Option<&str>) -> String {
 
 /// The headers of the upstream request: the caller's headers that may cross
 /// ([`forward_request_header`]), then the provider's `api_headers`, which replace any caller
-/// header of the same name. The provider token is added by whoever sends the request.
-pub fn upstream_headers(
-    incoming: Vec<(String, String)>,
-    api_headers: &BTreeMap<String, String>,
-) -> Vec<(String, String)> {
-    let connection = connection_of(&incoming);
-    let mut out: Vec<(String, String)> = incoming
+/// header of the same name. The provider token is added by whoever sends the request. Nothing
+/// is copied: the result borrows from `incoming` and `api_headers`.
+pub fn upstream_headers<'a>(
+    incoming: &[(&'a str, &'a str)],
+    api_headers: &'a BTreeMap<String, String>,
+) -> Vec<(&'a str, &'a str)> {
+    let connection = connection_of(incoming);
+    let mut out: Vec<(&str, &str)> = incoming
         .iter()
-        .filter(|(k, _)| forward_request_header(k, connection.as_deref()))
+        .copied()
+        .filter(|(k, _)| forward_request_header(k, connection))
         .filter(|(k, _)| !api_headers.keys().any(|a| a.eq_ignore_ascii_case(k)))
-        .cloned()
         .collect();
-    out.extend(api_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out.extend(api_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     out
 }
 
@@ -136,37 +138,38 @@ pub fn upstream_headers(
 /// the bearer must not hand it to the caller), a `Location` rewritten for the caller
 /// ([`rewrite_location`], in the context `redirect`), a private `Cache-Control`
 /// ([`private_cache_control`]), and a `Server-Timing` saying where the provider token came from.
-pub fn downstream_headers(
-    upstream: Vec<(String, String)>,
+/// Only the values the gateway writes are new strings; the others borrow from `upstream`.
+pub fn downstream_headers<'a>(
+    upstream: &[(&'a str, &'a str)],
     origin: TokenOrigin,
     provider_token: &Secret,
     redirect: &RedirectContext<'_>,
-) -> Vec<(String, String)> {
-    let connection = connection_of(&upstream);
+) -> Vec<(&'a str, Cow<'a, str>)> {
+    let connection = connection_of(upstream);
     let echo = TokenEcho::new(provider_token.expose());
-    let mut cache_control: Option<String> = None;
-    let mut out: Vec<(String, String)> = Vec::with_capacity(upstream.len() + 2);
-    for (k, v) in upstream {
+    let mut cache_control: Option<Cow<'a, str>> = None;
+    let mut out: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(upstream.len() + 2);
+    for &(k, v) in upstream {
         if k.eq_ignore_ascii_case("cache-control") {
             cache_control = Some(match cache_control {
-                Some(c) => format!("{c}, {v}"),
-                None => v,
+                Some(c) => Cow::Owned(format!("{c}, {v}")),
+                None => Cow::Borrowed(v),
             });
-        } else if forward_response_header(&k, connection.as_deref()) && !echo.found_in(&v) {
+        } else if forward_response_header(k, connection) && !echo.found_in(v) {
             if k.eq_ignore_ascii_case("location") {
-                if let Some(to) = rewrite_location(&v, redirect) {
-                    out.push((k, to));
+                if let Some(to) = rewrite_location(v, redirect) {
+                    out.push((k, Cow::Owned(to)));
                 }
             } else {
-                out.push((k, v));
+                out.push((k, Cow::Borrowed(v)));
             }
         }
     }
     out.push((
-        "Cache-Control".into(),
-        private_cache_control(cache_control.as_deref()),
+        "Cache-Control",
+        Cow::Owned(private_cache_control(cache_control.as_deref())),
     ));
-    out.push(("Server-Timing".into(), server_timing(origin)));
+    out.push(("Server-Timing", Cow::Owned(server_timing(origin))));
     out
 }
 
@@ -199,11 +202,11 @@ impl<'a> TokenEcho<'a> {
     }
 }
 
-fn connection_of(headers: &[(String, String)]) -> Option<String> {
+fn connection_of<'a>(headers: &[(&str, &'a str)]) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
-        .map(|(_, v)| v.clone())
+        .map(|&(_, v)| v)
 }
 
 /// The `Server-Timing` value (W3C Server Timing) of a proxied response: the token's origin and,

@@ -300,24 +300,45 @@ pub fn headers<K: AsRef<str>, V: AsRef<str>>(
     headers_from(&HeaderLines::from_pairs(pairs)?)
 }
 
-/// Every header of a `Request` or a `Response` as (name, value), names lower-case as the
-/// platform gives them: read in one call.
-pub fn header_pairs(message: &JsValue) -> Vec<(String, String)> {
-    let lines = header_lines_of(message);
-    let mut parts = lines.split('\n');
-    let mut out = Vec::new();
-    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
-        out.push((name.to_string(), value.to_string()));
+/// Every header of a `Request` or a `Response`, read in one call: the text of
+/// `headerLines`, which the pairs borrow from (no string per header). Names are lower-case, as
+/// the platform iterates them, each once (a repeated header comes joined, `Set-Cookie` aside).
+pub struct HeaderText(String);
+
+impl HeaderText {
+    /// The headers of `message` (a `Request` or a `Response`).
+    pub fn of(message: &JsValue) -> HeaderText {
+        HeaderText(header_lines_of(message))
     }
-    out
+
+    /// (name, value) pairs, in the platform's order.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        let mut parts = self.0.split('\n');
+        let mut out = Vec::new();
+        while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+            out.push((name, value));
+        }
+        out
+    }
+
+    /// The value of header `name` (lower-case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let mut parts = self.0.split('\n');
+        while let (Some(n), Some(value)) = (parts.next(), parts.next()) {
+            if n == name {
+                return Some(value);
+            }
+        }
+        None
+    }
 }
 
-/// One header's value in `pairs` (from [`header_pairs`]: lower-case names, each once).
-pub fn find_header<'p>(pairs: &'p [(String, String)], name: &str) -> Option<&'p str> {
+/// One header's value in `pairs` (from [`HeaderText::pairs`]: lower-case names, each once).
+pub fn find_header<'p>(pairs: &[(&str, &'p str)], name: &str) -> Option<&'p str> {
     pairs
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|&(_, v)| v)
 }
 
 /// One header's value.

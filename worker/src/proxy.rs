@@ -47,9 +47,6 @@ enum Body {
     Stream(web_sys::ReadableStream, web_sys::AbortController),
 }
 
-/// A response's headers as (name, value) pairs ([`js::header_pairs`]).
-type Headers = Vec<(String, String)>;
-
 /// The record of caller token `token`: from this isolate's memo (keyed by the token's hash: a
 /// hit is a token this gateway issued), else its tag is checked (a made-up bearer costs no KV
 /// read) and the record read from KV (sealed: a record KV holds in clear, or under another
@@ -263,7 +260,8 @@ async fn proxy(
     }
     // The caller's headers cross into WebAssembly once, as one string; the few the gateway
     // reads are found in that copy.
-    let incoming = js::header_pairs(&req);
+    let incoming_text = js::HeaderText::of(&req);
+    let incoming = incoming_text.pairs();
     let authorization = js::find_header(&incoming, "authorization");
     let Some(token) = parse_bearer(authorization) else {
         return Ok(Err(GatewayError::InvalidToken(
@@ -326,7 +324,7 @@ async fn proxy(
             }))
         }
     };
-    let forwarded = upstream_headers(incoming, &provider.config.api_headers);
+    let forwarded = upstream_headers(&incoming, &provider.config.api_headers);
 
     let result = forward(provider, &method, upstream.as_str(), &forwarded, body).await;
     let ended = gw.rt.now_ms();
@@ -509,9 +507,16 @@ async fn forward(
     provider: &Provider,
     method: &str,
     url: &str,
-    forwarded: &[(String, String)],
+    forwarded: &[(&str, &str)],
     body: Body,
-) -> std::result::Result<((web_sys::Response, u16, Headers), TokenOrigin, Secret), CallError> {
+) -> std::result::Result<
+    (
+        (web_sys::Response, u16, js::HeaderText),
+        TokenOrigin,
+        Secret,
+    ),
+    CallError,
+> {
     let replayable = !matches!(body, Body::Stream(..));
     let (bytes, mut stream) = match body {
         Body::None => (None, None),
@@ -577,14 +582,14 @@ async fn forward(
                 let status = resp.status();
                 // The response's headers cross into WebAssembly once: the call's rules, the
                 // nonce and the caller's response all read this copy.
-                let got = js::header_pairs(&resp);
+                let got = js::HeaderText::of(&resp);
                 let mut step = jose::NonceStep::Proceed;
                 if let Some(dpop) = dpop {
                     // The API's nonce is kept for the next proof (RFC 9449 §9).
-                    let nonce = jose::nonce_value(js::find_header(&got, "dpop-nonce"));
+                    let nonce = jose::nonce_value(got.get("dpop-nonce"));
                     step = jose::api_nonce_step(
                         status,
-                        js::find_header(&got, "www-authenticate"),
+                        got.get("www-authenticate"),
                         nonce.is_some(),
                         nonce_asked,
                         replayable,
@@ -602,7 +607,7 @@ async fn forward(
                         continue;
                     }
                 }
-                let retry_after = js::find_header(&got, "retry-after").map(str::to_string);
+                let retry_after = got.get("retry-after").map(str::to_string);
                 // A nonce request the caller must have is about the proof, not the token: the
                 // call's rules see a final client error, so the token is neither dropped nor
                 // reported as refused (to the minter, for the fleet). The caller gets the 401;
@@ -625,12 +630,17 @@ async fn forward(
 fn respond(
     resp: web_sys::Response,
     status: u16,
-    headers: Headers,
+    headers: js::HeaderText,
     origin: TokenOrigin,
     token: &Secret,
     redirect: &RedirectContext<'_>,
 ) -> Result<web_sys::Response> {
-    let out = js::HeaderLines::from_pairs(&downstream_headers(headers, origin, token, redirect))?;
+    let out = js::HeaderLines::from_pairs(&downstream_headers(
+        &headers.pairs(),
+        origin,
+        token,
+        redirect,
+    ))?;
     // The upstream body stream itself, not a rebuilt Response around it.
     js::response_with(&resp, status, &out, !has_null_body(status))
 }

@@ -154,9 +154,10 @@ impl Transport for FetchTransport {
         timed(timeout_ms, None, |signal| async move {
             let resp = fetch_once(&out, &signal).await?;
             let status = resp.status();
-            let headers = js::header_pairs(&resp)
+            let headers = js::HeaderText::of(&resp)
+                .pairs()
                 .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
                 .collect();
             let body = js::read_limited(resp.body(), MAX_TOKEN_RESPONSE_BYTES)
                 .await
