@@ -60,18 +60,21 @@ npm-pkg: setup
 	.ci/build-npm
 
 # The console the Worker serves at /ui/ (the wrangler files' [assets]): www/ and the package's
-# web build, into build-console/ui/ (pkg/web as ui/pkg/). The package is built when it is
-# missing or older than its sources; the copy is made again when anything in it changed.
+# web build, into build-console/ui/ (pkg/web as ui/pkg/), and the OpenAPI document the Worker
+# answers GET /openapi.json with (through its ASSETS binding), into build-console/. The package
+# is built when it is missing or older than its sources; the copy is made again when anything
+# in it changed.
 CONSOLE_DIR := build-console
 CONSOLE_FILES := $(filter-out www/serve.mjs,$(wildcard www/*))
 NPM_SOURCES := $(shell find src npm -type f -not -path '*/tests/*') Cargo.toml Cargo.lock
 console: $(CONSOLE_DIR)/ui/index.html
 
-$(CONSOLE_DIR)/ui/index.html: $(CONSOLE_FILES) pkg/web/core_bg.wasm
+$(CONSOLE_DIR)/ui/index.html: $(CONSOLE_FILES) pkg/web/core_bg.wasm docs/openapi.json
 	rm -rf $(CONSOLE_DIR)
 	mkdir -p $(CONSOLE_DIR)/ui/pkg
 	cp $(CONSOLE_FILES) $(CONSOLE_DIR)/ui/
 	cp pkg/web/*.js pkg/web/core_bg.wasm $(CONSOLE_DIR)/ui/pkg/
+	cp docs/openapi.json $(CONSOLE_DIR)/openapi.json
 
 pkg/web/core_bg.wasm: $(NPM_SOURCES) | setup
 	.ci/build-npm

@@ -61,6 +61,8 @@ before(async () => {
     clock, ...cfg,
     secrets: { ...cfg.secrets, TOKENGATE_ADMIN_TOKEN: ADMIN },
     clients: { [STATIC.id]: { secret: STATIC.secret, scopes: STATIC.scopes } },
+    // The static assets (the ASSETS binding) hold the document GET /openapi.json answers with.
+    assets: 'wrangler.demo.toml',
   });
   const admin = { authorization: `Bearer ${ADMIN}` };
   const created = await gw.fetch('/admin/clients', {

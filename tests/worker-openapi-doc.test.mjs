@@ -61,6 +61,8 @@ before(async () => {
     clock, ...cfg,
     secrets: { ...cfg.secrets, TOKENGATE_ADMIN_TOKEN: ADMIN },
     clients: { [STATIC.id]: { secret: STATIC.secret, scopes: STATIC.scopes } },
+    // The static assets (the ASSETS binding) hold the document GET /openapi.json answers with.
+    assets: 'wrangler.demo.toml',
   });
 });
 after(async () => {
@@ -155,13 +157,28 @@ function raw(method, p, headers = {}) {
 
 // ---------------------------------------------------------------- the document itself
 
+test('without the ASSETS binding, GET /openapi.json is a 404 that names the binding and the file', async () => {
+  const cfg = emu.gatewayConfig();
+  const bare = await startGateway({ clock, ...cfg });
+  try {
+    const res = await bare.fetch('/openapi.json');
+    assert.equal(res.status, 404);
+    const body = await res.json();
+    assert.equal(body.error, 'not_found');
+    assert.match(body.error_description, /binding = "ASSETS"/);
+    assert.match(body.error_description, /build-console\/openapi\.json/);
+  } finally {
+    await bare.close();
+  }
+});
+
 test('GET /openapi.json is docs/openapi.json byte for byte, a valid OpenAPI 3.1 document', async () => {
   const res = await gw.fetch('/openapi.json');
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /^application\/json\b/);
   assert.equal(res.headers.get('cache-control'), 'public, max-age=300');
   const served = Buffer.from(await res.arrayBuffer());
-  assert.ok(served.equals(DOC_BYTES), 'the served document differs from docs/openapi.json: rebuild the Worker');
+  assert.ok(served.equals(DOC_BYTES), 'the served document differs from docs/openapi.json: make console');
 
   assert.equal(DOC.openapi, '3.1.0');
   for (const key of ['title', 'version']) assert.equal(typeof DOC.info[key], 'string', `info.${key}`);

@@ -43,6 +43,9 @@ use worker::Env;
 /// The test suites' clock service binding, read only by a build with feature `test-clock`.
 #[cfg(feature = "test-clock")]
 pub const CLOCK_BINDING: &str = "TOKENGATE_CLOCK";
+
+/// The binding of the Worker's static assets (`[assets]`), which hold the OpenAPI document.
+const ASSETS_BINDING: &str = "ASSETS";
 /// How long a request waits for another's ledger load before loading it itself.
 pub const LEDGER_WAIT_MS: u64 = 10_000;
 /// Caller-token records remembered per isolate.
@@ -282,6 +285,9 @@ pub struct Gateway {
     pub authority: Authority,
     /// SHA-256 of the admin token, when `TOKENGATE_ADMIN_TOKEN` is set.
     pub admin_token_sha256: Option<[u8; 32]>,
+    /// The Worker's static assets (`[assets]` with `binding = "ASSETS"`): the console and the
+    /// OpenAPI document.
+    pub assets: Option<crate::js::Fetcher>,
 }
 
 fn binding(env: &Env, name: &str) -> Option<JsValue> {
@@ -376,6 +382,7 @@ pub fn load(env: &Env) -> Result<Gateway, ConfigError> {
         ledger_flight: SingleFlight::new(),
         authority,
         admin_token_sha256,
+        assets: crate::js::Fetcher::from_env(env, ASSETS_BINDING),
     })
 }
 

@@ -151,7 +151,7 @@ async fn handle(req: web_sys::Request, env: &Env) -> respond::Result<web_sys::Re
             respond::error(&GatewayError::TokenEndpointMethod)
         }
         ("GET", "/.well-known/oauth-authorization-server") => oauth::metadata(gw, &url),
-        ("GET", "/openapi.json") => oauth::openapi(),
+        ("GET", "/openapi.json") => oauth::openapi(gw, &url).await,
         // Never a provider's path (no provider id is `healthz` or has a dot): another method is
         // the wrong method for the gateway's own route, not a proxied request without a token.
         (_, "/healthz" | "/openapi.json" | "/.well-known/oauth-authorization-server") => {

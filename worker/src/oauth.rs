@@ -19,9 +19,7 @@ use tokengate::limits::client_address;
 use tokengate::oauth_server::{self, parse_token_request, ProviderScope, TokenRequest};
 use tokengate::scope::{effective, INTROSPECT_SCOPE};
 use tokengate::secret::ct_eq_bytes;
-
-/// The OpenAPI 3.1 description of every route.
-const OPENAPI: &str = include_str!("../../docs/openapi.json");
+use wasm_bindgen::JsValue;
 
 /// Largest revocation or introspection body read.
 const MAX_BODY: usize = 16 * 1024;
@@ -264,11 +262,30 @@ pub fn metadata(gw: &Gateway, url: &str) -> Result<web_sys::Response> {
     )
 }
 
-/// `GET /openapi.json`.
-pub fn openapi() -> Result<web_sys::Response> {
+/// `GET /openapi.json`: `docs/openapi.json`, which `make console` puts among the Worker's
+/// static assets, read through the `ASSETS` binding (the document is not compiled into the
+/// Worker: 90 KB of its wasm). Without the binding, or when the assets lack the file, a 404
+/// that says so.
+pub async fn openapi(gw: &Gateway, url: &str) -> Result<web_sys::Response> {
+    let missing = || {
+        error(&GatewayError::NotFound(
+            "the OpenAPI document is served from the Worker's static assets: [assets] with \
+             binding = \"ASSETS\" and build-console/openapi.json (make console)"
+                .into(),
+        ))
+    };
+    let Some(assets) = &gw.assets else {
+        return missing();
+    };
+    let asset = format!("{}/openapi.json", oauth_server::origin(url));
+    let request = web_sys::Request::new_with_str(&asset)?;
+    let resp = match js::fetch(&request, Some(assets)).await {
+        Ok(r) if r.status() == 200 => r,
+        _ => return missing(),
+    };
     let headers = js::headers(&[
         ("Content-Type", "application/json"),
         ("Cache-Control", "public, max-age=300"),
     ])?;
-    js::text_response(200, &headers, OPENAPI)
+    js::response(200, &headers, resp.body().map(JsValue::from).as_ref())
 }
