@@ -314,7 +314,8 @@ test('dashboard: a wrong admin token is refused; a caller created, its token use
   await callerRow.locator('td', { hasText: 'optoro:read optimum' }).waitFor();
   assert.match(await callerRow.locator('td[data-label="Limits"]').innerText(), /^none\b/, 'the limit was removed');
   await callerRow.getByRole('button', { name: `Rotate ${name}'s secret` }).click();
-  await page.locator('#new-client-secret').waitFor();
+  // The box still shows the secret from the creation until the rotation answers.
+  await page.locator('#new-secret h4', { hasText: 'rotated' }).waitFor();
   const rotated = await text(page, '#new-client-secret');
   assert.match(rotated, /^tgs_[0-9A-Za-z]{72}$/);
   assert.notEqual(rotated, secret);

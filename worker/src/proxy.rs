@@ -9,7 +9,7 @@ use crate::kv::caller_record;
 use crate::respond::{error, Result};
 use crate::runtime::{log_event, now_ms, LogLine};
 use crate::stats;
-use crate::transport::{send_with_timeout, ApiRequest};
+use crate::transport::{send_with_timeout, Outgoing};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
@@ -571,7 +571,7 @@ async fn forward(
                 pushed.map_err(|_| {
                     TransportError::Network("the provider token cannot be a header".into())
                 })?;
-                let out = ApiRequest {
+                let out = Outgoing {
                     method,
                     url,
                     headers: &lines,

@@ -19,75 +19,10 @@ pub struct FetchTransport {
     pub via: Option<js::Fetcher>,
 }
 
-/// One outgoing token request. The method is sent verbatim (not mapped through an enum).
+/// One outgoing request: a proxied request to a provider's API, or a token request. The method
+/// is sent verbatim (not mapped through an enum).
 pub struct Outgoing<'a> {
     /// Method.
-    pub method: &'a str,
-    /// Absolute URL.
-    pub url: &'a str,
-    /// Headers.
-    pub headers: &'a web_sys::Headers,
-    /// Body, if any.
-    pub body: Option<JsValue>,
-    /// The binding whose `fetch` sends it (an mTLS certificate), else the global `fetch`.
-    pub via: Option<&'a js::Fetcher>,
-}
-
-fn build_request(
-    out: &Outgoing<'_>,
-    signal: &web_sys::AbortSignal,
-) -> Result<web_sys::Request, TransportError> {
-    let init = web_sys::RequestInit::new();
-    init.set_method(out.method);
-    init.set_headers(out.headers);
-    if let Some(b) = &out.body {
-        init.set_body(b);
-    }
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    init.set_signal(Some(signal));
-    web_sys::Request::new_with_str_and_init(out.url, &init)
-        .map_err(|_| TransportError::Network("the request could not be built".into()))
-}
-
-async fn fetch_once(
-    out: &Outgoing<'_>,
-    signal: &web_sys::AbortSignal,
-) -> Result<web_sys::Response, TransportError> {
-    js::fetch(&build_request(out, signal)?, out.via)
-        .await
-        .map_err(|e| TransportError::Network(js::message(&e)))
-}
-
-/// Runs `work` (which passes the signal to its fetch) within `timeout_ms`, aborting it on
-/// timeout. `controller`: one the caller may abort too (else a new one).
-async fn timed<T, F, Fut>(
-    timeout_ms: u64,
-    controller: Option<web_sys::AbortController>,
-    work: F,
-) -> Result<T, TransportError>
-where
-    F: FnOnce(web_sys::AbortSignal) -> Fut,
-    Fut: std::future::Future<Output = Result<T, TransportError>>,
-{
-    let controller = match controller {
-        Some(c) => c,
-        None => web_sys::AbortController::new()
-            .map_err(|_| TransportError::Network("AbortController is unavailable".into()))?,
-    };
-    let work = Box::pin(work(controller.signal()));
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
-    match select(work, timer).await {
-        Either::Left((r, _)) => r,
-        Either::Right(_) => {
-            controller.abort();
-            Err(TransportError::Timeout)
-        }
-    }
-}
-
-/// A proxied request to a provider's API.
-pub struct ApiRequest<'a> {
-    /// Method, sent verbatim.
     pub method: &'a str,
     /// Absolute URL.
     pub url: &'a str,
@@ -101,9 +36,10 @@ pub struct ApiRequest<'a> {
 
 /// Sends `out`, waiting at most `timeout_ms` for the response headers. Redirects are returned,
 /// never followed. `abort`: a controller that also aborts the request (the proxy's body
-/// counter uses it to tear the request down when the body runs over its limit).
+/// counter uses it to tear the request down when the body runs over its limit; a token request
+/// aborts it when the whole exchange runs out of time).
 pub async fn send_with_timeout(
-    out: ApiRequest<'_>,
+    out: Outgoing<'_>,
     timeout_ms: u64,
     abort: Option<web_sys::AbortController>,
 ) -> Result<web_sys::Response, TransportError> {
@@ -126,19 +62,35 @@ pub async fn send_with_timeout(
     })
 }
 
+/// Runs `work` within `timeout_ms`; past that, aborts `controller` (whose signal `work`'s
+/// request carries) and fails with a timeout.
+async fn within<T>(
+    timeout_ms: u64,
+    controller: &web_sys::AbortController,
+    work: impl std::future::Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    match select(Box::pin(work), timer).await {
+        Either::Left((r, _)) => r,
+        Either::Right(_) => {
+            controller.abort();
+            Err(TransportError::Timeout)
+        }
+    }
+}
+
 impl Transport for FetchTransport {
     async fn send(
         &self,
         req: HttpRequest,
         timeout_ms: u64,
     ) -> Result<HttpResponse, TransportError> {
-        let headers = web_sys::Headers::new()
-            .map_err(|_| TransportError::Network("Headers is unavailable".into()))?;
-        for (k, v) in &req.headers {
-            headers
-                .append(k, v)
-                .map_err(|_| TransportError::Network(format!("invalid header `{k}`")))?;
-        }
+        // Names and values come from the core; one holding a line break is no header.
+        let headers = js::HeaderLines::from_pairs(&req.headers).map_err(|_| {
+            TransportError::Network("a token request header holds a line break".into())
+        })?;
+        let controller = web_sys::AbortController::new()
+            .map_err(|_| TransportError::Network("AbortController is unavailable".into()))?;
         let out = Outgoing {
             method: &req.method,
             url: &req.url,
@@ -151,8 +103,8 @@ impl Transport for FetchTransport {
         };
         // The timeout covers the whole exchange, body included, and the body is capped: a
         // token endpoint that trickles or floods cannot hold an exchange (and its waiters).
-        timed(timeout_ms, None, |signal| async move {
-            let resp = fetch_once(&out, &signal).await?;
+        let exchange = async {
+            let resp = send_with_timeout(out, timeout_ms, Some(controller.clone())).await?;
             let status = resp.status();
             let headers = js::HeaderText::of(&resp)
                 .pairs()
@@ -172,7 +124,7 @@ impl Transport for FetchTransport {
                 headers,
                 body,
             })
-        })
-        .await
+        };
+        within(timeout_ms, &controller, exchange).await
     }
 }
