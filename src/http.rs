@@ -31,7 +31,15 @@ fn plain_loopback(url: &str) -> bool {
     ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| {
         rest.strip_prefix(host).is_some_and(|after| {
             let path = match after.strip_prefix(':') {
-                Some(port) => port.trim_start_matches(|c: char| c.is_ascii_digit()),
+                Some(port) => {
+                    let path = port.trim_start_matches(|c: char| c.is_ascii_digit());
+                    let digits = &port[..port.len() - path.len()];
+                    // A port the parser takes: none (the default) or at most 65535.
+                    if !digits.is_empty() && digits.parse::<u16>().is_err() {
+                        return false;
+                    }
+                    path
+                }
                 None => after,
             };
             path.starts_with('/')
@@ -161,6 +169,9 @@ mod tests {
             "http://localhost:80x/",
             "http://127.0.0.10/",
             "http://127.0.0.1:8787",
+            "http://127.0.0.1:99999/",
+            "http://127.0.0.1:65535/",
+            "http://127.0.0.1:/",
             "http://[::1]:8787@[::2]/",
             "http://example.com/127.0.0.1/",
         ] {

@@ -40,9 +40,9 @@ pub enum PathError {
 ///
 /// The result is `api_base`'s own serialisation followed by the checked segments and the
 /// query, so it keeps the base's origin and path prefix by construction: no segment holds a
-/// `?`, `#`, `/` or `\` (raw or decoded, which the URL parser could read as the end of the
-/// path or a separator), a control character (which it would strip) or a dot segment (which
-/// it would remove, climbing up). It is not parsed again here: the platform parses it once,
+/// raw `?` or `#` (which the URL parser would read as the end of the path), a `/` or `\` raw or
+/// decoded (a separator), a control character (which it would strip) or a dot segment (which it
+/// would remove, climbing up). It is not parsed again here: the platform parses it once,
 /// when the upstream request is made. The tests and the fuzz target `proxy_path` parse every
 /// URL this returns the way the platform does (WHATWG URL) and check the origin, the path
 /// prefix and each segment of the result.

@@ -321,11 +321,11 @@ impl HeaderText {
         out
     }
 
-    /// The value of header `name` (lower-case).
+    /// The value of header `name` (in any case).
     pub fn get(&self, name: &str) -> Option<&str> {
         let mut parts = self.0.split('\n');
         while let (Some(n), Some(value)) = (parts.next(), parts.next()) {
-            if n == name {
+            if n.eq_ignore_ascii_case(name) {
                 return Some(value);
             }
         }

@@ -281,7 +281,13 @@ pub async fn openapi(gw: &Gateway, url: &str) -> Result<web_sys::Response> {
     let request = web_sys::Request::new_with_str(&asset)?;
     let resp = match js::fetch(&request, Some(assets)).await {
         Ok(r) if r.status() == 200 => r,
-        _ => return missing(),
+        Ok(r) => {
+            if let Some(body) = r.body() {
+                let _ = body.cancel();
+            }
+            return missing();
+        }
+        Err(_) => return missing(),
     };
     let headers = js::headers(&[
         ("Content-Type", "application/json"),
