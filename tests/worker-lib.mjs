@@ -153,6 +153,21 @@ export function raw(gw, { method = 'GET', path, headers = {}, body }) {
   });
 }
 
+/**
+ * Polls `fn` (sync or async) every 50 ms until it returns a truthy value, which it resolves
+ * with; throws after `ms`. For what the Worker does after its response (statistics travel
+ * within about a second).
+ */
+export async function eventually(fn, ms = 5000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error('eventually: condition not met');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export const source = (timing) => /token;desc="(\w+)"/.exec(timing ?? '')?.[1];
 export const ptokKeys = async (gw) => (await gw.kv.list({ prefix: PTOK })).keys.map((k) => k.name);
 

@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { startFleet } from './support/fleet.mjs';
-import { clock, rand, startEmulators, defer, tempDir, JSON_HEADERS, FORM, PTOK, withChecksum } from './worker-lib.mjs';
+import { clock, rand, startEmulators, defer, tempDir, JSON_HEADERS, FORM, PTOK, withChecksum, eventually } from './worker-lib.mjs';
 
 let emu;
 before(async () => { emu = await startEmulators(); });
@@ -90,17 +90,6 @@ async function fleet(t, opts = {}) {
 }
 
 const basic = (id, secret) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
-
-/** Polls `fn` until it returns a truthy value (stats travel after the response, within ~1 s). */
-async function eventually(fn, ms = 5000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error('eventually: condition not met');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('the admin API needs its secret: 404 without TOKENGATE_ADMIN_TOKEN, 401 for a missing or wrong token', async (t) => {
   const off = await fleet(t, { n: 1, admin: false });

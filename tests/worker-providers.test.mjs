@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { clock, startEmulators, ALL, start, call, callerToken } from './worker-lib.mjs';
+import { clock, startEmulators, ALL, start, call, callerToken, eventually } from './worker-lib.mjs';
 
 const ADMIN = `admin-${crypto.randomBytes(24).toString('base64url')}`;
 const AUTH = { authorization: `Bearer ${ADMIN}` };
@@ -16,17 +16,6 @@ const sha = (s) => crypto.createHash('sha256').update(s).digest('hex');
 let emu;
 before(async () => { emu = await startEmulators(); });
 after(async () => { await emu?.close(); });
-
-/** Polls `fn` until it returns a truthy value (the latest exchange travels with the statistics, within ~1 s). */
-async function eventually(fn, ms = 5000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error('eventually: condition not met');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function states(gw) {
   const res = await gw.fetch('/admin/providers', { headers: AUTH });

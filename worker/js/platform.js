@@ -34,7 +34,7 @@ if (typeof platformQueueMicrotask === 'function') {
  * response headers, aborts `controller` (whose signal the request carries) and rejects with the
  * timeout marker instead. The body is not under the deadline.
  */
-export function fetchWithin(request, ms, controller, via) {
+function fetchWithin(request, ms, controller, via) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       controller.abort();
@@ -110,7 +110,7 @@ export function isTimeout(error) {
  * as Headers iterates them). Neither a name nor a value can hold a LF (Fetch: a header value
  * has no CR, LF or NUL), so the string splits back unambiguously.
  */
-export function headerLines(headers) {
+function headerLines(headers) {
   let out = '';
   for (const [name, value] of headers) out += `${name}\n${value}\n`;
   return out;
