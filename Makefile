@@ -7,7 +7,7 @@
 #   make test   run every test
 #   make bench  run the benchmarks
 #   make bench-profile
-#               a CPU profile of tokengate's cached proxy path → bench/PROFILE.md
+#               CPU profiles of tokengate's cached proxy path and of a cold burst → bench/PROFILE.md
 #   make fuzz   fuzz the core's parsers and its two machines (long; see FUZZING.md)
 
 SHELL := /bin/bash
@@ -165,7 +165,8 @@ worker-profile: setup
 	node bench/wasm-names.mjs target/profile/bindgen/index_bg.wasm build-profile/index_bg.wasm
 
 # A CPU profile of tokengate's cached proxy path (bench/profile.mjs): build-profile/ in workerd
-# under the bench's 16-client load, sampled through the V8 inspector; the tables of the hottest
+# under the bench's 16-client load, sampled through the V8 inspector, then cold bursts of 1,000
+# beside the hand-written gateway doing tokengate's duties; the tables of the hottest
 # functions by self and total time go to bench/PROFILE.md (a file of its own, not RESULTS.md;
 # `make bench` does not run it). build/ only to check the profiled code is the deployed code.
 # PROFILE_ARGS passes options (see bench/profile.mjs).

@@ -28,9 +28,16 @@
 // added to its entry) and reports how many times a request crosses from JavaScript into
 // WebAssembly and back, at 1 and at the profile's concurrency.
 //
+// Cold burst. Then, from fresh instances, a burst of N requests at once (no provider token
+// anywhere: one exchange, every other request waiting on it), profiled from before the first
+// request to after the last answer, for tokengate and for its control, the hand-written gateway
+// doing tokengate's duties (bench/baseline/handwritten-duties.js), rounds interleaved: where each
+// spends its CPU per request, by kind of code and by function.
+//
 //   node bench/profile.mjs [--seconds 5] [--warmup 3] [--concurrency 16] [--interval 50]
 //                          [--top 25] [--build DIR] [--deployed DIR] [--out FILE]
 //                          [--cpuprofile FILE] [--no-crossings] [--var NAME=VALUE]…
+//                          [--burst 1000] [--burst-rounds 2] [--no-burst]
 //
 // --interval is V8's sampling interval in µs; --out writes the report as markdown (default:
 // print only); --top sets the length of the three tables (self, total, tokengate's own
@@ -46,7 +53,10 @@ import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { startFixture, startWorker, seedCallers, authFor, load, get } from './worker.mjs';
+import http from 'node:http';
+import {
+  startFixture, startWorker, seedCallers, authFor, load, get, DUTIES_NO_LOG,
+} from './worker.mjs';
 import { codeFingerprint, exportedFunctions, functionNames } from './wasm-names.mjs';
 import { cpuMs, median } from './support.mjs';
 import { makeTempDir, removeDir } from '../tests/support/gateway.mjs';
@@ -69,6 +79,9 @@ const { values: argv } = parseArgs({
     out: { type: 'string' },
     cpuprofile: { type: 'string' },
     'no-crossings': { type: 'boolean', default: false },
+    burst: { type: 'string', default: '1000' },
+    'burst-rounds': { type: 'string', default: '2' },
+    'no-burst': { type: 'boolean', default: false },
     var: { type: 'string', multiple: true, default: [] },
   },
 });
@@ -83,6 +96,8 @@ const opts = {
   concurrency: num('concurrency'),
   interval: num('interval'),
   top: num('top'),
+  burst: num('burst'),
+  burstRounds: num('burst-rounds'),
   build: path.resolve(argv.build),
   deployed: path.resolve(argv.deployed),
   vars: Object.fromEntries(argv.var.map((kv) => {
@@ -108,6 +123,20 @@ function freePort() {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * The inspector's WebSocket URL for the Worker's own isolate of `w` (started with an
+ * `inspectorPort`). Only the Profiler domain is used on it: with Runtime enabled, every
+ * console.log would also be serialised to the session, a cost production does not have.
+ */
+async function userTarget(w) {
+  const inspector = await (w.gw?.mf ?? w.mf).getInspectorURL();
+  const targets = await (await fetch(`http://${inspector.host}/json`)).json();
+  const target = targets.find((t) => t.id.startsWith('core:user:'));
+  if (!target) throw new Error(`no user worker among the inspector's targets: ${targets.map((t) => t.id).join(', ')}`);
+  log(`inspector ${target.webSocketDebuggerUrl}`);
+  return target.webSocketDebuggerUrl;
 }
 
 /** A DevTools-protocol session on `wsUrl`: { send(method, params) → result, close() }. */
@@ -169,6 +198,9 @@ function glueSections(indexJs) {
   });
 }
 
+/** The cold burst's control (bench/worker.mjs's "hand-written, tokengate's duties"). */
+const CONTROL_SCRIPT = 'handwritten-duties.js';
+
 const SPECIAL = new Set(['(root)', '(program)', '(idle)', '(garbage collector)']);
 
 /**
@@ -179,6 +211,7 @@ const SPECIAL = new Set(['(root)', '(program)', '(idle)', '(garbage collector)']
  *               __wbindgen_* helpers)
  *   glue        JavaScript of build-profile/index.js (wasm-bindgen's glue, platform.js,
  *               worker-build's entry)
+ *   script      the cold burst's control: JavaScript of bench/baseline/handwritten-duties.js
  *   runtime     code without a script: workerd's APIs (fetch, Request, Headers, timers,
  *               console) and V8 builtins; and workerd's own JavaScript (node-internal:…)
  *   gc, program, idle   V8's pseudo-frames
@@ -194,6 +227,7 @@ function kindOf(cf) {
     return 'rust';
   }
   if (cf.url === 'index.js' || cf.url.endsWith('/index.js')) return 'glue';
+  if (cf.url.endsWith(CONTROL_SCRIPT)) return 'script';
   return 'runtime';
 }
 
@@ -238,6 +272,7 @@ function analyse(profile, sections) {
       const sec = sections.filter((s) => s.line <= lineNumber).pop();
       return `${name || '(anonymous)'} (index.js:${lineNumber + 1}, ${sec?.source ?? 'glue'})`;
     }
+    if (f.kind === 'script') return `${name || '(anonymous)'} (${CONTROL_SCRIPT}:${lineNumber + 1})`;
     if (f.kind === 'rust' || f.kind === 'boundary') return demangled(name) || '(anonymous)';
     if (url && !SPECIAL.has(name)) return `${name || '(anonymous)'} (${url}:${lineNumber + 1})`;
     return name || '(unnamed, entered from native code)';
@@ -347,6 +382,74 @@ async function crossings(fx, kvDir, concurrencies) {
   }
 }
 
+// ---- the cold burst -------------------------------------------------------------------------
+
+/**
+ * The two workers of the cold burst: tokengate and its control, the hand-written gateway doing
+ * tokengate's duties, each without its per-request log line (the inspector makes console.log
+ * dearer than it is, and would weigh on both; `make bench` measures the line).
+ */
+const BURST_WORKERS = ['tokengate, log_level=warn', DUTIES_NO_LOG];
+
+/**
+ * One cold burst, profiled: a fresh instance (new KV, no provider token anywhere, the caller
+ * seeded as bench/worker.mjs does) receives `opts.burst` requests at once, with V8's profiler
+ * running from before the first until after the last answer. Returns the profile, the burst's
+ * wall time, the workerd process's CPU time over it, the 200s and the provider exchanges.
+ */
+async function profiledBurst(fx, name) {
+  const kvDir = makeTempDir('tokengate-profile-burst-');
+  try {
+    await seedCallers(fx, kvDir);
+    const w = await startWorker(name, fx, kvDir, { inspectorPort: await freePort() });
+    let session;
+    try {
+      session = await devtools(await userTarget(w));
+      await session.send('Profiler.enable');
+      await session.send('Profiler.setSamplingInterval', { interval: opts.interval });
+      await session.send('Profiler.start');
+      const before = fx.providers.exchanges('optoro');
+      const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+      const auth = authFor(name, fx);
+      const cpu0 = cpuMs(w.pid);
+      const t0 = performance.now();
+      const res = await Promise.all(Array.from(
+        { length: opts.burst },
+        (_, i) => get(agent, `${w.url}/optoro/v1/items/${i}`, auth),
+      ));
+      const ms = performance.now() - t0;
+      const cpu1 = cpuMs(w.pid);
+      agent.destroy();
+      const { profile } = await session.send('Profiler.stop');
+      await session.send('Profiler.disable');
+      return {
+        profile,
+        ms,
+        cpuMs: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : NaN,
+        ok: res.filter(([status]) => status === 200).length,
+        exchanges: fx.providers.exchanges('optoro') - before,
+      };
+    } finally {
+      session?.close();
+      await w.close();
+    }
+  } finally {
+    removeDir(kvDir);
+  }
+}
+
+/** `opts.burstRounds` profiled bursts of each of BURST_WORKERS, interleaved: name → [burst]. */
+async function bursts(fx) {
+  const out = Object.fromEntries(BURST_WORKERS.map((n) => [n, []]));
+  for (let r = 0; r < opts.burstRounds; r++) {
+    for (const name of BURST_WORKERS) {
+      log(`cold burst of ${opts.burst}, ${name}, round ${r + 1} of ${opts.burstRounds} …`);
+      out[name].push(await profiledBurst(fx, name));
+    }
+  }
+  return out;
+}
+
 // ---- run ------------------------------------------------------------------------------------
 
 const started = new Date();
@@ -377,18 +480,10 @@ const kvDir = makeTempDir('tokengate-profile-');
 let result;
 try {
   await seedCallers(fx, kvDir);
-  const port = await freePort();
-  const w = await startWorker(NAME, fx, kvDir, { inspectorPort: port });
+  const w = await startWorker(NAME, fx, kvDir, { inspectorPort: await freePort() });
   let session;
   try {
-    const inspector = await w.gw.mf.getInspectorURL();
-    const targets = await (await fetch(`http://${inspector.host}/json`)).json();
-    const target = targets.find((t) => t.id.startsWith('core:user:'));
-    if (!target) throw new Error(`no user worker among the inspector's targets: ${targets.map((t) => t.id).join(', ')}`);
-    log(`inspector ${target.webSocketDebuggerUrl}`);
-    // Only the Profiler domain: with Runtime enabled, every console.log (one per request here)
-    // would also be serialised to this session, a cost production does not have.
-    session = await devtools(target.webSocketDebuggerUrl);
+    session = await devtools(await userTarget(w));
 
     const auth = authFor(NAME, fx);
     const url = w.url;
@@ -426,6 +521,7 @@ try {
     log('crossings, on a counting copy …');
     result.crossings = await crossings(fx, kvDir, [1, opts.concurrency]);
   }
+  if (!argv['no-burst']) result.bursts = await bursts(fx);
 } finally {
   removeDir(kvDir);
   await fx.close();
@@ -551,6 +647,83 @@ if (result.crossings) {
   say(`The most frequent at ${r.concurrency} concurrent (calls per request). JS → wasm: ` +
     `${often(r.topJsToWasm, exportLabel)}. wasm → JS: ${often(r.topWasmToJs, (k) => `\`${k}\``)}.`);
   say();
+}
+
+if (result.bursts) {
+  // Each round's samples count for that round's CPU time (its workerd CPU over the burst divided
+  // by its samples that are not idle), so rounds sum as CPU time; per request = over every
+  // request of every round.
+  const summary = (runs) => {
+    const fns = new Map();
+    const kindsMs = {};
+    let cpu = 0;
+    for (const b of runs) {
+      const a = analyse(b.profile, sections);
+      const per = b.cpuMs / (a.samples - (a.kinds.idle ?? 0));
+      cpu += b.cpuMs;
+      for (const [k, n] of Object.entries(a.kinds)) if (k !== 'idle') kindsMs[k] = (kindsMs[k] ?? 0) + n * per;
+      for (const f of a.list) {
+        if (f.kind === 'idle') continue;
+        const g = fns.get(f.label) ?? { label: f.label, kind: f.kind, cf: f.cf, self: 0, total: 0 };
+        g.self += f.self * per;
+        g.total += f.total * per;
+        fns.set(f.label, g);
+      }
+    }
+    const requests = runs.length * opts.burst;
+    const us = (msTotal) => (msTotal * 1000) / requests;
+    return { fns: [...fns.values()], kindsMs, cpu, requests, us, runs };
+  };
+  const [tgName, controlName] = BURST_WORKERS;
+  const tg = summary(result.bursts[tgName]);
+  const control = summary(result.bursts[controlName]);
+  const rows = [[tgName, tg], [controlName, control]];
+  say('## Cold burst');
+  say();
+  say(`A fresh instance of each worker (new KV, no provider token anywhere) receives ${opts.burst} requests at`);
+  say(`once, profiled from before the first to after the last answer; ${opts.burstRounds} rounds each, interleaved. The`);
+  say('control is the hand-written gateway doing tokengate\'s duties (bench/baseline/handwritten-duties.js);');
+  say('both run without their per-request log line, which the inspector makes dearer than it is (`make');
+  say('bench` measures the line). µs/req: the share of the samples times the workerd CPU time of the');
+  say('burst, over every request of every round.');
+  say();
+  say('| worker | wall ms per burst (median) | workerd CPU ms per burst (median) | CPU µs/req | 200s | exchanges per burst |');
+  say('| --- | ---: | ---: | ---: | ---: | --- |');
+  for (const [name, t] of rows) {
+    say(`| ${esc(name)} | ${f0(median(t.runs.map((b) => b.ms)))} | ${f0(median(t.runs.map((b) => b.cpuMs)))} | ` +
+      `${f0(t.us(t.cpu))} | ${t.runs.reduce((a, b) => a + b.ok, 0)} of ${t.requests} | ` +
+      `${t.runs.map((b) => b.exchanges).join(', ')} |`);
+  }
+  say();
+  say('By kind of code (as in the totals above; "script" is the control\'s own JavaScript), CPU µs per');
+  say('request:');
+  say();
+  say('| kind | tokengate | control | tokengate − control |');
+  say('| --- | ---: | ---: | ---: |');
+  for (const k of ['rust', 'boundary', 'glue', 'script', 'runtime', 'gc', 'program']) {
+    const a = tg.us(tg.kindsMs[k] ?? 0);
+    const b = control.us(control.kindsMs[k] ?? 0);
+    say(`| ${k} | ${f0(a)} | ${f0(b)} | ${a - b >= 0 ? '+' : ''}${f0(a - b)} |`);
+  }
+  say(`| all | ${f0(tg.us(tg.cpu))} | ${f0(control.us(control.cpu))} | ` +
+    `${tg.cpu >= control.cpu ? '+' : ''}${f0(tg.us(tg.cpu) - control.us(control.cpu))} |`);
+  say();
+  const burstTable = (title, t, list) => {
+    say(`### ${title}`);
+    say();
+    say('| # | function | kind | self µs/req | total µs/req |');
+    say('| ---: | --- | --- | ---: | ---: |');
+    list.forEach((f, i) => say(`| ${i + 1} | ${esc(f.label)} | ${f.kind} | ${f1(t.us(f.self))} | ${f1(t.us(f.total))} |`));
+    say();
+  };
+  const n = Math.min(opts.top, 20);
+  burstTable(`tokengate, top ${n} by self time`, tg, [...tg.fns]
+    .sort((a, b) => b.self - a.self).slice(0, n));
+  burstTable(`tokengate's own functions, top ${n} by total time`, tg, tg.fns
+    .filter((f) => /^<?tokengate/.test(demangled(f.cf.functionName)) || f.label.includes('worker/js/platform.js'))
+    .sort((a, b) => b.total - a.total).slice(0, n));
+  burstTable(`The control, top ${n} by self time`, control, [...control.fns]
+    .sort((a, b) => b.self - a.self).slice(0, n));
 }
 
 const text = `${lines.join('\n')}\n`;

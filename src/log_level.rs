@@ -37,9 +37,10 @@ impl LogLevel {
         match event {
             "store_error" | "config_error" | "clock_error" | "panic" | "proxy_error"
             | "internal_error" | "authority_error" => LogLevel::Error,
-            "proxy" | "token_issued" | "api_retry" | "caller_rejected" | "admin" | "dpop_nonce" => {
-                LogLevel::Info
-            }
+            // `coordination`: which way an isolate obtains a provider's tokens, when it starts
+            // (the configured way; `coordination_fallback`, another, is a warning).
+            "proxy" | "token_issued" | "api_retry" | "caller_rejected" | "admin" | "dpop_nonce"
+            | "coordination" => LogLevel::Info,
             "token_exchange" | "token_revoked" if ok => LogLevel::Info,
             _ => LogLevel::Warn,
         }
@@ -90,6 +91,9 @@ mod tests {
             // assertion is worth a look.
             ("dpop_nonce", Info, Info),
             ("client_assertion_refused", Warn, Warn),
+            // The configured coordination is routine; a fallback from it is not.
+            ("coordination", Info, Info),
+            ("coordination_fallback", Warn, Warn),
         ];
         for &(event, when_ok, when_not) in table {
             assert_eq!(LogLevel::of(event, true), when_ok, "{event} ok");

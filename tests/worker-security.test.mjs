@@ -235,7 +235,7 @@ test('a body of unknown length is counted as it streams: 413 past max_body_bytes
   assert.equal((await call(gw, tok, '/optoro/v1/after')).status, 200);
 });
 
-test('log_level: warn keeps refusals and errors, drops the line per request; a bad value is a config error', async (t) => {
+test('log_level: warn keeps refusals and errors, drops the line per request and the start-up coordination line; a bad value is a config error', async (t) => {
   const gw = await start(t, { ...config(), vars: { log_level: 'warn' } });
   const tok = await callerToken(gw);
   assert.equal((await call(gw, tok, '/optoro/v1/ok')).status, 200);
@@ -247,7 +247,8 @@ test('log_level: warn keeps refusals and errors, drops the line per request; a b
   });
   await gw.settleLogs(50);
   const events = gw.jsonLogs().map((l) => l.event);
-  for (const quiet of ['proxy', 'token_issued']) assert.ok(!events.includes(quiet), `${quiet} logged at warn`);
+  // Routine lines, the configured coordination among them, are info.
+  for (const quiet of ['proxy', 'token_issued', 'coordination']) assert.ok(!events.includes(quiet), `${quiet} logged at warn`);
   for (const loud of ['caller_auth_failed', 'proxy_error']) assert.ok(events.includes(loud), `${loud} missing: ${events}`);
   const bad = await start(t, { ...config(), vars: { log_level: 'verbose' } });
   const res = await bad.fetch('/healthz');
