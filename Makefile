@@ -102,7 +102,8 @@ test-native: setup
 test-worker: worker worker-test check-config-bin console setup-schemathesis setup-browser
 	$(STAMP)
 	$(NODE_TEST) tests/emulators.test.mjs tests/openapi-emulator.test.mjs tests/worker*.test.mjs \
-	  tests/check-config.test.mjs tests/schemathesis.test.mjs tests/schemathesis-gateway.test.mjs
+	  tests/check-config.test.mjs tests/schemathesis.test.mjs tests/schemathesis-gateway.test.mjs \
+	  tests/dev.test.mjs
 
 test-npm: npm-pkg setup-browser
 	$(STAMP)

@@ -664,10 +664,12 @@ if (result.bursts) {
       for (const [k, n] of Object.entries(a.kinds)) if (k !== 'idle') kindsMs[k] = (kindsMs[k] ?? 0) + n * per;
       for (const f of a.list) {
         if (f.kind === 'idle') continue;
-        const g = fns.get(f.label) ?? { label: f.label, kind: f.kind, cf: f.cf, self: 0, total: 0 };
+        // (The same function in every round; `fetch` names both the runtime's and the wasm's.)
+        const key = `${f.kind}\u0000${f.label}`;
+        const g = fns.get(key) ?? { label: f.label, kind: f.kind, cf: f.cf, self: 0, total: 0 };
         g.self += f.self * per;
         g.total += f.total * per;
-        fns.set(f.label, g);
+        fns.set(key, g);
       }
     }
     const requests = runs.length * opts.burst;
