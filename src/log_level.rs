@@ -74,6 +74,7 @@ mod tests {
             ("token_refused", Warn, Warn),
             ("caller_auth_failed", Warn, Warn),
             ("caller_auth_refused", Warn, Warn),
+            ("admin_refused", Warn, Warn),
             ("token_requests_limited", Warn, Warn),
             ("replay_budget_spent", Warn, Warn),
             ("internal_error", Error, Error),

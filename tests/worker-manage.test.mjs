@@ -111,6 +111,38 @@ test('the admin API needs its secret: 404 without TOKENGATE_ADMIN_TOKEN, 401 for
   assert.equal((await f.admin(0, 'GET', '/admin/nope')).status, 404);
 });
 
+test('wrong admin tokens lock their address out, exactly across instances, even for the right token', async (t) => {
+  const f = await fleet(t);
+  const guessing = '192.0.2.60';
+  const admin = (i, ip, token) => f.fetch(i, '/admin/clients', {
+    headers: { authorization: `Bearer ${token}`, 'cf-connecting-ip': ip },
+  });
+  // 16 guesses at once over both instances: 10 are looked at, the others held.
+  const guesses = await Promise.all(Array.from({ length: 16 }, (_, i) => admin(i % 2, guessing, `guess-${rand(20)}`)));
+  const counts = guesses.reduce((m, g) => ({ ...m, [g.status]: (m[g.status] ?? 0) + 1 }), {});
+  assert.deepEqual(counts, { 401: 10, 429: 6 });
+  // The right token from that address is held on both instances, and so are the address's
+  // client credentials at the token endpoint: one limit for every credential.
+  for (const i of [0, 1]) {
+    const held = await admin(i, guessing, ADMIN);
+    assert.equal(held.status, 429);
+    assert.equal((await held.json()).error, 'too_many_attempts');
+    const wait = Number(held.headers.get('retry-after'));
+    assert.ok(wait > 0 && wait <= 60, `Retry-After ${wait}`);
+  }
+  assert.equal((await f.token(0, STATIC.id, STATIC.secret, { headers: { 'cf-connecting-ip': guessing } })).status, 429);
+  // Another address is untouched; the lock ends with the minute.
+  assert.equal((await admin(1, '192.0.2.61', ADMIN)).status, 200);
+  clock.advance(61_000);
+  assert.equal((await admin(0, guessing, ADMIN)).status, 200);
+  // Each refusal is logged with its address (and never with the token presented).
+  await f.settleLogs(30);
+  const refused = f.jsonLogs().filter((l) => l.event === 'admin_refused');
+  assert.equal(refused.length, 10);
+  assert.ok(refused.every((l) => l.address === guessing), JSON.stringify(refused[0]));
+  assert.ok(!JSON.stringify(f.logs).includes('guess-'), 'a presented token was logged');
+});
+
 test('bad admin bodies are refused naming the field; nothing is created', async (t) => {
   const f = await fleet(t, { n: 1 });
   const bad = async (body, field, status = 422) => {

@@ -1,10 +1,11 @@
 //! The admin API, `/admin/*`, for operators holding `TOKENGATE_ADMIN_TOKEN` (a bearer,
-//! compared in constant time as SHA-256 digests). Without that secret every route is 404.
+//! compared in constant time as SHA-256 digests, behind the failed-authentication limit of the
+//! client address: [`Gate`]). Without that secret every route is 404.
 //! Managed callers live in the caller authority: changes go through the directory (which
 //! applies them through each caller's object and keeps its index in step), reads of one
 //! caller go to its object.
 
-use crate::client_auth::{hex, unavailable};
+use crate::client_auth::{hex, unavailable, Gate};
 use crate::config::Gateway;
 use crate::js;
 use crate::oauth::provider_scopes;
@@ -18,6 +19,7 @@ use tokengate::caller_tokens::parse_bearer;
 use tokengate::credentials::{self, Kind};
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
+use tokengate::limits::client_address;
 use tokengate::managed::{
     next_cursor, parse_new_client, parse_page_query, parse_patch, AdminError,
 };
@@ -42,10 +44,21 @@ pub async fn handle(
     let Some(admin) = gw.admin_token_sha256 else {
         return error(&GatewayError::NotFound("no such route".into()));
     };
-    let authorization = js::header(&req.headers(), "authorization");
+    let headers = req.headers();
+    let authorization = js::header(&headers, "authorization");
     let presented = parse_bearer(authorization.as_deref()).map(|t| sha256(t.as_bytes()));
-    if !presented.is_some_and(|p| ct_eq_bytes(&p, &admin)) {
-        log_event("admin_refused", json!({"path": path}));
+    // The admin token is guessed against the same failed-authentication limit of the client
+    // address as the OAuth endpoints' credentials: a locked address is not looked at, even
+    // with the right token, and a wrong token is a failure of its address.
+    let address = client_address(js::header(&headers, "cf-connecting-ip").as_deref());
+    let gate = match Gate::open(gw, &address).await {
+        Ok(g) => g,
+        Err(e) => return error(&e),
+    };
+    let admitted = presented.is_some_and(|p| ct_eq_bytes(&p, &admin));
+    gate.close(gw, !admitted).await;
+    if !admitted {
+        log_event("admin_refused", json!({"path": path, "address": address}));
         return error(&GatewayError::InvalidToken(
             "the admin API takes the admin token as a bearer",
         ));
