@@ -46,7 +46,6 @@
 // variable as bench/worker.mjs's --var does (e.g. --var log_level=warn).
 
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -59,7 +58,7 @@ import {
 } from './worker.mjs';
 import { codeFingerprint, exportedFunctions, functionNames } from './wasm-names.mjs';
 import { cpuMs, median } from './support.mjs';
-import { makeTempDir, removeDir } from '../tests/support/gateway.mjs';
+import { freePort, makeTempDir, removeDir } from '../tests/support/gateway.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -113,18 +112,6 @@ const log = (m) => console.error(`[profile] ${m}`);
 
 // ---- the Chrome DevTools protocol -----------------------------------------------------------
 
-/** A free TCP port on 127.0.0.1 (listened on and released). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * The inspector's WebSocket URL for the Worker's own isolate of `w` (started with an
  * `inspectorPort`). Only the Profiler domain is used on it: with Runtime enabled, every
@@ -177,6 +164,20 @@ async function devtools(wsUrl) {
     },
     close: () => ws.close(),
   };
+}
+
+/** Starts V8's sampling profiler on `session` at the chosen interval. */
+async function startProfiler(session) {
+  await session.send('Profiler.enable');
+  await session.send('Profiler.setSamplingInterval', { interval: opts.interval });
+  await session.send('Profiler.start');
+}
+
+/** Stops the profiler on `session`: its profile. */
+async function stopProfiler(session) {
+  const { profile } = await session.send('Profiler.stop');
+  await session.send('Profiler.disable');
+  return profile;
 }
 
 // ---- the profile ----------------------------------------------------------------------------
@@ -405,9 +406,7 @@ async function profiledBurst(fx, name) {
     let session;
     try {
       session = await devtools(await userTarget(w));
-      await session.send('Profiler.enable');
-      await session.send('Profiler.setSamplingInterval', { interval: opts.interval });
-      await session.send('Profiler.start');
+      await startProfiler(session);
       const before = fx.providers.exchanges('optoro');
       const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
       const auth = authFor(name, fx);
@@ -420,8 +419,7 @@ async function profiledBurst(fx, name) {
       const ms = performance.now() - t0;
       const cpu1 = cpuMs(w.pid);
       agent.destroy();
-      const { profile } = await session.send('Profiler.stop');
-      await session.send('Profiler.disable');
+      const profile = await stopProfiler(session);
       return {
         profile,
         ms,
@@ -494,15 +492,12 @@ try {
     log(`${opts.seconds} s without the profiler …`);
     const off = await load(url, auth, opts.concurrency, opts.seconds, w.pid);
 
-    await session.send('Profiler.enable');
-    await session.send('Profiler.setSamplingInterval', { interval: opts.interval });
-    await session.send('Profiler.start');
+    await startProfiler(session);
     log(`${opts.seconds} s profiled (sampling every ${opts.interval} µs) …`);
     const cpu0 = cpuMs(w.pid);
     const on = await load(url, auth, opts.concurrency, opts.seconds);
     const cpu1 = cpuMs(w.pid);
-    const { profile } = await session.send('Profiler.stop');
-    await session.send('Profiler.disable');
+    const profile = await stopProfiler(session);
     if (argv.cpuprofile) fs.writeFileSync(argv.cpuprofile, JSON.stringify(profile));
 
     const requests = on.latencies.length;

@@ -13,23 +13,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { makeTempDir, removeDir, REPO_ROOT } from './support/gateway.mjs';
+import { freePort, makeTempDir, removeDir, REPO_ROOT } from './support/gateway.mjs';
 
 /** wrangler's [build] step (make: the configuration check, the Worker, the console) and start. */
 const READY_MS = 300_000;
 const BANNER_END = 'Press Ctrl-C to stop.';
 const PROVIDER_PORTS = [8788, 8789];
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Whether something accepts connections on 127.0.0.1:`port`. */
 function listening(port) {

@@ -15,6 +15,7 @@
 // `startGateway({..., kvPersist: dir})` twice. Without it each instance has private storage.
 
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -63,6 +64,18 @@ export function clientsJson(clients) {
     if (secret !== undefined && rest.secret_sha256 === undefined) out[id].secret_sha256 = sha256Hex(secret);
   }
   return JSON.stringify(out);
+}
+
+/** A free TCP port on 127.0.0.1 (listened on and released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** A fresh temporary directory (for kvPersist); the caller removes it with `removeDir`. */
