@@ -139,8 +139,34 @@ test('wrong admin tokens lock their address out, exactly across instances, even 
   await f.settleLogs(30);
   const refused = f.jsonLogs().filter((l) => l.event === 'admin_refused');
   assert.equal(refused.length, 10);
-  assert.ok(refused.every((l) => l.address === guessing), JSON.stringify(refused[0]));
+  assert.ok(refused.every((l) => l.address === guessing && l.route === 'admin'), JSON.stringify(refused[0]));
   assert.ok(!JSON.stringify(f.logs).includes('guess-'), 'a presented token was logged');
+});
+
+test('the admin token as a bearer at /oauth/introspect is under the same limit; a right token frees its place before its operation', async (t) => {
+  const f = await fleet(t);
+  const introspect = (i, ip, bearer) => f.form(i, '/oauth/introspect', { token: 'tgt_anything' },
+    { authorization: `Bearer ${bearer}`, 'cf-connecting-ip': ip });
+  const admin = (i, ip, token) => f.fetch(i, '/admin/clients', {
+    headers: { authorization: `Bearer ${token}`, 'cf-connecting-ip': ip },
+  });
+  // Ten wrong bearers at introspection lock the address, for introspection and the admin API
+  // alike, even with the right token.
+  const guessing = '192.0.2.70';
+  for (let i = 0; i < 10; i++) assert.equal((await introspect(i % 2, guessing, `guess-${rand(20)}`)).status, 401);
+  const held = await introspect(1, guessing, ADMIN);
+  assert.equal(held.status, 429);
+  assert.equal(held.json.error, 'too_many_attempts');
+  assert.equal((await admin(0, guessing, ADMIN)).status, 429);
+  // Another address introspects with the right token.
+  assert.equal((await introspect(0, '192.0.2.71', ADMIN)).status, 200);
+  // Nine failures, then a run of admin operations with the right token, one after another:
+  // each frees its place before it answers, so none is held by the one before it.
+  const near = '192.0.2.72';
+  for (let i = 0; i < 9; i++) assert.equal((await admin(i % 2, near, `guess-${rand(20)}`)).status, 401);
+  for (let i = 0; i < 6; i++) assert.equal((await admin(i % 2, near, ADMIN)).status, 200, `admin call ${i}`);
+  await f.settleLogs(30);
+  assert.equal(f.jsonLogs().filter((l) => l.event === 'admin_refused' && l.route === 'introspect').length, 10);
 });
 
 test('bad admin bodies are refused naming the field; nothing is created', async (t) => {

@@ -1,11 +1,11 @@
 //! The admin API, `/admin/*`, for operators holding `TOKENGATE_ADMIN_TOKEN` (a bearer,
 //! compared in constant time as SHA-256 digests, behind the failed-authentication limit of the
-//! client address: [`Gate`]). Without that secret every route is 404.
+//! client address: [`admin_token`]). Without that secret every route is 404.
 //! Managed callers live in the caller authority: changes go through the directory (which
 //! applies them through each caller's object and keeps its index in step), reads of one
 //! caller go to its object.
 
-use crate::client_auth::{hex, unavailable, Gate};
+use crate::client_auth::{admin_token, hex, unavailable};
 use crate::config::Gateway;
 use crate::js;
 use crate::oauth::provider_scopes;
@@ -19,12 +19,10 @@ use tokengate::caller_tokens::parse_bearer;
 use tokengate::credentials::{self, Kind};
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
-use tokengate::limits::client_address;
 use tokengate::managed::{
     next_cursor, parse_new_client, parse_page_query, parse_patch, AdminError,
 };
 use tokengate::oauth_server::scope_catalogue;
-use tokengate::secret::ct_eq_bytes;
 
 /// Largest admin request body read.
 const MAX_BODY: usize = 64 * 1024;
@@ -41,27 +39,28 @@ pub async fn handle(
     path: &str,
     query: Option<&str>,
 ) -> Result<web_sys::Response> {
-    let Some(admin) = gw.admin_token_sha256 else {
+    if gw.admin_token_sha256.is_none() {
         return error(&GatewayError::NotFound("no such route".into()));
-    };
+    }
     let headers = req.headers();
     let authorization = js::header(&headers, "authorization");
-    let presented = parse_bearer(authorization.as_deref()).map(|t| sha256(t.as_bytes()));
-    // The admin token is guessed against the same failed-authentication limit of the client
-    // address as the OAuth endpoints' credentials: a locked address is not looked at, even
-    // with the right token, and a wrong token is a failure of its address.
-    let address = client_address(js::header(&headers, "cf-connecting-ip").as_deref());
-    let gate = match Gate::open(gw, &address).await {
-        Ok(g) => g,
+    // The admin token is guessed against the failed-authentication limit of the client
+    // address, with the OAuth endpoints' credentials.
+    match admin_token(
+        gw,
+        &headers,
+        parse_bearer(authorization.as_deref()),
+        "admin",
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(&GatewayError::InvalidToken(
+                "the admin API takes the admin token as a bearer",
+            ))
+        }
         Err(e) => return error(&e),
-    };
-    let admitted = presented.is_some_and(|p| ct_eq_bytes(&p, &admin));
-    gate.close(gw, !admitted).await;
-    if !admitted {
-        log_event("admin_refused", json!({"path": path, "address": address}));
-        return error(&GatewayError::InvalidToken(
-            "the admin API takes the admin token as a bearer",
-        ));
     }
     // `/admin` once: `/admin/admin/clients` is no route.
     let segments: Vec<&str> = path

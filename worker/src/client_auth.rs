@@ -5,6 +5,7 @@
 //! object.
 
 use crate::config::Gateway;
+use crate::js;
 use crate::runtime::log_event;
 use serde_json::{json, Value};
 use tokengate::authority::{address_object, client_object, sha256, Op};
@@ -12,7 +13,8 @@ use tokengate::callers::Caller;
 use tokengate::credentials::{self, Kind};
 use tokengate::flow::Runtime;
 use tokengate::gateway_error::GatewayError;
-use tokengate::limits::TokenEndpointRefusal;
+use tokengate::limits::{client_address, TokenEndpointRefusal};
+use tokengate::secret::ct_eq_bytes;
 use tokengate::Secret;
 
 /// The caller authority could not answer.
@@ -31,7 +33,8 @@ pub struct Gate {
 impl Gate {
     /// Enters the gate of `address` (see [`tokengate::limits::client_address`]): refused with
     /// 429 while the address has failed too often.
-    pub async fn open(gw: &Gateway, address: &str) -> Result<Gate, GatewayError> {
+    /// `route` names the endpoint in the log line of a refusal.
+    pub async fn open(gw: &Gateway, address: &str, route: &str) -> Result<Gate, GatewayError> {
         let object = address_object(address);
         match gw.authority.call(&object, &Op::Begin).await {
             Ok((200, v)) => match v.get("ticket").and_then(Value::as_u64) {
@@ -45,7 +48,8 @@ impl Gate {
                     .unwrap_or(60_000);
                 log_event(
                     "caller_auth_refused",
-                    json!({"reason": "too many failures from this address", "address": address}),
+                    json!({"reason": "too many failures from this address", "address": address,
+                           "route": route}),
                 );
                 Err(GatewayError::TokenEndpointLimit(
                     TokenEndpointRefusal::AddressLocked { retry_after_ms },
@@ -59,11 +63,22 @@ impl Gate {
     /// Settles the request: a failure is recorded before the answer goes out (so the limit
     /// is exact), a success frees its place in the background.
     pub async fn close(self, gw: &Gateway, failed: bool) {
+        self.settle(gw, failed, false).await;
+    }
+
+    /// Settles the request before it goes on, a success too: for a request that has more to
+    /// do than answer (an admin operation), whose place would otherwise count as a likely
+    /// failure of its address until it ends.
+    pub async fn close_now(self, gw: &Gateway, failed: bool) {
+        self.settle(gw, failed, true).await;
+    }
+
+    async fn settle(self, gw: &Gateway, failed: bool, now: bool) {
         let op = Op::Settle {
             ticket: self.ticket,
             failed,
         };
-        if failed {
+        if failed || now {
             if let Err(e) = gw.authority.call(&self.object, &op).await {
                 log_event("authority_error", json!({"op": "settle", "error": e}));
             }
@@ -74,6 +89,32 @@ impl Gate {
             }));
         }
     }
+}
+
+/// Whether `bearer` is the admin token (`TOKENGATE_ADMIN_TOKEN`, compared as SHA-256 digests in
+/// constant time), looked at through the gate of the client's address like any credential: a
+/// locked address is refused (429) without a look, a wrong or missing token is recorded as a
+/// failure before the answer, and a right one frees its place before the request goes on.
+/// `route` names the endpoint in the log lines; a refusal is logged as `admin_refused` with the
+/// address, never the token.
+pub async fn admin_token(
+    gw: &Gateway,
+    headers: &web_sys::Headers,
+    bearer: Option<&str>,
+    route: &str,
+) -> Result<bool, GatewayError> {
+    let presented = bearer.map(|t| sha256(t.as_bytes()));
+    let address = client_address(js::header(headers, "cf-connecting-ip").as_deref());
+    let gate = Gate::open(gw, &address, route).await?;
+    let admitted = match (gw.admin_token_sha256, presented) {
+        (Some(admin), Some(presented)) => ct_eq_bytes(&presented, &admin),
+        _ => false,
+    };
+    gate.close_now(gw, !admitted).await;
+    if !admitted {
+        log_event("admin_refused", json!({"route": route, "address": address}));
+    }
+    Ok(admitted)
 }
 
 /// An authenticated caller.

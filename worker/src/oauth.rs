@@ -2,7 +2,9 @@
 //! server metadata (RFC 8414) and `GET /openapi.json`. Client authentication is the token
 //! endpoint's: the address's failed-authentication limit first, then the credentials.
 
-use crate::client_auth::{authenticate, hex, unavailable, Authenticated, Gate, Refused};
+use crate::client_auth::{
+    admin_token, authenticate, hex, unavailable, Authenticated, Gate, Refused,
+};
 use crate::config::Gateway;
 use crate::js;
 use crate::proxy::caller;
@@ -18,7 +20,6 @@ use tokengate::grant::{check_transport, GrantError};
 use tokengate::limits::client_address;
 use tokengate::oauth_server::{self, parse_token_request, ProviderScope, TokenRequest};
 use tokengate::scope::{effective, INTROSPECT_SCOPE};
-use tokengate::secret::ct_eq_bytes;
 use wasm_bindgen::JsValue;
 
 /// Largest revocation or introspection body read.
@@ -81,7 +82,7 @@ async fn client<'a>(
     };
     let connecting_ip = js::header(&req.headers(), "cf-connecting-ip");
     let address = client_address(connecting_ip.as_deref());
-    let gate = Gate::open(gw, &address).await?;
+    let gate = Gate::open(gw, &address, route).await?;
     let authenticated = authenticate(gw, id, secret, connecting_ip.as_deref()).await;
     gate.close(gw, matches!(authenticated, Err(Refused::Failed)))
         .await;
@@ -167,13 +168,15 @@ pub async fn introspect(
         Err(e) => return error(&e),
     };
     if let Some(bearer) = &request.bearer {
-        let admin = gw
-            .admin_token_sha256
-            .is_some_and(|h| ct_eq_bytes(&h, &sha256(bearer.as_bytes())));
-        if !admin {
-            return error(&GatewayError::InvalidToken(
-                "introspection takes the admin token or client credentials",
-            ));
+        // The admin token, under the failed-authentication limit of the client address.
+        match admin_token(gw, &req.headers(), Some(bearer), "introspect").await {
+            Ok(true) => {}
+            Ok(false) => {
+                return error(&GatewayError::InvalidToken(
+                    "introspection takes the admin token or client credentials",
+                ))
+            }
+            Err(e) => return error(&e),
         }
     } else {
         match client(gw, &req, &request, "introspect").await {

@@ -55,7 +55,7 @@ pub async fn handle(gw: &Gateway, url: &str, req: web_sys::Request) -> Result<we
     };
     // An address that failed to authenticate too often is not looked at (whatever id it
     // names: the answer tells nothing about which ids exist).
-    let gate = match Gate::open(gw, &address).await {
+    let gate = match Gate::open(gw, &address, "token").await {
         Ok(g) => g,
         Err(e) => return error(&e),
     };
