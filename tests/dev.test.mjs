@@ -103,23 +103,44 @@ function startDev(env) {
       reject(new Error(`.ci/dev ended (${code ?? signal}) before its banner:\n${out}\n${err}`));
     });
   });
-  /** SIGTERM to the whole group (.ci/dev, the demo provider, wrangler, workerd), then SIGKILL. */
+  /**
+   * SIGTERM to the whole group (.ci/dev, the demo provider, wrangler, workerd) — even when
+   * .ci/dev itself has ended, as something it started may not have — then SIGKILL to what is
+   * left after 30 s.
+   */
   const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    const ended = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(r, 30_000, false))]);
-    if (!ended) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch { /* already gone */ }
-      await exited;
-    }
+    if (!signal(child.pid, 'SIGTERM')) return;
+    const deadline = Date.now() + 30_000;
+    while (groupAlive(child.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    signal(child.pid, 'SIGKILL');
+    await exited;
   };
-  return { banner, stop, output: () => out + err };
+  banner.catch(() => {}); // (awaited by before(); a failure there is reported there)
+  return { banner, stop, pid: child.pid };
+}
+
+/** Sends `sig` to process group `pgid`; false when the group is gone. */
+function signal(pgid, sig) {
+  try {
+    process.kill(-pgid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether any process of group `pgid` is left, zombies aside (from /proc: Linux). */
+function groupAlive(pgid) {
+  return fs.readdirSync('/proc').some((d) => {
+    if (!/^\d+$/.test(d)) return false;
+    try {
+      // The fields after the command's closing parenthesis: state, ppid, pgrp, …
+      const [state, , pgrp] = fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ').pop().split(' ');
+      return Number(pgrp) === pgid && state !== 'Z';
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }
 
 /** The running `make dev`: { port, banner, stop } (see before()). */
@@ -132,8 +153,14 @@ before(async () => {
   }
   dir = makeTempDir('tokengate-dev-test-');
   const port = await freePort();
-  const started = startDev({ GATEWAY_PORT: String(port), TOKENGATE_DEV_VARS: path.join(dir, 'dev.vars') });
-  dev = { ...started, port, banner: await started.banner };
+  // (wrangler reads a vars file given with --env-file only while this is not "false".)
+  const started = startDev({
+    GATEWAY_PORT: String(port), TOKENGATE_DEV_VARS: path.join(dir, 'dev.vars'),
+    CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: 'true',
+  });
+  // Known to after() before the banner is awaited: a start that fails is stopped all the same.
+  dev = { ...started, port };
+  dev.banner = await started.banner;
 }, { timeout: READY_MS + 10_000 });
 
 after(async () => {
@@ -239,5 +266,6 @@ test('make dev: the README\'s lines work too, each answering what it says', { ti
 
 test('make dev: stopping it stops everything it started', { timeout: 60_000 }, async () => {
   await dev.stop();
+  assert.equal(groupAlive(dev.pid), false, 'a process of make dev is still running');
   for (const p of [dev.port, ...PROVIDER_PORTS]) assert.equal(await listening(p), false, `127.0.0.1:${p} still answers`);
 });
