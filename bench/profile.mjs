@@ -682,7 +682,9 @@ if (result.bursts) {
   say('control is the hand-written gateway doing tokengate\'s duties (bench/baseline/handwritten-duties.js);');
   say('both run without their per-request log line, which the inspector makes dearer than it is (`make');
   say('bench` measures the line). µs/req: the share of the samples times the workerd CPU time of the');
-  say('burst, over every request of every round.');
+  say('burst, over every request of every round. That CPU time also holds what no sample sees (V8\'s');
+  say('background compilation and GC threads, the profiler itself), spread over the kinds and');
+  say('functions in proportion.');
   say();
   say('| worker | wall ms per burst (median) | workerd CPU ms per burst (median) | CPU µs/req | 200s | exchanges per burst |');
   say('| --- | ---: | ---: | ---: | ---: | --- |');
