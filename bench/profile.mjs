@@ -166,6 +166,22 @@ async function devtools(wsUrl) {
   };
 }
 
+/**
+ * A fresh instance of worker `name` on KV `kvDir` (the caller seeded as bench/worker.mjs does),
+ * with workerd's inspector on a free port and a DevTools session on its own isolate:
+ * { w, session }.
+ */
+async function inspected(fx, name, kvDir) {
+  await seedCallers(fx, kvDir);
+  const w = await startWorker(name, fx, kvDir, { inspectorPort: await freePort() });
+  try {
+    return { w, session: await devtools(await userTarget(w)) };
+  } catch (e) {
+    await w.close();
+    throw e;
+  }
+}
+
 /** Starts V8's sampling profiler on `session` at the chosen interval. */
 async function startProfiler(session) {
   await session.send('Profiler.enable');
@@ -401,11 +417,8 @@ const BURST_WORKERS = ['tokengate, log_level=warn', DUTIES_NO_LOG];
 async function profiledBurst(fx, name) {
   const kvDir = makeTempDir('tokengate-profile-burst-');
   try {
-    await seedCallers(fx, kvDir);
-    const w = await startWorker(name, fx, kvDir, { inspectorPort: await freePort() });
-    let session;
+    const { w, session } = await inspected(fx, name, kvDir);
     try {
-      session = await devtools(await userTarget(w));
       await startProfiler(session);
       const before = fx.providers.exchanges('optoro');
       const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
@@ -428,7 +441,7 @@ async function profiledBurst(fx, name) {
         exchanges: fx.providers.exchanges('optoro') - before,
       };
     } finally {
-      session?.close();
+      session.close();
       await w.close();
     }
   } finally {
@@ -477,12 +490,8 @@ const fx = await startFixture(opts.build, opts.vars);
 const kvDir = makeTempDir('tokengate-profile-');
 let result;
 try {
-  await seedCallers(fx, kvDir);
-  const w = await startWorker(NAME, fx, kvDir, { inspectorPort: await freePort() });
-  let session;
+  const { w, session } = await inspected(fx, NAME, kvDir);
   try {
-    session = await devtools(await userTarget(w));
-
     const auth = authFor(NAME, fx);
     const url = w.url;
     const [status] = await get(undefined, `${url}/optoro/warm`, auth);
@@ -509,7 +518,7 @@ try {
       cpuMs: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : NaN,
     };
   } finally {
-    session?.close();
+    session.close();
     await w.close();
   }
   if (!argv['no-crossings']) {

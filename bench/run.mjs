@@ -208,7 +208,7 @@ for (const c of [goalC, ...opts.concurrency.filter((x) => x !== goalC)]) {
   }
   const quiet = row(DUTIES_NO_LOG, c);
   const tgQuiet = row('tokengate, log_level=warn', c);
-  if (quiet && tgQuiet) {
+  if (duties && quiet && tgQuiet) {
     say(`  - without the log line: tokengate (\`log_level = "warn"\`) CPU − ${DUTIES_NO_LOG} CPU = ` +
       `${f0(tgQuiet.cpuUs - quiet.cpuUs)} µs/req; the log line costs tokengate ${f0(tg.cpuUs - tgQuiet.cpuUs)} µs/req ` +
       `and the JavaScript ${f0(duties.cpuUs - quiet.cpuUs)} µs/req`);

@@ -157,31 +157,25 @@ async function startWorkerProcess(name, fx, kvDir, miniflare) {
       CLIENT_SECRET: fx.creds.clientSecret,
     },
   });
-  // The two forwarders: a fixed provider bearer (env.TOKEN), fetched once by the bench.
+  // The passthrough and the two forwarders: a fixed provider bearer (env.TOKEN), fetched once
+  // by the bench. A forwarder: the module `entry` of build directory `dir`, the wasm beside it.
   const forwarderBindings = { API_BASE: api, TOKEN: fx.passthroughToken };
+  const forwarder = (dir, entry) => ({
+    scriptPath: path.join(dir, entry),
+    modulesRoot: dir,
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    bindings: forwarderBindings,
+  });
   const own = {
     passthrough: () => ({
       scriptPath: path.join(here, 'baseline/passthrough.js'),
       bindings: forwarderBindings,
     }),
-    [FORWARDER]: () => ({
-      scriptPath: path.join(fx.forwarderBuildDir, 'shim.js'),
-      modulesRoot: fx.forwarderBuildDir,
-      modulesRules: [
-        { type: 'ESModule', include: ['**/*.js'] },
-        { type: 'CompiledWasm', include: ['**/*.wasm'] },
-      ],
-      bindings: forwarderBindings,
-    }),
-    [FORWARDER_WB]: () => ({
-      scriptPath: path.join(FORWARDER_WB_BUILD_DIR, 'index.js'),
-      modulesRoot: FORWARDER_WB_BUILD_DIR,
-      modulesRules: [
-        { type: 'ESModule', include: ['**/*.js'] },
-        { type: 'CompiledWasm', include: ['**/*.wasm'] },
-      ],
-      bindings: forwarderBindings,
-    }),
+    [FORWARDER]: () => forwarder(fx.forwarderBuildDir, 'shim.js'),
+    [FORWARDER_WB]: () => forwarder(FORWARDER_WB_BUILD_DIR, 'index.js'),
     'hand-written': () => handWritten('baseline/handwritten.js'),
     [DUTIES]: () => handWritten('baseline/handwritten-duties.js'),
     [DUTIES_NO_LOG]: () => handWritten('baseline/handwritten-duties.js', { LOG: 'off' }),

@@ -311,25 +311,22 @@ impl HeaderText {
         HeaderText(header_lines_of(message))
     }
 
+    /// The (name, value) pairs, in the platform's order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut parts = self.0.split('\n');
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
+    }
+
     /// (name, value) pairs, in the platform's order.
     pub fn pairs(&self) -> Vec<(&str, &str)> {
-        let mut parts = self.0.split('\n');
-        let mut out = Vec::new();
-        while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
-            out.push((name, value));
-        }
-        out
+        self.iter().collect()
     }
 
     /// The value of header `name` (in any case).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let mut parts = self.0.split('\n');
-        while let (Some(n), Some(value)) = (parts.next(), parts.next()) {
-            if n.eq_ignore_ascii_case(name) {
-                return Some(value);
-            }
-        }
-        None
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 
